@@ -1,0 +1,40 @@
+# Two commands on a fresh machine (Python 3.11+ and make): `make demo` and `make test`.
+# Each creates the virtualenv and installs the pinned dependencies (requirements.lock) on first use.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: install test lint typecheck unit demo bench serve clean
+
+$(STAMP): pyproject.toml requirements.lock
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "saferails needs Python 3.11+")'
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -c requirements.lock -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+lint: $(STAMP)
+	$(PY) -m ruff check saferails flows tasks blocks deployments tests bench
+
+typecheck: $(STAMP)
+	$(PY) -m mypy
+
+unit: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+test: lint typecheck unit
+
+demo: $(STAMP)
+	$(PY) -m saferails.demo
+
+bench: $(STAMP)
+	$(PY) -m bench
+
+serve: $(STAMP)
+	$(PY) -m deployments.serve
+
+clean:
+	rm -rf $(VENV) .saferails .demo .mypy_cache .ruff_cache

@@ -1,0 +1,103 @@
+"""Queries over actions, approvals and principals. Takes a session, never commits."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.orm import Session
+
+from saferails.actions.lifecycle import BLOCKED
+from saferails.clock import as_utc
+from saferails.store.tables import Action, Approval, Principal
+
+MAX_PAGE = 1000
+
+
+@dataclass(frozen=True)
+class ActionFilter:
+    states: tuple[str, ...] = ()
+    action_type: str | None = None
+    target: str | None = None
+    proposer: str | None = None
+    tenant: str | None = None
+    created_after: datetime | None = None
+    created_before: datetime | None = None
+    limit: int = 50
+    offset: int = 0
+
+
+class ActionRepository:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+
+    def get(self, action_id: str) -> Action | None:
+        return self.session.get(Action, action_id)
+
+    def approvals(self, action_id: str) -> list[Approval]:
+        stmt = sa.select(Approval).where(Approval.action_id == action_id).order_by(Approval.created_at)
+        return list(self.session.execute(stmt).scalars())
+
+    def approvals_for(self, action_ids: list[str]) -> dict[str, list[Approval]]:
+        out: dict[str, list[Approval]] = {i: [] for i in action_ids}
+        if action_ids:
+            stmt = sa.select(Approval).where(Approval.action_id.in_(action_ids)).order_by(Approval.created_at)
+            for row in self.session.execute(stmt).scalars():
+                out[row.action_id].append(row)
+        return out
+
+    def by_idempotency_key(self, tenant: str, key: str) -> Action | None:
+        stmt = sa.select(Action).where(Action.tenant == tenant, Action.idempotency_key == key)
+        return self.session.execute(stmt).scalar_one_or_none()
+
+    def list(self, f: ActionFilter) -> list[Action]:
+        stmt = sa.select(Action)
+        if f.states:
+            stmt = stmt.where(Action.state.in_(f.states))
+        if f.action_type:
+            stmt = stmt.where(Action.action_type == f.action_type)
+        if f.target:
+            stmt = stmt.where(Action.target == f.target)
+        if f.proposer:
+            stmt = stmt.where(Action.proposer == f.proposer)
+        if f.tenant:
+            stmt = stmt.where(Action.tenant == f.tenant)
+        if f.created_after:
+            stmt = stmt.where(Action.created_at >= f.created_after)
+        if f.created_before:
+            stmt = stmt.where(Action.created_at < f.created_before)
+        stmt = stmt.order_by(Action.priority, Action.created_at, Action.id)
+        stmt = stmt.limit(max(1, min(f.limit, MAX_PAGE))).offset(max(0, f.offset))
+        return list(self.session.execute(stmt).scalars())
+
+    # --- rate-limit counting: the policy's RateLimitCounter over this store ---------------------------------
+    def _counted(self, proposer: str, action_type: str, since: datetime) -> sa.Select[tuple[int]]:
+        # Refused proposals (state blocked) do not consume the budget: only accepted ones count.
+        return (
+            sa.select(sa.func.count())
+            .select_from(Action)
+            .where(
+                Action.proposer == proposer,
+                Action.action_type == action_type,
+                Action.created_at >= since,
+                Action.state != BLOCKED,
+            )
+        )
+
+    def count(self, proposer: str, action_type: str, since: datetime) -> int:
+        return int(self.session.execute(self._counted(proposer, action_type, since)).scalar_one())
+
+    def oldest_since(self, proposer: str, action_type: str, since: datetime) -> datetime | None:
+        stmt = sa.select(sa.func.min(Action.created_at)).where(
+            Action.proposer == proposer,
+            Action.action_type == action_type,
+            Action.created_at >= since,
+            Action.state != BLOCKED,
+        )
+        value = self.session.execute(stmt).scalar_one()
+        return None if value is None else as_utc(value)
+
+    # --- principals -----------------------------------------------------------------------------------------
+    def principal(self, principal_id: str) -> Principal | None:
+        return self.session.get(Principal, principal_id)

@@ -1,0 +1,434 @@
+"""The action service: the one core API every edge (CLI, Python API, Prefect flows, runbook steps) goes through.
+
+Each public method is one transaction: it validates, changes state through ``saferails.transitions`` (which
+writes the audit record and outbox event with the state) and commits, or raises a typed error having written
+nothing.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Session, sessionmaker
+
+from saferails import audit, transitions
+from saferails.actions import lifecycle as lc
+from saferails.actions.models import ActionView, Proposal, action_hash
+from saferails.actions.repository import ActionFilter, ActionRepository
+from saferails.actions.types import validate_params
+from saferails.clock import Clock, SystemClock, as_utc
+from saferails.errors import (
+    ActionChanged,
+    ApprovalExpired,
+    IdempotencyConflict,
+    InvalidTransition,
+    NotFound,
+    PermissionDenied,
+    SelfApprovalRefused,
+)
+from saferails.policy import ActionRequest, Decision, Outcome, Policy, PolicyEngine
+from saferails.policy import Principal as PolicyPrincipal
+from saferails.policy.loader import policy_to_yaml
+from saferails.store.db import transaction
+from saferails.store.tables import Action, Approval, PolicyDocument, Principal
+from saferails.transitions import AuditSubject, EntityKind
+
+ENTITY = "action"
+SYSTEM_ACTOR = "system:policy"
+
+# Verifies a one-time approval code: (session, action row, approver, code, now) -> None or raises
+# ApprovalCodeInvalid. Installed by the approval-code module; None means codes are not checked here.
+CodeVerifier = Callable[[Session, Action, str, str | None, datetime], None]
+
+
+def _facts(session: Session, row: Action, now: datetime) -> lc.ActionFacts:
+    approvals = ActionRepository(session).approvals(row.id)
+    valid = {a.approver for a in approvals if a.decision == "approve" and a.action_hash == row.action_hash}
+    deadline = None if row.approval_deadline is None else as_utc(row.approval_deadline)
+    return lc.ActionFacts(
+        decision_outcome=str(row.decision.get("outcome", lc.DENY)),
+        min_approvals=row.min_approvals,
+        valid_approvals=len(valid),
+        rejections=sum(1 for a in approvals if a.decision == "reject"),
+        deadline_passed=lc.deadline_passed(deadline, now),
+        timeout_action=row.timeout_action,
+        not_before_passed=row.scheduled_for is None or as_utc(row.scheduled_for) <= now,
+    )
+
+
+def _payload(row: Action) -> dict[str, Any]:
+    return {
+        "action_id": row.id,
+        "action_type": row.action_type,
+        "target": row.target,
+        "impact": row.impact,
+        "state": row.state,
+        "proposer": row.proposer,
+        "priority": row.priority,
+    }
+
+
+ACTION_KIND = transitions.register_entity(
+    EntityKind(
+        entity_type=ENTITY,
+        model=Action,
+        machine=lc.ACTION_MACHINE,
+        event_prefix="Action",
+        audit_subject=lambda r: AuditSubject(r.action_type, r.target, r.tenant),
+        subject=_facts,
+        payload=_payload,
+    )
+)
+
+
+class _Counter:
+    """The policy's RateLimitCounter over the store, inside the proposing transaction."""
+
+    def __init__(self, repo: ActionRepository) -> None:
+        self._repo = repo
+
+    def count(self, proposer: str, action_type: str, since: datetime) -> int:
+        return self._repo.count(proposer, action_type, since)
+
+    def oldest_since(self, proposer: str, action_type: str, since: datetime) -> datetime | None:
+        return self._repo.oldest_since(proposer, action_type, since)
+
+
+class ActionService:
+    """Propose, decide on and inspect actions. Execution and rollback build on this (see ``saferails.execution``)."""
+
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        policy: Policy,
+        clock: Clock | None = None,
+        *,
+        code_verifier: CodeVerifier | None = None,
+    ) -> None:
+        self.sessions = sessions
+        self.policy = policy
+        self.engine = PolicyEngine(policy)
+        self.clock: Clock = clock or SystemClock()
+        self.code_verifier = code_verifier
+        self._policy_recorded = False
+
+    # --- reading ------------------------------------------------------------------------------------------
+    def get(self, action_id: str) -> ActionView:
+        with transaction(self.sessions) as session:
+            return self._view(session, self._require(session, action_id))
+
+    def list(self, f: ActionFilter | None = None) -> list[ActionView]:
+        with transaction(self.sessions) as session:
+            repo = ActionRepository(session)
+            rows = repo.list(f or ActionFilter())
+            approvals = repo.approvals_for([r.id for r in rows])
+            return [ActionView.from_row(r, approvals[r.id]) for r in rows]
+
+    def check(self, proposal: Proposal) -> Decision:
+        """What the policy would decide for ``proposal`` right now, with reasons. Writes nothing."""
+        params = validate_params(proposal.action_type, proposal.params)
+        with transaction(self.sessions) as session:
+            repo = ActionRepository(session)
+            return self.engine.evaluate(
+                self._request(repo, proposal, params), now=self.clock.now(), counter=_Counter(repo)
+            )
+
+    # --- principals ---------------------------------------------------------------------------------------
+    def upsert_principal(
+        self,
+        principal_id: str,
+        *,
+        display_name: str = "",
+        email: str | None = None,
+        groups: list[str] | None = None,
+        kyc_verified: bool = False,
+        actor: str = "system:admin",
+    ) -> None:
+        """Create or update a principal (who may propose / approve, and whether KYC is verified). Audited."""
+        now = self.clock.now()
+        with transaction(self.sessions) as session:
+            row = session.get(Principal, principal_id)
+            before = None if row is None else {"groups": row.groups, "kyc_verified": row.kyc_verified}
+            if row is None:
+                row = Principal(id=principal_id, created_at=now)
+                session.add(row)
+            row.display_name = display_name or row.display_name or principal_id
+            row.email = email if email is not None else row.email
+            row.groups = sorted(set(groups if groups is not None else row.groups or []))
+            row.kyc_verified = kyc_verified
+            session.flush()
+            audit.append(
+                session,
+                audit.AuditEntry(
+                    actor=actor,
+                    event="principal_upserted",
+                    entity_type="principal",
+                    entity_id=principal_id,
+                    details={"before": before, "after": {"groups": row.groups, "kyc_verified": row.kyc_verified}},
+                ),
+                now=now,
+            )
+
+    # --- proposing ----------------------------------------------------------------------------------------
+    def propose(self, proposal: Proposal) -> ActionView:
+        """Record ``proposal``, apply the policy and move it to ``pending_approval``, ``approved`` or ``blocked``.
+
+        Raises ``UnknownActionType`` / ``InvalidParams`` before writing anything. A policy refusal is not an
+        exception: the action is recorded as ``blocked`` with the decision (callers map that to an error at
+        their edge). Re-proposing with the same idempotency key returns the existing action; with the same key
+        but a different action it raises ``IdempotencyConflict``.
+        """
+        params = validate_params(proposal.action_type, proposal.params)
+        digest = action_hash(proposal.action_type, proposal.target, params)
+        now = self.clock.now()
+        self._record_policy(now)
+        try:
+            with transaction(self.sessions) as session:
+                return self._propose(session, proposal, params, digest, now)
+        except IntegrityError:
+            # Two proposers raced on one idempotency key: the loser returns the winner's action.
+            if proposal.idempotency_key is None:
+                raise
+            with transaction(self.sessions) as session:
+                existing = ActionRepository(session).by_idempotency_key(proposal.tenant, proposal.idempotency_key)
+                if existing is None:
+                    raise
+                return self._same_or_conflict(session, existing, digest)
+
+    def _propose(
+        self, session: Session, proposal: Proposal, params: dict[str, Any], digest: str, now: datetime
+    ) -> ActionView:
+        repo = ActionRepository(session)
+        if proposal.idempotency_key is not None:
+            existing = repo.by_idempotency_key(proposal.tenant, proposal.idempotency_key)
+            if existing is not None:
+                return self._same_or_conflict(session, existing, digest)
+        decision = self.engine.evaluate(self._request(repo, proposal, params), now=now, counter=_Counter(repo))
+        approval = decision.approval
+        row = Action(
+            id=str(uuid.uuid4()),
+            action_type=proposal.action_type,
+            target=proposal.target,
+            params=params,
+            proposer=proposal.proposer,
+            reason=proposal.reason,
+            tenant=proposal.tenant,
+            priority=proposal.priority,
+            scheduled_for=proposal.scheduled_for,
+            idempotency_key=proposal.idempotency_key or str(uuid.uuid4()),
+            action_hash=digest,
+            impact=decision.impact.value,
+            decision=decision.to_dict(),
+            min_approvals=approval.min_approvals if approval else 0,
+            approval_deadline=now + approval.timeout if approval else None,
+            timeout_action=approval.timeout_action if approval else None,
+        )
+        transitions.create(
+            session,
+            ENTITY,
+            row,
+            actor=proposal.proposer,
+            event="action_proposed",
+            now=now,
+            details={"params": params, "reason": proposal.reason, "priority": proposal.priority,
+                     "scheduled_for": proposal.scheduled_for, "action_hash": digest},
+        )
+        target, event = {
+            Outcome.ALLOW: (lc.APPROVED, "auto_approved"),
+            Outcome.NEEDS_APPROVAL: (lc.PENDING_APPROVAL, "approval_requested"),
+            Outcome.DENY: (lc.BLOCKED, "blocked"),
+        }[decision.outcome]
+        transitions.transition(
+            session,
+            ENTITY,
+            row.id,
+            target,
+            actor=SYSTEM_ACTOR,
+            event=event,
+            now=now,
+            details={"decision": decision.to_dict()},
+            changes={"decided_at": now} if decision.outcome != Outcome.NEEDS_APPROVAL else None,
+        )
+        return self._view(session, row)
+
+    def _same_or_conflict(self, session: Session, existing: Action, digest: str) -> ActionView:
+        if existing.action_hash != digest:
+            raise IdempotencyConflict(
+                f"idempotency key {existing.idempotency_key!r} was used for action {existing.id} "
+                "with a different type, target or params",
+                action_id=existing.id,
+            )
+        return self._view(session, existing)
+
+    # --- deciding -----------------------------------------------------------------------------------------
+    def approve(
+        self,
+        action_id: str,
+        approver: str,
+        *,
+        reason: str = "",
+        code: str | None = None,
+        action_hash: str | None = None,
+        channel: str = "api",
+    ) -> ActionView:
+        """Record one approval; when the quorum of distinct valid approvals is reached the action moves to
+        ``approved``. A repeated approval by the same approver counts once (audited, no error).
+
+        Raises ``InvalidTransition`` (not pending), ``ApprovalExpired``, ``SelfApprovalRefused``,
+        ``PermissionDenied``, ``ActionChanged`` (``action_hash`` given and stale) or ``ApprovalCodeInvalid``.
+        """
+        return self._decide(action_id, approver, "approve", reason, code, action_hash, channel)
+
+    def reject(
+        self,
+        action_id: str,
+        approver: str,
+        *,
+        reason: str,
+        code: str | None = None,
+        action_hash: str | None = None,
+        channel: str = "api",
+    ) -> ActionView:
+        """One authorised rejection ends the approval: the action moves to ``rejected``."""
+        return self._decide(action_id, approver, "reject", reason, code, action_hash, channel)
+
+    def _decide(
+        self,
+        action_id: str,
+        approver: str,
+        decision: str,
+        reason: str,
+        code: str | None,
+        claimed_hash: str | None,
+        channel: str,
+    ) -> ActionView:
+        now = self.clock.now()
+        with transaction(self.sessions) as session:
+            row = transitions.lock_row(session, ACTION_KIND, action_id)
+            self._authorise(session, row, approver, claimed_hash, now)
+            if self.code_verifier is not None:
+                self.code_verifier(session, row, approver, code, now)
+            repo = ActionRepository(session)
+            previous = next((a for a in repo.approvals(row.id) if a.approver == approver), None)
+            if previous is not None and previous.decision == decision and previous.action_hash == row.action_hash:
+                transitions.record_event(session, ENTITY, row, actor=approver, event="duplicate_decision_ignored",
+                                         now=now, details={"decision": decision, "channel": channel})
+                return self._view(session, row)
+            if previous is not None:
+                # A changed mind or an approval of an older version: the latest word of this approver counts.
+                session.delete(previous)
+                session.flush()
+            session.add(Approval(id=str(uuid.uuid4()), action_id=row.id, approver=approver, decision=decision,
+                                 reason=reason, action_hash=row.action_hash, channel=channel, created_at=now))
+            session.flush()
+            details = {"decision": decision, "reason": reason, "channel": channel, "action_hash": row.action_hash}
+            facts = _facts(session, row, now)
+            if decision == "reject":
+                transitions.transition(session, ENTITY, row.id, lc.REJECTED, actor=approver, event="rejected",
+                                       now=now, details=details, changes={"decided_at": now})
+            elif facts.valid_approvals >= row.min_approvals:
+                transitions.transition(session, ENTITY, row.id, lc.APPROVED, actor=approver, event="approved",
+                                       now=now, details=details | {"approvals": facts.valid_approvals},
+                                       changes={"decided_at": now})
+            else:
+                transitions.record_event(session, ENTITY, row, actor=approver, event="approval_recorded", now=now,
+                                         details=details | {"approvals": facts.valid_approvals,
+                                                            "required": row.min_approvals})
+            return self._view(session, row)
+
+    def _authorise(self, session: Session, row: Action, approver: str, claimed_hash: str | None,
+                   now: datetime) -> None:
+        if row.state != lc.PENDING_APPROVAL:
+            raise InvalidTransition(ENTITY, row.state, lc.APPROVED, entity_id=row.id)
+        if row.approval_deadline is not None and now >= as_utc(row.approval_deadline):
+            raise ApprovalExpired(f"the approval window for action {row.id} closed at "
+                                  f"{as_utc(row.approval_deadline).isoformat()}", action_id=row.id)
+        if approver == row.proposer:
+            raise SelfApprovalRefused(f"{approver} proposed action {row.id} and may not approve it",
+                                      action_id=row.id, approver=approver)
+        requirement = row.decision.get("approval") or {}
+        principal = session.get(Principal, approver)
+        groups = set(principal.groups) if principal is not None else set()
+        users = set(requirement.get("users", []))
+        allowed_groups = set(requirement.get("groups", []))
+        if approver not in users and not (groups & allowed_groups):
+            raise PermissionDenied(
+                f"{approver} is not authorised to decide on action {row.id} (approvers: users "
+                f"{sorted(users) or '-'}, groups {sorted(allowed_groups) or '-'})",
+                action_id=row.id, approver=approver,
+            )
+        if claimed_hash is not None and claimed_hash != row.action_hash:
+            raise ActionChanged(f"the approval was given for a different version of action {row.id}",
+                                action_id=row.id, claimed_hash=claimed_hash, current_hash=row.action_hash)
+
+    def cancel(self, action_id: str, actor: str, *, reason: str) -> ActionView:
+        """Withdraw an action that has not started executing."""
+        now = self.clock.now()
+        with transaction(self.sessions) as session:
+            row = transitions.transition(session, ENTITY, action_id, lc.CANCELLED, actor=actor, event="cancelled",
+                                         now=now, details={"reason": reason}, changes={"decided_at": now})
+            return self._view(session, row)
+
+    def resolve_timeout(self, action_id: str, actor: str = "system:timeout") -> ActionView:
+        """Apply the policy's timeout action to a pending action whose deadline has passed: ``fail`` ->
+        ``timed_out``, ``reject`` -> ``rejected``, ``approve`` -> ``approved``. Raises ``GuardRejected`` if the
+        deadline has not passed, ``InvalidTransition`` if the action is no longer pending."""
+        now = self.clock.now()
+        with transaction(self.sessions) as session:
+            row = transitions.lock_row(session, ACTION_KIND, action_id)
+            target = {"approve": lc.APPROVED, "reject": lc.REJECTED}.get(row.timeout_action or "fail", lc.TIMED_OUT)
+            row = transitions.transition(
+                session, ENTITY, action_id, target, actor=actor, event="approval_timed_out", now=now,
+                details={"timeout_action": row.timeout_action or "fail",
+                         "deadline": row.approval_deadline}, changes={"decided_at": now},
+            )
+            return self._view(session, row)
+
+    def expire_due(self, *, limit: int = 1000, actor: str = "system:timeout") -> list[ActionView]:
+        """Resolve every pending action whose deadline has passed (oldest deadline first)."""
+        now = self.clock.now()
+        with transaction(self.sessions) as session:
+            due = [r.id for r in ActionRepository(session).list(ActionFilter(states=(lc.PENDING_APPROVAL,),
+                                                                             limit=limit))
+                   if r.approval_deadline is not None and as_utc(r.approval_deadline) <= now]
+        return [self.resolve_timeout(i, actor) for i in due]
+
+    # --- helpers ------------------------------------------------------------------------------------------
+    def _require(self, session: Session, action_id: str) -> Action:
+        row = session.get(Action, action_id)
+        if row is None:
+            raise NotFound(ENTITY, action_id)
+        return row
+
+    def _view(self, session: Session, row: Action) -> ActionView:
+        return ActionView.from_row(row, ActionRepository(session).approvals(row.id))
+
+    def _request(self, repo: ActionRepository, proposal: Proposal, params: dict[str, Any]) -> ActionRequest:
+        p = repo.principal(proposal.proposer)
+        principal = PolicyPrincipal(
+            id=proposal.proposer,
+            groups=frozenset(p.groups) if p is not None else frozenset(),
+            kyc_verified=bool(p.kyc_verified) if p is not None else False,
+        )
+        return ActionRequest(action_type=proposal.action_type, target=proposal.target, params=params,
+                             proposer=principal, tenant=proposal.tenant, priority=proposal.priority)
+
+    def _record_policy(self, now: datetime) -> None:
+        """Keep the text of the policy document decisions are made under (once per service, race-safe)."""
+        if self._policy_recorded:
+            return
+        try:
+            with transaction(self.sessions) as session:
+                if session.get(PolicyDocument, self.policy.fingerprint) is None:
+                    session.add(PolicyDocument(fingerprint=self.policy.fingerprint, version=self.policy.version,
+                                               document=policy_to_yaml(self.policy), first_seen_at=now))
+        except IntegrityError:
+            pass  # another process recorded the same document first
+        self._policy_recorded = True
+
+
+__all__ = ["ActionService", "ActionFilter", "Proposal", "ActionView", "CodeVerifier"]

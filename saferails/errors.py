@@ -1,0 +1,245 @@
+"""One error hierarchy for saferails.
+
+Every failure a caller must handle has its own class with a stable ``code`` (never renamed: scripts match on
+it) and a message the class builds itself from structured details. Edges map errors to exit codes (the CLI)
+or HTTP statuses; the core only raises.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class SaferailsError(Exception):
+    """Base class. ``code`` is stable; ``details`` is JSON-serialisable context for scripts and audit."""
+
+    code: ClassVar[str] = "SAFERAILS_ERROR"
+    exit_code: ClassVar[int] = 1
+    http_status: ClassVar[int] = 500
+
+    def __init__(self, message: str, **details: Any) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details: dict[str, Any] = details
+
+    def to_dict(self) -> dict[str, Any]:
+        """The machine-readable form printed by ``--json`` and returned by HTTP edges."""
+        return {"error_code": self.code, "message": self.message, "details": self.details}
+
+
+# --- bad input (exit 2) -------------------------------------------------------------------------------------
+
+
+class InvalidInput(SaferailsError):
+    """Input failed validation at a boundary (CLI, API, YAML)."""
+
+    code = "INVALID_INPUT"
+    exit_code = 2
+    http_status = 400
+
+
+class UnknownActionType(InvalidInput):
+    code = "UNKNOWN_ACTION_TYPE"
+
+    def __init__(self, action_type: str, known: list[str] | None = None) -> None:
+        known_list = sorted(known or [])
+        super().__init__(
+            f"unknown action type {action_type!r}; registered types: {', '.join(known_list) or 'none'}",
+            action_type=action_type,
+            known=known_list,
+        )
+
+
+class InvalidParams(InvalidInput):
+    code = "INVALID_PARAMS"
+
+    def __init__(self, action_type: str, problems: list[str]) -> None:
+        super().__init__(
+            f"invalid parameters for {action_type!r}: {'; '.join(problems)}",
+            action_type=action_type,
+            problems=problems,
+        )
+
+
+class PolicyInvalid(InvalidInput):
+    """The policy document is malformed; the message names the offending rule or field."""
+
+    code = "POLICY_INVALID"
+
+
+class ConditionInvalid(InvalidInput):
+    """A condition expression is malformed; the message names the path inside the expression."""
+
+    code = "CONDITION_INVALID"
+
+
+class ConditionEvaluationError(SaferailsError):
+    """A well-formed condition could not be evaluated against the data (e.g. ``gt`` between str and int)."""
+
+    code = "CONDITION_EVALUATION_FAILED"
+    exit_code = 2
+    http_status = 422
+
+
+class ConfigurationError(SaferailsError):
+    """Settings refused (unsafe or malformed values). Raised once, when settings are loaded."""
+
+    code = "CONFIGURATION_INVALID"
+    exit_code = 2
+
+
+# --- not found (exit 4) -------------------------------------------------------------------------------------
+
+
+class NotFound(SaferailsError):
+    code = "NOT_FOUND"
+    exit_code = 4
+    http_status = 404
+
+    def __init__(self, entity_type: str, entity_id: str) -> None:
+        super().__init__(f"{entity_type} {entity_id!r} not found", entity_type=entity_type, entity_id=entity_id)
+
+
+# --- lifecycle (exit 5) -------------------------------------------------------------------------------------
+
+
+class LifecycleDefinitionError(SaferailsError):
+    """A state machine definition is unsound (dead ends, unreachable states, unknown states)."""
+
+    code = "LIFECYCLE_DEFINITION_INVALID"
+    exit_code = 70
+
+
+class InvalidTransition(SaferailsError):
+    code = "INVALID_TRANSITION"
+    exit_code = 5
+    http_status = 409
+
+    def __init__(self, entity_type: str, current_state: str, target_state: str, entity_id: str | None = None) -> None:
+        super().__init__(
+            f"{entity_type} transition from {current_state!r} to {target_state!r} is not allowed",
+            entity_type=entity_type,
+            current_state=current_state,
+            target_state=target_state,
+            entity_id=entity_id,
+        )
+
+
+class GuardRejected(InvalidTransition):
+    """The transition exists but its guard refused it; ``reason`` says why."""
+
+    code = "TRANSITION_GUARD_FAILED"
+
+    def __init__(
+        self, entity_type: str, current_state: str, target_state: str, reason: str, entity_id: str | None = None
+    ) -> None:
+        SaferailsError.__init__(
+            self,
+            f"{entity_type} transition from {current_state!r} to {target_state!r} refused: {reason}",
+            entity_type=entity_type,
+            current_state=current_state,
+            target_state=target_state,
+            reason=reason,
+            entity_id=entity_id,
+        )
+
+
+class ConcurrentModification(SaferailsError):
+    """Another writer changed the row between read and write; retry with fresh state."""
+
+    code = "CONCURRENT_MODIFICATION"
+    exit_code = 5
+    http_status = 409
+
+
+# --- policy refusals (exit 6) -------------------------------------------------------------------------------
+
+
+class PolicyRefusal(SaferailsError):
+    """The policy refused the action. ``decision`` holds the serialised decision."""
+
+    code = "POLICY_REFUSED"
+    exit_code = 6
+    http_status = 403
+
+
+class ActionBlocked(PolicyRefusal):
+    code = "ACTION_BLOCKED"
+
+
+class RateLimited(PolicyRefusal):
+    code = "RATE_LIMITED"
+    http_status = 429
+
+
+class KycRequired(PolicyRefusal):
+    code = "KYC_REQUIRED"
+
+
+# --- approvals (exit 7) -------------------------------------------------------------------------------------
+
+
+class ApprovalError(SaferailsError):
+    code = "APPROVAL_REFUSED"
+    exit_code = 7
+    http_status = 403
+
+
+class PermissionDenied(ApprovalError):
+    code = "PERMISSION_DENIED"
+
+
+class SelfApprovalRefused(ApprovalError):
+    code = "SELF_APPROVAL_REFUSED"
+
+
+class ApprovalCodeInvalid(ApprovalError):
+    code = "APPROVAL_CODE_INVALID"
+
+
+class ActionChanged(ApprovalError):
+    """The approval was given for a different version of the action (hash mismatch)."""
+
+    code = "ACTION_CHANGED"
+
+
+# --- execution / rollback (exit 8) --------------------------------------------------------------------------
+
+
+class ExecutionError(SaferailsError):
+    code = "EXECUTION_FAILED"
+    exit_code = 8
+
+
+class RollbackError(ExecutionError):
+    code = "ROLLBACK_FAILED"
+
+
+class CircuitOpen(ExecutionError):
+    code = "CIRCUIT_OPEN"
+    http_status = 503
+
+
+# --- audit / store (exit 3, 9) ------------------------------------------------------------------------------
+
+
+class AuditChainBroken(SaferailsError):
+    code = "AUDIT_CHAIN_BROKEN"
+    exit_code = 3
+
+
+class StoreUnavailable(SaferailsError):
+    code = "STORE_UNAVAILABLE"
+    exit_code = 9
+    http_status = 503
+
+
+class ApprovalExpired(ApprovalError):
+    code = "APPROVAL_EXPIRED"
+
+
+class IdempotencyConflict(InvalidInput):
+    """The idempotency key was already used for a different action (type, target or params differ)."""
+
+    code = "IDEMPOTENCY_CONFLICT"
+    http_status = 409
