@@ -41,7 +41,9 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     policy = env.get("SAFERAILS_POLICY", "").strip()
     policy_path = Path(policy).expanduser() if policy else None
     if policy_path is not None and not policy_path.is_file():
-        raise ConfigurationError(f"SAFERAILS_POLICY points to {policy_path}, which is not a file", path=str(policy_path))
+        raise ConfigurationError(
+            f"SAFERAILS_POLICY points to {policy_path}, which is not a file", path=str(policy_path)
+        )
     secret_text = env.get("SAFERAILS_APPROVAL_SECRET", "")
     secret = secret_text.encode() if secret_text else None
     if secret is not None and len(secret) < MIN_SECRET_BYTES:

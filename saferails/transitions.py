@@ -85,8 +85,11 @@ def registered_kinds() -> dict[str, EntityKind]:
 def lock_row(session: Session, kind: EntityKind, entity_id: str) -> Any:
     """Load and lock one row for the rest of the transaction (FOR UPDATE on PostgreSQL; on SQLite the
     transaction already holds the writer lock). ``populate_existing`` discards any stale copy in the session."""
-    stmt = sa.select(kind.model).where(kind.model.id == entity_id).with_for_update().execution_options(
-        populate_existing=True
+    stmt = (
+        sa.select(kind.model)
+        .where(kind.model.id == entity_id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
     )
     row = session.execute(stmt).scalar_one_or_none()
     if row is None:
@@ -113,8 +116,17 @@ def create(
     row.updated_at = now
     session.add(row)
     session.flush()
-    _record(session, kind, row, actor=actor, event=event, now=now, details=dict(details or {}),
-            change=None, correlation_id=correlation_id)
+    _record(
+        session,
+        kind,
+        row,
+        actor=actor,
+        event=event,
+        now=now,
+        details=dict(details or {}),
+        change=None,
+        correlation_id=correlation_id,
+    )
     return row
 
 
@@ -154,8 +166,17 @@ def transition(
     row.version += 1
     row.updated_at = now
     session.flush()
-    _record(session, kind, row, actor=actor, event=event, now=now, details=dict(details or {}),
-            change=(source, target), correlation_id=correlation_id)
+    _record(
+        session,
+        kind,
+        row,
+        actor=actor,
+        event=event,
+        now=now,
+        details=dict(details or {}),
+        change=(source, target),
+        correlation_id=correlation_id,
+    )
     return row
 
 
@@ -173,8 +194,17 @@ def record_event(
     """Audit and announce something that happened to an entity without changing its state (an approval that
     does not yet reach the quorum, a rollback attempt that failed, a notification sent)."""
     kind = entity_kind(entity_type)
-    _record(session, kind, row, actor=actor, event=event, now=now, details=dict(details or {}),
-            change=None, correlation_id=correlation_id)
+    _record(
+        session,
+        kind,
+        row,
+        actor=actor,
+        event=event,
+        now=now,
+        details=dict(details or {}),
+        change=None,
+        correlation_id=correlation_id,
+    )
 
 
 def _record(

@@ -98,7 +98,9 @@ class ActionView:
     @property
     def valid_approvers(self) -> tuple[str, ...]:
         """Approvers whose approval counts: bound to the current action hash."""
-        return tuple(a.approver for a in self.approvals if a.decision == "approve" and a.action_hash == self.action_hash)
+        return tuple(
+            a.approver for a in self.approvals if a.decision == "approve" and a.action_hash == self.action_hash
+        )
 
     @classmethod
     def from_row(cls, row: tables.Action, approvals: list[tables.Approval]) -> ActionView:

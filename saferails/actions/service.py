@@ -7,6 +7,7 @@ nothing.
 
 from __future__ import annotations
 
+import builtins
 import uuid
 from collections.abc import Callable
 from datetime import datetime
@@ -121,7 +122,7 @@ class ActionService:
         with transaction(self.sessions) as session:
             return self._view(session, self._require(session, action_id))
 
-    def list(self, f: ActionFilter | None = None) -> list[ActionView]:
+    def list(self, f: ActionFilter | None = None) -> builtins.list[ActionView]:
         with transaction(self.sessions) as session:
             repo = ActionRepository(session)
             rows = repo.list(f or ActionFilter())
@@ -144,7 +145,7 @@ class ActionService:
         *,
         display_name: str = "",
         email: str | None = None,
-        groups: list[str] | None = None,
+        groups: builtins.list[str] | None = None,
         kyc_verified: bool = False,
         actor: str = "system:admin",
     ) -> None:
@@ -199,6 +200,21 @@ class ActionService:
                     raise
                 return self._same_or_conflict(session, existing, digest)
 
+    def propose_many(self, proposals: builtins.list[Proposal]) -> builtins.list[ActionView]:
+        """Propose several actions in ONE transaction: all are recorded with their decisions, or none is.
+
+        Every proposal is validated before anything is written. Rate limits see the earlier proposals of the
+        same batch. Idempotency keys behave as in ``propose``.
+        """
+        prepared = []
+        for proposal in proposals:
+            params = validate_params(proposal.action_type, proposal.params)
+            prepared.append((proposal, params, action_hash(proposal.action_type, proposal.target, params)))
+        now = self.clock.now()
+        self._record_policy(now)
+        with transaction(self.sessions) as session:
+            return [self._propose(session, p, params, digest, now) for p, params, digest in prepared]
+
     def _propose(
         self, session: Session, proposal: Proposal, params: dict[str, Any], digest: str, now: datetime
     ) -> ActionView:
@@ -234,8 +250,13 @@ class ActionService:
             actor=proposal.proposer,
             event="action_proposed",
             now=now,
-            details={"params": params, "reason": proposal.reason, "priority": proposal.priority,
-                     "scheduled_for": proposal.scheduled_for, "action_hash": digest},
+            details={
+                "params": params,
+                "reason": proposal.reason,
+                "priority": proposal.priority,
+                "scheduled_for": proposal.scheduled_for,
+                "action_hash": digest,
+            },
         )
         target, event = {
             Outcome.ALLOW: (lc.APPROVED, "auto_approved"),
@@ -315,41 +336,83 @@ class ActionService:
             repo = ActionRepository(session)
             previous = next((a for a in repo.approvals(row.id) if a.approver == approver), None)
             if previous is not None and previous.decision == decision and previous.action_hash == row.action_hash:
-                transitions.record_event(session, ENTITY, row, actor=approver, event="duplicate_decision_ignored",
-                                         now=now, details={"decision": decision, "channel": channel})
+                transitions.record_event(
+                    session,
+                    ENTITY,
+                    row,
+                    actor=approver,
+                    event="duplicate_decision_ignored",
+                    now=now,
+                    details={"decision": decision, "channel": channel},
+                )
                 return self._view(session, row)
             if previous is not None:
                 # A changed mind or an approval of an older version: the latest word of this approver counts.
                 session.delete(previous)
                 session.flush()
-            session.add(Approval(id=str(uuid.uuid4()), action_id=row.id, approver=approver, decision=decision,
-                                 reason=reason, action_hash=row.action_hash, channel=channel, created_at=now))
+            session.add(
+                Approval(
+                    id=str(uuid.uuid4()),
+                    action_id=row.id,
+                    approver=approver,
+                    decision=decision,
+                    reason=reason,
+                    action_hash=row.action_hash,
+                    channel=channel,
+                    created_at=now,
+                )
+            )
             session.flush()
             details = {"decision": decision, "reason": reason, "channel": channel, "action_hash": row.action_hash}
             facts = _facts(session, row, now)
             if decision == "reject":
-                transitions.transition(session, ENTITY, row.id, lc.REJECTED, actor=approver, event="rejected",
-                                       now=now, details=details, changes={"decided_at": now})
+                transitions.transition(
+                    session,
+                    ENTITY,
+                    row.id,
+                    lc.REJECTED,
+                    actor=approver,
+                    event="rejected",
+                    now=now,
+                    details=details,
+                    changes={"decided_at": now},
+                )
             elif facts.valid_approvals >= row.min_approvals:
-                transitions.transition(session, ENTITY, row.id, lc.APPROVED, actor=approver, event="approved",
-                                       now=now, details=details | {"approvals": facts.valid_approvals},
-                                       changes={"decided_at": now})
+                transitions.transition(
+                    session,
+                    ENTITY,
+                    row.id,
+                    lc.APPROVED,
+                    actor=approver,
+                    event="approved",
+                    now=now,
+                    details=details | {"approvals": facts.valid_approvals},
+                    changes={"decided_at": now},
+                )
             else:
-                transitions.record_event(session, ENTITY, row, actor=approver, event="approval_recorded", now=now,
-                                         details=details | {"approvals": facts.valid_approvals,
-                                                            "required": row.min_approvals})
+                transitions.record_event(
+                    session,
+                    ENTITY,
+                    row,
+                    actor=approver,
+                    event="approval_recorded",
+                    now=now,
+                    details=details | {"approvals": facts.valid_approvals, "required": row.min_approvals},
+                )
             return self._view(session, row)
 
-    def _authorise(self, session: Session, row: Action, approver: str, claimed_hash: str | None,
-                   now: datetime) -> None:
+    def _authorise(self, session: Session, row: Action, approver: str, claimed_hash: str | None, now: datetime) -> None:
         if row.state != lc.PENDING_APPROVAL:
             raise InvalidTransition(ENTITY, row.state, lc.APPROVED, entity_id=row.id)
         if row.approval_deadline is not None and now >= as_utc(row.approval_deadline):
-            raise ApprovalExpired(f"the approval window for action {row.id} closed at "
-                                  f"{as_utc(row.approval_deadline).isoformat()}", action_id=row.id)
+            raise ApprovalExpired(
+                f"the approval window for action {row.id} closed at {as_utc(row.approval_deadline).isoformat()}",
+                action_id=row.id,
+            )
         if approver == row.proposer:
-            raise SelfApprovalRefused(f"{approver} proposed action {row.id} and may not approve it",
-                                      action_id=row.id, approver=approver)
+            raise SelfApprovalRefused(
+                f"{approver} proposed action {row.id} and may not approve it", action_id=row.id, approver=approver
+            )
         requirement = row.decision.get("approval") or {}
         principal = session.get(Principal, approver)
         groups = set(principal.groups) if principal is not None else set()
@@ -359,18 +422,32 @@ class ActionService:
             raise PermissionDenied(
                 f"{approver} is not authorised to decide on action {row.id} (approvers: users "
                 f"{sorted(users) or '-'}, groups {sorted(allowed_groups) or '-'})",
-                action_id=row.id, approver=approver,
+                action_id=row.id,
+                approver=approver,
             )
         if claimed_hash is not None and claimed_hash != row.action_hash:
-            raise ActionChanged(f"the approval was given for a different version of action {row.id}",
-                                action_id=row.id, claimed_hash=claimed_hash, current_hash=row.action_hash)
+            raise ActionChanged(
+                f"the approval was given for a different version of action {row.id}",
+                action_id=row.id,
+                claimed_hash=claimed_hash,
+                current_hash=row.action_hash,
+            )
 
     def cancel(self, action_id: str, actor: str, *, reason: str) -> ActionView:
         """Withdraw an action that has not started executing."""
         now = self.clock.now()
         with transaction(self.sessions) as session:
-            row = transitions.transition(session, ENTITY, action_id, lc.CANCELLED, actor=actor, event="cancelled",
-                                         now=now, details={"reason": reason}, changes={"decided_at": now})
+            row = transitions.transition(
+                session,
+                ENTITY,
+                action_id,
+                lc.CANCELLED,
+                actor=actor,
+                event="cancelled",
+                now=now,
+                details={"reason": reason},
+                changes={"decided_at": now},
+            )
             return self._view(session, row)
 
     def resolve_timeout(self, action_id: str, actor: str = "system:timeout") -> ActionView:
@@ -382,19 +459,27 @@ class ActionService:
             row = transitions.lock_row(session, ACTION_KIND, action_id)
             target = {"approve": lc.APPROVED, "reject": lc.REJECTED}.get(row.timeout_action or "fail", lc.TIMED_OUT)
             row = transitions.transition(
-                session, ENTITY, action_id, target, actor=actor, event="approval_timed_out", now=now,
-                details={"timeout_action": row.timeout_action or "fail",
-                         "deadline": row.approval_deadline}, changes={"decided_at": now},
+                session,
+                ENTITY,
+                action_id,
+                target,
+                actor=actor,
+                event="approval_timed_out",
+                now=now,
+                details={"timeout_action": row.timeout_action or "fail", "deadline": row.approval_deadline},
+                changes={"decided_at": now},
             )
             return self._view(session, row)
 
-    def expire_due(self, *, limit: int = 1000, actor: str = "system:timeout") -> list[ActionView]:
+    def expire_due(self, *, limit: int = 1000, actor: str = "system:timeout") -> builtins.list[ActionView]:
         """Resolve every pending action whose deadline has passed (oldest deadline first)."""
         now = self.clock.now()
         with transaction(self.sessions) as session:
-            due = [r.id for r in ActionRepository(session).list(ActionFilter(states=(lc.PENDING_APPROVAL,),
-                                                                             limit=limit))
-                   if r.approval_deadline is not None and as_utc(r.approval_deadline) <= now]
+            due = [
+                r.id
+                for r in ActionRepository(session).list(ActionFilter(states=(lc.PENDING_APPROVAL,), limit=limit))
+                if r.approval_deadline is not None and as_utc(r.approval_deadline) <= now
+            ]
         return [self.resolve_timeout(i, actor) for i in due]
 
     # --- helpers ------------------------------------------------------------------------------------------
@@ -414,8 +499,14 @@ class ActionService:
             groups=frozenset(p.groups) if p is not None else frozenset(),
             kyc_verified=bool(p.kyc_verified) if p is not None else False,
         )
-        return ActionRequest(action_type=proposal.action_type, target=proposal.target, params=params,
-                             proposer=principal, tenant=proposal.tenant, priority=proposal.priority)
+        return ActionRequest(
+            action_type=proposal.action_type,
+            target=proposal.target,
+            params=params,
+            proposer=principal,
+            tenant=proposal.tenant,
+            priority=proposal.priority,
+        )
 
     def _record_policy(self, now: datetime) -> None:
         """Keep the text of the policy document decisions are made under (once per service, race-safe)."""
@@ -424,11 +515,17 @@ class ActionService:
         try:
             with transaction(self.sessions) as session:
                 if session.get(PolicyDocument, self.policy.fingerprint) is None:
-                    session.add(PolicyDocument(fingerprint=self.policy.fingerprint, version=self.policy.version,
-                                               document=policy_to_yaml(self.policy), first_seen_at=now))
+                    session.add(
+                        PolicyDocument(
+                            fingerprint=self.policy.fingerprint,
+                            version=self.policy.version,
+                            document=policy_to_yaml(self.policy),
+                            first_seen_at=now,
+                        )
+                    )
         except IntegrityError:
             pass  # another process recorded the same document first
         self._policy_recorded = True
 
 
-__all__ = ["ActionService", "ActionFilter", "Proposal", "ActionView", "CodeVerifier"]
+__all__ = ["ActionFilter", "ActionService", "ActionView", "CodeVerifier", "Proposal"]

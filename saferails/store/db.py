@@ -71,8 +71,12 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
         session.close()
 
 
-def migrate(engine: Engine, revision: str = "head") -> None:
-    """Bring the schema to ``revision`` with Alembic (the same migrations on SQLite and PostgreSQL)."""
+def migrate(engine: Engine, revision: str = "heads") -> None:
+    """Bring the schema to ``revision`` with Alembic (the same migrations on SQLite and PostgreSQL).
+
+    Feature areas (audit guards, org data, workflow) branch from the foundation revision, so the default
+    target is every head.
+    """
     from alembic import command
     from alembic.config import Config
 

@@ -110,8 +110,9 @@ class AuditRecord(Base):
     PostgreSQL) through triggers installed by migration; ``hash`` covers every other column and ``prev_hash``."""
 
     __tablename__ = "audit_log"
-    sequence: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True,
-                                          autoincrement=False)
+    sequence: Mapped[int] = mapped_column(
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=False
+    )
     occurred_at: Mapped[datetime]
     actor: Mapped[str] = mapped_column(sa.String(200))
     event: Mapped[str] = mapped_column(sa.String(100))
