@@ -29,8 +29,10 @@ from saferails.errors import (
     InvalidTransition,
     NotFound,
     PermissionDenied,
+    SaferailsError,
     SelfApprovalRefused,
 )
+from saferails.notify.base import Notification, Notifier
 from saferails.policy import ActionRequest, Decision, Outcome, Policy, PolicyEngine
 from saferails.policy import Principal as PolicyPrincipal
 from saferails.policy.loader import policy_to_yaml
@@ -44,6 +46,9 @@ SYSTEM_ACTOR = "system:policy"
 # Verifies a one-time approval code: (session, action row, approver, code, now) -> None or raises
 # ApprovalCodeInvalid. Installed by the approval-code module; None means codes are not checked here.
 CodeVerifier = Callable[[Session, Action, str, str | None, datetime], None]
+# Called inside the proposing transaction when an action starts waiting for approval (issues one-time codes);
+# returns the messages to send once that transaction has committed.
+ApprovalRequestHook = Callable[[Session, Action], "builtins.list[Notification]"]
 
 
 def _facts(session: Session, row: Action, now: datetime) -> lc.ActionFacts:
@@ -109,12 +114,16 @@ class ActionService:
         clock: Clock | None = None,
         *,
         code_verifier: CodeVerifier | None = None,
+        on_approval_requested: ApprovalRequestHook | None = None,
+        notifier: Notifier | None = None,
     ) -> None:
         self.sessions = sessions
         self.policy = policy
         self.engine = PolicyEngine(policy)
         self.clock: Clock = clock or SystemClock()
         self.code_verifier = code_verifier
+        self.on_approval_requested = on_approval_requested
+        self.notifier = notifier
         self._policy_recorded = False
 
     # --- reading ------------------------------------------------------------------------------------------
@@ -187,9 +196,12 @@ class ActionService:
         digest = action_hash(proposal.action_type, proposal.target, params)
         now = self.clock.now()
         self._record_policy(now)
+        outbox: builtins.list[Notification] = []
         try:
             with transaction(self.sessions) as session:
-                return self._propose(session, proposal, params, digest, now)
+                view = self._propose(session, proposal, params, digest, now, outbox)
+            self._deliver(outbox)
+            return view
         except IntegrityError:
             # Two proposers raced on one idempotency key: the loser returns the winner's action.
             if proposal.idempotency_key is None:
@@ -212,11 +224,20 @@ class ActionService:
             prepared.append((proposal, params, action_hash(proposal.action_type, proposal.target, params)))
         now = self.clock.now()
         self._record_policy(now)
+        outbox: builtins.list[Notification] = []
         with transaction(self.sessions) as session:
-            return [self._propose(session, p, params, digest, now) for p, params, digest in prepared]
+            views = [self._propose(session, p, params, digest, now, outbox) for p, params, digest in prepared]
+        self._deliver(outbox)
+        return views
 
     def _propose(
-        self, session: Session, proposal: Proposal, params: dict[str, Any], digest: str, now: datetime
+        self,
+        session: Session,
+        proposal: Proposal,
+        params: dict[str, Any],
+        digest: str,
+        now: datetime,
+        outbox: builtins.list[Notification],
     ) -> ActionView:
         repo = ActionRepository(session)
         if proposal.idempotency_key is not None:
@@ -274,6 +295,8 @@ class ActionService:
             details={"decision": decision.to_dict()},
             changes={"decided_at": now} if decision.outcome != Outcome.NEEDS_APPROVAL else None,
         )
+        if decision.outcome == Outcome.NEEDS_APPROVAL and self.on_approval_requested is not None:
+            outbox.extend(self.on_approval_requested(session, row))
         return self._view(session, row)
 
     def _same_or_conflict(self, session: Session, existing: Action, digest: str) -> ActionView:
@@ -483,6 +506,27 @@ class ActionService:
         return [self.resolve_timeout(i, actor) for i in due]
 
     # --- helpers ------------------------------------------------------------------------------------------
+    def _deliver(self, notifications: builtins.list[Notification]) -> None:
+        """Send after commit: a message must never announce a change that was rolled back. A delivery
+        failure is audited and does not undo the proposal (the approver can still be reached another way)."""
+        if self.notifier is None:
+            return
+        for note in notifications:
+            try:
+                self.notifier.send(note)
+            except SaferailsError as exc:
+                with transaction(self.sessions) as session:
+                    row = self._require(session, note.entity_id or "")
+                    transitions.record_event(
+                        session,
+                        ENTITY,
+                        row,
+                        actor="system:notifier",
+                        event="notification_failed",
+                        now=self.clock.now(),
+                        details={"kind": note.kind, "error": exc.to_dict()},
+                    )
+
     def _require(self, session: Session, action_id: str) -> Action:
         row = session.get(Action, action_id)
         if row is None:
