@@ -33,7 +33,7 @@ from saferails.errors import (
     SelfApprovalRefused,
 )
 from saferails.notify.base import Notification, Notifier
-from saferails.policy import ActionRequest, Decision, Outcome, Policy, PolicyEngine
+from saferails.policy import ActionRequest, ApprovalRequirement, Decision, Outcome, Policy, PolicyEngine, RuleResult
 from saferails.policy import Principal as PolicyPrincipal
 from saferails.policy.loader import policy_to_yaml
 from saferails.store.db import transaction
@@ -238,13 +238,16 @@ class ActionService:
         digest: str,
         now: datetime,
         outbox: builtins.list[Notification],
+        *,
+        decision: Decision | None = None,
     ) -> ActionView:
         repo = ActionRepository(session)
         if proposal.idempotency_key is not None:
             existing = repo.by_idempotency_key(proposal.tenant, proposal.idempotency_key)
             if existing is not None:
                 return self._same_or_conflict(session, existing, digest)
-        decision = self.engine.evaluate(self._request(repo, proposal, params), now=now, counter=_Counter(repo))
+        if decision is None:
+            decision = self.engine.evaluate(self._request(repo, proposal, params), now=now, counter=_Counter(repo))
         approval = decision.approval
         row = Action(
             id=str(uuid.uuid4()),
@@ -307,6 +310,59 @@ class ActionService:
                 action_id=existing.id,
             )
         return self._view(session, existing)
+
+    def request_approval(
+        self, proposal: Proposal, requirement: ApprovalRequirement, *, source: str, prompt: str = ""
+    ) -> ActionView:
+        """Record ``proposal`` as waiting for the approval ``requirement`` given by its caller (a runbook's
+        human-approval step), instead of the policy's. The policy still runs first: an action it denies is
+        recorded ``blocked`` as usual. ``source`` names the requirement (e.g. ``runbook:investigate-threat:approve``)
+        and appears as the fired rule. Approvals then go through ``approve``/``reject`` like any other."""
+        params = validate_params(proposal.action_type, proposal.params)
+        digest = action_hash(proposal.action_type, proposal.target, params)
+        now = self.clock.now()
+        self._record_policy(now)
+        outbox: builtins.list[Notification] = []
+        with transaction(self.sessions) as session:
+            repo = ActionRepository(session)
+            decision = self.engine.evaluate(self._request(repo, proposal, params), now=now, counter=_Counter(repo))
+            if decision.outcome != Outcome.DENY:
+                rule = RuleResult(
+                    rule_id=source,
+                    kind="requires_approval",
+                    fired=True,
+                    outcome=Outcome.NEEDS_APPROVAL,
+                    message=prompt or f"approval required by {source}",
+                    approval=requirement,
+                )
+                decision = Decision(
+                    outcome=Outcome.NEEDS_APPROVAL,
+                    impact=decision.impact,
+                    code=None,
+                    reasons=(*decision.reasons, rule),
+                    policy_version=decision.policy_version,
+                    policy_fingerprint=decision.policy_fingerprint,
+                    approval=requirement,
+                )
+            view = self._propose(session, proposal, params, digest, now, outbox, decision=decision)
+        self._deliver(outbox)
+        return view
+
+    def attach_flow_run(self, action_id: str, flow_run_id: str, *, actor: str = "system:orchestrator") -> None:
+        """Remember which orchestrator run carries this action (sweeps use it to end orphaned paused runs)."""
+        now = self.clock.now()
+        with transaction(self.sessions) as session:
+            row = transitions.lock_row(session, ACTION_KIND, action_id)
+            row.flow_run_id = flow_run_id
+            transitions.record_event(
+                session,
+                ENTITY,
+                row,
+                actor=actor,
+                event="flow_run_attached",
+                now=now,
+                details={"flow_run_id": flow_run_id},
+            )
 
     # --- deciding -----------------------------------------------------------------------------------------
     def approve(

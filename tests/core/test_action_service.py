@@ -317,3 +317,28 @@ def test_racing_approve_and_reject_before_the_deadline_give_exactly_one_outcome(
             sa.select(sa.func.count()).select_from(AuditRecord).where(AuditRecord.event.in_(["approved", "rejected"]))
         ).scalar_one()
     assert decided == len(actions)
+
+
+def test_a_caller_supplied_approval_requirement_gates_the_action_like_a_policy_rule(
+    db: Any, clock: ManualClock
+) -> None:
+    from saferails.policy import ApprovalRequirement
+
+    svc = service(db, clock)
+    requirement = ApprovalRequirement(users=frozenset({"soc-1", "soc-2"}), groups=frozenset(), min_approvals=2,
+                                      timeout=timedelta(minutes=30), timeout_action="reject", require_codes=False,
+                                      rule_ids=("runbook:investigate-threat:require-approval",))
+    view = svc.request_approval(Proposal(action_type="create_document", target="case-1",
+                                         params={"path": "c.md", "content": "x"}, proposer="runbook"),
+                                requirement, source="runbook:investigate-threat:require-approval",
+                                prompt="High-risk threat detected. Approve containment?")
+    assert (view.state, view.min_approvals, view.timeout_action) == ("pending_approval", 2, "reject")
+    assert view.approval_deadline == clock.now() + timedelta(minutes=30)
+    with pytest.raises(PermissionDenied):
+        svc.approve(view.id, "alice")
+    svc.approve(view.id, "soc-1")
+    assert svc.approve(view.id, "soc-2").state == "approved"
+    payment = svc.request_approval(Proposal(action_type="make_payment", target="a", proposer="runbook",
+                                            params={"amount": "1", "currency": "EUR", "payee": "p"}),
+                                   requirement, source="runbook:x:y")
+    assert payment.state == "blocked"
