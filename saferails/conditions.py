@@ -186,7 +186,7 @@ def resolve_path(context: Mapping[str, Any], path: str) -> tuple[bool, Any]:
                 return False, None
             current = current[segment]
         elif isinstance(current, Sequence) and not isinstance(current, str | bytes):
-            if not segment.isdigit():
+            if not (segment.isascii() and segment.isdigit()):
                 return False, None
             index = int(segment)
             if index >= len(current):

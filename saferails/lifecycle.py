@@ -96,8 +96,7 @@ class StateMachine:
             "initial": self.initial,
             "final": sorted(self.final),
             "states": [
-                {"name": s, "final": s in self.final, "description": self.descriptions.get(s, "")}
-                for s in self.states
+                {"name": s, "final": s in self.final, "description": self.descriptions.get(s, "")} for s in self.states
             ],
             "transitions": [
                 {

@@ -15,7 +15,7 @@ Pure: the only I/O is the injected rate-limit counter. Contracts of :meth:`Polic
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -96,7 +96,7 @@ class Decision:
     policy_version: str
     policy_fingerprint: str
     approval: ApprovalRequirement | None = None
-    retry_after: datetime | None = field(default=None)
+    retry_after: datetime | None = None
 
     def __post_init__(self) -> None:
         if (self.code is not None) != (self.outcome is Outcome.DENY):
@@ -170,6 +170,7 @@ class PolicyEngine:
 
     def __init__(self, policy: Policy) -> None:
         self.policy = policy
+        self.fingerprint = policy.fingerprint
         self._rules = build_rules(policy)
 
     def classify(self, action_type: str) -> Impact:
@@ -230,7 +231,7 @@ class PolicyEngine:
             code=extra.pop("code", None),
             reasons=reasons,
             policy_version=self.policy.version,
-            policy_fingerprint=self.policy.fingerprint,
+            policy_fingerprint=self.fingerprint,
             **extra,
         )
 

@@ -14,7 +14,6 @@ import json
 import re
 from datetime import timedelta
 from enum import StrEnum
-from functools import cached_property
 from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
@@ -58,28 +57,37 @@ class Impact(StrEnum):
 RuleKind = Literal["blocked", "requires_kyc", "rate_limit", "requires_approval"]
 TimeoutAction = Literal["fail", "approve", "reject"]
 
-_DURATION_RE: Final = re.compile(r"(\d+)\s*([smhd])")
+_DURATION_RE: Final = re.compile(r"([0-9]{1,12})\s*([smhd])")
 _UNIT_SECONDS: Final = {"d": 86400, "h": 3600, "m": 60, "s": 1}
 _RULE_ID_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.:-]*")
 
 
 def parse_duration(value: object) -> object:
-    """Accept ``30s``, ``15m``, ``24h``, ``7d``; anything else is left to pydantic (ISO-8601 ``PT1H``, seconds)."""
+    """Accept ``30s``, ``15m``, ``24h``, ``7d``; ISO-8601 (``PT1H``) and numbers (seconds) are left to pydantic."""
     if isinstance(value, str):
         match = _DURATION_RE.fullmatch(value.strip())
         if match:
-            return timedelta(seconds=int(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+            try:
+                return timedelta(seconds=int(match.group(1)) * _UNIT_SECONDS[match.group(2)])
+            except OverflowError as exc:
+                raise ValueError(f"duration {value!r} is too long") from exc
+        if not value.strip().lstrip("-").startswith("P"):
+            raise ValueError("expected a duration like 30s, 15m, 24h, 7d or ISO-8601 PT1H")
     return value
 
 
 def format_duration(value: timedelta) -> str:
-    """The shortest exact form that :func:`parse_duration` reads back: ``24h``, ``7d``, ``90s``, ``PT1.5S``."""
+    """An exact form that :func:`parse_duration` reads back: ``24h``, ``7d``, ``90s``, ``PT1.5S``."""
     seconds = value.total_seconds()
-    if seconds != int(seconds) or seconds <= 0:
+    if seconds != int(seconds):
         return f"PT{seconds}S"
+    whole = int(seconds)
+    if whole <= 0:
+        return f"{whole}s"  # only ever shown in the message refusing it
     for unit, size in _UNIT_SECONDS.items():
-        if int(seconds) % size == 0:
-            return f"{int(seconds) // size}{unit}"
+        # "24h" reads better than "1d"; days start at two.
+        if whole % size == 0 and not (unit == "d" and whole < 2 * size):
+            return f"{whole // size}{unit}"
     raise AssertionError("unreachable: every whole number of seconds divides by 1")
 
 
@@ -187,7 +195,10 @@ class RuleSpec(_Frozen):
 
 
 class Policy(_Frozen):
-    """The whole policy document. ``version`` is carried by every decision."""
+    """The whole policy document. ``version`` is carried by every decision.
+
+    Build it with :func:`parse_policy` (or the loader); ``model_copy(update=...)`` skips validation.
+    """
 
     version: str
     on_rate_limit_store_error: Literal["deny", "allow"] = "deny"
@@ -209,9 +220,14 @@ class Policy(_Frozen):
                 _check_approval(f"rule {rule.id!r}: approval", self.approval_defaults.resolve(rule.approval))
         return self
 
-    @cached_property
+    @property
     def fingerprint(self) -> str:
-        """sha256 (hex) of the canonical JSON form of this document."""
+        """sha256 (hex) of the canonical JSON form of this document.
+
+        Computed on every access, never cached on the model: ``model_copy`` copies cached attributes, and a copy
+        carrying its original's fingerprint would make decisions name the wrong document. Hold it if you need it
+        often (the engine does).
+        """
         canonical = json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
@@ -265,7 +281,7 @@ def _describe(err: Any, data: dict[str, Any]) -> str:
         rule = rules[loc[1]] if isinstance(rules, list) and loc[1] < len(rules) else None
         rule_id = rule.get("id") if isinstance(rule, dict) else None
         rest = "".join(f".{part}" for part in loc[2:])
-        where = f"rule {rule_id!r} (rules[{loc[1]}]){rest}"
+        where = f"rule {rule_id!r} (rules[{loc[1]}]){rest}" if isinstance(rule_id, str) else f"rules[{loc[1]}]{rest}"
     message = str(err.get("msg", "invalid"))
     given = err.get("input")
     if err.get("type") != "missing" and isinstance(given, str | int | float | bool):

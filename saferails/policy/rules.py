@@ -110,8 +110,9 @@ class ApprovalRequirement:
         who = [f"users {', '.join(sorted(self.users))}"] if self.users else []
         who += [f"groups {', '.join(sorted(self.groups))}"] if self.groups else []
         codes = "with approval codes" if self.require_codes else "without approval codes"
+        noun = "approval" if self.min_approvals == 1 else "approvals"
         return (
-            f"{self.min_approvals} approval(s) from {' or '.join(who)} within {format_duration(self.timeout)} "
+            f"{self.min_approvals} {noun} from {' or '.join(who)} within {format_duration(self.timeout)} "
             f"{codes}; on timeout: {self.timeout_action}"
         )
 
@@ -375,11 +376,9 @@ class ApprovalRule(PolicyRule):
     def apply(self, facts: Facts) -> RuleResult:
         if not self.matches(facts):
             return self._quiet()
-        return self._result(
-            Outcome.NEEDS_APPROVAL,
-            f"{facts.action_type} ({facts.impact} impact) needs {self.requirement.describe()}",
-            approval=self.requirement,
-        )
+        why = f": {self.description}" if self.description else ""
+        message = f"{facts.action_type} ({facts.impact} impact) needs approval{why}"
+        return self._result(Outcome.NEEDS_APPROVAL, message, approval=self.requirement)
 
 
 RULE_CLASSES: Mapping[str, type[PolicyRule]] = {
