@@ -1,0 +1,21 @@
+"""Approval codes: the one-time codes that prove which approver approved (see ``codes``)."""
+
+from saferails.approvals.codes import (
+    ApprovalCodes,
+    ApprovalCodesUnavailable,
+    approval_notifications,
+    authorised_approvers,
+    codes_required,
+    normalise_code,
+)
+from saferails.approvals.tables import ApprovalCode
+
+__all__ = [
+    "ApprovalCode",
+    "ApprovalCodes",
+    "ApprovalCodesUnavailable",
+    "approval_notifications",
+    "authorised_approvers",
+    "codes_required",
+    "normalise_code",
+]

@@ -1,0 +1,31 @@
+"""Notifiers: deliver notifications (approval requests with codes, outcomes, SLA breaches, alerts)."""
+
+from saferails.notify.base import (
+    ApprovalRequest,
+    Notification,
+    NotificationFailed,
+    NotificationKind,
+    Notifier,
+    Recipient,
+    approval_requested,
+)
+from saferails.notify.outbox_log import JsonLinesNotifier
+from saferails.notify.smtp import SmtpNotifier, SmtpSettings, load_smtp_settings
+from saferails.notify.webhook import WebhookNotifier, sign, verify_signature
+
+__all__ = [
+    "ApprovalRequest",
+    "JsonLinesNotifier",
+    "Notification",
+    "NotificationFailed",
+    "NotificationKind",
+    "Notifier",
+    "Recipient",
+    "SmtpNotifier",
+    "SmtpSettings",
+    "WebhookNotifier",
+    "approval_requested",
+    "load_smtp_settings",
+    "sign",
+    "verify_signature",
+]
