@@ -1,0 +1,75 @@
+"""Action handlers: the contract (``base``), registration (``registry``) and the built-in handlers.
+
+Importing this package registers the built-in handlers on their action types.
+"""
+
+from saferails.handlers.base import (
+    ActionHandler,
+    ExecutionOutcome,
+    FileConflict,
+    HandlerContext,
+    HandlerNotRegistered,
+    HandlerSettings,
+    PartialEffect,
+    PathOutsideRoot,
+    PermanentEffectError,
+    RollbackConflict,
+    load_handler_settings,
+)
+from saferails.handlers.calendar import CreateCalendarEventHandler
+from saferails.handlers.commerce import MakePaymentHandler, MakePurchaseHandler
+from saferails.handlers.files import CreateDocumentHandler, MoveFileHandler
+from saferails.handlers.messaging import SendEmailHandler
+from saferails.handlers.org import (
+    ReassignManagerHandler,
+    RedistributeTasksHandler,
+    ReduceMeetingsHandler,
+    RoleChangeHandler,
+    ScheduleFocusTimeHandler,
+    TeamRestructureHandler,
+)
+from saferails.handlers.registry import get_handler, handler, load_entry_point_handlers, register_handler
+
+BUILTIN_HANDLERS: tuple[ActionHandler, ...] = (
+    ReassignManagerHandler(),
+    TeamRestructureHandler(),
+    RoleChangeHandler(),
+    ReduceMeetingsHandler(),
+    RedistributeTasksHandler(),
+    ScheduleFocusTimeHandler(),
+    CreateCalendarEventHandler(),
+    SendEmailHandler(),
+    MoveFileHandler(),
+    CreateDocumentHandler(),
+    MakePaymentHandler(),
+    MakePurchaseHandler(),
+)
+
+
+def register_builtin_handlers() -> None:
+    """(Re-)attach the built-in handlers to their action types (idempotent)."""
+    for instance in BUILTIN_HANDLERS:
+        register_handler(instance)
+
+
+register_builtin_handlers()
+
+__all__ = [
+    "BUILTIN_HANDLERS",
+    "ActionHandler",
+    "ExecutionOutcome",
+    "FileConflict",
+    "HandlerContext",
+    "HandlerNotRegistered",
+    "HandlerSettings",
+    "PartialEffect",
+    "PathOutsideRoot",
+    "PermanentEffectError",
+    "RollbackConflict",
+    "get_handler",
+    "handler",
+    "load_entry_point_handlers",
+    "load_handler_settings",
+    "register_builtin_handlers",
+    "register_handler",
+]

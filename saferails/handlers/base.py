@@ -1,0 +1,233 @@
+"""The handler contract: how an action type validates, captures, previews, executes and undoes its effect.
+
+A handler is either *store-local* (``external = False``: its effect lives in our store, e.g. org interventions,
+calendar events, ledger entries) or *external* (``external = True``: SMTP, files). The executor runs a
+store-local handler inside the transaction that marks the action completed, so the effect and the state change
+commit together, exactly once. An external handler runs outside any transaction (``ctx.session`` is refused)
+and gets the action's idempotency key so a repeated call after a crash is recognisable; its effect is recorded
+in the ``effects`` table in the completing transaction.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol, TypeVar, runtime_checkable
+
+from pydantic import BaseModel, ValidationError
+from sqlalchemy.orm import Session
+
+from saferails.clock import Clock
+from saferails.errors import ConfigurationError, ExecutionError, InvalidInput, InvalidParams, RollbackError
+
+P = TypeVar("P", bound=BaseModel)
+
+
+# --- errors a handler raises ----------------------------------------------------------------------------------
+class PathOutsideRoot(InvalidInput):
+    """A path parameter is absolute, contains ``..`` or resolves (through symlinks) outside the file root."""
+
+    code = "PATH_OUTSIDE_ROOT"
+
+
+class FileConflict(InvalidInput):
+    """The destination exists and the action did not ask to overwrite it."""
+
+    code = "FILE_EXISTS"
+    http_status = 409
+
+
+class HandlerNotRegistered(ExecutionError):
+    code = "HANDLER_NOT_REGISTERED"
+
+    def __init__(self, action_type: str) -> None:
+        super().__init__(f"no handler is registered for action type {action_type!r}", action_type=action_type)
+
+
+class PermanentEffectError(ExecutionError):
+    """The downstream system refused for good (e.g. SMTP 5xx): retrying cannot help."""
+
+    code = "EFFECT_REFUSED"
+
+
+class RollbackConflict(RollbackError):
+    """The world changed since the action ran (someone else edited the row or file): restoring the captured
+    pre-state would overwrite their change, so the rollback refuses."""
+
+    code = "ROLLBACK_CONFLICT"
+
+
+class PartialEffect(ExecutionError):
+    """Raised by a handler that applied part of its effect before failing. ``rollback_data`` undoes that part;
+    the executor passes it to ``rollback`` (compensation) before retrying or failing the action."""
+
+    code = "PARTIAL_EFFECT"
+
+    def __init__(self, rollback_data: Mapping[str, Any], cause: BaseException) -> None:
+        super().__init__(f"partial effect, then: {type(cause).__name__}: {cause}", cause=type(cause).__name__)
+        self.rollback_data = dict(rollback_data)
+        self.cause = cause
+
+
+# --- settings -------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class HandlerSettings:
+    """What the built-in handlers need from the outside world. Build with ``load_handler_settings``."""
+
+    file_root: Path | None = None
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 25
+    smtp_sender: str | None = None
+    smtp_username: str | None = None
+    smtp_password: str | None = field(default=None, repr=False)
+    smtp_starttls: bool = False
+    smtp_timeout: float = 10.0
+    ledger_account: str = "operating"
+
+    def require_file_root(self) -> Path:
+        if self.file_root is None:
+            raise ConfigurationError("SAFERAILS_FILE_ROOT is not set: file actions are disabled")
+        return self.file_root
+
+    def require_sender(self) -> str:
+        if not self.smtp_sender:
+            raise ConfigurationError("SAFERAILS_SMTP_SENDER is not set: email actions are disabled")
+        return self.smtp_sender
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def load_handler_settings(env: Mapping[str, str] | None = None) -> HandlerSettings:
+    """Read and validate ``SAFERAILS_*`` handler settings, refusing unsafe values.
+
+    - ``SAFERAILS_FILE_ROOT``: directory file actions are confined to (must exist); unset disables them.
+    - ``SAFERAILS_SMTP_HOST`` / ``_PORT`` (default 127.0.0.1:25), ``_SENDER`` (From address; unset disables
+      email), ``_USERNAME`` / ``_PASSWORD`` (both or neither), ``_STARTTLS`` (true/false), ``_TIMEOUT`` seconds.
+      Credentials are refused over plain SMTP to a non-loopback host.
+    - ``SAFERAILS_LEDGER_ACCOUNT``: the account payments and purchases are booked against.
+    """
+    env = os.environ if env is None else env
+    root_text = env.get("SAFERAILS_FILE_ROOT", "").strip()
+    root = None
+    if root_text:
+        root = Path(root_text).expanduser()
+        if not root.is_dir():
+            raise ConfigurationError(f"SAFERAILS_FILE_ROOT {root} is not a directory", path=str(root))
+        root = root.resolve()
+    host = env.get("SAFERAILS_SMTP_HOST", "127.0.0.1").strip()
+    try:
+        port = int(env.get("SAFERAILS_SMTP_PORT", "25"))
+        timeout = float(env.get("SAFERAILS_SMTP_TIMEOUT", "10"))
+    except ValueError as exc:
+        raise ConfigurationError(f"SMTP port/timeout must be numbers: {exc}") from None
+    if not 0 < port < 65536 or timeout <= 0:
+        raise ConfigurationError(f"SMTP port must be 1-65535 and timeout positive (got {port}, {timeout})")
+    starttls = env.get("SAFERAILS_SMTP_STARTTLS", "false").strip().lower()
+    if starttls not in ("true", "false", "1", "0", "yes", "no"):
+        raise ConfigurationError(f"SAFERAILS_SMTP_STARTTLS must be true or false, got {starttls!r}")
+    use_tls = starttls in ("true", "1", "yes")
+    user = env.get("SAFERAILS_SMTP_USERNAME") or None
+    password = env.get("SAFERAILS_SMTP_PASSWORD") or None
+    if (user is None) != (password is None):
+        raise ConfigurationError("set both SAFERAILS_SMTP_USERNAME and SAFERAILS_SMTP_PASSWORD, or neither")
+    if user is not None and not use_tls and not _is_loopback(host):
+        raise ConfigurationError(f"refusing to send SMTP credentials in clear text to {host}: enable STARTTLS")
+    return HandlerSettings(
+        file_root=root,
+        smtp_host=host,
+        smtp_port=port,
+        smtp_sender=env.get("SAFERAILS_SMTP_SENDER") or None,
+        smtp_username=user,
+        smtp_password=password,
+        smtp_starttls=use_tls,
+        smtp_timeout=timeout,
+        ledger_account=env.get("SAFERAILS_LEDGER_ACCOUNT", "operating").strip() or "operating",
+    )
+
+
+# --- context and contract -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class HandlerContext:
+    """What a handler may use. ``session`` exists only for store-local handlers (the current transaction)."""
+
+    settings: HandlerSettings
+    clock: Clock
+    logger: logging.Logger
+    action_id: str
+    action_type: str
+    store_session: Session | None = None
+    reason: str = ""  # why a rollback was asked for (empty while executing)
+
+    @property
+    def session(self) -> Session:
+        if self.store_session is None:
+            raise ExecutionError(
+                f"handler for {self.action_type!r} runs outside the store transaction and has no session",
+                action_type=self.action_type,
+            )
+        return self.store_session
+
+
+@dataclass(frozen=True)
+class ExecutionOutcome:
+    """``result`` is shown to people and recorded; ``rollback_data`` is everything ``rollback`` needs."""
+
+    result: dict[str, Any]
+    rollback_data: dict[str, Any]
+
+
+@runtime_checkable
+class ActionHandler(Protocol):
+    """The contract of every handler. All dicts are JSON-ready; ``params`` is the validated canonical form."""
+
+    action_type: str
+    external: bool
+
+    def validate(self, ctx: HandlerContext, target: str, params: dict[str, Any]) -> None:
+        """Domain checks beyond the params model (rows exist, paths inside the root). Raises ``InvalidInput``."""
+        ...
+
+    def capture(self, ctx: HandlerContext, target: str, params: dict[str, Any]) -> dict[str, Any]:
+        """The pre-state the action will change."""
+        ...
+
+    def preview(
+        self, ctx: HandlerContext, target: str, params: dict[str, Any], pre_state: dict[str, Any]
+    ) -> dict[str, Any]:
+        """What will change, for the approver."""
+        ...
+
+    def execute(
+        self,
+        ctx: HandlerContext,
+        target: str,
+        params: dict[str, Any],
+        pre_state: dict[str, Any],
+        idempotency_key: str,
+    ) -> ExecutionOutcome:
+        """Apply the effect. Raise ``PartialEffect`` if part of it was applied before failing."""
+        ...
+
+    def rollback(self, ctx: HandlerContext, target: str, rollback_data: dict[str, Any]) -> dict[str, Any]:
+        """Undo the effect described by ``rollback_data``; raises ``RollbackError`` (or subclasses) if it cannot."""
+        ...
+
+
+def parse_params(action_type: str, model: type[P], params: Mapping[str, Any]) -> P:
+    """The typed params for a handler, or ``InvalidParams`` listing every problem."""
+    try:
+        return model.model_validate(dict(params))
+    except ValidationError as exc:
+        problems = [f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}" for e in exc.errors()]
+        raise InvalidParams(action_type, problems) from None
