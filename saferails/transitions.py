@@ -115,7 +115,6 @@ def create(
     row.created_at = now
     row.updated_at = now
     session.add(row)
-    session.flush()
     _record(
         session,
         kind,
@@ -143,6 +142,7 @@ def transition(
     changes: Mapping[str, Any] | None = None,
     expected_version: int | None = None,
     correlation_id: str | None = None,
+    locked_row: Any | None = None,
 ) -> Any:
     """Move ``entity_id`` to ``target``. Raises ``NotFound``, ``InvalidTransition``, ``GuardRejected`` or
     ``ConcurrentModification``; on any raise nothing has been written by this call.
@@ -150,9 +150,11 @@ def transition(
     ``changes`` are column values written together with the state (e.g. ``result``, ``rollback_data``).
     Guards see the entity after ``changes`` are applied in memory; if a guard refuses, the session must be
     rolled back by the caller (the transaction context manager does this).
+    ``locked_row`` skips the lookup when the caller already holds the row locked in this transaction (it created
+    it, or locked it with ``lock_row``).
     """
     kind = entity_kind(entity_type)
-    row = lock_row(session, kind, entity_id)
+    row = locked_row if locked_row is not None else lock_row(session, kind, entity_id)
     if expected_version is not None and row.version != expected_version:
         raise ConcurrentModification(
             f"{entity_type} {entity_id} is at version {row.version}, expected {expected_version}",
@@ -165,7 +167,6 @@ def transition(
     row.state = target
     row.version += 1
     row.updated_at = now
-    session.flush()
     _record(
         session,
         kind,

@@ -52,7 +52,8 @@ ApprovalRequestHook = Callable[[Session, Action], "builtins.list[Notification]"]
 
 
 def _facts(session: Session, row: Action, now: datetime) -> lc.ActionFacts:
-    approvals = ActionRepository(session).approvals(row.id)
+    # A proposed action cannot have approvals yet: skip the query on the hot proposal path.
+    approvals = [] if row.state == lc.PROPOSED else ActionRepository(session).approvals(row.id)
     valid = {a.approver for a in approvals if a.decision == "approve" and a.action_hash == row.action_hash}
     deadline = None if row.approval_deadline is None else as_utc(row.approval_deadline)
     return lc.ActionFacts(
@@ -297,10 +298,12 @@ class ActionService:
             now=now,
             details={"decision": decision.to_dict()},
             changes={"decided_at": now} if decision.outcome != Outcome.NEEDS_APPROVAL else None,
+            locked_row=row,  # inserted by this transaction: nobody else can see it, let alone lock it
         )
         if decision.outcome == Outcome.NEEDS_APPROVAL and self.on_approval_requested is not None:
             outbox.extend(self.on_approval_requested(session, row))
-        return self._view(session, row)
+            return self._view(session, row)
+        return ActionView.from_row(row, [])
 
     def _same_or_conflict(self, session: Session, existing: Action, digest: str) -> ActionView:
         if existing.action_hash != digest:

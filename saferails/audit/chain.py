@@ -110,12 +110,7 @@ def append(session: Session, entry: AuditEntry, *, now: datetime) -> AuditRecord
 
     Time is truncated to microseconds and stored as UTC so the hash recomputes identically after a round trip.
     """
-    head = session.execute(
-        sa.select(AuditHead).where(AuditHead.id == HEAD_ROW_ID).with_for_update()
-    ).scalar_one_or_none()
-    if head is None:
-        head = AuditHead(id=HEAD_ROW_ID, sequence=0, hash=GENESIS_HASH)
-        session.add(head)
+    head = _locked_head(session)
     occurred_at = as_utc(now).astimezone(UTC)
     details = canonical_json(entry.details)
     sequence = head.sequence + 1
@@ -149,5 +144,45 @@ def append(session: Session, entry: AuditEntry, *, now: datetime) -> AuditRecord
     session.add(record)
     head.sequence = sequence
     head.hash = digest
-    session.flush()
+    # No flush here: the ORM batches the inserts of a transaction (many appends cost one round trip at commit).
     return record
+
+
+_HEAD_KEY = "saferails.audit_head"
+
+
+def _locked_head(session: Session) -> AuditHead:
+    """The chain head, locked for the rest of the current transaction.
+
+    Locked once per transaction (SELECT ... FOR UPDATE on PostgreSQL; SQLite's BEGIN IMMEDIATE already holds the
+    writer lock) and then kept in ``session.info``: while the lock is held nobody else can move the head, so the
+    in-memory copy is authoritative. ``populate_existing`` discards a copy loaded earlier without the lock.
+    """
+    transaction = session.get_transaction()
+    cached = session.info.get(_HEAD_KEY)
+    if cached is not None and cached[0] is transaction:
+        head: AuditHead = cached[1]
+        return head
+    found = session.execute(
+        sa.select(AuditHead)
+        .where(AuditHead.id == HEAD_ROW_ID)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    ).scalar_one_or_none()
+    if found is None:
+        # Migration 0001 seeds the head row; this only happens on a schema created without it.
+        found = AuditHead(id=HEAD_ROW_ID, sequence=0, hash=GENESIS_HASH)
+        session.add(found)
+    session.info[_HEAD_KEY] = (transaction, found)
+    return found
+
+
+def read_head(session: Session) -> tuple[int, str]:
+    """``(sequence, hash)`` as the ``audit_head`` row states it, ``(0, GENESIS_HASH)`` before any append.
+
+    A plain read (no lock, nothing left in the session) for verification and anchoring; appenders use the lock.
+    """
+    row = session.execute(
+        sa.select(AuditHead.sequence, AuditHead.hash).where(AuditHead.id == HEAD_ROW_ID)
+    ).one_or_none()
+    return (0, GENESIS_HASH) if row is None else (int(row.sequence), str(row.hash))

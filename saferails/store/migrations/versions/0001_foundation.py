@@ -70,13 +70,15 @@ def upgrade() -> None:
         batch_op.create_index("ix_actions_state_priority", ["state", "priority", "scheduled_for"], unique=False)
         batch_op.create_index("ix_actions_target", ["target"], unique=False)
 
-    op.create_table(
+    audit_head = op.create_table(
         "audit_head",
         sa.Column("id", sa.Integer(), nullable=False),
         sa.Column("sequence", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
         sa.Column("hash", sa.String(length=64), nullable=False),
         sa.PrimaryKeyConstraint("id"),
     )
+    # Seed the single head row so the first appenders lock it instead of racing to insert it.
+    op.bulk_insert(audit_head, [{"id": 1, "sequence": 0, "hash": "0" * 64}])
     op.create_table(
         "audit_log",
         sa.Column(
