@@ -1,0 +1,44 @@
+"""THE action flow, one for every action type: the policy's answer, then the gate, then execution."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow
+from prefect.runtime import flow_run
+
+from flows.approval_gate import approval_gate
+from saferails.actions.lifecycle import APPROVED, PENDING_APPROVAL
+from tasks.actions import (
+    attach_flow_run,
+    capture_and_preview,
+    execute_action,
+    notify_approvers,
+    outcome,
+    propose_or_load,
+    request_markdown,
+    write_request_artifact,
+)
+
+
+@flow(name="saferails-action", flow_run_name="action-{action_id}", validate_parameters=True)
+def action_flow(
+    action_id: str | None = None, proposal: dict[str, Any] | None = None, poll_interval: int = 10
+) -> dict[str, Any]:
+    """Carry one action to its outcome and return it (``state``, and for a refusal ``refusal``/``retry_after``).
+
+    A blocked or rate-limited action runs nothing: the refusal is the result of a Completed run. An action
+    already past the gate (re-run, recovery) is not decided again; execution is idempotent in the core, so a
+    completed action's re-run applies nothing.
+    """
+    view = propose_or_load(action_id, proposal)
+    attach_flow_run(view.id, str(flow_run.get_id()))
+    if view.state == PENDING_APPROVAL:
+        preview = capture_and_preview(view.id)
+        description = request_markdown(view, preview)
+        write_request_artifact(view.id, description)
+        notify_approvers(view.id)
+        view = approval_gate(view, description, poll_interval=poll_interval)
+    if view.state == APPROVED:
+        view = execute_action(view.id)
+    return outcome(view)

@@ -1,0 +1,166 @@
+"""The Python API for triggering flows. Decisions go through the same path as the Prefect UI.
+
+- ``submit_action`` proposes through the core (the policy decides at once), then starts the action flow:
+  with ``deployment`` (e.g. ``"saferails-action/action"``) through ``run_deployment``, scheduled at the
+  action's ``scheduled_for`` when that is later; otherwise in this process, on a daemon thread running a flow
+  run created first (so its id is known at once). The thread keeps running while the flow is paused: a paused
+  run holds its process, so a process that exits ends its in-process runs (the store keeps the truth and the
+  sweep resolves them). Priority becomes the tag ``priority:N`` (Prefect flow runs have no priority field).
+- ``approve`` / ``reject`` resume the action's paused run with the form input when there is one; otherwise (no
+  run, not paused, resume refused) they decide through ``ActionService`` directly. Either way the store
+  validates and the returned view is what it holds.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import Any, cast
+from uuid import UUID
+
+from prefect import get_client
+from prefect.client.schemas.objects import FlowRun
+from prefect.deployments import run_deployment
+from prefect.exceptions import ObjectNotFound
+from prefect.flow_engine import run_flow
+from prefect.flow_runs import resume_flow_run
+from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+from blocks.settings import current_runtime
+from flows.action_flow import action_flow
+from saferails.actions.lifecycle import FINAL_STATES, PENDING_APPROVAL
+from saferails.actions.models import ActionView, Proposal
+from tasks.actions import rollback_action
+
+API_CHANNEL = "api"
+
+
+@dataclass(frozen=True)
+class Submission:
+    action: ActionView
+    flow_run_id: UUID
+
+
+class OutcomeTimeout(TimeoutError):
+    """``wait_for_outcome`` gave up before the action reached a final state."""
+
+
+def submit_action(
+    proposal: Proposal, *, wait: bool = False, deployment: str | None = None, poll_interval: int = 10,
+    timeout: float = 3600,
+) -> Submission:
+    """Propose ``proposal`` and start its flow run. ``wait=True`` returns once the action is final (or after
+    ``timeout`` seconds, raising ``OutcomeTimeout``)."""
+    view = current_runtime().actions.propose(proposal)
+    params = {"action_id": view.id, "poll_interval": poll_interval}
+    tags = [f"priority:{view.priority}", f"action-type:{view.action_type}"]
+    if deployment is not None:
+        later = view.scheduled_for if view.scheduled_for and view.scheduled_for > current_runtime().clock.now() \
+            else None
+        # run_deployment is typed sync-or-async; called from sync code it returns the FlowRun.
+        run = cast(FlowRun, run_deployment(deployment, parameters=params, scheduled_time=later, tags=tags, timeout=0,
+                                           idempotency_key=view.id))
+    else:
+        with get_client(sync_client=True) as client:
+            run = client.create_flow_run(action_flow, parameters=params, tags=tags)
+        threading.Thread(target=run_flow, kwargs={"flow": action_flow, "flow_run": run, "parameters": params},
+                         name=f"saferails-action-{view.id}", daemon=True).start()
+    if wait:
+        view = wait_for_outcome(view.id, timeout)
+    return Submission(view, run.id)
+
+
+def approve(action_id: str, approver: str, code: str | None = None, reason: str = "") -> ActionView:
+    return _decide(action_id, {"decision": "approve", "approver": approver, "code": code or "", "reason": reason})
+
+
+def reject(action_id: str, approver: str, code: str | None = None, reason: str = "") -> ActionView:
+    return _decide(action_id, {"decision": "reject", "approver": approver, "code": code or "", "reason": reason})
+
+
+def rollback(action_id: str, actor: str, reason: str) -> ActionView:
+    """Restore the action's captured pre-state through its handler (audited, also when it fails)."""
+    result: ActionView = rollback_action.fn(action_id, actor, reason)
+    return result
+
+
+def wait_for_outcome(action_id: str, timeout: float, *, interval: float = 0.2) -> ActionView:
+    """Poll the store until the action is final (or approved with nothing running it) or ``timeout`` passes."""
+    actions = current_runtime().actions
+    deadline = time.monotonic() + timeout
+    while True:
+        view = actions.get(action_id)
+        if view.state in FINAL_STATES:
+            return view
+        if time.monotonic() >= deadline:
+            raise OutcomeTimeout(f"action {action_id} is still {view.state} after {timeout} s")
+        time.sleep(interval)
+
+
+def wait_until_paused(action_id: str, timeout: float, *, interval: float = 0.2) -> ActionView:
+    """Poll until the action's flow run is paused at the approval gate (the form is up), or the action has left
+    ``pending_approval``; returns the action. Raises ``OutcomeTimeout`` after ``timeout`` seconds."""
+    actions = current_runtime().actions
+    deadline = time.monotonic() + timeout
+    while True:
+        view = actions.get(action_id)
+        if view.state != PENDING_APPROVAL or _paused(view.flow_run_id):
+            return view
+        if time.monotonic() >= deadline:
+            raise OutcomeTimeout(f"the flow run of action {action_id} did not pause within {timeout} s")
+        time.sleep(interval)
+
+
+@contextmanager
+def heartbeats_off() -> Iterator[None]:
+    """Flow runs started inside the block send no heartbeats (joining the heartbeat thread costs ~0.9 s a run);
+    for demos, tests and benchmarks."""
+    with temporary_settings({PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+        yield
+
+
+def _decide(action_id: str, answer: dict[str, Any]) -> ActionView:
+    rt = current_runtime()
+    view = rt.actions.get(action_id)
+    if view.state == PENDING_APPROVAL and _paused(view.flow_run_id):
+        before = view.version
+        try:
+            resume_flow_run(UUID(str(view.flow_run_id)), run_input=answer)
+        except RuntimeError:
+            pass  # resumed by someone else first, or refused: decide directly below
+        else:
+            return _settled(action_id, before)
+    code = answer["code"] or None
+    if answer["decision"] == "approve":
+        return rt.actions.approve(action_id, answer["approver"], reason=answer["reason"], code=code,
+                                  channel=API_CHANNEL)
+    return rt.actions.reject(action_id, answer["approver"], reason=answer["reason"], code=code, channel=API_CHANNEL)
+
+
+def _paused(flow_run_id: str | None) -> bool:
+    if flow_run_id is None:
+        return False
+    try:
+        with get_client(sync_client=True) as client:
+            run = client.read_flow_run(UUID(flow_run_id))
+    except ObjectNotFound:
+        return False
+    return run.state is not None and run.state.is_paused()
+
+
+def _settled(action_id: str, version_before: int, timeout: float = 120) -> ActionView:
+    """After a resume, wait until the flow has recorded (or refused) the answer: the run pauses again, the
+    action changes, or it is final. A refused answer is not an exception here; the view shows the state."""
+    rt = current_runtime()
+    deadline = time.monotonic() + timeout
+    time.sleep(0.1)
+    while True:
+        view = rt.actions.get(action_id)
+        if view.version != version_before or view.state != PENDING_APPROVAL or _paused(view.flow_run_id):
+            return view
+        if time.monotonic() >= deadline:
+            return view
+        time.sleep(0.1)

@@ -1,0 +1,74 @@
+"""Every audit record, also as a Prefect event, so automations can react (``saferails.approved`` ...).
+
+``relay_audit_events`` emits the records after a cursor (the last relayed audit sequence) kept in the Prefect
+Variable ``saferails-audit-cursor``. Delivery is at least once: the cursor moves after a batch is emitted, and
+each event's id is derived from the record's hash, so a repeat after a crash carries the same id.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any
+
+import sqlalchemy as sa
+from prefect import flow, get_run_logger, task
+from prefect.events import emit_event
+from prefect.variables import Variable
+
+from blocks.settings import current_runtime
+from saferails.clock import as_utc
+from saferails.store.db import transaction
+from saferails.store.tables import AuditRecord
+
+CURSOR_VARIABLE = "saferails-audit-cursor"
+EVENT_NAMESPACE = uuid.UUID("6f1c1d5e-3b0a-4c55-9a36-5a4f6c0de001")
+
+
+def event_for(record: AuditRecord) -> dict[str, Any]:
+    """The ``emit_event`` arguments for one audit record."""
+    resource = {
+        "prefect.resource.id": f"saferails.{record.entity_type}.{record.entity_id}",
+        "prefect.resource.name": record.target or str(record.entity_id),
+        "saferails.actor": record.actor,
+        "saferails.tenant": record.tenant,
+    }
+    if record.action_type:
+        resource["saferails.action-type"] = record.action_type
+    return {
+        "event": f"saferails.{record.event}",
+        "resource": resource,
+        "occurred": as_utc(record.occurred_at),
+        "payload": {"sequence": record.sequence, "hash": record.hash, "details": json.loads(record.details)},
+        "id": uuid.uuid5(EVENT_NAMESPACE, record.hash),
+    }
+
+
+@task(name="relay-audit-batch")
+def relay_batch(after: int, limit: int) -> int:
+    """Emit the audit records with sequence > ``after`` (at most ``limit``); returns the last sequence emitted."""
+    with transaction(current_runtime().sessions) as session:
+        stmt = sa.select(AuditRecord).where(AuditRecord.sequence > after).order_by(AuditRecord.sequence).limit(limit)
+        records = list(session.execute(stmt).scalars())
+        events = [event_for(r) for r in records]
+    last = after
+    for record, kwargs in zip(records, events, strict=True):
+        emit_event(**kwargs)
+        last = record.sequence
+    return last
+
+
+@flow(name="saferails-relay-audit-events")
+def relay_audit_events(batch_size: int = 500, max_batches: int = 20) -> int:
+    """Relay new audit records as events; returns how many were relayed this run."""
+    cursor = int(Variable.get(CURSOR_VARIABLE, default=0) or 0)
+    relayed = 0
+    for _ in range(max_batches):
+        last = relay_batch(cursor, batch_size)
+        if last == cursor:
+            break
+        relayed += last - cursor
+        cursor = last
+        Variable.set(CURSOR_VARIABLE, cursor, overwrite=True)
+    get_run_logger().info("relayed %d audit records; cursor at %d", relayed, cursor)
+    return relayed

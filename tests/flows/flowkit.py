@@ -1,0 +1,82 @@
+"""Helpers shared by the flow tests (imported by name: tests/flows is on sys.path under pytest)."""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from email import message_from_bytes
+from email.message import Message
+from typing import Any
+
+from blocks.settings import Runtime, build_runtime
+from saferails.clock import ManualClock
+from saferails.handlers import HandlerSettings
+from saferails.notify.base import Notification
+from saferails.settings import Settings, load_settings
+
+SECRET = "s" * 48
+
+
+class Outbox:
+    """A Notifier that keeps notifications (the tests read the approval codes from them)."""
+
+    def __init__(self) -> None:
+        self.sent: list[Notification] = []
+
+    def send(self, notification: Notification) -> None:
+        self.sent.append(notification)
+
+    def code_for(self, action_id: str, approver: str) -> str | None:
+        for n in reversed(self.sent):
+            if n.entity_id == action_id and n.data.get("approver") == approver:
+                code = n.data.get("code")
+                return None if code is None else str(code)
+        return None
+
+
+def store_settings() -> Settings:
+    return load_settings({"SAFERAILS_APPROVAL_SECRET": SECRET})
+
+
+def make_runtime(sessions: Any, clock: ManualClock, outbox: Outbox, handler_settings: HandlerSettings | None = None,
+                 policy: Any = None) -> Runtime:
+    """A runtime with approval codes on (sent to ``outbox``), retries that never sleep, approvers alice/bob/carol."""
+    runtime = build_runtime(sessions, clock=clock, settings=store_settings(), notifier=outbox, policy=policy,
+                            handler_settings=handler_settings or HandlerSettings(), sleeper=lambda _s: None)
+    for name in ("alice", "bob", "carol"):
+        runtime.actions.upsert_principal(name, groups=["approvers"], email=f"{name}@example.com")
+    return runtime
+
+
+def eventually(check: Callable[[], Any], timeout: float = 60, interval: float = 0.1) -> Any:
+    """Poll ``check`` until it returns something truthy (never a timed assertion: the limit only stops a hang)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"condition not met within {timeout} s")
+        time.sleep(interval)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+@dataclass
+class Mailbox:
+    """An aiosmtpd handler keeping every message it accepts (run by ``aiosmtpd.controller.Controller``)."""
+
+    host: str
+    port: int
+    messages: list[tuple[list[str], Message]] = field(default_factory=list)
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # aiosmtpd calls this by name
+        self.messages.append((list(envelope.rcpt_tos), message_from_bytes(envelope.content)))
+        return "250 Message accepted for delivery"

@@ -1,0 +1,156 @@
+"""The action flow under Prefect: the approval gate through resume_flow_run, refusals, timeouts, re-runs."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+from uuid import UUID
+
+import pytest
+from flowkit import Outbox, eventually, store_settings
+from prefect import get_client
+from prefect.states import Running
+
+from blocks.settings import Runtime, build_runtime, install_runtime
+from flows import api
+from flows.action_flow import action_flow
+from saferails.actions.models import ActionView, Proposal
+from saferails.policy import default_policy, load_policy_text, policy_to_yaml
+
+pytestmark = pytest.mark.flow
+
+HIGH = {"action_type": "reassign_manager", "target": "emp_1", "params": {"new_manager_id": "mgr_2"}}
+
+
+def propose(proposer: str = "agent-1", **overrides: Any) -> Proposal:
+    return Proposal(**(HIGH | {"proposer": proposer, "reason": "reorg"} | overrides))
+
+
+def run_state(flow_run_id: UUID | str) -> str:
+    with get_client(sync_client=True) as client:
+        state = client.read_flow_run(UUID(str(flow_run_id))).state
+    return "" if state is None else state.type.value
+
+
+def paused(flow_run_id: UUID | str) -> bool:
+    return run_state(flow_run_id) == "PAUSED"
+
+
+def submit(proposal: Proposal) -> api.Submission:
+    sub = api.submit_action(proposal, poll_interval=1)
+    eventually(lambda: paused(sub.flow_run_id))
+    return sub
+
+
+def decided(rt: Runtime, action_id: str) -> ActionView:
+    def check() -> ActionView | None:
+        view = rt.actions.get(action_id)
+        return None if view.state == "pending_approval" else view
+
+    result: ActionView = eventually(check)
+    return result
+
+
+def with_policy(rt: Runtime, outbox: Outbox, **approval: Any) -> Runtime:
+    text = policy_to_yaml(default_policy())
+    for key, value in approval.items():
+        text = text.replace(f"  {key}: {_default(key)}\n", f"  {key}: {value}\n", 1)
+    new = build_runtime(rt.sessions, policy=load_policy_text(text), clock=rt.clock, notifier=outbox,
+                        settings=store_settings())
+    install_runtime(new)
+    return new
+
+
+def _default(key: str) -> str:
+    return {"min_approvals": "1", "timeout_action": "fail"}[key]
+
+
+def test_an_approver_resuming_the_paused_run_with_the_form_approves_the_action(runtime: Runtime,
+                                                                                outbox: Outbox) -> None:
+    sub = submit(propose())
+    assert sub.action.state == "pending_approval"
+    api.approve(sub.action.id, "alice", outbox.code_for(sub.action.id, "alice"), "looks right")
+    eventually(lambda: run_state(sub.flow_run_id) == "COMPLETED")
+    view = runtime.actions.get(sub.action.id)
+    assert view.valid_approvers == ("alice",)
+    assert view.state in ({"approved"} if runtime.execution is None else {"completed", "failed"})
+    assert [a.channel for a in view.approvals] == ["prefect-ui"]
+    eventually(lambda: run_state(sub.flow_run_id) == "COMPLETED")
+
+
+def test_two_of_three_needs_two_distinct_approvers_and_a_repeat_counts_once(runtime: Runtime,
+                                                                             outbox: Outbox) -> None:
+    rt = with_policy(runtime, outbox, min_approvals=2)
+    sub = submit(propose())
+    code = outbox.code_for(sub.action.id, "alice")
+    api.approve(sub.action.id, "alice", code, "one")
+    eventually(lambda: paused(sub.flow_run_id))
+    again = api.approve(sub.action.id, "alice", code, "one again")
+    eventually(lambda: paused(sub.flow_run_id))
+    assert again.state == "pending_approval"
+    assert rt.actions.get(sub.action.id).valid_approvers == ("alice",)
+    api.approve(sub.action.id, "bob", outbox.code_for(sub.action.id, "bob"), "two")
+    view = decided(rt, sub.action.id)
+    assert sorted(view.valid_approvers) == ["alice", "bob"]
+
+
+def test_the_proposer_cannot_approve_and_an_empty_resume_approves_nothing(runtime: Runtime,
+                                                                           outbox: Outbox) -> None:
+    sub = submit(propose(proposer="alice"))
+    api.approve(sub.action.id, "alice", "000000", "my own")
+    eventually(lambda: paused(sub.flow_run_id))
+    with pytest.raises(RuntimeError):
+        from prefect.flow_runs import resume_flow_run
+
+        resume_flow_run(sub.flow_run_id, run_input={})
+    with get_client(sync_client=True) as client:  # a bare state change to Running, as a UI "resume" without input
+        client.set_flow_run_state(sub.flow_run_id, Running(), force=True)
+    eventually(lambda: paused(sub.flow_run_id))
+    view = runtime.actions.get(sub.action.id)
+    assert view.state == "pending_approval"
+    assert view.approvals == ()
+
+
+def test_one_rejection_ends_the_approval_even_when_two_approvals_are_needed(runtime: Runtime,
+                                                                            outbox: Outbox) -> None:
+    rt = with_policy(runtime, outbox, min_approvals=2)
+    sub = submit(propose())
+    api.reject(sub.action.id, "bob", outbox.code_for(sub.action.id, "bob"), "wrong manager")
+    assert decided(rt, sub.action.id).state == "rejected"
+    eventually(lambda: run_state(sub.flow_run_id) == "COMPLETED")
+
+
+@pytest.mark.parametrize(("timeout_action", "final"),
+                         [("fail", "timed_out"), ("reject", "rejected"), ("approve", "approved")])
+def test_a_request_nobody_answers_ends_by_the_policys_timeout_action(runtime: Runtime, outbox: Outbox,
+                                                                     timeout_action: str, final: str) -> None:
+    rt = with_policy(runtime, outbox, timeout_action=timeout_action)
+    proposal = propose(idempotency_key=f"timeout-{timeout_action}")
+    rt.actions.propose(proposal)
+    runtime.clock.advance(timedelta(hours=24) - timedelta(seconds=1))  # type: ignore[attr-defined]
+    sub = api.submit_action(proposal, poll_interval=1)  # same key: the recorded action, one second left
+    eventually(lambda: paused(sub.flow_run_id))
+    runtime.clock.advance(timedelta(seconds=2))  # type: ignore[attr-defined]
+    eventually(lambda: run_state(sub.flow_run_id) == "COMPLETED")
+    view = rt.actions.get(sub.action.id)
+    expected = {final} if final != "approved" or rt.execution is None else {"completed", "failed"}
+    assert view.state in expected
+    eventually(lambda: run_state(sub.flow_run_id) == "COMPLETED")
+
+
+def test_a_blocked_payment_runs_nothing_and_the_flow_completes_with_the_refusal(runtime: Runtime) -> None:
+    result = action_flow(proposal={"action_type": "make_payment", "target": "acct",
+                                   "params": {"amount": "10", "currency": "EUR", "payee": "p"},
+                                   "proposer": "agent-1"})
+    assert result["state"] == "blocked"
+    assert result["refusal"] == "ACTION_BLOCKED"
+
+
+def test_rerunning_the_flow_of_a_finished_action_applies_nothing(runtime: Runtime, outbox: Outbox) -> None:
+    sub = submit(propose())
+    api.reject(sub.action.id, "bob", outbox.code_for(sub.action.id, "bob"), "no")
+    first = decided(runtime, sub.action.id)
+    result = action_flow(action_id=sub.action.id, poll_interval=1)
+    again = runtime.actions.get(sub.action.id)
+    assert result["state"] == first.state == again.state
+    assert (again.result, again.approvals) == (first.result, first.approvals)
