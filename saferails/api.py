@@ -26,6 +26,7 @@ from saferails.policy import Policy, default_policy, load_policy
 from saferails.settings import Settings, load_settings
 from saferails.store.db import create_engine, migrate, session_factory
 from saferails.store.tables import Action
+from saferails.workflow.service import WorkflowService
 
 __all__ = [
     "PolicyEvaluationFailed",
@@ -69,6 +70,12 @@ class Store:
     @property
     def codes_enforced(self) -> bool:
         return self.codes is not None
+
+    @property
+    def workflow(self) -> WorkflowService:
+        """A ``WorkflowService`` (tasks, plans, triggers, SLA; seed 004) over this store's sessions and clock.
+        Cheap and stateless: each access builds a new one."""
+        return WorkflowService(self.sessions, self.clock)
 
     def close(self) -> None:
         self.engine.dispose()
