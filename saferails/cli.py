@@ -31,7 +31,7 @@ from saferails.audit.verify import verify_chain
 from saferails.errors import InvalidInput, SaferailsError, StoreUnavailable
 from saferails.policy import Decision, policy_to_yaml
 from saferails.runbooks_cli import add_runbook_commands
-from saferails.store.db import transaction
+from saferails.store.db import read_transaction
 
 __all__ = ["build_parser", "main"]
 
@@ -202,7 +202,7 @@ def _audit_records(store: Store, action_id: str) -> list[AuditRecordView]:
     """Every audit record of one action, oldest first."""
     records: list[AuditRecordView] = []
     cursor: int | None = None
-    with transaction(store.sessions) as session:
+    with read_transaction(store.sessions) as session:
         while True:
             page = query_audit(session, AuditQuery(entity_type="action", entity_id=action_id, limit=MAX_LIMIT,
                                                    after_sequence=cursor))
@@ -220,7 +220,7 @@ def cmd_audit_query(store: Store, args: argparse.Namespace, io: _Io) -> int:
         limit=args.limit, descending=args.newest_first,
         after_sequence=None if args.newest_first else cursor, before_sequence=cursor if args.newest_first else None,
     )
-    with transaction(store.sessions) as session:
+    with read_transaction(store.sessions) as session:
         page = query_audit(session, query)
     records = page.records
 
@@ -235,7 +235,7 @@ def cmd_audit_query(store: Store, args: argparse.Namespace, io: _Io) -> int:
 
 def cmd_audit_verify(store: Store, args: argparse.Namespace, io: _Io) -> int:
     anchor = load_anchor(Path(args.anchor)) if args.anchor else None
-    with transaction(store.sessions) as session:
+    with read_transaction(store.sessions) as session:
         report = verify_chain(session, anchor=anchor)
     data = report.to_dict()
 
@@ -249,7 +249,7 @@ def cmd_audit_verify(store: Store, args: argparse.Namespace, io: _Io) -> int:
 
 def cmd_audit_export_head(store: Store, args: argparse.Namespace, io: _Io) -> int:
     path = Path(args.file)
-    with transaction(store.sessions) as session:
+    with read_transaction(store.sessions) as session:
         anchor = export_anchor(session, path, store.clock.now())
     io.result({"file": str(path), "anchor": anchor.to_dict()},
               lambda s: s.write(f"chain head #{anchor.sequence} {anchor.hash} written to {path}\n"))

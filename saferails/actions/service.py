@@ -36,7 +36,7 @@ from saferails.notify.base import Notification, Notifier
 from saferails.policy import ActionRequest, ApprovalRequirement, Decision, Outcome, Policy, PolicyEngine, RuleResult
 from saferails.policy import Principal as PolicyPrincipal
 from saferails.policy.loader import policy_to_yaml
-from saferails.store.db import transaction
+from saferails.store.db import read_transaction, transaction
 from saferails.store.tables import Action, Approval, PolicyDocument, Principal
 from saferails.transitions import AuditSubject, EntityKind
 
@@ -129,11 +129,11 @@ class ActionService:
 
     # --- reading ------------------------------------------------------------------------------------------
     def get(self, action_id: str) -> ActionView:
-        with transaction(self.sessions) as session:
+        with read_transaction(self.sessions) as session:
             return self._view(session, self._require(session, action_id))
 
     def list(self, f: ActionFilter | None = None) -> builtins.list[ActionView]:
-        with transaction(self.sessions) as session:
+        with read_transaction(self.sessions) as session:
             repo = ActionRepository(session)
             rows = repo.list(f or ActionFilter())
             approvals = repo.approvals_for([r.id for r in rows])
@@ -142,7 +142,7 @@ class ActionService:
     def check(self, proposal: Proposal) -> Decision:
         """What the policy would decide for ``proposal`` right now, with reasons. Writes nothing."""
         params = validate_params(proposal.action_type, proposal.params)
-        with transaction(self.sessions) as session:
+        with read_transaction(self.sessions) as session:
             repo = ActionRepository(session)
             return self.engine.evaluate(
                 self._request(repo, proposal, params), now=self.clock.now(), counter=_Counter(repo)

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from saferails.errors import StoreUnavailable
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+READ_ONLY = "saferails_read_only"
 
 
 def create_engine(url: str, **kwargs: Any) -> Engine:
@@ -50,7 +51,9 @@ def _configure_sqlite(engine: Engine) -> None:
 
     @event.listens_for(engine, "begin")
     def _on_begin(conn: sa.Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Readers (see ``read_transaction``) take no writer lock: in WAL mode they see a consistent snapshot
+        # and never block or wait for writers.
+        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
 
 
 def session_factory(engine: Engine) -> sessionmaker[Session]:
@@ -66,6 +69,21 @@ def transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
         raise StoreUnavailable(f"cannot open a session: {exc}") from exc
     try:
         with session.begin():
+            yield session
+    finally:
+        session.close()
+
+
+@contextmanager
+def read_transaction(factory: sessionmaker[Session]) -> Iterator[Session]:
+    """A transaction for reading only: one consistent snapshot, no writer lock on SQLite (long reads such as
+    ``audit verify`` do not stall writers), ``READ ONLY`` on PostgreSQL. Writing inside it fails."""
+    engine = factory.kw["bind"]
+    session = factory(bind=engine.execution_options(**{READ_ONLY: True}))
+    try:
+        with session.begin():
+            if engine.dialect.name == "postgresql":
+                session.execute(sa.text("SET TRANSACTION READ ONLY"))
             yield session
     finally:
         session.close()

@@ -127,12 +127,13 @@ class AuditRecord(Base):
     hash: Mapped[str] = mapped_column(sa.String(64))
 
     __table_args__ = (
+        # Pages are ordered by sequence, so each filter index ends in it (no sort of all matching rows per page).
         sa.Index("ix_audit_occurred_at", "occurred_at"),
-        sa.Index("ix_audit_entity", "entity_id"),
-        sa.Index("ix_audit_action_type", "action_type", "occurred_at"),
-        sa.Index("ix_audit_target", "target", "occurred_at"),
-        sa.Index("ix_audit_actor", "actor", "occurred_at"),
-        sa.Index("ix_audit_tenant", "tenant", "occurred_at"),
+        sa.Index("ix_audit_entity", "entity_id", "sequence"),
+        sa.Index("ix_audit_action_type", "action_type", "sequence"),
+        sa.Index("ix_audit_target", "target", "sequence"),
+        sa.Index("ix_audit_actor", "actor", "sequence"),
+        sa.Index("ix_audit_tenant", "tenant", "sequence"),
     )
 
 

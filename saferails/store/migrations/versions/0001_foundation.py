@@ -98,12 +98,12 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("sequence"),
     )
     with op.batch_alter_table("audit_log", schema=None) as batch_op:
-        batch_op.create_index("ix_audit_action_type", ["action_type", "occurred_at"], unique=False)
-        batch_op.create_index("ix_audit_actor", ["actor", "occurred_at"], unique=False)
-        batch_op.create_index("ix_audit_entity", ["entity_id"], unique=False)
+        batch_op.create_index("ix_audit_action_type", ["action_type", "sequence"], unique=False)
+        batch_op.create_index("ix_audit_actor", ["actor", "sequence"], unique=False)
+        batch_op.create_index("ix_audit_entity", ["entity_id", "sequence"], unique=False)
         batch_op.create_index("ix_audit_occurred_at", ["occurred_at"], unique=False)
-        batch_op.create_index("ix_audit_target", ["target", "occurred_at"], unique=False)
-        batch_op.create_index("ix_audit_tenant", ["tenant", "occurred_at"], unique=False)
+        batch_op.create_index("ix_audit_target", ["target", "sequence"], unique=False)
+        batch_op.create_index("ix_audit_tenant", ["tenant", "sequence"], unique=False)
 
     op.create_table(
         "outbox_events",
