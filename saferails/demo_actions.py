@@ -1,4 +1,4 @@
-"""The demo's execution part (``make demo``, section 8): actions carried by the Prefect action flow, for real.
+"""The demo's execution part (``make demo``): actions carried by the Prefect action flow, for real.
 
 Runs in the demo's store (same database and ManualClock as the foundation part, so the audit trail verified at
 the end covers it) through a second :class:`~saferails.api.Store` that has a per-run approval secret and a
@@ -81,7 +81,7 @@ class ExecutionReport:
 
 
 def show_execution(d: DemoLike, policy: Policy, outcomes: dict[str, str], directory: Path) -> ExecutionReport:
-    """Run section 8 on ``d``'s store and clock; ``outcomes`` holds the foundation part's results (payment and
+    """Run the execution part on ``d``'s store and clock; ``outcomes`` holds the foundation part's results (payment and
     51st email are reported from there). Returns what happened, also written into ``outcomes``."""
     report = ExecutionReport(file_root=directory / "files", notifications=directory / "notifications.jsonl")
     report.file_root.mkdir(parents=True, exist_ok=True)
@@ -128,7 +128,7 @@ class _Scenario:
         install_runtime(runtime_from_store(self.store, handler_settings=handler_settings))
         try:
             with api.heartbeats_off():
-                self.d.section("8. Execution through the Prefect action flow (one flow run per action)")
+                self.d.section("Execution through the Prefect action flow (one flow run per action)")
                 self.d.say(f"files under {self.report.file_root}; approval codes go to {self.report.notifications}")
                 high = self._low_and_high()
                 self._two_of_three()
@@ -246,7 +246,7 @@ class _Scenario:
     def _refusals(self) -> None:
         payment = self.earlier.get("payment", "not run")
         email = self.earlier.get("email_51", "not run")
-        self.d.say(f"Blocked payment (section 4): {payment}; the 51st email (section 5): {email}. A refused action "
+        self.d.say(f"Blocked payment (above): {payment}; the 51st email (above): {email}. A refused action "
                    "never reaches a handler: its flow run completes at once with the refusal")
 
     def _rollback(self, high: ActionView) -> None:

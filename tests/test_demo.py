@@ -1,0 +1,76 @@
+"""``make demo``: the scenario runs on a fresh SQLite file and ends with a verified audit trail."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+
+from saferails.demo import DemoReport, main, run_demo
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[DemoReport, str]:
+    out = io.StringIO()
+    report = run_demo(tmp_path_factory.mktemp("demo") / ".demo", out)
+    return report, out.getvalue()
+
+
+def test_the_demo_ends_with_a_verified_audit_trail(demo: tuple[DemoReport, str]) -> None:
+    report, text = demo
+    assert report.verified
+    assert report.records_checked > 60
+    assert "VERIFIED: the audit trail is intact" in text
+    assert "matches the exported anchor" in text
+    assert report.anchor.is_file()
+
+
+def test_the_demo_shows_every_impact_level_decided_by_the_policy(demo: tuple[DemoReport, str]) -> None:
+    report, text = demo
+    assert report.outcomes["medium"] == "approved"
+    # The LOW and HIGH ones are then carried through the Prefect action flow and executed.
+    assert (report.outcomes["low"], report.outcomes["high"]) == ("completed", "completed")
+    assert "HIGH   reassign_manager" in text and "pending: needs 1" in text
+
+
+def test_the_demo_blocks_the_payment(demo: tuple[DemoReport, str]) -> None:
+    report, text = demo
+    assert report.outcomes["payment"] == "blocked"
+    assert "make_payment      by agent-1" in text and "BLOCKED error[ACTION_BLOCKED] rule payments-blocked" in text
+
+
+def test_the_51st_email_is_refused_with_a_retry_time(demo: tuple[DemoReport, str]) -> None:
+    report, text = demo
+    assert report.outcomes["email_51"] == "RATE_LIMITED"
+    assert "emails 1-50" in text and "50 approved automatically" in text
+    assert "error[RATE_LIMITED] rule email-rate-limit" in text
+    assert "retry after 2026-11-22 10:06:00Z" in text  # the first of the 50 leaves the hour window then
+
+
+def test_the_demo_needs_two_of_three_approvers_rejects_checks_kyc_and_times_out(
+    demo: tuple[DemoReport, str],
+) -> None:
+    report, text = demo
+    assert report.outcomes["two_of_three"] == "completed"
+    assert "alice approves with code from notifications.jsonl (1/2 approvals)" in text
+    assert "bob approves with code from notifications.jsonl (2/2 approvals)" in text
+    assert report.outcomes["rejected"] == "rejected"
+    assert (report.outcomes["purchase_no_kyc"], report.outcomes["purchase_kyc"]) == ("blocked", "approved")
+    assert report.outcomes["timeout"] == "timed_out"
+
+
+def test_the_demo_prints_the_tail_of_the_audit_trail(demo: tuple[DemoReport, str]) -> None:
+    _, text = demo
+    trail = text.split("== Audit trail", 1)[1].split("== Verification", 1)[0]
+    assert "seq" in trail and "sla_breached" in trail
+
+
+def test_running_the_demo_twice_starts_from_a_fresh_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    directory = tmp_path / "demo"
+    assert main(["--dir", str(directory)]) == 0
+    first = capsys.readouterr().out
+    assert main(["--dir", str(directory)]) == 0
+    second = capsys.readouterr().out
+    assert first.count("\n") == second.count("\n")
+    assert "VERIFIED" in second
