@@ -1,0 +1,327 @@
+"""The outcome monitor: capture a baseline after execution, decide when due, roll back negative outcomes.
+
+Scheduling is a sweep (:meth:`OutcomeMonitor.schedule`), not an executor hook: it finds completed actions of
+monitored types that have no outcome check yet and creates one, so the executor knows nothing of monitoring.
+The baseline is the metrics of the target and its closest neighbours over the rule's window ending at midnight
+UTC of the execution day: strictly before the change, and the same window (one shared snapshot) for every action
+executed that day, however late the sweep runs. The check is due ``delay`` after execution.
+
+:meth:`OutcomeMonitor.run_due` claims due checks (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; on SQLite the claim
+runs under ``BEGIN IMMEDIATE``, which holds the writer lock), so two monitors never take the same check; a claim
+expires after ``claim_ttl`` so a crashed worker's checks are taken again. Current metrics come from one snapshot
+per window length (the window ending at the current whole hour), shared by every check of the sweep. A negative
+outcome is audited ``negative_outcome_detected`` on the action, then rolled back through
+``ExecutionService.rollback`` (which audits itself); otherwise ``outcome_ok``. A re-run after a crash does not
+audit a detection twice and does not roll back an action that is no longer completed. Every decision records
+the algorithm, library versions, parameters and snapshot hashes.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Session, sessionmaker
+
+from saferails import transitions
+from saferails.actions import lifecycle as lc
+from saferails.actions.service import ACTION_KIND, ENTITY
+from saferails.clock import Clock, as_utc
+from saferails.errors import SaferailsError
+from saferails.orggraph.metrics import MetricParams, Window
+from saferails.orggraph.snapshots import Snapshot, SnapshotCache, default_cache
+from saferails.orggraph.tables import OutcomeCheck
+from saferails.outcomes.rules import METRICS, Finding, RuleBook, TypeRules, default_rulebook
+from saferails.store.db import transaction
+from saferails.store.tables import Action
+
+ACTOR = "system:outcome-monitor"
+Progress = Callable[[int, int], None]
+
+
+class Rollbacker(Protocol):
+    def rollback(self, action_id: str, actor: str, *, reason: str) -> Any: ...
+
+
+def floor_day(when: datetime) -> datetime:
+    return as_utc(when).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
+def floor_hour(when: datetime) -> datetime:
+    return as_utc(when).replace(minute=0, second=0, microsecond=0)
+
+
+def _metrics(snapshot: Snapshot, person: str) -> dict[str, Any]:
+    values = snapshot.metrics(person)
+    return {name: values.get(name) for name in METRICS}
+
+
+def _capture(snapshot: Snapshot, target: str, neighbours: list[str]) -> dict[str, Any]:
+    return {
+        "snapshot_hash": snapshot.hash,
+        "window": snapshot.header["window"],
+        "target": _metrics(snapshot, target),
+        "neighbours": {person: _metrics(snapshot, person) for person in neighbours},
+    }
+
+
+@dataclass(frozen=True)
+class CheckView:
+    id: str
+    action_id: str
+    action_type: str
+    target: str
+    state: str
+    due_at: datetime
+    baseline: dict[str, Any]
+    result: dict[str, Any] | None
+    claimed_by: str | None
+    decided_at: datetime | None
+    algorithm: str | None
+    library_versions: dict[str, Any] | None
+    params: dict[str, Any] | None
+    snapshot_hash: str | None
+
+    @classmethod
+    def from_row(cls, row: OutcomeCheck) -> CheckView:
+        return cls(row.id, row.action_id, row.action_type, row.target, row.state, as_utc(row.due_at),
+                   dict(row.baseline), None if row.result is None else dict(row.result), row.claimed_by,
+                   None if row.decided_at is None else as_utc(row.decided_at), row.algorithm,
+                   row.library_versions, row.params, row.snapshot_hash)
+
+
+@dataclass(frozen=True)
+class CheckOutcome:
+    """One decided check: ``state`` ok | negative | error, with what was compared."""
+
+    check_id: str
+    action_id: str
+    action_type: str
+    target: str
+    state: str
+    findings: list[dict[str, Any]]
+    before: dict[str, Any]
+    after: dict[str, Any]
+    rollback_state: str | None = None
+    note: str = ""
+
+
+@dataclass
+class MonitorReport:
+    worker_id: str
+    claimed: int = 0
+    outcomes: list[CheckOutcome] = field(default_factory=list)
+    lost: int = 0  # claims another worker took over (ours had expired)
+    snapshots: dict[str, str] = field(default_factory=dict)  # window length -> snapshot hash
+
+    def count(self, state: str) -> int:
+        return sum(1 for o in self.outcomes if o.state == state)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"worker_id": self.worker_id, "claimed": self.claimed, "lost": self.lost,
+                "ok": self.count("ok"), "negative": self.count("negative"), "error": self.count("error"),
+                "snapshots": dict(self.snapshots), "outcomes": [asdict(o) for o in self.outcomes]}
+
+
+class OutcomeMonitor:
+    def __init__(
+        self,
+        sessions: sessionmaker[Session],
+        clock: Clock,
+        execution_service: Rollbacker,
+        rules: RuleBook | None = None,
+        *,
+        cache: SnapshotCache | None = None,
+        params: MetricParams | None = None,
+        claim_ttl: timedelta = timedelta(minutes=30),
+    ) -> None:
+        self.sessions = sessions
+        self.clock = clock
+        self.execution = execution_service
+        self.rules = rules or default_rulebook()
+        self.cache = cache or default_cache()
+        self.params = params or MetricParams()
+        self.claim_ttl = claim_ttl
+
+    # --- scheduling -------------------------------------------------------------------------------------------
+    def schedule(self, *, limit: int = 1000, progress: Progress | None = None) -> int:
+        """Create the outcome check (with its baseline) of up to ``limit`` completed, monitored actions that have
+        none; returns how many were created. Idempotent and safe to run concurrently (one check per action)."""
+        types = self.rules.monitored_types
+        if not types:
+            return 0
+        unchecked = ~sa.exists().where(OutcomeCheck.action_id == Action.id)
+        stmt = (sa.select(Action.id, Action.action_type, Action.target, Action.executed_at, Action.finished_at)
+                .where(Action.state == lc.COMPLETED, Action.action_type.in_(types), unchecked)
+                .order_by(Action.finished_at, Action.id).limit(limit))
+        with transaction(self.sessions) as session:
+            candidates = session.execute(stmt).all()
+        created = 0
+        snapshots: dict[Window, Snapshot] = {}
+        for done, (action_id, action_type, target, executed_at, finished_at) in enumerate(candidates, start=1):
+            rules = self.rules.for_type(action_type)
+            assert rules is not None  # selected by monitored type
+            executed = as_utc(executed_at or finished_at or self.clock.now())
+            window = Window.ending(floor_day(executed), rules.window)
+            if window not in snapshots:  # reading and hashing a window is not free: once per sweep
+                snapshots[window] = self.cache.get(self.sessions, window, self.params, self.clock.now())
+            snapshot = snapshots[window]
+            neighbours = list(snapshot.metrics(target)["neighbours"])
+            created += self._create_check(action_id, action_type, target, executed + rules.delay,
+                                          _capture(snapshot, target, neighbours))
+            if progress is not None:
+                progress(done, len(candidates))
+        return created
+
+    def _create_check(self, action_id: str, action_type: str, target: str, due_at: datetime,
+                      baseline: dict[str, Any]) -> int:
+        now = self.clock.now()
+        with transaction(self.sessions) as session:
+            insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+            inserted = session.execute(insert(OutcomeCheck).values(
+                id=str(uuid.uuid4()), action_id=action_id, action_type=action_type, target=target, due_at=due_at,
+                state="pending", baseline=baseline, baseline_snapshot_hash=baseline["snapshot_hash"], attempts=0,
+                created_at=now).on_conflict_do_nothing(index_elements=["action_id"]).returning(OutcomeCheck.id))
+            if inserted.first() is None:
+                return 0
+            row = transitions.lock_row(session, ACTION_KIND, action_id)
+            transitions.record_event(session, ENTITY, row, actor=ACTOR, event="outcome_check_scheduled", now=now,
+                                     details={"due_at": due_at.isoformat(),
+                                              "baseline_snapshot": baseline["snapshot_hash"]})
+            return 1
+
+    # --- queries ----------------------------------------------------------------------------------------------
+    def due(self, *, limit: int = 100) -> list[CheckView]:
+        """Checks a run now would take (due pending ones and expired claims), earliest first."""
+        with transaction(self.sessions) as session:
+            rows = session.execute(self._due_query(self.clock.now(), limit)).scalars().all()
+            return [CheckView.from_row(r) for r in rows]
+
+    def check_for(self, action_id: str) -> CheckView | None:
+        with transaction(self.sessions) as session:
+            row = session.execute(sa.select(OutcomeCheck).where(OutcomeCheck.action_id == action_id)).scalar()
+            return None if row is None else CheckView.from_row(row)
+
+    @staticmethod
+    def _due_query(now: datetime, limit: int) -> sa.Select[Any]:
+        due = sa.or_(sa.and_(OutcomeCheck.state == "pending", OutcomeCheck.due_at <= now),
+                     sa.and_(OutcomeCheck.state == "claimed", OutcomeCheck.claimed_until < now))
+        return sa.select(OutcomeCheck).where(due).order_by(OutcomeCheck.due_at, OutcomeCheck.id).limit(max(1, limit))
+
+    # --- the sweep --------------------------------------------------------------------------------------------
+    def run_due(self, *, worker_id: str, limit: int = 100, progress: Progress | None = None) -> MonitorReport:
+        """Claim and decide up to ``limit`` due checks (see the module docstring); ``progress(done, total)``
+        is called after each check."""
+        report = MonitorReport(worker_id)
+        claimed = self._claim(worker_id, limit)
+        report.claimed = len(claimed)
+        snapshots: dict[timedelta, Snapshot] = {}
+        now = self.clock.now()
+        for done, (check_id, action_type) in enumerate(claimed, start=1):
+            rules = self.rules.for_type(action_type)
+            if rules is None:
+                outcome = self._close(check_id, worker_id, "error", f"{action_type!r} is no longer monitored")
+            else:
+                if rules.window not in snapshots:
+                    snapshots[rules.window] = self.cache.get(
+                        self.sessions, Window.ending(floor_hour(now), rules.window), self.params, now)
+                    report.snapshots[str(rules.window)] = snapshots[rules.window].hash
+                outcome = self._decide(check_id, worker_id, rules, snapshots[rules.window])
+            if outcome is None:
+                report.lost += 1
+            else:
+                report.outcomes.append(outcome)
+            if progress is not None:
+                progress(done, len(claimed))
+        return report
+
+    def _claim(self, worker_id: str, limit: int) -> list[tuple[str, str]]:
+        now = self.clock.now()
+        with transaction(self.sessions) as session:
+            stmt = self._due_query(now, limit).with_only_columns(OutcomeCheck.id, OutcomeCheck.action_type)
+            if session.get_bind().dialect.name == "postgresql":
+                stmt = stmt.with_for_update(skip_locked=True)
+            claimed = [(str(i), str(t)) for i, t in session.execute(stmt).all()]
+            if claimed:
+                session.execute(sa.update(OutcomeCheck).where(OutcomeCheck.id.in_([i for i, _ in claimed])).values(
+                    state="claimed", claimed_by=worker_id, claimed_until=now + self.claim_ttl,
+                    attempts=OutcomeCheck.attempts + 1))
+        return claimed
+
+    def _locked_check(self, session: Session, check_id: str, worker_id: str) -> OutcomeCheck | None:
+        row = session.execute(sa.select(OutcomeCheck).where(OutcomeCheck.id == check_id).with_for_update()
+                              .execution_options(populate_existing=True)).scalar_one()
+        return row if row.state == "claimed" and row.claimed_by == worker_id else None
+
+    def _close(self, check_id: str, worker_id: str, state: str, note: str) -> CheckOutcome | None:
+        with transaction(self.sessions) as session:
+            row = self._locked_check(session, check_id, worker_id)
+            if row is None:
+                return None
+            row.state, row.decided_at, row.result = state, self.clock.now(), {"note": note}
+            return CheckOutcome(row.id, row.action_id, row.action_type, row.target, state, [], {}, {}, note=note)
+
+    def _decide(self, check_id: str, worker_id: str, rules: TypeRules, snapshot: Snapshot) -> CheckOutcome | None:
+        now = self.clock.now()
+        with transaction(self.sessions) as session:
+            row = self._locked_check(session, check_id, worker_id)
+            if row is None:
+                return None
+            baseline = dict(row.baseline)
+            after = _capture(snapshot, row.target, list(baseline.get("neighbours", {})))
+            findings = rules.evaluate(baseline["target"], after["target"])
+            negative = [f for f in findings if f.negative]
+            found = [asdict(f) for f in findings]
+            recorded = bool((row.result or {}).get("negative_recorded"))
+            result: dict[str, Any] = {"after": after, "findings": found, "negative": bool(negative),
+                                      "negative_recorded": recorded}
+            row.algorithm = snapshot.algorithm
+            row.library_versions = dict(snapshot.header["library_versions"])
+            row.params = {"metrics": snapshot.header["params"], "current_window": snapshot.header["window"],
+                          "baseline_window": baseline.get("window"), "delay": str(rules.delay),
+                          "rules": [asdict(r) for r in rules.rules]}
+            row.snapshot_hash = snapshot.hash
+            action = transitions.lock_row(session, ACTION_KIND, row.action_id)
+            details = {"check_id": row.id, "findings": result["findings"], "snapshot": snapshot.hash,
+                       "baseline_snapshot": row.baseline_snapshot_hash, "algorithm": snapshot.algorithm}
+            view = (row.id, row.action_id, row.action_type, row.target)
+            if not negative:
+                if action.state == lc.COMPLETED:
+                    transitions.record_event(session, ENTITY, action, actor=ACTOR, event="outcome_ok", now=now,
+                                             details=details)
+                row.state, row.decided_at, row.result = "ok", now, result
+                return CheckOutcome(*view, "ok", found, baseline["target"], after["target"],
+                                    note="" if action.state == lc.COMPLETED else f"action is {action.state}")
+            if not recorded:
+                transitions.record_event(session, ENTITY, action, actor=ACTOR, event="negative_outcome_detected",
+                                         now=now, details=details)
+                result["negative_recorded"] = True
+            row.result = result
+            action_state = action.state
+        rollback_state, note = self._roll_back(row.action_id, action_state, negative)
+        with transaction(self.sessions) as session:
+            locked = self._locked_check(session, check_id, worker_id)
+            if locked is None:
+                return None
+            locked.state, locked.decided_at = "negative", self.clock.now()
+            locked.result = {**result, "rollback_state": rollback_state, "rollback_note": note}
+        return CheckOutcome(*view, "negative", found, baseline["target"], after["target"],
+                            rollback_state, note)
+
+    def _roll_back(self, action_id: str, action_state: str, negative: list[Finding]) -> tuple[str | None, str]:
+        if action_state != lc.COMPLETED:
+            # A re-run after a crash, or someone undid it meanwhile: never roll back twice.
+            return action_state, f"not rolled back: action is {action_state}"
+        reason = "negative outcome: " + "; ".join(
+            f"{f.rule} ({f.metric} {f.before:.3g} -> {f.after:.3g}, {f.change:+.0%})" for f in negative
+            if f.before is not None and f.after is not None and f.change is not None)
+        try:
+            view = self.execution.rollback(action_id, ACTOR, reason=reason)
+        except SaferailsError as exc:
+            return None, f"rollback refused: {exc.code}: {exc.message}"
+        return str(getattr(view, "state", None)), reason
