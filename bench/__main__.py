@@ -33,6 +33,10 @@ from bench.common import (
 # Area name -> module. A new area (bench/<area>.py from a later issue) is one line here, in run order.
 AREAS: dict[str, str] = {
     "foundation": "bench.foundation",
+    "actions": "bench.actions",
+    "sweeps": "bench.sweeps",
+    "outcomes": "bench.outcomes",
+    "workflow": "bench.workflow",
 }
 
 Runner = Callable[[BenchArgs], list[Result]]

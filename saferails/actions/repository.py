@@ -72,7 +72,7 @@ class ActionRepository:
         return list(self.session.execute(stmt).scalars())
 
     # --- rate-limit counting: the policy's RateLimitCounter over this store ---------------------------------
-    def _counted(self, proposer: str, action_type: str, since: datetime) -> sa.Select[int]:
+    def _counted(self, proposer: str, action_type: str, since: datetime) -> sa.Select[tuple[int]]:
         # Refused proposals (state blocked) do not consume the budget: only accepted ones count.
         return (
             sa.select(sa.func.count())

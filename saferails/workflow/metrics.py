@@ -26,18 +26,23 @@ class WorkflowMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         self.transitions = Counter(
-            "workflow_transition_total", "Task and action-plan transitions by outcome",
-            ["entity_type", "result"], registry=self.registry,
+            "workflow_transition_total",
+            "Task and action-plan transitions by outcome",
+            ["entity_type", "result"],
+            registry=self.registry,
         )
         self.trigger_evaluations = Counter(
-            "automation_trigger_evaluations_total", "Automation trigger evaluations by outcome",
-            ["trigger_id", "outcome"], registry=self.registry,
+            "automation_trigger_evaluations_total",
+            "Automation trigger evaluations by outcome",
+            ["trigger_id", "outcome"],
+            registry=self.registry,
         )
-        self.sla_breaches = Counter("sla_records_breached_total", "SLA records marked breached",
-                                    registry=self.registry)
+        self.sla_breaches = Counter("sla_records_breached_total", "SLA records marked breached", registry=self.registry)
         self.outbox_processed = Counter(
-            "outbox_events_processed_total", "Outbox events handled by dispatchers",
-            ["event_type", "status"], registry=self.registry,
+            "outbox_events_processed_total",
+            "Outbox events handled by dispatchers",
+            ["event_type", "status"],
+            registry=self.registry,
         )
         self._store: StoreCollector | None = None
 
@@ -62,10 +67,14 @@ class StoreCollector(Collector):
     def collect(self) -> Iterator[GaugeMetricFamily]:
         try:
             with self.sessions() as session:
-                tasks = dict(session.execute(sa.select(Task.state, sa.func.count()).group_by(Task.state)).all())
-                actions = dict(
-                    session.execute(sa.select(Action.state, sa.func.count()).group_by(Action.state)).all()
-                )
+                tasks: dict[str, int] = {
+                    state: n
+                    for state, n in session.execute(sa.select(Task.state, sa.func.count()).group_by(Task.state))
+                }
+                actions: dict[str, int] = {
+                    state: n
+                    for state, n in session.execute(sa.select(Action.state, sa.func.count()).group_by(Action.state))
+                }
         except sa.exc.SQLAlchemyError:
             return
         active = GaugeMetricFamily("active_tasks_total", "Tasks by state", labels=["state"])

@@ -25,8 +25,14 @@ def workflow_metadata(session: Session | None = None) -> dict[str, Any]:
         triggers = [dict(t) for t in BUILTIN_TRIGGERS]
     else:
         triggers = [
-            {"id": t.id, "event_type": t.event_type, "predicate": t.predicate, "actions": t.actions,
-             "description": t.description, "active": t.active}
+            {
+                "id": t.id,
+                "event_type": t.event_type,
+                "predicate": t.predicate,
+                "actions": t.actions,
+                "description": t.description,
+                "active": t.active,
+            }
             for t in session.execute(sa.select(AutomationTrigger).order_by(AutomationTrigger.id)).scalars()
         ]
     return {
@@ -42,20 +48,33 @@ def workflow_metadata(session: Session | None = None) -> dict[str, Any]:
 def workflow_stats(session: Session, now: datetime) -> dict[str, Any]:
     """Counts by state, SLA met/breached/open, outbox pending/lag (age in seconds of the oldest unprocessed,
     non-dead-lettered event; 0 when none) and dead letters."""
-    tasks = dict(session.execute(sa.select(Task.state, sa.func.count()).group_by(Task.state)).all())
-    plans = dict(session.execute(sa.select(ActionPlan.state, sa.func.count()).group_by(ActionPlan.state)).all())
+    tasks: dict[str, int] = {
+        state: n for state, n in session.execute(sa.select(Task.state, sa.func.count()).group_by(Task.state))
+    }
+    plans: dict[str, int] = {
+        state: n
+        for state, n in session.execute(sa.select(ActionPlan.state, sa.func.count()).group_by(ActionPlan.state))
+    }
     sla_open = _count(session, SlaRecord, SlaRecord.completed_at.is_(None))
     sla_breached = _count(session, SlaRecord, SlaRecord.breached.is_(True))
-    sla_met = _count(session, SlaRecord, SlaRecord.completed_at.is_not(None), SlaRecord.breached.is_(False),
-                     SlaRecord.end_state == "completed")
+    sla_met = _count(
+        session,
+        SlaRecord,
+        SlaRecord.completed_at.is_not(None),
+        SlaRecord.breached.is_(False),
+        SlaRecord.end_state == "completed",
+    )
     pending = (OutboxEvent.processed_at.is_(None), OutboxEvent.dead_lettered_at.is_(None))
     oldest = session.execute(sa.select(sa.func.min(OutboxEvent.created_at)).where(*pending)).scalar_one_or_none()
     return {
         "tasks": {s: int(tasks.get(s, 0)) for s in TASK_MACHINE.states},
         "action_plans": {s: int(plans.get(s, 0)) for s in ACTION_PLAN_MACHINE.states},
-        "sla": {"open": sla_open, "met": sla_met, "breached": sla_breached,
-                "open_breached": _count(session, SlaRecord, SlaRecord.completed_at.is_(None),
-                                        SlaRecord.breached.is_(True))},
+        "sla": {
+            "open": sla_open,
+            "met": sla_met,
+            "breached": sla_breached,
+            "open_breached": _count(session, SlaRecord, SlaRecord.completed_at.is_(None), SlaRecord.breached.is_(True)),
+        },
         "outbox": {
             "pending": _count(session, OutboxEvent, *pending),
             "lag_seconds": 0.0 if oldest is None else max(0.0, (now - as_utc(oldest)).total_seconds()),

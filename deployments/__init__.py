@@ -1,0 +1,1 @@
+"""How the flows are served: ``python -m deployments.serve`` (``make serve``)."""

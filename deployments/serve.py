@@ -1,0 +1,141 @@
+"""Serve every saferails deployment from one process.
+
+Without ``PREFECT_API_URL`` a local Prefect server is started first (``prefect server start`` on
+127.0.0.1:4200, its SQLite data under ``.saferails/prefect``) and awaited until healthy. A paused run holds a
+runner slot, so the runner limit is sized for pending approvals (``SAFERAILS_RUNNER_LIMIT``, default 50).
+Every scheduled sweep in :data:`SCHEDULED` is served with its schedule. Ctrl-C or SIGTERM stops the runner
+(schedules paused), then the local server.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+HOST, PORT = "127.0.0.1", 4200
+RUNNER_LIMIT = int(os.environ.get("SAFERAILS_RUNNER_LIMIT", "50"))
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/health", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+def start_local_server(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
+    url = f"http://{HOST}:{PORT}/api"
+    if _healthy(url):
+        # Without this check the new server dies on the busy port and we would silently serve into whatever
+        # server (another checkout, another store) already answers there.
+        raise SystemExit(f"something already answers on {HOST}:{PORT}; stop it, or use it with "
+                         f"PREFECT_API_URL={url} make serve")
+    data_dir.mkdir(parents=True, exist_ok=True)
+    env = os.environ | {"PREFECT_HOME": str(data_dir), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
+    proc = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", HOST, "--port", str(PORT)],
+                            env=env, stdout=(data_dir / "server.log").open("ab"), stderr=subprocess.STDOUT,
+                            # Own session: Ctrl-C reaches the runner alone, which stops cleanly while the API is
+                            # still up; then main() stops the server. (Killed together, the runner hangs.)
+                            start_new_session=True)
+    for _ in range(240):
+        if proc.poll() is not None:
+            raise SystemExit(f"prefect server exited ({proc.returncode}); see {data_dir / 'server.log'}")
+        if _healthy(url):
+            return proc, url
+        time.sleep(0.5)
+    proc.terminate()
+    raise SystemExit(f"prefect server not healthy after 120 s; see {data_dir / 'server.log'}")
+
+
+# (deployment name, "module:flow", schedule) for every scheduled sweep. A schedule is a cron string or an
+# interval in seconds. An entry whose module does not exist yet (an issue still in progress) is skipped with a
+# line on stdout, so `make serve` works at every stage of the tree.
+SCHEDULED: tuple[tuple[str, str, str | int], ...] = (
+    ("expire-approvals", "flows.sweeps:expire_approvals", "0 * * * *"),
+    ("recover-actions", "flows.sweeps:recover_actions", 600),
+    ("dispatch-outbox", "flows.workflow:dispatch_outbox", 60),
+    ("sla-breach-sweep", "flows.workflow:sla_breach_sweep", 300),
+    ("monitor-outcomes", "flows.outcomes:monitor_outcomes", 3600),  # issue 4's outcome monitor
+)
+
+
+def scheduled_deployments() -> list[Any]:
+    """``RunnerDeployment`` objects for every entry of :data:`SCHEDULED` whose flow can be imported."""
+    deployments = []
+    for name, ref, schedule in SCHEDULED:
+        module_name, attr = ref.split(":")
+        try:
+            flow = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError):
+            print(f"skipping deployment {name}: {ref} does not exist yet", flush=True)
+            continue
+        timing = {"cron": schedule} if isinstance(schedule, str) else {"interval": schedule}
+        deployments.append(flow.to_deployment(name=name, tags=["saferails", "sweep"], **timing))
+    return deployments
+
+
+def serve_all() -> None:
+    """Serve every deployment until Ctrl-C or SIGTERM (both stop the runner, which pauses the schedules)."""
+    import asyncio
+
+    from prefect.runner import Runner
+
+    from flows.action_flow import action_flow
+    from flows.events import relay_audit_events
+
+    class StoppableRunner(Runner):
+        def handle_sigterm(self, *args: Any, **kwargs: Any) -> None:
+            # Prefect 3.8.8's handler calls the async ``stop`` without awaiting it and the process never exits.
+            raise KeyboardInterrupt
+
+    deployments = [
+        action_flow.to_deployment(name="action", tags=["saferails"]),
+        relay_audit_events.to_deployment(name="relay", interval=60, tags=["saferails"]),
+        *scheduled_deployments(),
+    ]
+    runner = StoppableRunner(pause_on_shutdown=True, limit=RUNNER_LIMIT)
+    for deployment in deployments:
+        runner.add_deployment(deployment)
+    print("Serving:", flush=True)
+    for deployment in deployments:
+        schedules = ", ".join(_describe(s.schedule) for s in deployment.schedules or []) or "run on demand"
+        print(f"  {deployment.flow_name}/{deployment.name}: {schedules}", flush=True)
+    try:
+        asyncio.run(runner.start())
+    except KeyboardInterrupt:
+        print("stopped", flush=True)
+
+
+def _describe(schedule: Any) -> str:
+    if getattr(schedule, "cron", None):
+        return f"cron {schedule.cron} ({schedule.timezone or 'UTC'})"
+    interval = getattr(schedule, "interval", None)
+    return f"every {interval}" if interval is not None else str(schedule)
+
+
+def main() -> None:
+    proc = None
+    if not os.environ.get("PREFECT_API_URL"):
+        proc, url = start_local_server(Path(os.environ.get("SAFERAILS_DATA_DIR", ".saferails")) / "prefect")
+        os.environ["PREFECT_API_URL"] = url
+    print(f"Prefect UI: {os.environ['PREFECT_API_URL'].removesuffix('/api')}", flush=True)
+    try:
+        from prefect.settings import PREFECT_API_URL, temporary_settings
+
+        with temporary_settings({PREFECT_API_URL: os.environ["PREFECT_API_URL"]}):
+            serve_all()
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()

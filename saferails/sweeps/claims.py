@@ -1,0 +1,149 @@
+"""Claims: how several sweep workers split the due items of one sweep without ever taking the same one.
+
+A claim is a row in ``sweep_claims`` keyed by (sweep, item id) with a lease (``claimed_until``). The items
+themselves are not changed, so any table with a single-column primary key can be swept (actions today).
+
+``claim_due`` runs inside the caller's short claim transaction, which the caller commits before processing:
+
+* PostgreSQL: ``SELECT <key> ... WHERE <due> AND NOT EXISTS (live claim) ORDER BY ... LIMIT n FOR UPDATE OF
+  <table> SKIP LOCKED``: concurrent claimers skip the rows another claimer is taking instead of waiting.
+* SQLite: the same SELECT without the lock clause: every saferails transaction opens with ``BEGIN IMMEDIATE``,
+  so claim transactions are already serialised and the second claimer sees the first one's claims.
+
+On both, the claim rows are then written with ``INSERT ... ON CONFLICT DO UPDATE ... WHERE claimed_until <=
+now RETURNING item_id``: the conflict check reads the latest committed claim, so it is the arbiter even when
+two claimers' snapshots overlap, and only the ids it returns are the caller's. A crashed worker's claims lapse
+when their lease runs out; processing an item must therefore be safe to repeat (sweeps re-check state under
+the row lock through ``saferails.transitions``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.orm import Mapped, Session, mapped_column
+
+from saferails.errors import InvalidInput
+from saferails.store.tables import Base
+
+
+class SweepClaim(Base):
+    """One worker's lease on one item of one sweep."""
+
+    __tablename__ = "sweep_claims"
+    sweep: Mapped[str] = mapped_column(sa.String(50), primary_key=True)
+    item_id: Mapped[str] = mapped_column(sa.String(100), primary_key=True)
+    claimed_by: Mapped[str] = mapped_column(sa.String(100))
+    claimed_at: Mapped[datetime]
+    claimed_until: Mapped[datetime]
+
+    __table_args__ = (sa.Index("ix_sweep_claims_until", "sweep", "claimed_until"),)
+
+
+def _key_column(model: type[Any]) -> sa.ColumnElement[Any]:
+    keys = sa.inspect(model).primary_key
+    if len(keys) != 1:
+        raise InvalidInput(f"{model.__name__} must have a single-column primary key to be swept")
+    column: sa.ColumnElement[Any] = getattr(model, keys[0].key)
+    return column
+
+
+def due_query(
+    model: type[Any],
+    where: Sequence[sa.ColumnElement[bool]],
+    order_by: Sequence[Any],
+    limit: int,
+    now: datetime,
+    *,
+    sweep: str,
+    dialect: str,
+) -> sa.Select[Any]:
+    """The SELECT ``claim_due`` runs (exposed so tests and benchmarks can EXPLAIN it)."""
+    key = _key_column(model)
+    live = sa.select(SweepClaim.item_id).where(
+        SweepClaim.sweep == sweep, SweepClaim.item_id == key, SweepClaim.claimed_until > now
+    )
+    stmt = sa.select(key).where(*where, ~sa.exists(live)).order_by(*order_by).limit(limit)
+    if dialect == "postgresql":
+        stmt = stmt.with_for_update(skip_locked=True, of=model)
+    return stmt
+
+
+def claim_due(
+    session: Session,
+    model: type[Any],
+    where: Sequence[sa.ColumnElement[bool]],
+    order_by: Sequence[Any],
+    limit: int,
+    worker_id: str,
+    lease: timedelta,
+    now: datetime,
+    *,
+    sweep: str,
+) -> list[str]:
+    """Claim up to ``limit`` items of ``model`` matching ``where`` (in ``order_by`` order) that no live claim of
+    ``sweep`` holds, for ``worker_id`` until ``now + lease``. Returns the claimed ids (possibly fewer than
+    selected: an id another worker claimed in the meantime is not returned). Never commits."""
+    if limit < 1 or lease <= timedelta(0):
+        raise InvalidInput(f"claim limit must be >= 1 and lease positive (got {limit}, {lease})")
+    dialect = session.get_bind().dialect.name
+    ids = [str(i) for i in session.execute(due_query(model, where, order_by, limit, now, sweep=sweep,
+                                                     dialect=dialect)).scalars()]
+    if not ids:
+        return []
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    stmt = insert(SweepClaim).values(
+        [{"sweep": sweep, "item_id": i, "claimed_by": worker_id, "claimed_at": now, "claimed_until": now + lease}
+         for i in ids]
+    )
+    upsert = stmt.on_conflict_do_update(
+        index_elements=[SweepClaim.sweep, SweepClaim.item_id],
+        set_={"claimed_by": stmt.excluded.claimed_by, "claimed_at": stmt.excluded.claimed_at,
+              "claimed_until": stmt.excluded.claimed_until},
+        where=SweepClaim.claimed_until <= now,
+    ).returning(SweepClaim.item_id)
+    won = {str(i) for i in session.execute(upsert).scalars()}
+    return [i for i in ids if i in won]
+
+
+def release(session: Session, sweep: str, item_ids: Sequence[str], worker_id: str) -> int:
+    """Drop ``worker_id``'s claims on ``item_ids`` (done with them). Returns how many were dropped."""
+    if not item_ids:
+        return 0
+    result = session.execute(
+        sa.delete(SweepClaim).where(
+            SweepClaim.sweep == sweep, SweepClaim.item_id.in_(list(item_ids)), SweepClaim.claimed_by == worker_id
+        )
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+def purge_lapsed(session: Session, sweep: str, now: datetime) -> int:
+    """Delete the lapsed claims of ``sweep`` (left by crashed workers or kept as "recently checked" marks)."""
+    result = session.execute(
+        sa.delete(SweepClaim).where(SweepClaim.sweep == sweep, SweepClaim.claimed_until <= now)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+
+
+def explain(session: Session, stmt: sa.Select[Any]) -> list[str]:
+    """The backend's plan for ``stmt`` (``EXPLAIN QUERY PLAN`` on SQLite, ``EXPLAIN`` on PostgreSQL), one line
+    per row: how a test or benchmark shows which index a sweep's due query uses."""
+    dialect = session.get_bind().dialect
+    compiled = stmt.compile(dialect=dialect)
+    conn = session.connection()
+    if dialect.name == "sqlite":
+        positional = tuple(compiled.params[name] for name in compiled.positiontup or ())
+        rows = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + str(compiled), positional).all()
+        return [str(r[-1]) for r in rows]
+    rows = conn.exec_driver_sql("EXPLAIN " + str(compiled), compiled.params).all()
+    return [str(r[0]) for r in rows]
+
+
+__all__ = ["SweepClaim", "claim_due", "due_query", "explain", "purge_lapsed", "release"]

@@ -1,0 +1,100 @@
+"""The expire sweep: pending approvals past their deadline get their timeout action.
+
+Contract of ``ExpireSweep.run``: every action in ``pending_approval`` whose ``approval_deadline`` is at or
+before the clock's now is resolved through ``ActionService.resolve_timeout`` (the policy's timeout action:
+``fail`` -> ``timed_out``, ``reject`` -> ``rejected``, ``approve`` -> ``approved``), oldest deadline first, in
+claimed batches. Whether the flow run that paused for it is alive does not matter: the store is the truth.
+An action decided by someone else between claim and resolution is ``skipped`` (nothing written). Several
+sweeps may run at once (each item is handled by one of them); a re-run after a crash is harmless (claims lapse
+after ``lease``; resolved items are no longer due). Cost follows the due items: the due query is a range scan
+of the index ``ix_actions_state_deadline (state, approval_deadline)`` on SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+
+from saferails.actions import lifecycle as lc
+from saferails.actions.service import ActionService
+from saferails.errors import InvalidTransition, SaferailsError
+from saferails.store.db import transaction
+from saferails.store.tables import Action
+from saferails.sweeps import claims
+from saferails.sweeps.report import FAILED, RESOLVED, SKIPPED, Progress, ProgressCallback, SweepItem, SweepReport
+
+SWEEP = "expire"
+ACTOR = "system:timeout-sweep"
+
+
+def due_conditions(now: datetime) -> list[sa.ColumnElement[bool]]:
+    return [Action.state == lc.PENDING_APPROVAL, Action.approval_deadline <= now]
+
+
+ORDER = (Action.approval_deadline, Action.id)
+
+
+class ExpireSweep:
+    def __init__(
+        self,
+        actions: ActionService,
+        *,
+        batch_size: int = 500,
+        lease: timedelta = timedelta(minutes=10),
+        progress_every: int = 100,
+        worker_id: str | None = None,
+    ) -> None:
+        self.actions = actions
+        self.sessions = actions.sessions
+        self.clock = actions.clock
+        self.batch_size = batch_size
+        self.lease = lease
+        self.progress_every = progress_every
+        self.worker_id = worker_id or f"expire-{uuid.uuid4().hex[:12]}"
+
+    def count_due(self) -> int:
+        """How many actions are due now (an index range count: cheap at any table size)."""
+        now = self.clock.now()
+        with transaction(self.sessions) as session:
+            stmt = sa.select(sa.func.count()).select_from(Action).where(*due_conditions(now))
+            return int(session.execute(stmt).scalar_one())
+
+    def run(self, *, max_items: int | None = None, on_progress: ProgressCallback | None = None) -> SweepReport:
+        """Resolve due approvals until none is left unclaimed (or ``max_items`` were handled)."""
+        report = SweepReport(SWEEP, self.worker_id, due_at_start=self.count_due())
+        progress = Progress(SWEEP, report.due_at_start, self.progress_every, on_progress)
+        with transaction(self.sessions) as session:
+            claims.purge_lapsed(session, SWEEP, self.clock.now())
+        while max_items is None or len(report.items) < max_items:
+            want = self.batch_size if max_items is None else min(self.batch_size, max_items - len(report.items))
+            now = self.clock.now()
+            with transaction(self.sessions) as session:
+                ids = claims.claim_due(session, Action, due_conditions(now), ORDER, want, self.worker_id,
+                                       self.lease, now, sweep=SWEEP)
+            if not ids:
+                break
+            done: list[str] = []
+            for action_id in ids:
+                item = self._resolve(action_id)
+                report.items.append(item)
+                if item.outcome != FAILED:
+                    done.append(action_id)
+                progress.step()
+            with transaction(self.sessions) as session:
+                claims.release(session, SWEEP, done, self.worker_id)
+        progress.finish()
+        return report
+
+    def _resolve(self, action_id: str) -> SweepItem:
+        try:
+            view = self.actions.resolve_timeout(action_id, actor=ACTOR)
+        except InvalidTransition as exc:  # decided meanwhile (or deadline moved): the store already has it
+            return SweepItem(action_id, SKIPPED, detail=exc.code)
+        except SaferailsError as exc:
+            return SweepItem(action_id, FAILED, detail=f"{exc.code}: {exc.message}")
+        return SweepItem(action_id, RESOLVED, state=view.state, flow_run_id=view.flow_run_id)
+
+
+__all__ = ["ACTOR", "SWEEP", "ExpireSweep", "due_conditions"]

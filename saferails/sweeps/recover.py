@@ -1,0 +1,217 @@
+"""The recover sweep: resolve actions whose flow run died under them, by rules that never execute twice.
+
+Contract of ``RecoverSweep.run`` (each part claims its items like the expire sweep, so concurrent runs split
+the work and a re-run after a crash is harmless):
+
+1. **Stuck in ``executing``** for longer than ``lease`` (default 15 min, counted from ``executed_at``): if the
+   ``effects`` table holds the effect recorded under the action's idempotency key, the action is completed with
+   that result (``execution_recovered``); otherwise it fails with the error ``recovered: execution interrupted``
+   (``execution_interrupted``). The handler is never called again: an external effect that happened but was
+   never recorded stays the operator's to check (the action's pre-state and audit trail say what was attempted).
+2. **``approved`` and due, with no live flow run** (no ``flow_run_id``, or the probe says the run is missing or
+   finished) and unchanged for ``lease``: re-run through ``ExecutionService.run``, which re-checks approval and
+   schedule under the row lock (``approved -> executing`` happens once, so a racing flow cannot run it twice).
+3. **``pending_approval`` whose flow run is dead** (missing or finished): audited once per run as
+   ``paused_run_lost``; the expire sweep still resolves it at its deadline. Each pending action is probed at
+   most once per ``recheck`` (its claim is kept as the "recently checked" mark). A Paused run whose process died
+   looks Paused to Prefect, so it is found here only once it is gone; the expire sweep ends it at the deadline.
+
+Whether a run is alive is asked through ``probe`` (flow run id -> Prefect state type such as ``"PAUSED"``, or
+None when no such run exists). Without a probe, parts 2 and 3 only consider actions with no flow run at all.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+
+from saferails import transitions
+from saferails.actions import lifecycle as lc
+from saferails.actions.service import ACTION_KIND, ENTITY, ActionService
+from saferails.errors import SaferailsError
+from saferails.execution import ExecutionService, effect_key
+from saferails.org.tables import Effect
+from saferails.store.db import transaction
+from saferails.store.tables import Action, AuditRecord
+from saferails.sweeps import claims
+from saferails.sweeps.report import (
+    FAILED,
+    NOTED,
+    RESOLVED,
+    SKIPPED,
+    Progress,
+    ProgressCallback,
+    SweepItem,
+    SweepReport,
+)
+
+ACTOR = "system:recovery-sweep"
+INTERRUPTED = "recovered: execution interrupted"
+STUCK, ORPHANED, LOST = "recover-executing", "recover-approved", "recover-pending"
+ALIVE = frozenset({"SCHEDULED", "PENDING", "RUNNING", "PAUSED", "CANCELLING"})
+
+RunProbe = Callable[[str], str | None]
+
+
+class RecoverSweep:
+    def __init__(
+        self,
+        actions: ActionService,
+        execution: ExecutionService | None,
+        *,
+        probe: RunProbe | None = None,
+        lease: timedelta = timedelta(minutes=15),
+        recheck: timedelta = timedelta(hours=1),
+        batch_size: int = 200,
+        progress_every: int = 100,
+        worker_id: str | None = None,
+    ) -> None:
+        self.actions = actions
+        self.execution = execution
+        self.sessions = actions.sessions
+        self.clock = actions.clock
+        self.probe = probe
+        self.lease = lease
+        self.recheck = recheck
+        self.batch_size = batch_size
+        self.progress_every = progress_every
+        self.worker_id = worker_id or f"recover-{uuid.uuid4().hex[:12]}"
+
+    def run(self, *, on_progress: ProgressCallback | None = None) -> SweepReport:
+        report = SweepReport("recover", self.worker_id)
+        progress = Progress("recover", 0, self.progress_every, on_progress)
+        self._loop(STUCK, self._stuck_where, self._recover_stuck, report, progress)
+        if self.execution is not None:
+            self._loop(ORPHANED, self._orphan_where, self._rerun, report, progress)
+        self._loop(LOST, self._lost_where, self._note_lost, report, progress, keep_claims=True)
+        progress.finish()
+        return report
+
+    # --- the loop shared by the three parts -----------------------------------------------------------------
+    def _loop(
+        self,
+        sweep: str,
+        where: Callable[[datetime], list[sa.ColumnElement[bool]]],
+        handle: Callable[[str], SweepItem | None],
+        report: SweepReport,
+        progress: Progress,
+        *,
+        keep_claims: bool = False,
+    ) -> None:
+        with transaction(self.sessions) as session:
+            claims.purge_lapsed(session, sweep, self.clock.now())
+        lease = self.recheck if keep_claims else self.lease
+        while True:
+            now = self.clock.now()
+            with transaction(self.sessions) as session:
+                ids = claims.claim_due(session, Action, where(now), (Action.updated_at, Action.id),
+                                       self.batch_size, self.worker_id, lease, now, sweep=sweep)
+            if not ids:
+                return
+            done = []
+            for action_id in ids:
+                try:
+                    item = handle(action_id)
+                except SaferailsError as exc:
+                    item = SweepItem(action_id, FAILED, detail=f"{exc.code}: {exc.message}")
+                if item is None:
+                    continue  # not this part's business now: the kept claim stops re-checking it every batch
+                report.items.append(item)
+                progress.step()
+                if item.outcome != FAILED:
+                    done.append(action_id)
+            if not keep_claims:
+                with transaction(self.sessions) as session:
+                    claims.release(session, sweep, done, self.worker_id)
+
+    def _dead(self, flow_run_id: str | None) -> tuple[bool, str | None]:
+        """(is the run gone?, its state type). No run id counts as gone; without a probe a run id counts alive."""
+        if flow_run_id is None:
+            return True, None
+        if self.probe is None:
+            return False, None
+        state = self.probe(flow_run_id)
+        return state is None or state.upper() not in ALIVE, state
+
+    # --- 1. stuck in executing --------------------------------------------------------------------------------
+    def _stuck_where(self, now: datetime) -> list[sa.ColumnElement[bool]]:
+        return [Action.state == lc.EXECUTING, Action.executed_at <= now - self.lease]
+
+    def _recover_stuck(self, action_id: str) -> SweepItem:
+        now = self.clock.now()
+        with transaction(self.sessions) as session:
+            row = transitions.lock_row(session, ACTION_KIND, action_id)
+            if row.state != lc.EXECUTING:
+                return SweepItem(action_id, SKIPPED, state=row.state, detail="no longer executing")
+            key = effect_key(row)
+            effect = session.get(Effect, key)
+            if effect is not None:
+                row = transitions.transition(
+                    session, ENTITY, action_id, lc.COMPLETED, actor=ACTOR, event="execution_recovered", now=now,
+                    details={"resolution": "effect_recorded", "effect_key": key, "result": effect.result["result"]},
+                    changes={"result": effect.result["result"], "rollback_data": effect.result["rollback_data"],
+                             "finished_at": now},
+                )
+                return SweepItem(action_id, RESOLVED, row.state, row.flow_run_id, "effect recorded")
+            row = transitions.transition(
+                session, ENTITY, action_id, lc.FAILED, actor=ACTOR, event="execution_interrupted", now=now,
+                details={"reason": INTERRUPTED, "executed_at": row.executed_at, "lease_seconds":
+                         self.lease.total_seconds()},
+                changes={"error": INTERRUPTED, "finished_at": now},
+            )
+            return SweepItem(action_id, RESOLVED, row.state, row.flow_run_id, INTERRUPTED)
+
+    # --- 2. approved, due, nobody running it ------------------------------------------------------------------
+    def _orphan_where(self, now: datetime) -> list[sa.ColumnElement[bool]]:
+        return [
+            Action.state == lc.APPROVED,
+            sa.or_(Action.scheduled_for.is_(None), Action.scheduled_for <= now),
+            Action.updated_at <= now - self.lease,
+        ]
+
+    def _rerun(self, action_id: str) -> SweepItem | None:
+        assert self.execution is not None  # the part only runs with an execution service
+        view = self.execution.get(action_id)
+        gone, state = self._dead(view.flow_run_id)
+        if not gone:
+            return None
+        after = self.execution.run(action_id, actor=ACTOR)
+        return SweepItem(action_id, RESOLVED, after.state, view.flow_run_id,
+                         f"re-run: flow run {view.flow_run_id or '-'} is {state or 'gone'}")
+
+    # --- 3. pending, paused run gone -----------------------------------------------------------------------
+    def _lost_where(self, _now: datetime) -> list[sa.ColumnElement[bool]]:
+        return [Action.state == lc.PENDING_APPROVAL, Action.flow_run_id.is_not(None)]
+
+    def _note_lost(self, action_id: str) -> SweepItem | None:
+        view = self.actions.get(action_id)
+        gone, state = self._dead(view.flow_run_id)
+        if not gone or self.probe is None or view.flow_run_id is None:
+            return None
+        run_id = view.flow_run_id
+        with transaction(self.sessions) as session:
+            row = transitions.lock_row(session, ACTION_KIND, action_id)
+            if row.state != lc.PENDING_APPROVAL or row.flow_run_id != run_id:
+                return None
+            noted = session.execute(
+                sa.select(AuditRecord.sequence).where(
+                    AuditRecord.entity_id == action_id,
+                    AuditRecord.event == "paused_run_lost",
+                    AuditRecord.details.contains(json.dumps(run_id)),
+                ).limit(1)
+            ).first()
+            if noted is not None:
+                return None
+            transitions.record_event(
+                session, ENTITY, row, actor=ACTOR, event="paused_run_lost", now=self.clock.now(),
+                details={"flow_run_id": run_id, "run_state": state, "deadline": row.approval_deadline,
+                         "resolution": "the expire sweep applies the timeout action at the deadline"},
+            )
+        return SweepItem(action_id, NOTED, lc.PENDING_APPROVAL, run_id, f"flow run is {state or 'gone'}")
+
+
+__all__ = ["ACTOR", "ALIVE", "INTERRUPTED", "RecoverSweep", "RunProbe"]
