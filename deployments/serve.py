@@ -21,6 +21,7 @@ import httpx
 
 HOST, PORT = "127.0.0.1", 4200
 RUNNER_LIMIT = int(os.environ.get("SAFERAILS_RUNNER_LIMIT", "50"))
+METRICS_PORT = int(os.environ.get("SAFERAILS_METRICS_PORT", "9464"))
 
 
 def _healthy(url: str) -> bool:
@@ -89,6 +90,7 @@ def serve_all() -> None:
 
     from flows.action_flow import action_flow
     from flows.events import relay_audit_events
+    from flows.runbook_flow import runbook_flow
 
     class StoppableRunner(Runner):
         def handle_sigterm(self, *args: Any, **kwargs: Any) -> None:
@@ -97,6 +99,7 @@ def serve_all() -> None:
 
     deployments = [
         action_flow.to_deployment(name="action", tags=["saferails"]),
+        runbook_flow.to_deployment(name="runbook", tags=["saferails"]),
         relay_audit_events.to_deployment(name="relay", interval=60, tags=["saferails"]),
         *scheduled_deployments(),
     ]
@@ -126,15 +129,28 @@ def main() -> None:
         proc, url = start_local_server(Path(os.environ.get("SAFERAILS_DATA_DIR", ".saferails")) / "prefect")
         os.environ["PREFECT_API_URL"] = url
     print(f"Prefect UI: {os.environ['PREFECT_API_URL'].removesuffix('/api')}", flush=True)
+    metrics = start_metrics()
     try:
         from prefect.settings import PREFECT_API_URL, temporary_settings
 
         with temporary_settings({PREFECT_API_URL: os.environ["PREFECT_API_URL"]}):
             serve_all()
     finally:
+        metrics.close()
         if proc is not None:
             proc.terminate()
             proc.wait(timeout=30)
+
+
+def start_metrics() -> Any:
+    """Prometheus metrics (seed 004's names plus action and approval counts) and health endpoints."""
+    from saferails.api import open_store
+    from saferails.workflow.server import serve_metrics
+
+    store = open_store()
+    server = serve_metrics("127.0.0.1", METRICS_PORT, store.sessions)
+    print(f"Metrics: {server.url}/metrics (health: /health/live, /health/ready)", flush=True)
+    return server
 
 
 if __name__ == "__main__":

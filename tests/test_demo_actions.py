@@ -85,6 +85,6 @@ def test_the_rollback_gives_the_employee_back_their_manager(section: Any) -> Non
 
 def test_the_refusals_are_reported_from_the_foundation_part_and_the_ui_is_explained(section: Any) -> None:
     _, _, text = section
-    assert "Blocked payment (section 4): blocked; the 51st email (section 5): RATE_LIMITED" in text
+    assert "Blocked payment (above): blocked; the 51st email (above): RATE_LIMITED" in text
     assert "http://127.0.0.1:4200" in text and "make serve" in text
 
