@@ -19,6 +19,8 @@ from saferails.actions.service import ActionService
 from saferails.approvals.codes import ApprovalCodes, approval_notifications
 from saferails.clock import Clock, SystemClock
 from saferails.errors import ActionBlocked, KycRequired, PolicyRefusal, RateLimited
+from saferails.execution import ExecutionService
+from saferails.handlers import load_handler_settings
 from saferails.notify.base import Notification, Notifier
 from saferails.notify.outbox_log import JsonLinesNotifier
 from saferails.notify.smtp import SmtpNotifier, load_smtp_settings
@@ -76,6 +78,12 @@ class Store:
         """A ``WorkflowService`` (tasks, plans, triggers, SLA; seed 004) over this store's sessions and clock.
         Cheap and stateless: each access builds a new one."""
         return WorkflowService(self.sessions, self.clock)
+
+    @property
+    def execution(self) -> ExecutionService:
+        """An ``ExecutionService`` (execute approved actions, roll back) with handler settings from the
+        environment (``SAFERAILS_FILE_ROOT``, ``SAFERAILS_SMTP_*``; see ``saferails.handlers``)."""
+        return ExecutionService(self.sessions, self.clock, load_handler_settings())
 
     def close(self) -> None:
         self.engine.dispose()

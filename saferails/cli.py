@@ -28,7 +28,7 @@ from saferails.api import Store, open_store, refusal_for
 from saferails.audit.anchor import export_anchor, load_anchor
 from saferails.audit.query import MAX_LIMIT, AuditQuery, AuditRecordView, query_audit
 from saferails.audit.verify import verify_chain
-from saferails.errors import InvalidInput, SaferailsError, StoreUnavailable
+from saferails.errors import ExecutionError, InvalidInput, RollbackError, SaferailsError, StoreUnavailable
 from saferails.policy import Decision, policy_to_yaml
 from saferails.runbooks_cli import add_runbook_commands
 from saferails.store.db import read_transaction
@@ -186,6 +186,19 @@ def cmd_reject(store: Store, args: argparse.Namespace, io: _Io) -> int:
 
 def cmd_cancel(store: Store, args: argparse.Namespace, io: _Io) -> int:
     return _decided(store.actions.cancel(args.id, args.actor, reason=args.reason), io)
+
+
+def cmd_execute(store: Store, args: argparse.Namespace, io: _Io) -> int:
+    action = store.execution.execute(args.id, args.actor)
+    _decided(action, io)
+    # A handler failure is recorded (state failed, error kept), not raised: the exit code still says so.
+    return ExecutionError.exit_code if action.state == "failed" else 0
+
+
+def cmd_rollback(store: Store, args: argparse.Namespace, io: _Io) -> int:
+    action = store.execution.rollback(args.id, args.actor, reason=args.reason)
+    _decided(action, io)
+    return RollbackError.exit_code if action.state == "rollback_failed" else 0
 
 
 def cmd_principal_add(store: Store, args: argparse.Namespace, io: _Io) -> int:
@@ -350,6 +363,17 @@ def build_parser() -> argparse.ArgumentParser:
     _json_flag(p)
 
     p = command("cancel", cmd_cancel, "withdraw an action that has not started executing")
+    p.add_argument("id")
+    p.add_argument("--actor", required=True)
+    p.add_argument("--reason", required=True)
+    _json_flag(p)
+
+    p = command("execute", cmd_execute, "execute an approved action now (in this process, through its handler)")
+    p.add_argument("id")
+    p.add_argument("--actor", default="cli:executor")
+    _json_flag(p)
+
+    p = command("rollback", cmd_rollback, "restore an action's captured pre-state through its handler")
     p.add_argument("id")
     p.add_argument("--actor", required=True)
     p.add_argument("--reason", required=True)

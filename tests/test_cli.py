@@ -340,3 +340,26 @@ def test_with_an_approval_secret_each_approver_is_sent_a_code_that_approves_once
     assert wrong.code == 7 and wrong.error()["error_code"] == "APPROVAL_CODE_INVALID"
     ok = cli("approve", action_id, "--approver", "alice", "--code", codes["alice"], "--json")
     assert ok.code == 0 and ok.json()["state"] == "approved"
+
+
+def test_an_approved_document_is_executed_then_rolled_back_from_the_cli(
+    cli: Cli, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("SAFERAILS_FILE_ROOT", str(tmp_path))
+    proposed = cli("propose", "create_document", "--target", "notes", "--param", "path=notes.md",
+                   "--param", "content=hello", "--proposer", "agent-1", "--json")
+    action_id = proposed.json()["id"]
+    executed = cli("execute", action_id, "--json")
+    assert executed.code == 0 and executed.json()["state"] == "completed"
+    assert (tmp_path / "notes.md").read_text() == "hello"
+    rolled = cli("rollback", action_id, "--actor", "alice", "--reason", "wrong notes", "--json")
+    assert rolled.code == 0 and rolled.json()["state"] == "rolled_back"
+    assert not (tmp_path / "notes.md").exists()
+    again = cli("rollback", action_id, "--actor", "alice", "--reason", "twice", "--json")
+    assert again.code == 5 and again.error()["error_code"] == "INVALID_TRANSITION"
+
+
+def test_executing_an_action_still_waiting_for_approval_is_refused(cli: Cli) -> None:
+    action_id = _propose_high(cli)
+    result = cli("execute", action_id, "--json")
+    assert result.code == 5 and result.error()["error_code"] == "INVALID_TRANSITION"
