@@ -425,6 +425,9 @@ def build_parser() -> argparse.ArgumentParser:
     from saferails.workflow_cli import add_workflow_commands  # here, so hooking in stayed a one-line change
 
     add_workflow_commands(sub)
+    from saferails.orggraph_cli import add_org_commands
+
+    add_org_commands(sub)
     return parser
 
 

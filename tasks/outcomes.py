@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, cast
+from uuid import UUID
 
 from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
@@ -30,7 +31,8 @@ def schedule_outcome_checks(limit: int) -> int:
 def run_due_outcome_checks(worker_id: str, limit: int) -> dict[str, Any]:
     """Claim and decide due checks; progress shows as a Prefect progress artifact."""
     logger = get_run_logger()
-    progress_id = create_progress_artifact(progress=0.0, description="outcome checks decided (%)")
+    # In a sync task the call returns the id (Prefect types it as "id or coroutine" for async callers).
+    progress_id = cast(UUID, create_progress_artifact(progress=0.0, description="outcome checks decided (%)"))
 
     shown = [0]
 

@@ -63,7 +63,7 @@ def test_the_demo_needs_two_of_three_approvers_rejects_checks_kyc_and_times_out(
 def test_the_demo_prints_the_tail_of_the_audit_trail(demo: tuple[DemoReport, str]) -> None:
     _, text = demo
     trail = text.split("== Audit trail", 1)[1].split("== Verification", 1)[0]
-    assert "seq" in trail and "sla_breached" in trail
+    assert "seq" in trail and "rolled_back" in trail
 
 
 def test_running_the_demo_twice_starts_from_a_fresh_store(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
