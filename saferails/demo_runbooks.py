@@ -105,7 +105,7 @@ def runbook_demo(store: Store, out: TextIO) -> dict[str, str]:
 def _scenario(store: Store, p: _Printer, server: Any) -> dict[str, str]:
     svc = RunbookService(store.sessions, store.clock, store.actions, sleeper=_sleeper(store))
     outcomes: dict[str, str] = {}
-    p.section("11. Runbook (seed 002): investigate-threat against a local enrichment/containment service")
+    p.section("Runbook (seed 002): investigate-threat against a local enrichment/containment service")
     for manager in MANAGERS:
         store.actions.upsert_principal(manager, email=f"{manager}@example.com", groups=["soc-managers"])
     store.actions.upsert_principal(ANALYST, groups=["analysts"])
@@ -115,7 +115,7 @@ def _scenario(store: Store, p: _Printer, server: Any) -> dict[str, str]:
     p.say("threat service on 127.0.0.1 (a free port): indicators containing 'evil' score 9, others 3")
     urls = {"enrichment_url": server.url, "containment_url": server.url}
 
-    p.section("12. High risk: the runbook waits for a SOC manager, then contains the threat")
+    p.section("High risk: the runbook waits for a SOC manager, then contains the threat")
     high = svc.start(template.runbook_id, {"indicator": "evil-c2.example.net", **urls}, context=_context())
     high = svc.run(high.id)
     _show(p, high)
@@ -128,7 +128,7 @@ def _scenario(store: Store, p: _Printer, server: Any) -> dict[str, str]:
     _show(p, high)
     outcomes["runbook_high"] = high.state
 
-    p.section("13. Low risk: the automatic branch, the approval step skipped")
+    p.section("Low risk: the automatic branch, the approval step skipped")
     low = svc.run(svc.start(template.runbook_id, {"indicator": "newsletter.example.org", **urls},
                             context=_context()).id)
     _show(p, low)
@@ -139,7 +139,7 @@ def _scenario(store: Store, p: _Printer, server: Any) -> dict[str, str]:
     outcomes["runbook_monitored"] = ",".join(watched)
     p.say(f"the service contained: {', '.join(isolated) or 'nothing'}; monitors: {', '.join(watched) or 'nothing'}")
 
-    p.section("14. Logs and evidence of the high-risk execution (`saferails runbook logs|evidence EXEC`)")
+    p.section("Logs and evidence of the high-risk execution (`saferails runbook logs|evidence EXEC`)")
     logs = svc.logs(high.id)
     p.table(LOG_COLUMNS, [[ln.at, ln.step_id or "-", ln.level, ln.message[:80]] for ln in logs])
     evidence = svc.evidence(high.id)

@@ -23,7 +23,7 @@ def test_the_runbook_demo_contains_the_high_risk_threat_after_approval_and_monit
     assert outcomes == {"runbook_high": "completed", "runbook_low": "completed",
                         "runbook_containments": "evil-c2.example.net", "runbook_monitored": "newsletter.example.org"}
     text = out.getvalue()
-    high, low = text.split("== 12.", 1)[1].split("== 13.", 1)
+    high, low = text.split("== High risk", 1)[1].split("== Low risk", 1)
     assert "awaiting_approval" in high and "soc-manager-1 approves step require-approval" in high
     assert "skipped: branch not taken" in low
     assert "execute-containment  info   POST" in text and "http_call" in text
