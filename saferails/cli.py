@@ -176,11 +176,20 @@ def _decided(action: ActionView, io: _Io) -> int:
 
 def cmd_approve(store: Store, args: argparse.Namespace, io: _Io) -> int:
     action = store.actions.approve(args.id, args.approver, reason=args.reason or "", code=args.code, channel="cli")
+    _warn_if_codes_unchecked(store, io)
     return _decided(action, io)
+
+
+def _warn_if_codes_unchecked(store: Store, io: _Io) -> None:
+    """Said after an accepted decision, in text mode only (``--json`` keeps stderr for errors)."""
+    if not store.codes_enforced and not io.json:
+        io.stderr.write("warning: SAFERAILS_APPROVAL_SECRET is not set, so one-time approval codes are not checked "
+                        "and nothing proves who approved\n")
 
 
 def cmd_reject(store: Store, args: argparse.Namespace, io: _Io) -> int:
     action = store.actions.reject(args.id, args.approver, reason=args.reason, code=args.code, channel="cli")
+    _warn_if_codes_unchecked(store, io)
     return _decided(action, io)
 
 

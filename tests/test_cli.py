@@ -363,3 +363,10 @@ def test_executing_an_action_still_waiting_for_approval_is_refused(cli: Cli) -> 
     action_id = _propose_high(cli)
     result = cli("execute", action_id, "--json")
     assert result.code == 5 and result.error()["error_code"] == "INVALID_TRANSITION"
+
+
+def test_approving_without_an_approval_secret_warns_that_nothing_proves_who_approved(cli: Cli) -> None:
+    action_id = _propose_high(cli)
+    result = cli("approve", action_id, "--approver", "alice")
+    assert result.code == 0
+    assert "approval codes are not checked" in result.err
