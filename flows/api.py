@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, cast
 from uuid import UUID
 
-from prefect import get_client
+from prefect import Flow, get_client
 from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
 from prefect.exceptions import ObjectNotFound
@@ -42,6 +42,10 @@ API_CHANNEL = "api"
 class Submission:
     action: ActionView
     flow_run_id: UUID
+
+
+_threads_lock = threading.Lock()
+_threads: list[threading.Thread] = []
 
 
 class OutcomeTimeout(TimeoutError):
@@ -66,11 +70,42 @@ def submit_action(
     else:
         with get_client(sync_client=True) as client:
             run = client.create_flow_run(action_flow, parameters=params, tags=tags)
-        threading.Thread(target=run_flow, kwargs={"flow": action_flow, "flow_run": run, "parameters": params},
-                         name=f"saferails-action-{view.id}", daemon=True).start()
+        start_in_process(action_flow, run, params, name=f"saferails-action-{view.id}")
     if wait:
         view = wait_for_outcome(view.id, timeout)
     return Submission(view, run.id)
+
+
+def start_in_process(flow: Flow[Any, Any], run: FlowRun, parameters: dict[str, Any], *, name: str) -> None:
+    """Run the created ``run`` of ``flow`` on a daemon thread of this process; ``join_flow_threads`` waits for it."""
+    thread = threading.Thread(target=run_flow, kwargs={"flow": flow, "flow_run": run, "parameters": parameters},
+                              name=name, daemon=True)
+    with _threads_lock:
+        _threads[:] = [t for t in _threads if t.is_alive()]
+        _threads.append(thread)
+    thread.start()
+
+
+def flow_threads() -> list[str]:
+    """Names of the in-process flow runs (threads) still going."""
+    with _threads_lock:
+        return [t.name for t in _threads if t.is_alive()]
+
+
+def join_flow_threads(timeout: float = 60, *, ignore: Collection[str] = ()) -> list[str]:
+    """Wait up to ``timeout`` seconds in all for the in-process flow runs started so far to end; returns the names
+    of those still running. A paused run only ends once it is answered or its action is final (the gate re-checks
+    the store every ``poll_interval``), so whoever started it decides first; tests call this before their store
+    goes away, so no run outlives the store it was started on. Threads named in ``ignore`` (e.g. left by someone
+    else) are neither waited for nor returned."""
+    deadline = time.monotonic() + timeout
+    with _threads_lock:
+        started = [t for t in _threads if t.name not in ignore]
+    for thread in started:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    with _threads_lock:
+        _threads[:] = [t for t in _threads if t.is_alive()]
+        return [t.name for t in _threads if t.name not in ignore]
 
 
 def approve(action_id: str, approver: str, code: str | None = None, reason: str = "") -> ActionView:

@@ -2,8 +2,9 @@
 
 - ``start_runbook`` starts the execution in the store (inputs and context validated there), then one
   ``runbook_flow`` run for it: through ``run_deployment`` when ``deployment`` is given (e.g.
-  ``"saferails-runbook/runbook"``), otherwise in this process on a daemon thread (as ``flows.api.submit_action``:
-  the run's id is known at once, and a paused run keeps its thread). Flow runs carry the tag
+  ``"saferails-runbook/runbook"``), otherwise in this process on a daemon thread (``flows.api.start_in_process``,
+  as ``submit_action``: the run's id is known at once, a paused run keeps its thread, ``join_flow_threads``
+  waits for it). Flow runs carry the tag
   ``runbook-execution:<id>`` so the API finds an execution's live run.
 - ``approve_step`` / ``reject_step`` decide a step's approval through ``flows.api`` (resuming the paused run
   with the form input when there is one), so the store validates them like the Prefect UI's answers.
@@ -14,7 +15,6 @@
 
 from __future__ import annotations
 
-import threading
 import time
 from typing import Any
 from uuid import UUID
@@ -28,7 +28,6 @@ from prefect.client.schemas.filters import (
 )
 from prefect.client.schemas.objects import FlowRun, StateType
 from prefect.deployments import run_deployment
-from prefect.flow_engine import run_flow
 
 from flows import api as action_api
 from flows.runbook_flow import runbook_flow
@@ -73,8 +72,7 @@ def run_execution(execution_id: str, *, deployment: str | None = None, poll_inte
         return run.id
     with get_client(sync_client=True) as client:
         created = client.create_flow_run(runbook_flow, parameters=params, tags=tags)
-    threading.Thread(target=run_flow, kwargs={"flow": runbook_flow, "flow_run": created, "parameters": params},
-                     name=f"saferails-runbook-{execution_id}", daemon=True).start()
+    action_api.start_in_process(runbook_flow, created, params, name=f"saferails-runbook-{execution_id}")
     return created.id
 
 

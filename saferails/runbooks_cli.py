@@ -23,6 +23,7 @@ from saferails import cli_output as out
 from saferails.api import Store
 from saferails.errors import InvalidInput, SaferailsError
 from saferails.runbooks.definition import RunbookDefinition
+from saferails.runbooks.lifecycle import EXECUTION_MACHINE
 from saferails.runbooks.schema import runbook_json_schema
 from saferails.runbooks.service import RunbookService
 from saferails.runbooks.validation import load_runbook
@@ -35,6 +36,7 @@ STEP_COLUMNS = ("step", "type", "state", "attempts", "result")
 TEMPLATE_COLUMNS = ("id", "version", "name", "steps", "registered by", "registered")
 LOG_COLUMNS = ("time", "step", "level", "message")
 EVIDENCE_COLUMNS = ("time", "step", "kind", "data")
+EXECUTION_COLUMNS = ("execution", "runbook", "state", "tenant", "started by", "started", "waiting on")
 
 
 class Io(Protocol):
@@ -252,6 +254,28 @@ def cmd_run(store: Store, args: argparse.Namespace, io: Io) -> int:
     return _carry_on(store, service(store).status(args.execution), args, io)
 
 
+def _waiting_on(view: ExecutionView) -> str:
+    """What a not-final execution waits for: its steps awaiting an approval or an event ("-" when none)."""
+    waiting = [s.step_id for s in view.steps if s.state in ("awaiting_approval", "awaiting_event")]
+    return ", ".join(waiting) or "-"
+
+
+def cmd_executions(store: Store, args: argparse.Namespace, io: Io) -> int:
+    if args.limit < 1:
+        raise InvalidInput(f"--limit must be at least 1, got {args.limit}")
+    if args.state is not None and args.state not in EXECUTION_MACHINE.states:
+        # An unknown state would list nothing, which reads like "no such executions": say it is a typo instead.
+        raise InvalidInput(f"--state {args.state!r} is not an execution state; one of "
+                           f"{', '.join(EXECUTION_MACHINE.states)}", state=args.state)
+    views = service(store).list_executions(runbook_id=args.runbook, state=args.state, tenant=args.tenant,
+                                           limit=args.limit)
+    rows = [[v.id, f"{v.runbook_id} v{v.runbook_version}", v.state, v.tenant, v.initiated_by, v.created_at,
+             _waiting_on(v)] for v in views]
+    io.result(jsonable(views),
+              lambda s: out.render_table(EXECUTION_COLUMNS, rows, s, empty="(no executions)"))
+    return 0
+
+
 def cmd_status(store: Store, args: argparse.Namespace, io: Io) -> int:
     return _execution_result(service(store).status(args.execution), io)
 
@@ -379,6 +403,12 @@ def add_runbook_commands(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--authorized-user", action="append", help="a user authorised on this execution; repeat")
     _prefect_flags(p)
 
+    p = command("executions", cmd_executions, "executions, newest first (filter by runbook, state, tenant)")
+    p.add_argument("--runbook", metavar="ID", help="only executions of this runbook id")
+    p.add_argument("--state", metavar="S",
+                   help="only executions in this state (pending, running, paused, awaiting, completed, failed, ...)")
+    p.add_argument("--tenant", metavar="T", help="only executions of this tenant")
+    p.add_argument("--limit", type=int, default=100, metavar="N", help="at most N executions (default 100)")
     _prefect_flags(command("run", cmd_run, "carry an execution forward until it is final or waits", execution=True))
     command("status", cmd_status, "an execution and each step's state", execution=True)
     p = command("pause", cmd_pause, "pause an execution (running steps finish, no new ones start)", execution=True)

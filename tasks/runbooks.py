@@ -64,12 +64,12 @@ def read_execution(execution_id: str) -> ExecutionView:
 
 @task(name="step-approval-request")
 def step_approval_request(view: ExecutionView, step: StepView) -> tuple[ActionView, str]:
-    """The step's approval action and the markdown shown above the pause form: the step's prompt, the
+    """The step's approval action and the markdown shown above the pause form: the step's rendered prompt, the
     execution's context (who started it, under which legal basis), then the action request as for any action."""
     action = current_runtime().actions.get(str(step.approval_action_id))
-    template = runbook_service().template(view.runbook_id, view.runbook_version).definition
-    definition: dict[str, Any] = next((s for s in template.get("steps", []) if s.get("id") == step.step_id), {})
-    prompt = str((definition.get("config") or {}).get("prompt") or "")
+    # The step proposes its approval with the prompt rendered (inputs, earlier outputs) as the action's reason;
+    # the definition's prompt is still a template ("{inputs.indicator}").
+    prompt = action.reason
     basis = view.context.get("legal_basis") or {}
     legal = f"{basis['authority']} / {basis['classification']} / {basis['retention_days']} days" if basis else "-"
     rows = [

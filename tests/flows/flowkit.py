@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass, field
 from email import message_from_bytes
 from email.message import Message
 from typing import Any
 
+import pytest
+from prefect.logging.handlers import APILogWorker
+
 from blocks.settings import Runtime, build_runtime
+from flows import api
 from saferails.clock import ManualClock
 from saferails.handlers import HandlerSettings
 from saferails.notify.base import Notification
@@ -48,6 +52,23 @@ def make_runtime(sessions: Any, clock: ManualClock, outbox: Outbox, handler_sett
     for name in ("alice", "bob", "carol"):
         runtime.actions.upsert_principal(name, groups=["approvers"], email=f"{name}@example.com")
     return runtime
+
+
+def finish_flow_runs(timeout: float = 60, *, ignore: Collection[str] = ()) -> None:
+    """Wait for the flow runs this test started in-process (``flows.api`` threads) to end, then flush their logs to
+    the server: a run left going would carry on against the next test's runtime after this test's store is gone."""
+    left = api.join_flow_threads(timeout, ignore=ignore)
+    APILogWorker.drain_all()
+    assert not left, f"flow runs still going after {timeout} s (paused and never answered?): {left}"
+
+
+@pytest.fixture
+def flow_runs_finished() -> Iterator[None]:
+    """Each test's in-process flow runs end before its store goes away: name it after the runtime fixture (or make
+    an autouse fixture that depends on the runtime call ``finish_flow_runs``), so it is torn down first."""
+    before = api.flow_threads()  # runs another test left going are that test's to end
+    yield
+    finish_flow_runs(ignore=before)
 
 
 def eventually(check: Callable[[], Any], timeout: float = 60, interval: float = 0.1) -> Any:

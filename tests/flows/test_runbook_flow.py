@@ -12,14 +12,13 @@ from typing import Any
 from uuid import UUID
 
 import pytest
-from flowkit import Outbox, eventually
+from flowkit import Outbox, eventually, finish_flow_runs
 from prefect import get_client
 from prefect.flow_runs import resume_flow_run
-from prefect.logging.handlers import APILogWorker
 
 from blocks.settings import Runtime
 from examples.threat_service import ThreatService, serve
-from flows import runbook_api
+from flows import api, runbook_api
 from flows.runbook_flow import runbook_event_flow
 from saferails.cli import main
 from saferails.clock import ManualClock
@@ -34,13 +33,13 @@ MANAGER = "soc-manager-1"
 
 
 @pytest.fixture(autouse=True)
-def _runs_finished() -> Iterator[None]:
-    """After each test, let this test's flow threads end and their logs reach the server before it stops."""
+def _runs_finished(runtime: Runtime) -> Iterator[None]:
+    """After each test, every flow run it started in this process (runbook runs and the action runs of action
+    steps) ends and its logs reach the server. It depends on ``runtime`` so it is torn down first: before the
+    runtime is uninstalled and the test's store dropped."""
+    before = api.flow_threads()  # runs another test left going are that test's to end
     yield
-    for thread in threading.enumerate():
-        if thread.name.startswith("saferails-runbook-"):
-            thread.join(timeout=60)
-    APILogWorker.drain_all()
+    finish_flow_runs(ignore=before)
 
 
 @pytest.fixture
@@ -96,6 +95,8 @@ def test_a_high_risk_threat_pauses_the_run_for_a_soc_manager_and_completes_once_
     assert threat_service.containments == []
     code = outbox.code_for(str(waiting.approval_action_id), MANAGER)
     assert code, "the SOC manager was sent a one-time approval code"
+    request = artifact(f"approval-{waiting.approval_action_id}")
+    assert request is not None and "> High-risk threat evil-c2.example.net detected." in request
 
     resume_flow_run(run_id, run_input={"decision": "approve", "approver": MANAGER, "code": code,
                                        "reason": "C2 beacon confirmed"})

@@ -163,3 +163,37 @@ def test_list_and_show_print_tables_and_schema_prints_the_json_schema(cli: Cli) 
     assert "enrich-indicators" in shown.out and "depends on" in shown.out
     schema = cli("runbook", "schema")
     assert schema.code == 0 and "steps" in schema.json()["properties"]
+
+
+def test_executions_lists_the_newest_first_and_filters_by_runbook_state_and_tenant(
+    cli: Cli, threat_service: ThreatService, tmp_path: Path, switch: Switch,
+) -> None:
+    high = start_threat(cli, threat_service, "evil-c2.example.net")
+    low = start_threat(cli, threat_service, "newsletter.example.org")
+    path = tmp_path / "ops-check.yaml"
+    path.write_text(OPS_CHECK)
+    ops = cli.ok("runbook", "start", str(path), "--input", f"url={switch.url}", "--input", "ticket=T-3",
+                 "--tenant", "night-shift")
+
+    everything = cli.ok("runbook", "executions")
+    assert {e["id"] for e in everything} == {high["id"], low["id"], ops["id"]}
+    assert [e["id"] for e in cli.ok("runbook", "executions", "--runbook", "investigate-threat")] == [
+        low["id"], high["id"]]
+    assert [e["id"] for e in cli.ok("runbook", "executions", "--state", "completed")] == [low["id"]]
+    assert [e["id"] for e in cli.ok("runbook", "executions", "--tenant", "night-shift")] == [ops["id"]]
+    assert len(cli.ok("runbook", "executions", "--limit", "2")) == 2
+    assert cli.ok("runbook", "executions", "--runbook", "investigate-threat", "--state", "cancelled") == []
+
+    table = cli("runbook", "executions", "--runbook", "investigate-threat")
+    assert table.code == 0, table.err
+    assert "waiting on" in table.out.splitlines()[0]
+    high_line = next(line for line in table.out.splitlines() if line.startswith(high["id"]))
+    assert "awaiting" in high_line and "require-approval" in high_line and "acme-soc" in high_line
+    assert cli("runbook", "executions", "--tenant", "nobody").out.strip() == "(no executions)"
+
+
+def test_executions_refuses_an_unknown_state_naming_the_valid_ones(cli: Cli) -> None:
+    run = cli("runbook", "executions", "--state", "done", "--json")
+    assert run.code == 2
+    assert run.error()["error_code"] == "INVALID_INPUT"
+    assert "completed" in run.error()["message"]
