@@ -104,6 +104,22 @@ def move_step(
     )
 
 
+def skip_step(
+    session: Session, row: RunbookStep, reason: str, *, actor: str, now: datetime, halted_by: str | None = None
+) -> None:
+    """Mark a pending step skipped with its reason (and the failed step that halted the run, if any)."""
+    move_step(
+        session,
+        row,
+        lc.SKIPPED,
+        actor=actor,
+        event="step_skipped",
+        now=now,
+        details={"reason": reason},
+        changes={"skip_reason": reason, "halted_by": halted_by},
+    )
+
+
 def stop_open_steps(
     session: Session,
     exe: RunbookExecution,
@@ -119,16 +135,7 @@ def stop_open_steps(
     to_cancel: list[str] = []
     for row in steps.values():
         if row.state == lc.PENDING and halted_by is not None:
-            move_step(
-                session,
-                row,
-                lc.SKIPPED,
-                actor=actor,
-                event="step_skipped",
-                now=now,
-                details={"reason": reason},
-                changes={"skip_reason": reason, "halted_by": halted_by},
-            )
+            skip_step(session, row, reason, actor=actor, now=now, halted_by=halted_by)
         elif row.state in (lc.PENDING, lc.RUNNING, *lc.STEP_WAITING):
             if row.state in lc.STEP_WAITING and row.approval_action_id:
                 to_cancel.append(row.approval_action_id)
@@ -222,16 +229,7 @@ class Engine:
                 skipped = [d for d in defn.step(row.step_id).depends_on if steps[d].state == lc.SKIPPED]
                 if skipped:
                     reason = f"dependency {skipped[0]!r} was skipped"
-                    move_step(
-                        session,
-                        row,
-                        lc.SKIPPED,
-                        actor=actor,
-                        event="step_skipped",
-                        now=now,
-                        details={"reason": reason},
-                        changes={"skip_reason": reason, "halted_by": None},
-                    )
+                    skip_step(session, row, reason, actor=actor, now=now)
                     add_log(session, row.execution_id, row.step_id, "info", f"skipped: {reason}", {}, now)
                     changed = True
 
@@ -353,16 +351,7 @@ class Engine:
         for target, reason in result.skip.items():
             branch = steps[target]
             if branch.state == lc.PENDING:
-                move_step(
-                    session,
-                    branch,
-                    lc.SKIPPED,
-                    actor=actor,
-                    event="step_skipped",
-                    now=now,
-                    details={"reason": reason},
-                    changes={"skip_reason": reason, "halted_by": None},
-                )
+                skip_step(session, branch, reason, actor=actor, now=now)
                 add_log(session, exe.id, target, "info", f"skipped: {reason}", {}, now)
         if result.rejected:
             exe.error = f"rejected at step {step_id!r}: {result.error}"
