@@ -2,7 +2,8 @@
 
 Without ``PREFECT_API_URL`` a local Prefect server is started first (``prefect server start`` on
 127.0.0.1:4200, its SQLite data under ``.saferails/prefect``) and awaited until healthy. A paused run holds a
-runner slot, so the runner limit is sized for pending approvals (``SAFERAILS_RUNNER_LIMIT``, default 50).
+runner slot, so the runner limit is sized for pending approvals (``SAFERAILS_RUNNER_LIMIT``, default 50). Our
+settings (limit, metrics port, data directory, store) come from ``saferails.settings.load_settings`` once.
 Every scheduled sweep in :data:`SCHEDULED` is served with its schedule. Ctrl-C or SIGTERM stops the runner
 (schedules paused), then the local server.
 """
@@ -19,9 +20,9 @@ from typing import Any
 
 import httpx
 
+from saferails.settings import Settings, load_settings
+
 HOST, PORT = "127.0.0.1", 4200
-RUNNER_LIMIT = int(os.environ.get("SAFERAILS_RUNNER_LIMIT", "50"))
-METRICS_PORT = int(os.environ.get("SAFERAILS_METRICS_PORT", "9464"))
 
 
 def _healthy(url: str) -> bool:
@@ -82,7 +83,7 @@ def scheduled_deployments() -> list[Any]:
     return deployments
 
 
-def serve_all() -> None:
+def serve_all(runner_limit: int = 50) -> None:
     """Serve every deployment until Ctrl-C or SIGTERM (both stop the runner, which pauses the schedules)."""
     import asyncio
 
@@ -103,7 +104,7 @@ def serve_all() -> None:
         relay_audit_events.to_deployment(name="relay", interval=60, tags=["saferails"]),
         *scheduled_deployments(),
     ]
-    runner = StoppableRunner(pause_on_shutdown=True, limit=RUNNER_LIMIT)
+    runner = StoppableRunner(pause_on_shutdown=True, limit=runner_limit)
     for deployment in deployments:
         runner.add_deployment(deployment)
     print("Serving:", flush=True)
@@ -124,17 +125,18 @@ def _describe(schedule: Any) -> str:
 
 
 def main() -> None:
+    settings = load_settings()
     proc = None
     if not os.environ.get("PREFECT_API_URL"):
-        proc, url = start_local_server(Path(os.environ.get("SAFERAILS_DATA_DIR", ".saferails")) / "prefect")
+        proc, url = start_local_server(settings.data_dir / "prefect")
         os.environ["PREFECT_API_URL"] = url
     print(f"Prefect UI: {os.environ['PREFECT_API_URL'].removesuffix('/api')}", flush=True)
-    metrics = start_metrics()
+    metrics = start_metrics(settings)
     try:
         from prefect.settings import PREFECT_API_URL, temporary_settings
 
         with temporary_settings({PREFECT_API_URL: os.environ["PREFECT_API_URL"]}):
-            serve_all()
+            serve_all(settings.runner_limit)
     finally:
         metrics.close()
         if proc is not None:
@@ -142,13 +144,13 @@ def main() -> None:
             proc.wait(timeout=30)
 
 
-def start_metrics() -> Any:
+def start_metrics(settings: Settings) -> Any:
     """Prometheus metrics (seed 004's names plus action and approval counts) and health endpoints."""
     from saferails.api import open_store
     from saferails.workflow.server import serve_metrics
 
-    store = open_store()
-    server = serve_metrics("127.0.0.1", METRICS_PORT, store.sessions)
+    store = open_store(settings)
+    server = serve_metrics("127.0.0.1", settings.metrics_port, store.sessions)
     print(f"Metrics: {server.url}/metrics (health: /health/live, /health/ready)", flush=True)
     return server
 

@@ -1,30 +1,42 @@
-"""The core facade the CLI, the demo and scripts start from: one call opens a ready-to-use store.
+"""The composition root: one object, built from the one :class:`~saferails.settings.Settings`, that gives every
+service. The CLI, the demo, scripts and the Prefect Blocks (``blocks.settings``) all start from it.
 
-``open_store()`` validates settings (``saferails.settings``), creates the engine, brings the schema up to date,
-loads the policy (``SAFERAILS_POLICY`` or the bundled default) and returns a :class:`Store` holding the session
-factory, the :class:`ActionService`, the policy and the clock. It never imports Prefect.
+``open_store()`` validates settings, creates the engine, brings the schema up to date, loads the policy
+(``SAFERAILS_POLICY`` or the bundled default) and returns a :class:`Store` via :func:`compose`, which wires the
+services over a session factory: the :class:`ActionService` (with one-time approval codes when an approval secret
+is set, sent through the notifier), the :class:`ExecutionService` (handler settings from the same settings), the
+:class:`WorkflowService`, the policy and the clock. Nothing else wires these services. It never imports Prefect.
 """
 
 from __future__ import annotations
 
-import os
+import dataclasses
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from saferails.actions.models import ActionView
-from saferails.actions.service import ActionService
+from saferails.actions.service import ActionService, ApprovalRequestHook
 from saferails.approvals.codes import ApprovalCodes, approval_notifications
 from saferails.clock import Clock, SystemClock
-from saferails.errors import ActionBlocked, KycRequired, PolicyRefusal, RateLimited
+from saferails.errors import (
+    ActionBlocked,
+    KycRequired,
+    PolicyEvaluationFailed,
+    PolicyRefusal,
+    RateLimited,
+    RateLimitStoreUnavailable,
+)
 from saferails.execution import ExecutionService
-from saferails.handlers import load_handler_settings
+from saferails.handlers import HandlerSettings
 from saferails.notify.base import Notification, Notifier
 from saferails.notify.outbox_log import JsonLinesNotifier
-from saferails.notify.smtp import SmtpNotifier, load_smtp_settings
+from saferails.notify.smtp import SmtpNotifier
 from saferails.policy import Policy, default_policy, load_policy
+from saferails.resilience import Sleeper
 from saferails.settings import Settings, load_settings
 from saferails.store.db import create_engine, migrate, session_factory
 from saferails.store.tables import Action
@@ -34,22 +46,11 @@ __all__ = [
     "PolicyEvaluationFailed",
     "RateLimitStoreUnavailable",
     "Store",
+    "compose",
+    "default_notifier",
     "open_store",
     "refusal_for",
 ]
-
-
-class PolicyEvaluationFailed(PolicyRefusal):
-    """The policy could not be evaluated for an action, so it was denied (fail closed)."""
-
-    code = "POLICY_EVALUATION_FAILED"
-
-
-class RateLimitStoreUnavailable(PolicyRefusal):
-    """A rate limit could not be counted and the policy denies in that case (``on_rate_limit_store_error``)."""
-
-    code = "RATE_LIMIT_STORE_UNAVAILABLE"
-
 
 _REFUSALS: dict[str, type[PolicyRefusal]] = {
     cls.code: cls
@@ -59,7 +60,13 @@ _REFUSALS: dict[str, type[PolicyRefusal]] = {
 
 @dataclass
 class Store:
-    """An open store. ``close()`` releases the engine's connections; the object is unusable afterwards."""
+    """The composition root: the services of one store, built once from one :class:`Settings`.
+
+    ``codes`` is None when no approval secret is configured (codes are then not checked); ``notifier`` is the one
+    ``actions`` sends approval requests with. ``execution`` is built on first use from ``handler_settings`` (default
+    ``settings.handler_settings()``), so settings only the handlers need are refused when execution is asked for.
+    ``close()`` releases the engine's connections when this store created it; the object is unusable afterwards.
+    """
 
     settings: Settings
     engine: Engine
@@ -68,6 +75,10 @@ class Store:
     policy: Policy
     clock: Clock
     codes: ApprovalCodes | None = None
+    notifier: Notifier | None = None
+    handler_settings: HandlerSettings | None = None
+    sleeper: Sleeper | None = None
+    owns_engine: bool = True
 
     @property
     def codes_enforced(self) -> bool:
@@ -79,20 +90,70 @@ class Store:
         Cheap and stateless: each access builds a new one."""
         return WorkflowService(self.sessions, self.clock)
 
-    @property
+    @cached_property
     def execution(self) -> ExecutionService:
-        """An ``ExecutionService`` (execute approved actions, roll back) with handler settings from the
-        environment (``SAFERAILS_FILE_ROOT``, ``SAFERAILS_SMTP_*``; see ``saferails.handlers``)."""
-        return ExecutionService(self.sessions, self.clock, load_handler_settings())
+        """The ``ExecutionService`` (execute approved actions, roll back), one per root so circuit breakers see
+        every call. Raises ``ConfigurationError`` when the handler settings are refused."""
+        settings = self.handler_settings or self.settings.handler_settings()
+        if self.sleeper is None:
+            return ExecutionService(self.sessions, self.clock, settings)
+        return ExecutionService(self.sessions, self.clock, settings, sleeper=self.sleeper)
+
+    def with_execution(self, handler_settings: HandlerSettings | None = None, sleeper: Sleeper | None = None) -> Store:
+        """The same services with another execution set-up (handlers confined elsewhere, retries that do not
+        sleep). The copy does not own the engine: closing it leaves this store open."""
+        return dataclasses.replace(self, handler_settings=handler_settings or self.handler_settings,
+                                   sleeper=sleeper or self.sleeper, owns_engine=False)
 
     def close(self) -> None:
-        self.engine.dispose()
+        if self.owns_engine:
+            self.engine.dispose()
 
     def __enter__(self) -> Store:
         return self
 
     def __exit__(self, *_exc: object) -> None:
         self.close()
+
+
+def compose(
+    settings: Settings,
+    sessions: sessionmaker[Session],
+    *,
+    clock: Clock | None = None,
+    policy: Policy | None = None,
+    notifier: Notifier | None = None,
+    handler_settings: HandlerSettings | None = None,
+    sleeper: Sleeper | None = None,
+    owns_engine: bool = False,
+) -> Store:
+    """Wire every service over ``sessions`` (an already migrated store) from ``settings``. The one wiring.
+
+    ``policy`` overrides ``settings.policy_path``; ``clock`` defaults to the system clock. With
+    ``settings.approval_secret`` set, approvals of actions whose decision requires codes must carry a valid one-time
+    code: codes are issued when an action starts waiting and sent to each approver through ``notifier`` (default:
+    :func:`default_notifier`). ``handler_settings`` override ``settings.handler_settings()``; ``sleeper`` is the
+    retry backoff's (default ``time.sleep``). ``owns_engine``: ``close()`` disposes the sessions' engine.
+    """
+    if policy is None:
+        policy = load_policy(settings.policy_path) if settings.policy_path is not None else default_policy()
+    clock = clock or SystemClock()
+    key = settings.approval_key
+    codes = ApprovalCodes(key, clock) if key is not None else None
+    hook: ApprovalRequestHook | None = None
+    if codes is not None:
+        notifier = notifier or default_notifier(settings)
+        issuer = codes
+
+        def hook(session: Session, row: Action) -> list[Notification]:
+            return approval_notifications(session, row, issuer.issue(session, row))
+
+    actions = ActionService(sessions, policy, clock, code_verifier=codes.verify if codes is not None else None,
+                            on_approval_requested=hook, notifier=notifier)
+    engine = sessions.kw["bind"]
+    return Store(settings=settings, engine=engine, sessions=sessions, actions=actions, policy=policy, clock=clock,
+                 codes=codes, notifier=notifier, handler_settings=handler_settings, sleeper=sleeper,
+                 owns_engine=owns_engine)
 
 
 def open_store(
@@ -102,16 +163,12 @@ def open_store(
     policy: Policy | None = None,
     upgrade: bool = True,
     notifier: Notifier | None = None,
+    handler_settings: HandlerSettings | None = None,
+    sleeper: Sleeper | None = None,
 ) -> Store:
-    """Open the store described by ``settings`` (default: ``load_settings()`` from the environment).
-
-    ``policy`` overrides ``settings.policy_path``; ``clock`` defaults to the system clock (pass a ManualClock
-    to move time deterministically). With ``settings.approval_secret`` set, approvals of actions whose decision
-    requires codes must carry a valid one-time code: codes are issued when an action starts waiting and sent to
-    each approver through ``notifier`` (default: SMTP when ``SAFERAILS_SMTP_HOST`` is set, otherwise a JSON-lines
-    file ``notifications.jsonl`` in the data directory). Without a secret codes are not checked
-    (``store.codes_enforced`` is False and the CLI says so). With ``upgrade`` the schema is migrated to every head
-    first (idempotent).
+    """Open the store described by ``settings`` (default: ``load_settings()`` from the environment) and
+    :func:`compose` the services over it. With ``upgrade`` the schema is migrated to every head first
+    (idempotent). Without a secret codes are not checked (``store.codes_enforced`` is False and the CLI says so).
     Raises ``ConfigurationError`` / ``PolicyInvalid`` before touching the database when either is malformed.
     """
     settings = settings or load_settings()
@@ -121,41 +178,17 @@ def open_store(
     try:
         if upgrade:
             migrate(engine)
+        return compose(settings, session_factory(engine), clock=clock, policy=policy, notifier=notifier,
+                       handler_settings=handler_settings, sleeper=sleeper, owns_engine=True)
     except BaseException:
         engine.dispose()
         raise
-    sessions = session_factory(engine)
-    clock = clock or SystemClock()
-    codes = ApprovalCodes(settings.approval_secret, clock) if settings.approval_secret is not None else None
-    hook = None
-    if codes is not None:
-        notifier = notifier or default_notifier(settings)
-
-        def hook(session: Session, row: Action) -> list[Notification]:
-            return approval_notifications(session, row, codes.issue(session, row))
-
-    return Store(
-        settings=settings,
-        engine=engine,
-        sessions=sessions,
-        actions=ActionService(
-            sessions,
-            policy,
-            clock,
-            code_verifier=codes.verify if codes is not None else None,
-            on_approval_requested=hook,
-            notifier=notifier,
-        ),
-        policy=policy,
-        clock=clock,
-        codes=codes,
-    )
 
 
 def default_notifier(settings: Settings) -> Notifier:
     """SMTP when configured (``SAFERAILS_SMTP_HOST``), else a JSON-lines file in the data directory."""
-    if os.environ.get("SAFERAILS_SMTP_HOST"):
-        return SmtpNotifier(load_smtp_settings())
+    if settings.smtp_configured:
+        return SmtpNotifier(settings.smtp_settings())
     return JsonLinesNotifier(settings.data_dir / "notifications.jsonl")
 
 

@@ -176,6 +176,18 @@ class KycRequired(PolicyRefusal):
     code = "KYC_REQUIRED"
 
 
+class PolicyEvaluationFailed(PolicyRefusal):
+    """The policy could not be evaluated for an action, so it was denied (fail closed)."""
+
+    code = "POLICY_EVALUATION_FAILED"
+
+
+class RateLimitStoreUnavailable(PolicyRefusal):
+    """A rate limit could not be counted and the policy denies in that case (``on_rate_limit_store_error``)."""
+
+    code = "RATE_LIMIT_STORE_UNAVAILABLE"
+
+
 # --- approvals (exit 7) -------------------------------------------------------------------------------------
 
 

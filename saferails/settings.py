@@ -1,56 +1,283 @@
-"""Settings, validated once, in one function. Unsafe values are refused rather than patched up."""
+"""The one settings model, validated once. Unsafe values are refused rather than patched up.
+
+Environment variables are read here and nowhere else: :func:`load_settings` turns ``SAFERAILS_*`` variables (or a
+mapping a test passes) into a :class:`Settings`; every other module takes its values from that object (the
+composition root in ``saferails.api``, the Prefect Blocks, ``deployments.serve``). ``Settings(...)`` built
+directly takes only the values passed (tests, the Blocks): nothing leaks in from the environment.
+
+Variables (all optional; an empty value counts as unset):
+
+- ``SAFERAILS_DATA_DIR``: where the default SQLite file and ``notifications.jsonl`` live (``./.saferails``).
+- ``SAFERAILS_DATABASE_URL``: SQLAlchemy URL; default an SQLite file under the data directory. ``postgresql://``
+  URLs are mapped to the psycopg 3 driver; other schemes are refused.
+- ``SAFERAILS_POLICY``: path to a policy YAML (must be a file); default the bundled policy.
+- ``SAFERAILS_APPROVAL_SECRET``: key for one-time approval codes, at least 32 bytes, no default.
+- ``SAFERAILS_WEBHOOK_SECRET``: HMAC key signing workflow webhook calls, at least 32 bytes, no default.
+- ``SAFERAILS_FILE_ROOT``: directory file actions are confined to (must exist); unset disables them.
+- ``SAFERAILS_SMTP_HOST`` / ``_PORT`` / ``_SENDER`` / ``_USERNAME`` / ``_PASSWORD`` / ``_STARTTLS`` / ``_TIMEOUT``:
+  the SMTP server of ``send_email`` and of approval-code notifications (the latter only when the host is set).
+- ``SAFERAILS_LEDGER_ACCOUNT``: the account payments and purchases are booked against (``operating``).
+- ``SAFERAILS_RUNNER_LIMIT`` (50) and ``SAFERAILS_METRICS_PORT`` (9464): ``deployments.serve``.
+- ``SAFERAILS_CLI_EXTENSIONS``: comma-separated CLI extension references, read by the CLI's extension registry.
+"""
 
 from __future__ import annotations
 
+import ipaddress
 import os
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+from pydantic import SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from saferails.errors import ConfigurationError
 
+if TYPE_CHECKING:
+    from saferails.handlers.base import HandlerSettings
+    from saferails.notify.smtp import SmtpSettings
+
 DEFAULT_DATA_DIR = ".saferails"
 MIN_SECRET_BYTES = 32
+ENV_PREFIX = "SAFERAILS_"
+
+# The policy's variable is SAFERAILS_POLICY (documented, used by operators) while the field is ``policy_path``.
+_ENV_RENAMES = {"saferails_policy": "saferails_policy_path"}
+
+# The environment ``load_settings`` is reading; None outside it, so ``Settings(...)`` reads no environment.
+_ENV: ContextVar[Mapping[str, str] | None] = ContextVar("saferails_settings_env", default=None)
 
 
-@dataclass(frozen=True)
-class Settings:
-    database_url: str
-    policy_path: Path | None
-    approval_secret: bytes | None
-    data_dir: Path
+class _MappingEnvSource(EnvSettingsSource):
+    """pydantic-settings' environment source over a given mapping instead of ``os.environ``."""
 
+    def __init__(self, settings_cls: type[BaseSettings], env: Mapping[str, str]) -> None:
+        self._mapping = env
+        super().__init__(settings_cls)
+
+    def _load_env_vars(self) -> Mapping[str, str | None]:
+        loaded: dict[str, str | None] = {
+            key.lower(): value for key, value in self._mapping.items() if key.lower() != "saferails_policy_path"
+        }
+        for old, new in _ENV_RENAMES.items():
+            if old in loaded:
+                loaded[new] = loaded.pop(old)
+        return {k: v for k, v in loaded.items() if v is None or v.strip() != ""}
+
+
+class Settings(BaseSettings):
+    """Every setting saferails reads. Frozen; build with :func:`load_settings` (from the environment or a mapping)
+    or directly with keyword arguments. Refused values raise ``ConfigurationError`` naming the variable."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="forbid", case_sensitive=False)
+
+    data_dir: Path = Path(DEFAULT_DATA_DIR)
+    database_url: str = ""
+    policy_path: Path | None = None
+    approval_secret: SecretStr | None = None
+    webhook_secret: SecretStr | None = None
+    file_root: Path | None = None
+    smtp_host: str | None = None
+    smtp_port: int | None = None
+    smtp_sender: str | None = None
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool | None = None
+    smtp_timeout: float = 10.0
+    ledger_account: str = "operating"
+    runner_limit: int = 50
+    metrics_port: int = 9464
+    cli_extensions: Annotated[list[str], NoDecode] = []
+
+    def __init__(self, **values: Any) -> None:
+        try:
+            super().__init__(**values)
+        except ValidationError as exc:
+            raise ConfigurationError(_describe(exc), fields=[_variable(e["loc"]) for e in exc.errors()]) from None
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        env = _ENV.get()
+        if env is None:
+            return (init_settings,)
+        return (init_settings, _MappingEnvSource(settings_cls, env))
+
+    # --- validation -------------------------------------------------------------------------------------------
+    @model_validator(mode="before")
+    @classmethod
+    def _defaults_from_data_dir(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        data = {k: v for k, v in data.items() if not (isinstance(v, str) and v.strip() == "")}
+        for key in ("approval_secret", "webhook_secret", "smtp_password"):
+            if isinstance(data.get(key), bytes):
+                data[key] = data[key].decode()
+        if not data.get("database_url"):
+            data_dir = Path(str(data.get("data_dir", DEFAULT_DATA_DIR))).expanduser()
+            data["database_url"] = f"sqlite:///{data_dir / 'saferails.db'}"
+        return data
+
+    @field_validator("data_dir", "policy_path", "file_root", mode="after")
+    @classmethod
+    def _expand_user(cls, value: Path | None) -> Path | None:
+        return None if value is None else value.expanduser()
+
+    @field_validator("database_url", mode="after")
+    @classmethod
+    def _known_database(cls, value: str) -> str:
+        return normalise_database_url(value.strip())
+
+    @field_validator("policy_path", mode="after")
+    @classmethod
+    def _policy_is_a_file(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ConfigurationError(f"SAFERAILS_POLICY points to {value}, which is not a file", path=str(value))
+        return value
+
+    @field_validator("file_root", mode="after")
+    @classmethod
+    def _root_is_a_directory(cls, value: Path | None) -> Path | None:
+        if value is None:
+            return None
+        if not value.is_dir():
+            raise ConfigurationError(f"SAFERAILS_FILE_ROOT {value} is not a directory", path=str(value))
+        return value.resolve()
+
+    @field_validator("approval_secret", "webhook_secret", mode="after")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None, info: Any) -> SecretStr | None:
+        if value is not None:
+            size = len(value.get_secret_value().encode())
+            if size < MIN_SECRET_BYTES:
+                name = f"{ENV_PREFIX}{info.field_name.upper()}"
+                raise ConfigurationError(f"{name} must be at least {MIN_SECRET_BYTES} bytes (got {size})")
+        return value
+
+    @field_validator("cli_extensions", mode="before")
+    @classmethod
+    def _comma_separated(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _consistent(self) -> Settings:
+        if self.smtp_port is not None and not 0 < self.smtp_port < 65536:
+            raise ConfigurationError(f"SAFERAILS_SMTP_PORT must be 1-65535, got {self.smtp_port}")
+        if self.smtp_timeout <= 0:
+            raise ConfigurationError(f"SAFERAILS_SMTP_TIMEOUT must be positive, got {self.smtp_timeout}")
+        if (self.smtp_username is None) != (self.smtp_password is None):
+            raise ConfigurationError("set both SAFERAILS_SMTP_USERNAME and SAFERAILS_SMTP_PASSWORD, or neither")
+        if self.smtp_username is not None and self.smtp_starttls is False and not _is_loopback(self.smtp_host):
+            raise ConfigurationError(
+                f"refusing to send SMTP credentials in clear text to {self.smtp_host}: enable SAFERAILS_SMTP_STARTTLS"
+            )
+        if self.runner_limit < 1:
+            raise ConfigurationError(f"SAFERAILS_RUNNER_LIMIT must be at least 1, got {self.runner_limit}")
+        if not 0 < self.metrics_port < 65536:
+            raise ConfigurationError(f"SAFERAILS_METRICS_PORT must be 1-65535, got {self.metrics_port}")
+        if any(not ref or any(c.isspace() for c in ref) for ref in self.cli_extensions):
+            raise ConfigurationError("SAFERAILS_CLI_EXTENSIONS must be comma-separated references without spaces")
+        return self
+
+    # --- derived views ----------------------------------------------------------------------------------------
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
 
+    @property
+    def approval_key(self) -> bytes | None:
+        """The approval secret as the bytes ``ApprovalCodes`` signs with (None: codes are not checked)."""
+        return None if self.approval_secret is None else self.approval_secret.get_secret_value().encode()
+
+    @property
+    def webhook_key(self) -> str | None:
+        """The webhook signing secret as the dispatcher takes it (None: webhook triggers fail)."""
+        return None if self.webhook_secret is None else self.webhook_secret.get_secret_value()
+
+    @property
+    def smtp_configured(self) -> bool:
+        """True when ``SAFERAILS_SMTP_HOST`` is set: approval codes then go out by mail."""
+        return self.smtp_host is not None
+
+    def with_changes(self, **changes: Any) -> Settings:
+        """A copy with ``changes`` applied and validated again (``model_copy`` would skip validation)."""
+        values: dict[str, Any] = {}
+        for name in type(self).model_fields:
+            value = getattr(self, name)
+            values[name] = value.get_secret_value() if isinstance(value, SecretStr) else value
+        return type(self)(**(values | changes))
+
+    def handler_settings(self) -> HandlerSettings:
+        """What the built-in handlers use: SMTP defaults 127.0.0.1:25 without STARTTLS. Credentials over plain
+        SMTP to a host other than this machine are refused."""
+        from saferails.handlers.base import HandlerSettings
+
+        host = self.smtp_host or "127.0.0.1"
+        starttls = bool(self.smtp_starttls)
+        if self.smtp_username is not None and not starttls and not _is_loopback(host):
+            raise ConfigurationError(f"refusing to send SMTP credentials in clear text to {host}: enable STARTTLS")
+        return HandlerSettings(
+            file_root=self.file_root,
+            smtp_host=host,
+            smtp_port=self.smtp_port or 25,
+            smtp_sender=self.smtp_sender,
+            smtp_username=self.smtp_username,
+            smtp_password=None if self.smtp_password is None else self.smtp_password.get_secret_value(),
+            smtp_starttls=starttls,
+            smtp_timeout=self.smtp_timeout,
+            ledger_account=self.ledger_account.strip() or "operating",
+        )
+
+    def smtp_settings(self) -> SmtpSettings:
+        """What the mail notifier uses: port 587 and STARTTLS unless set otherwise. Refused: no host, a sender
+        that is not an address, a password sent without STARTTLS to anything but this machine."""
+        from saferails.notify.smtp import SmtpSettings
+
+        if self.smtp_host is None:
+            raise ConfigurationError("SAFERAILS_SMTP_HOST is not set")
+        sender = (self.smtp_sender or "").strip()
+        if "@" not in sender:
+            raise ConfigurationError("SAFERAILS_SMTP_SENDER must be an email address", sender=sender)
+        starttls = self.smtp_starttls is not False
+        if self.smtp_password is not None and not starttls and not _is_loopback(self.smtp_host):
+            raise ConfigurationError("refusing to send SMTP credentials in clear text: enable SAFERAILS_SMTP_STARTTLS")
+        return SmtpSettings(
+            host=self.smtp_host,
+            port=self.smtp_port or 587,
+            sender=sender,
+            username=self.smtp_username,
+            password=None if self.smtp_password is None else self.smtp_password.get_secret_value(),
+            starttls=starttls,
+        )
+
 
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
-    """Read ``SAFERAILS_*`` variables.
+    """The settings from ``SAFERAILS_*`` variables of ``env`` (default: the process environment), validated once.
 
-    - ``SAFERAILS_DATABASE_URL``: SQLAlchemy URL; default an SQLite file under ``SAFERAILS_DATA_DIR``
-      (``./.saferails``). ``postgresql://`` URLs are mapped to the psycopg 3 driver.
-    - ``SAFERAILS_POLICY``: path to a policy YAML; default the bundled policy.
-    - ``SAFERAILS_APPROVAL_SECRET``: key for one-time approval codes; at least 32 bytes, no default (features
-      that need it refuse to run without it).
+    This is the one place the environment is read. Raises ``ConfigurationError`` for unsafe or malformed values.
     """
-    env = os.environ if env is None else env
-    data_dir = Path(env.get("SAFERAILS_DATA_DIR", DEFAULT_DATA_DIR)).expanduser()
-    url = env.get("SAFERAILS_DATABASE_URL", "").strip() or f"sqlite:///{data_dir / 'saferails.db'}"
-    url = normalise_database_url(url)
-    policy = env.get("SAFERAILS_POLICY", "").strip()
-    policy_path = Path(policy).expanduser() if policy else None
-    if policy_path is not None and not policy_path.is_file():
-        raise ConfigurationError(
-            f"SAFERAILS_POLICY points to {policy_path}, which is not a file", path=str(policy_path)
-        )
-    secret_text = env.get("SAFERAILS_APPROVAL_SECRET", "")
-    secret = secret_text.encode() if secret_text else None
-    if secret is not None and len(secret) < MIN_SECRET_BYTES:
-        raise ConfigurationError(
-            f"SAFERAILS_APPROVAL_SECRET must be at least {MIN_SECRET_BYTES} bytes (got {len(secret)})"
-        )
-    return Settings(database_url=url, policy_path=policy_path, approval_secret=secret, data_dir=data_dir)
+    with _reading(os.environ if env is None else env):
+        return Settings()
+
+
+@contextmanager
+def _reading(env: Mapping[str, str]) -> Iterator[None]:
+    token = _ENV.set(env)
+    try:
+        yield
+    finally:
+        _ENV.reset(token)
 
 
 def normalise_database_url(url: str) -> str:
@@ -62,3 +289,21 @@ def normalise_database_url(url: str) -> str:
     raise ConfigurationError(
         f"unsupported database URL scheme in {url.split('://', 1)[0]!r}: use sqlite:/// or postgresql://"
     )
+
+
+def _is_loopback(host: str | None) -> bool:
+    if host is None or host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def _variable(loc: tuple[int | str, ...]) -> str:
+    name = str(loc[0]) if loc else "settings"
+    return f"{ENV_PREFIX}{'POLICY' if name == 'policy_path' else name.upper()}"
+
+
+def _describe(exc: ValidationError) -> str:
+    return "invalid settings: " + "; ".join(f"{_variable(e['loc'])}: {e['msg']}" for e in exc.errors())

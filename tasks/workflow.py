@@ -26,8 +26,7 @@ def dispatch_batch(batch_size: int, max_batches: int) -> dict[str, int]:
     """Run the dispatcher until nothing is due (or ``max_batches``); the summed report. Bulk work in one task:
     a task run costs 11-25 ms, far more than one event."""
     rt = current_runtime()
-    webhook_secret = os.environ.get("SAFERAILS_WEBHOOK_SECRET") or None
-    dispatcher = OutboxDispatcher(rt.sessions, rt.clock, _worker_id(), webhook_secret=webhook_secret)
+    dispatcher = OutboxDispatcher(rt.sessions, rt.clock, _worker_id(), webhook_secret=rt.settings.webhook_key)
     report = dispatcher.drain(batch_size=batch_size, max_batches=max_batches)
     get_run_logger().info("outbox: %s", report)
     return asdict(report)

@@ -10,19 +10,20 @@ in the ``effects`` table in the completing transaction.
 
 from __future__ import annotations
 
-import ipaddress
 import logging
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm import Session
 
 from saferails.clock import Clock
 from saferails.errors import ConfigurationError, ExecutionError, InvalidInput, InvalidParams, RollbackError
+
+if TYPE_CHECKING:
+    from saferails.settings import Settings
 
 P = TypeVar("P", bound=BaseModel)
 
@@ -99,17 +100,9 @@ class HandlerSettings:
         return self.smtp_sender
 
 
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def load_handler_settings(env: Mapping[str, str] | None = None) -> HandlerSettings:
-    """Read and validate ``SAFERAILS_*`` handler settings, refusing unsafe values.
+def load_handler_settings(env: Mapping[str, str] | Settings | None = None) -> HandlerSettings:
+    """The handler settings of ``env``: a ``Settings`` object, or a mapping of ``SAFERAILS_*`` variables (default:
+    the process environment) read by ``saferails.settings.load_settings``, which refuses unsafe values.
 
     - ``SAFERAILS_FILE_ROOT``: directory file actions are confined to (must exist); unset disables them.
     - ``SAFERAILS_SMTP_HOST`` / ``_PORT`` (default 127.0.0.1:25), ``_SENDER`` (From address; unset disables
@@ -117,43 +110,10 @@ def load_handler_settings(env: Mapping[str, str] | None = None) -> HandlerSettin
       Credentials are refused over plain SMTP to a non-loopback host.
     - ``SAFERAILS_LEDGER_ACCOUNT``: the account payments and purchases are booked against.
     """
-    env = os.environ if env is None else env
-    root_text = env.get("SAFERAILS_FILE_ROOT", "").strip()
-    root = None
-    if root_text:
-        root = Path(root_text).expanduser()
-        if not root.is_dir():
-            raise ConfigurationError(f"SAFERAILS_FILE_ROOT {root} is not a directory", path=str(root))
-        root = root.resolve()
-    host = env.get("SAFERAILS_SMTP_HOST", "127.0.0.1").strip()
-    try:
-        port = int(env.get("SAFERAILS_SMTP_PORT", "25"))
-        timeout = float(env.get("SAFERAILS_SMTP_TIMEOUT", "10"))
-    except ValueError as exc:
-        raise ConfigurationError(f"SMTP port/timeout must be numbers: {exc}") from None
-    if not 0 < port < 65536 or timeout <= 0:
-        raise ConfigurationError(f"SMTP port must be 1-65535 and timeout positive (got {port}, {timeout})")
-    starttls = env.get("SAFERAILS_SMTP_STARTTLS", "false").strip().lower()
-    if starttls not in ("true", "false", "1", "0", "yes", "no"):
-        raise ConfigurationError(f"SAFERAILS_SMTP_STARTTLS must be true or false, got {starttls!r}")
-    use_tls = starttls in ("true", "1", "yes")
-    user = env.get("SAFERAILS_SMTP_USERNAME") or None
-    password = env.get("SAFERAILS_SMTP_PASSWORD") or None
-    if (user is None) != (password is None):
-        raise ConfigurationError("set both SAFERAILS_SMTP_USERNAME and SAFERAILS_SMTP_PASSWORD, or neither")
-    if user is not None and not use_tls and not _is_loopback(host):
-        raise ConfigurationError(f"refusing to send SMTP credentials in clear text to {host}: enable STARTTLS")
-    return HandlerSettings(
-        file_root=root,
-        smtp_host=host,
-        smtp_port=port,
-        smtp_sender=env.get("SAFERAILS_SMTP_SENDER") or None,
-        smtp_username=user,
-        smtp_password=password,
-        smtp_starttls=use_tls,
-        smtp_timeout=timeout,
-        ledger_account=env.get("SAFERAILS_LEDGER_ACCOUNT", "operating").strip() or "operating",
-    )
+    from saferails.settings import Settings, load_settings
+
+    settings = env if isinstance(env, Settings) else load_settings(env)
+    return settings.handler_settings()
 
 
 # --- context and contract -------------------------------------------------------------------------------------

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import os
 import smtplib
 import ssl
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import make_msgid
+from typing import TYPE_CHECKING
 
-from saferails.errors import ConfigurationError
 from saferails.notify.base import Notification, NotificationFailed
 
-_LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
-_TRUE = frozenset({"1", "true", "yes", "on"})
-_FALSE = frozenset({"0", "false", "no", "off", ""})
+if TYPE_CHECKING:
+    from saferails.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -29,35 +27,18 @@ class SmtpSettings:
     timeout_seconds: float = 30.0
 
 
-def load_smtp_settings(env: Mapping[str, str] | None = None) -> SmtpSettings:
-    """Read and validate ``SAFERAILS_SMTP_HOST`` / ``PORT`` (default 587) / ``SENDER`` / ``USERNAME`` /
-    ``PASSWORD`` / ``STARTTLS`` (default true).
+def load_smtp_settings(env: Mapping[str, str] | Settings | None = None) -> SmtpSettings:
+    """The mail notifier's settings from ``env``: a ``Settings`` object, or a mapping of ``SAFERAILS_SMTP_HOST`` /
+    ``PORT`` (default 587) / ``SENDER`` / ``USERNAME`` / ``PASSWORD`` / ``STARTTLS`` (default true) read by
+    ``saferails.settings.load_settings`` (default: the process environment).
 
     Refused with ``ConfigurationError``: no host or sender, a port outside 1-65535, a username without a
     password (or the reverse), and a password sent without STARTTLS to anything but this machine.
     """
-    env = os.environ if env is None else env
-    host = env.get("SAFERAILS_SMTP_HOST", "").strip()
-    sender = env.get("SAFERAILS_SMTP_SENDER", "").strip()
-    if not host:
-        raise ConfigurationError("SAFERAILS_SMTP_HOST is not set")
-    if "@" not in sender:
-        raise ConfigurationError("SAFERAILS_SMTP_SENDER must be an email address", sender=sender)
-    port_text = env.get("SAFERAILS_SMTP_PORT", "587").strip()
-    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
-        raise ConfigurationError(f"SAFERAILS_SMTP_PORT must be 1-65535, got {port_text!r}")
-    tls_text = env.get("SAFERAILS_SMTP_STARTTLS", "true").strip().lower()
-    if tls_text not in _TRUE | _FALSE:
-        raise ConfigurationError(f"SAFERAILS_SMTP_STARTTLS must be true or false, got {tls_text!r}")
-    username = env.get("SAFERAILS_SMTP_USERNAME") or None
-    password = env.get("SAFERAILS_SMTP_PASSWORD") or None
-    if (username is None) != (password is None):
-        raise ConfigurationError("set both SAFERAILS_SMTP_USERNAME and SAFERAILS_SMTP_PASSWORD, or neither")
-    starttls = tls_text in _TRUE
-    if password is not None and not starttls and host not in _LOCAL_HOSTS:
-        raise ConfigurationError("refusing to send SMTP credentials in clear text: enable SAFERAILS_SMTP_STARTTLS")
-    return SmtpSettings(host=host, port=int(port_text), sender=sender, username=username, password=password,
-                        starttls=starttls)
+    from saferails.settings import Settings, load_settings
+
+    settings = env if isinstance(env, Settings) else load_settings(env)
+    return settings.smtp_settings()
 
 
 class SmtpNotifier:
