@@ -17,7 +17,7 @@ $(STAMP): pyproject.toml requirements.lock
 install: $(STAMP)
 
 lint: $(STAMP)
-	$(PY) -m ruff check saferails flows tasks blocks deployments tests bench
+	$(PY) -m ruff check saferails flows tasks blocks deployments demo tests bench
 
 typecheck: $(STAMP)
 	$(PY) -m mypy
@@ -28,7 +28,7 @@ unit: $(STAMP)
 test: lint typecheck unit
 
 demo: $(STAMP)
-	$(PY) -m saferails.demo
+	$(PY) -m demo
 
 bench: $(STAMP)
 	$(PY) -m bench

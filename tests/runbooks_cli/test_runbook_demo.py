@@ -6,9 +6,9 @@ import io
 from pathlib import Path
 from typing import Any
 
+from demo.runbooks import runbook_demo
 from saferails.api import open_store
 from saferails.clock import ManualClock
-from saferails.demo_runbooks import runbook_demo
 from saferails.policy import default_policy
 from saferails.settings import Settings
 

@@ -6,10 +6,10 @@ JSON-lines notifier (``<demo dir>/notifications.jsonl``): approvers get one-time
 reads its code from that file, then answers through ``flows.api.approve`` / ``reject``, which resume the paused
 flow run with the same form input the Prefect UI submits. File actions act under ``<demo dir>/files``.
 
-Prefect: the flows, tasks and blocks layers are imported only inside :func:`show_execution` (the core never
-imports Prefect at import time; the demo is an edge like the CLI). Unless a Prefect API is already configured,
-Prefect runs in its ephemeral mode (a temporary local server for this process, data under
-``<demo dir>/prefect``; no Prefect server has to be running), with analytics and heartbeats off.
+Prefect: the flows, tasks and blocks layers are imported only inside :func:`show_execution`, so the rest of the
+demo starts without loading Prefect (the demo is an edge, like the CLI; the library never imports Prefect).
+Unless a Prefect API is already configured, Prefect runs in its ephemeral mode (a temporary local server for this
+process, data under ``<demo dir>/prefect``; no Prefect server has to be running), with analytics and heartbeats off.
 
 Cases: a LOW action executed automatically, a HIGH one paused then approved with a code, a 2-of-3 approval, a
 rejection, a timeout (the clock moved to the deadline), a rollback of the reassignment; the blocked payment and
@@ -22,7 +22,7 @@ import os
 import secrets
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Protocol, TextIO
@@ -59,7 +59,7 @@ ORG: dict[str, Any] = {
 
 
 class DemoLike(Protocol):
-    """What this part needs from ``saferails.demo``'s demo object."""
+    """What this part needs from ``demo.run``'s demo object."""
 
     store: Store
     clock: ManualClock
@@ -85,7 +85,7 @@ def show_execution(d: DemoLike, policy: Policy, outcomes: dict[str, str], direct
     51st email are reported from there). Returns what happened, also written into ``outcomes``."""
     report = ExecutionReport(file_root=directory / "files", notifications=directory / "notifications.jsonl")
     report.file_root.mkdir(parents=True, exist_ok=True)
-    settings = replace(d.store.settings, approval_secret=secrets.token_urlsafe(48).encode(), data_dir=directory)
+    settings = d.store.settings.with_changes(approval_secret=secrets.token_urlsafe(48), data_dir=directory)
     notifier = JsonLinesNotifier(report.notifications)
     with _prefect_environment(directory / "prefect"), open_store(settings, clock=d.clock, policy=policy,
                                                                  notifier=notifier) as store:

@@ -13,9 +13,9 @@ from typing import Any, TextIO
 import pytest
 import yaml
 
+from demo.actions import ExecutionReport, show_execution
 from saferails.api import Store, open_store
 from saferails.clock import ManualClock
-from saferails.demo_actions import ExecutionReport, show_execution
 from saferails.policy import Policy, default_policy, load_policy_text
 from saferails.settings import Settings
 

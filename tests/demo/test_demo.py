@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from saferails.demo import DemoReport, main, run_demo
+from demo.run import DemoReport, main, run_demo
 
 
 @pytest.fixture(scope="module")

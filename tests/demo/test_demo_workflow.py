@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
+from demo.run import DEMO_START
+from demo.workflow import WorkflowDemoReport, workflow_demo
 from saferails.api import Store, open_store
 from saferails.audit.verify import verify_chain
 from saferails.clock import ManualClock
-from saferails.demo import DEMO_START
-from saferails.demo_workflow import WorkflowDemoReport, workflow_demo
 from saferails.policy import default_policy
 from saferails.settings import Settings
 from saferails.store.db import transaction

@@ -1,11 +1,11 @@
-"""``python -m saferails.demo`` (``make demo``): the main scenario, deterministic, on the embedded default.
+"""``python -m demo`` (``make demo``): the main scenario, deterministic, on the embedded default.
 
 A FRESH SQLite file (``.demo/demo.db``, removed at start). First the policy's decisions through the core:
 principals, actions of every impact, self-approval refused, a blocked payment, the hourly email limit, a KYC
-check. Then actions carried by the Prefect action flow and executed for real (``saferails.demo_actions``: the
+check. Then actions carried by the Prefect action flow and executed for real (``demo.actions``: the
 approval gate with one-time codes, 2-of-3, a rejection, a timeout, a rollback), seed 002's investigate-threat
-runbook against a local threat service (``saferails.demo_runbooks``), seed 004's workflow triggers and SLA breach
-(``saferails.demo_workflow``), and last the audit trail and its verification against an exported anchor.
+runbook against a local threat service (``demo.runbooks``), seed 004's workflow triggers and SLA breach
+(``demo.workflow``), and last the audit trail and its verification against an exported anchor.
 Time comes from a ManualClock, so every run prints the same decisions and times (ids and hashes differ).
 """
 
@@ -23,6 +23,8 @@ from typing import Any, TextIO
 
 import yaml
 
+from demo.runbooks import runbook_demo
+from demo.workflow import workflow_demo
 from saferails import cli_output
 from saferails.actions.models import ActionView, Proposal
 from saferails.actions.service import ActionService
@@ -31,8 +33,6 @@ from saferails.audit.anchor import export_anchor, load_anchor
 from saferails.audit.query import AuditQuery, query_audit
 from saferails.audit.verify import verify_chain
 from saferails.clock import ManualClock
-from saferails.demo_runbooks import runbook_demo
-from saferails.demo_workflow import workflow_demo
 from saferails.errors import SaferailsError
 from saferails.policy import Policy, default_policy, load_policy_text
 from saferails.settings import Settings
@@ -194,8 +194,8 @@ def _kyc(d: _Demo) -> None:
 
 
 def execution_and_rollback(d: _Demo) -> None:
-    """Section 8: actions executed for real through the Prefect action flow (``saferails.demo_actions``)."""
-    from saferails.demo_actions import show_execution  # loads Prefect only when the demo gets here
+    """Section 8: actions executed for real through the Prefect action flow (``demo.actions``)."""
+    from demo.actions import show_execution  # loads Prefect only when the demo gets here
 
     executed = show_execution(d, demo_policy(d.store.policy), d.report.outcomes, d.report.database.parent)
     d.report.outcomes.update(executed.outcomes)
@@ -248,7 +248,7 @@ def run_demo(directory: Path = DEFAULT_DIR, out: TextIO | None = None) -> DemoRe
             step(demo)
         report.outcomes.update(runbook_demo(store, out))
         workflow_demo(store, clock, out)
-        from saferails.demo_outcomes import outcomes_demo  # here, so hooking in stayed a one-place change
+        from demo.outcomes import outcomes_demo  # here, so hooking in stayed a one-place change
         from saferails.execution import ExecutionService
 
         outcomes_demo(store, clock, out, ExecutionService(store.sessions, clock, None, sleeper=lambda s: None))
@@ -261,7 +261,7 @@ def run_demo(directory: Path = DEFAULT_DIR, out: TextIO | None = None) -> DemoRe
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m saferails.demo", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m demo", description=__doc__.splitlines()[0])
     parser.add_argument("--dir", type=Path, default=DEFAULT_DIR, help="where the demo store lives (emptied first)")
     args = parser.parse_args(argv)
     report = run_demo(args.dir)

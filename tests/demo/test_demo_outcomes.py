@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
+from demo.outcomes import OutcomesDemoReport, outcomes_demo
 from saferails.api import open_store
 from saferails.clock import ManualClock
-from saferails.demo_outcomes import OutcomesDemoReport, outcomes_demo
 from saferails.execution import ExecutionService
 from saferails.policy import default_policy
 from saferails.settings import Settings
