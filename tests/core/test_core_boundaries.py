@@ -54,7 +54,7 @@ def boundary_violations(source: str, where: str) -> list[str]:
                 for part in a.values[:1]
                 if isinstance(part, ast.Constant) and isinstance(part.value, str)
             ]
-        found += [f"{where}:{node.lineno}: {n}" for n in names if _top(n) in FORBIDDEN]
+        found += [f"{where}:{getattr(node, 'lineno', 0)}: {n}" for n in names if _top(n) in FORBIDDEN]
     return found
 
 
