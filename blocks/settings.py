@@ -23,7 +23,6 @@ from saferails.api import Store, compose, open_store
 from saferails.clock import Clock
 from saferails.handlers import HandlerSettings
 from saferails.notify.base import Notifier
-from saferails.notify.outbox_log import JsonLinesNotifier
 from saferails.notify.smtp import SmtpNotifier
 from saferails.policy import Policy, default_policy, load_policy_text
 from saferails.resilience import Sleeper
@@ -57,12 +56,14 @@ class SaferailsSettings(Block):
     def to_settings(self) -> Settings:
         """The block's fields as the one settings model, validated there (``ConfigurationError`` on a short
         secret, an unknown URL scheme, a missing file root, clear-text SMTP credentials...). The policy travels
-        as text (:meth:`to_policy`), so ``policy_path`` stays unset."""
+        as text (:meth:`to_policy`), so ``policy_path`` stays unset. Without a sender email is off and the SMTP
+        host is left unset, as ``SAFERAILS_SMTP_HOST`` would be: approval codes then go to the data directory's
+        ``notifications.jsonl`` (or through a ``NotifierBlock``) rather than to a mail server nobody set up."""
         return Settings(
             database_url=self.database_url.get_secret_value(),
             approval_secret=_secret(self.approval_secret),
             file_root=self.file_root or None,
-            smtp_host=self.smtp_host,
+            smtp_host=self.smtp_host if self.smtp_sender else None,
             smtp_port=self.smtp_port,
             smtp_sender=self.smtp_sender or None,
             smtp_username=self.smtp_username or None,
@@ -135,11 +136,8 @@ def runtime_from_blocks(name: str = DEFAULT_BLOCK, notifier_block: str | None = 
     """Build the runtime from saved Blocks (``SaferailsSettings.load(name)``)."""
     # Block.load is typed sync-or-async; called outside an event loop it returns the block.
     block = cast(SaferailsSettings, SaferailsSettings.load(name))
-    settings = block.to_settings()
-    # The block's SMTP fields are the send_email handler's; approval codes go by mail only through a NotifierBlock.
-    notifier = (cast(NotifierBlock, NotifierBlock.load(notifier_block)).to_notifier() if notifier_block
-                else JsonLinesNotifier(settings.data_dir / "notifications.jsonl"))
-    return runtime_from_settings(settings, policy=block.to_policy(), notifier=notifier)
+    notifier = cast(NotifierBlock, NotifierBlock.load(notifier_block)).to_notifier() if notifier_block else None
+    return runtime_from_settings(block.to_settings(), policy=block.to_policy(), notifier=notifier)
 
 
 _lock = threading.Lock()
