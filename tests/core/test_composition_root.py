@@ -8,6 +8,7 @@ file root.
 
 from __future__ import annotations
 
+import ast
 import json
 from datetime import UTC, datetime
 from pathlib import Path
@@ -219,3 +220,17 @@ def test_an_unsafe_setting_fails_before_the_database_is_touched(tmp_path: Path) 
     with pytest.raises(ConfigurationError):
         open_store(load_settings({"SAFERAILS_DATA_DIR": str(tmp_path), "SAFERAILS_APPROVAL_SECRET": "short"}))
     assert not (tmp_path / "saferails.db").exists()
+
+
+def test_only_the_settings_module_reads_the_environment() -> None:
+    core = Path(__file__).resolve().parents[2] / "saferails"
+    readers = []
+    for path in sorted(core.rglob("*.py")):
+        if path.name == "settings.py" and path.parent == core:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if (isinstance(node, ast.Attribute) and node.attr in {"environ", "getenv", "environb"}) or (
+                isinstance(node, ast.alias) and node.name in {"environ", "getenv"}
+            ):
+                readers.append(f"{path.relative_to(core.parent)}:{getattr(node, 'lineno', 0)}")
+    assert readers == []
