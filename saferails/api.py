@@ -24,6 +24,7 @@ from saferails.approvals.codes import ApprovalCodes, approval_notifications
 from saferails.clock import Clock, SystemClock
 from saferails.errors import (
     ActionBlocked,
+    ConfigurationError,
     KycRequired,
     PolicyEvaluationFailed,
     PolicyRefusal,
@@ -150,7 +151,9 @@ def compose(
 
     actions = ActionService(sessions, policy, clock, code_verifier=codes.verify if codes is not None else None,
                             on_approval_requested=hook, notifier=notifier)
-    engine = sessions.kw["bind"]
+    engine = sessions.kw.get("bind")
+    if not isinstance(engine, Engine):
+        raise ConfigurationError("the session factory has no engine bound; build it with saferails.store.db")
     return Store(settings=settings, engine=engine, sessions=sessions, actions=actions, policy=policy, clock=clock,
                  codes=codes, notifier=notifier, handler_settings=handler_settings, sleeper=sleeper,
                  owns_engine=owns_engine)

@@ -68,6 +68,7 @@ def full_env(tmp_path: Path, policy_file: Path) -> dict[str, str]:
         "SAFERAILS_METRICS_PORT": "9999",
         "SAFERAILS_CLI_EXTENSIONS": "acme.cli_tools, acme.more:register,",
         "UNRELATED": "ignored",
+        "SAFERAILS_TEST_PG_URL": "variables of the test suite and the benchmark are not settings",
     }
 
 
