@@ -143,7 +143,9 @@ def exit_code_for(exc: BaseException, state: State) -> int:
     if state.debug:
         traceback.print_exception(exc, file=io.stderr)
     hint = "" if state.debug else " (run with --debug for the traceback)"
-    return io.error(InternalError(f"unexpected {type(exc).__name__}: {exc}{hint}", exception=type(exc).__name__))
+    first_line = next(iter(str(exc).splitlines()), "")
+    return io.error(InternalError(f"unexpected {type(exc).__name__}: {first_line}{hint}",
+                                  exception=type(exc).__name__))
 
 
 # --- option values ----------------------------------------------------------------------------------------------

@@ -154,7 +154,7 @@ def task_create(
     task_type: Annotated[str, typer.Option(
         "--type", help="task type, e.g. intake, assessment, review (default general)")] = "general",
     priority: Annotated[Priority, typer.Option("--priority")] = "medium",
-    assign: Annotated[str | None, typer.Option("--assign", metavar="USER", help="assignee")] = None,
+    assign: Annotated[str | None, typer.Option("--assign", "--assignee", metavar="USER", help="assignee")] = None,
     due: Annotated[datetime | None, typer.Option("--due", parser=iso_time, metavar="ISO",
                                                  help="due date (with timezone)")] = None,
     plan: Annotated[str | None, typer.Option("--plan", metavar="ID",
