@@ -7,6 +7,7 @@ failure is recorded, not raised).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, TextIO
 
@@ -142,9 +143,19 @@ def list_actions(
             raise InvalidInput(f"unknown state(s) {', '.join(unknown)}; known: {known}")
         actions = store.actions.list(ActionFilter(states=states, action_type=action_type, target=target,
                                                   proposer=proposer, tenant=tenant, limit=limit, offset=offset))
-        io.result([a.to_dict() for a in actions],
-                  lambda s: out.render_table(out.ACTION_COLUMNS, out.action_rows(actions), s, empty="(no actions)"))
-        return 0
+        return io.table([a.to_dict() for a in actions], out.ACTION_COLUMNS, out.action_rows(actions),
+                        empty="(no actions)")
+
+    run(ctx, as_json, command)
+
+
+def _decide(ctx: typer.Context, as_json: bool, decide: Callable[[Store], ActionView]) -> None:
+    """An approver's decision: applied, then the action; the warning when codes are not checked."""
+
+    def command(store: Store, io: Io) -> int:
+        action = decide(store)
+        _warn_if_codes_unchecked(store, io)
+        return _decided(action, io)
 
     run(ctx, as_json, command)
 
@@ -152,25 +163,15 @@ def list_actions(
 def approve(ctx: typer.Context, action_id: ActionId, approver: Approver, code: Code = None, reason: Reason = "",
             as_json: JsonFlag = False) -> None:
     """approve a pending action"""
-
-    def command(store: Store, io: Io) -> int:
-        action = store.actions.approve(action_id, approver, reason=reason, code=code, channel="cli")
-        _warn_if_codes_unchecked(store, io)
-        return _decided(action, io)
-
-    run(ctx, as_json, command)
+    _decide(ctx, as_json, lambda store: store.actions.approve(action_id, approver, reason=reason, code=code,
+                                                              channel="cli"))
 
 
 def reject(ctx: typer.Context, action_id: ActionId, approver: Approver, reason: Reason, code: Code = None,
            as_json: JsonFlag = False) -> None:
     """reject a pending action"""
-
-    def command(store: Store, io: Io) -> int:
-        action = store.actions.reject(action_id, approver, reason=reason, code=code, channel="cli")
-        _warn_if_codes_unchecked(store, io)
-        return _decided(action, io)
-
-    run(ctx, as_json, command)
+    _decide(ctx, as_json, lambda store: store.actions.reject(action_id, approver, reason=reason, code=code,
+                                                             channel="cli"))
 
 
 def cancel(ctx: typer.Context, action_id: ActionId, actor: Actor, reason: Reason, as_json: JsonFlag = False) -> None:

@@ -62,6 +62,12 @@ class Io:
         else:
             text(self.stdout)
 
+    def table(self, data: Any, columns: Sequence[str], rows: Sequence[Sequence[Any]], *, empty: str = "(none)",
+              ) -> int:
+        """``data`` as JSON with ``--json``, else ``rows`` as a table (``empty`` when there are none); exit 0."""
+        self.result(data, lambda stream: out.render_table(columns, rows, stream, empty=empty))
+        return 0
+
     def warn(self, message: str) -> None:
         """A warning on stderr, in text mode only (``--json`` keeps stderr for errors)."""
         if not self.json:

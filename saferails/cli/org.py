@@ -132,9 +132,7 @@ def due(ctx: typer.Context, limit: Annotated[int, typer.Option("--limit")] = 100
         checks = due_checks(store, limit=limit)
         rows = [[out.short_id(c.id), out.short_id(c.action_id), c.action_type, c.target, c.state, c.due_at]
                 for c in checks]
-        io.result([asdict(c) for c in checks],
-                  lambda s: out.render_table(CHECK_COLUMNS, rows, s, empty="(no outcome checks due)"))
-        return 0
+        return io.table([asdict(c) for c in checks], CHECK_COLUMNS, rows, empty="(no outcome checks due)")
 
     run(ctx, as_json, command)
 

@@ -262,9 +262,7 @@ def list_templates(ctx: typer.Context, as_json: JsonFlag = False) -> None:
 
     def command(store: Store, io: Io) -> int:
         templates = service(store).templates()
-        io.result(jsonable(templates),
-                  lambda s: out.render_table(TEMPLATE_COLUMNS, _template_rows(templates), s, empty="(no runbooks)"))
-        return 0
+        return io.table(jsonable(templates), TEMPLATE_COLUMNS, _template_rows(templates), empty="(no runbooks)")
 
     run(ctx, as_json, command)
 
@@ -354,8 +352,7 @@ def executions(
         views = service(store).list_executions(runbook_id=runbook, state=state, tenant=tenant, limit=limit)
         rows = [[v.id, f"{v.runbook_id} v{v.runbook_version}", v.state, v.tenant, v.initiated_by, v.created_at,
                  _waiting_on(v)] for v in views]
-        io.result(jsonable(views), lambda s: out.render_table(EXECUTION_COLUMNS, rows, s, empty="(no executions)"))
-        return 0
+        return io.table(jsonable(views), EXECUTION_COLUMNS, rows, empty="(no executions)")
 
     run(ctx, as_json, command)
 
@@ -375,25 +372,34 @@ def status(ctx: typer.Context, execution: Execution, as_json: JsonFlag = False) 
     _show(ctx, as_json, lambda svc: svc.status(execution))
 
 
-@app.command("pause")
-def pause(ctx: typer.Context, execution: Execution, actor: Actor, reason: Reason, as_json: JsonFlag = False) -> None:
-    """pause an execution (running steps finish, no new ones start)"""
-    _show(ctx, as_json, lambda svc: svc.pause(execution, actor, reason))
+def _control(name: str, help_text: str, change: Callable[[RunbookService, str, str, str], ExecutionView]) -> None:
+    """``runbook NAME EXEC --actor A --reason R``: an operator's change, then the execution."""
+
+    def command(ctx: typer.Context, execution: Execution, actor: Actor, reason: Reason,
+                as_json: JsonFlag = False) -> None:
+        _show(ctx, as_json, lambda svc: change(svc, execution, actor, reason))
+
+    app.command(name, help=help_text)(command)
 
 
-@app.command("resume")
-def resume(ctx: typer.Context, execution: Execution, actor: Actor, reason: Reason = "", prefect: PrefectFlag = False,
-           deployment: Deployment = None, wait: Wait = False, wait_timeout: WaitTimeout = 3600.0,
-           poll_interval: PollInterval = 10, as_json: JsonFlag = False) -> None:
-    """resume a paused execution"""
-    _carry_on(ctx, as_json, Carry(prefect, deployment, wait, wait_timeout, poll_interval),
-              lambda svc: svc.resume(execution, actor, reason))
+def _carried_control(name: str, help_text: str,
+                     change: Callable[[RunbookService, str, str, str], ExecutionView]) -> None:
+    """``runbook NAME EXEC --actor A [--reason R] [--prefect ...]``: an operator's change, then the execution is
+    carried on (in this process or through the runbook runner)."""
+
+    def command(ctx: typer.Context, execution: Execution, actor: Actor, reason: Reason = "",
+                prefect: PrefectFlag = False, deployment: Deployment = None, wait: Wait = False,
+                wait_timeout: WaitTimeout = 3600.0, poll_interval: PollInterval = 10, as_json: JsonFlag = False,
+                ) -> None:
+        _carry_on(ctx, as_json, Carry(prefect, deployment, wait, wait_timeout, poll_interval),
+                  lambda svc: change(svc, execution, actor, reason))
+
+    app.command(name, help=help_text)(command)
 
 
-@app.command("cancel")
-def cancel(ctx: typer.Context, execution: Execution, actor: Actor, reason: Reason, as_json: JsonFlag = False) -> None:
-    """cancel an execution"""
-    _show(ctx, as_json, lambda svc: svc.cancel(execution, actor, reason))
+_control("pause", "pause an execution (running steps finish, no new ones start)", RunbookService.pause)
+_carried_control("resume", "resume a paused execution", RunbookService.resume)
+_control("cancel", "cancel an execution", RunbookService.cancel)
 
 
 @app.command("retry-step")
@@ -406,13 +412,7 @@ def retry_step(ctx: typer.Context, execution: Execution, step: Annotated[str, ty
               lambda svc: svc.retry_step(execution, step, actor, reason))
 
 
-@app.command("replay")
-def replay(ctx: typer.Context, execution: Execution, actor: Actor, reason: Reason = "", prefect: PrefectFlag = False,
-           deployment: Deployment = None, wait: Wait = False, wait_timeout: WaitTimeout = 3600.0,
-           poll_interval: PollInterval = 10, as_json: JsonFlag = False) -> None:
-    """a new execution with the same inputs and template version"""
-    _carry_on(ctx, as_json, Carry(prefect, deployment, wait, wait_timeout, poll_interval),
-              lambda svc: svc.replay(execution, actor, reason))
+_carried_control("replay", "a new execution with the same inputs and template version", RunbookService.replay)
 
 
 @app.command("logs")
@@ -422,8 +422,7 @@ def logs(ctx: typer.Context, execution: Execution, as_json: JsonFlag = False) ->
     def command(store: Store, io: Io) -> int:
         lines: list[LogLine] = service(store).logs(execution)
         rows = [[ln.at, ln.step_id or "-", ln.level, ln.message] for ln in lines]
-        io.result(jsonable(lines), lambda s: out.render_table(LOG_COLUMNS, rows, s, empty="(no log lines)"))
-        return 0
+        return io.table(jsonable(lines), LOG_COLUMNS, rows, empty="(no log lines)")
 
     run(ctx, as_json, command)
 
@@ -435,8 +434,7 @@ def evidence(ctx: typer.Context, execution: Execution, as_json: JsonFlag = False
     def command(store: Store, io: Io) -> int:
         items: list[Evidence] = service(store).evidence(execution)
         rows = [[e.at, e.step_id, e.kind, _cell(e.content, 90)] for e in items]
-        io.result(jsonable(items), lambda s: out.render_table(EVIDENCE_COLUMNS, rows, s, empty="(no evidence)"))
-        return 0
+        return io.table(jsonable(items), EVIDENCE_COLUMNS, rows, empty="(no evidence)")
 
     run(ctx, as_json, command)
 

@@ -196,9 +196,7 @@ def task_list(
     def command(svc: WorkflowService, io: Io) -> int:
         tasks = svc.list_tasks(state=state, task_type=task_type, assigned_to=assignee, action_plan_id=plan,
                                limit=limit)
-        io.result([asdict(t) for t in tasks],
-                  lambda s: out.render_table(TASK_COLUMNS, _task_rows(tasks), s, empty="(no tasks)"))
-        return 0
+        return io.table([asdict(t) for t in tasks], TASK_COLUMNS, _task_rows(tasks), empty="(no tasks)")
 
     _with_service(ctx, as_json, command)
 
@@ -253,9 +251,7 @@ def plan_list(ctx: typer.Context, state: Annotated[str | None, typer.Option("--s
     def command(svc: WorkflowService, io: Io) -> int:
         plans = svc.list_action_plans(state=state, limit=limit)
         rows = [[out.short_id(p.id), p.title, p.state, len(p.goals), p.created_by, p.created_at] for p in plans]
-        io.result([asdict(p) for p in plans],
-                  lambda s: out.render_table(PLAN_COLUMNS, rows, s, empty="(no action plans)"))
-        return 0
+        return io.table([asdict(p) for p in plans], PLAN_COLUMNS, rows, empty="(no action plans)")
 
     _with_service(ctx, as_json, command)
 
@@ -330,8 +326,7 @@ def trigger_add(
             raise InvalidInput(f"trigger id(s) already exist or repeat: {', '.join(taken)}", trigger_ids=taken)
         who = _actor(actor, role)
         added = [svc.create_trigger(who, d) for d in docs]
-        io.result([t.to_dict() for t in added], lambda s: out.render_table(TRIGGER_COLUMNS, _trigger_rows(added), s))
-        return 0
+        return io.table([t.to_dict() for t in added], TRIGGER_COLUMNS, _trigger_rows(added))
 
     _with_service(ctx, as_json, command)
 
@@ -342,9 +337,8 @@ def trigger_list(ctx: typer.Context, active_only: ActiveOnly = False, as_json: J
 
     def command(svc: WorkflowService, io: Io) -> int:
         triggers = svc.list_triggers(active_only=active_only)
-        io.result([t.to_dict() for t in triggers],
-                  lambda s: out.render_table(TRIGGER_COLUMNS, _trigger_rows(triggers), s, empty="(no triggers)"))
-        return 0
+        return io.table([t.to_dict() for t in triggers], TRIGGER_COLUMNS, _trigger_rows(triggers),
+                        empty="(no triggers)")
 
     _with_service(ctx, as_json, command)
 
@@ -352,8 +346,7 @@ def trigger_list(ctx: typer.Context, active_only: ActiveOnly = False, as_json: J
 def _set_active(ctx: typer.Context, as_json: bool, trigger_id: str, who: WorkflowActor, active: bool) -> None:
     def command(svc: WorkflowService, io: Io) -> int:
         trigger = svc.update_trigger(who, trigger_id, active=active)
-        io.result(trigger.to_dict(), lambda s: out.render_table(TRIGGER_COLUMNS, _trigger_rows([trigger]), s))
-        return 0
+        return io.table(trigger.to_dict(), TRIGGER_COLUMNS, _trigger_rows([trigger]))
 
     _with_service(ctx, as_json, command)
 
@@ -395,9 +388,7 @@ def sla_list(ctx: typer.Context, active_only: ActiveOnly = False, as_json: JsonF
     def command(svc: WorkflowService, io: Io) -> int:
         configs = svc.list_sla_configs(active_only=active_only)
         rows = [[c.service_area, c.task_type, c.target_minutes, "yes" if c.active else "no", c.id] for c in configs]
-        io.result([asdict(c) for c in configs],
-                  lambda s: out.render_table(SLA_COLUMNS, rows, s, empty="(no SLA configs)"))
-        return 0
+        return io.table([asdict(c) for c in configs], SLA_COLUMNS, rows, empty="(no SLA configs)")
 
     _with_service(ctx, as_json, command)
 
@@ -429,8 +420,7 @@ def sla_set(
                                            active=active)
         row = [config.service_area, config.task_type, config.target_minutes, "yes" if config.active else "no",
                config.id]
-        io.result(asdict(config), lambda s: out.render_table(SLA_COLUMNS, [row], s))
-        return 0
+        return io.table(asdict(config), SLA_COLUMNS, [row])
 
     _with_service(ctx, as_json, command)
 
@@ -442,9 +432,8 @@ def sla_sweep(ctx: typer.Context, limit: Limit = 500, as_json: JsonFlag = False)
     def command(store: Store, io: Io) -> int:
         breaches = SlaMonitor(store.sessions).sweep_breaches(store.clock.now(), limit=limit)
         rows = [[b.task_id, b.target_minutes, b.overdue_minutes] for b in breaches]
-        io.result([asdict(b) for b in breaches], lambda s: out.render_table(
-            ("task", "target_minutes", "overdue_minutes"), rows, s, empty="(no SLA breaches)"))
-        return 0
+        return io.table([asdict(b) for b in breaches], ("task", "target_minutes", "overdue_minutes"), rows,
+                        empty="(no SLA breaches)")
 
     run(ctx, as_json, command)
 
@@ -490,10 +479,9 @@ def outbox_dead_letters(ctx: typer.Context, limit: Limit = 100, as_json: JsonFla
         letters = _dispatcher(store).dead_letters(limit=limit)
         rows = [[d.event_id, d.event_type, f"{d.aggregate_type}:{out.short_id(d.aggregate_id)}", d.attempts,
                  d.dead_lettered_at, (d.last_error or "-")[:60]] for d in letters]
-        io.result([asdict(d) for d in letters], lambda s: out.render_table(
-            ("event", "type", "aggregate", "attempts", "dead_lettered", "last_error"), rows, s,
-            empty="(no dead letters)"))
-        return 0
+        return io.table([asdict(d) for d in letters],
+                        ("event", "type", "aggregate", "attempts", "dead_lettered", "last_error"), rows,
+                        empty="(no dead letters)")
 
     run(ctx, as_json, command)
 
