@@ -20,6 +20,7 @@ import typer
 
 from saferails.cli import actions, audit, db, org, policy, principals, runbook, workflow
 from saferails.cli.common import JsonFlag, State, exit_code_for, state_of
+from saferails.cli.output import is_terminal
 
 __all__ = ["build_app", "main"]
 
@@ -34,9 +35,11 @@ def _root(ctx: typer.Context, as_json: JsonFlag = False,
 
 
 def build_app() -> typer.Typer:
-    """Every command group on one Typer app (a new one per call: nothing is shared between invocations)."""
+    """Every command group on one Typer app (a new one per call: nothing is shared between invocations). Help is
+    Rich-formatted on a terminal and plain Click text elsewhere (no box art in a pipe)."""
     app = typer.Typer(name="saferails", add_completion=False, no_args_is_help=False,
-                      pretty_exceptions_enable=False, context_settings={"help_option_names": ["-h", "--help"]})
+                      pretty_exceptions_enable=False, context_settings={"help_option_names": ["-h", "--help"]},
+                      rich_markup_mode="rich" if is_terminal(sys.stdout) else None)
     app.callback()(_root)
     for group in (actions, principals, audit, policy, db, runbook, workflow, org):
         group.register(app)

@@ -88,13 +88,14 @@ def test_json_is_accepted_before_the_command_as_well_as_after_it(cli: Cli) -> No
     assert cli("--json", "list").json() == []
 
 
-def test_help_lists_the_command_groups_and_exits_0(cli: Cli) -> None:
+def test_help_lists_the_command_groups_and_exits_0_in_plain_text_in_a_pipe(cli: Cli) -> None:
     result = cli("--help")
     assert result.code == 0
     for group in ("propose", "principal", "audit", "runbook", "task", "org", "sweep"):
         assert group in result.out
     sub = cli("runbook", "start", "--help")
     assert sub.code == 0 and "--prefect" in sub.out
+    assert not any(ch in result.out + sub.out for ch in "╭│─") and "\x1b" not in sub.out
 
 
 def test_tables_in_a_pipe_carry_no_colour_or_box_art(cli: Cli) -> None:
@@ -103,5 +104,7 @@ def test_tables_in_a_pipe_carry_no_colour_or_box_art(cli: Cli) -> None:
     table: Any = cli("list").out
     assert "\x1b" not in table
     assert not any(ch in table for ch in "─━│┃")
-    assert table.splitlines()[0] == "id        type              target  impact  state             proposer  approvals  " \
-        "created"
+    header, row = table.splitlines()
+    # Each column is as wide as its widest cell (an 8-character short id, "reassign_manager"), then two spaces.
+    assert (header.index("type"), header.index("target")) == (10, 28)
+    assert row[10:28] == "reassign_manager  " and row == row.rstrip()

@@ -69,7 +69,7 @@ def test_an_extension_named_in_the_setting_carries_the_execution(
     done = cli.ok("runbook", "start", runbook, "--prefect", "--input", "go=yes")
     assert done["state"] == "completed"
     assert done["flow_run_id"] == f"in-process:{done['id']}"
-    assert cli_extension.RUNS == [done["id"]]
+    assert [done["id"]] == cli_extension.RUNS
 
 
 def test_an_installed_package_registers_through_the_entry_point_group(
@@ -82,9 +82,9 @@ def test_an_installed_package_registers_through_the_entry_point_group(
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
     started = cli.ok("runbook", "start", runbook, "--prefect", "--input", "go=yes")
     assert started["state"] == "completed"
-    assert cli_extension.RUNS == [started["id"]]
+    assert [started["id"]] == cli_extension.RUNS
     again = cli.ok("runbook", "replay", started["id"], "--actor", "ops", "--prefect")
-    assert cli_extension.RUNS == [started["id"], again["id"]]
+    assert [started["id"], again["id"]] == cli_extension.RUNS
 
 
 @pytest.mark.parametrize("setting", ["tests.support.no_such_module:register", "tests.support.cli_extension:nothing",
