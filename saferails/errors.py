@@ -254,6 +254,14 @@ class ExtensionMissing(SaferailsError):
     http_status = 501
 
 
+class RunbookWaitTimeout(SaferailsError):
+    """``runbook ... --prefect`` waited ``--wait-timeout`` seconds and the execution is still not final."""
+
+    code = "RUNBOOK_WAIT_TIMEOUT"
+    exit_code = 11
+    http_status = 504
+
+
 class InternalError(SaferailsError):
     """An unexpected failure (a bug): edges report it with this code instead of a traceback."""
 

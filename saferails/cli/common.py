@@ -15,7 +15,7 @@ import json
 import sys
 import traceback
 from collections.abc import Callable, Sequence
-from contextlib import ExitStack
+from contextlib import AbstractContextManager, ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Annotated, Any, TextIO
@@ -73,7 +73,7 @@ class Io:
         if not self.json:
             self.stderr.write(f"warning: {message}\n")
 
-    def progress(self, description: str) -> Any:
+    def progress(self, description: str) -> AbstractContextManager[Callable[[int, int | None], None]]:
         """A progress bar while the ``with`` block runs (a terminal without ``--json`` only); yields
         ``update(done, total)``."""
         return out.progress(description, self.stdout, quiet=self.json)

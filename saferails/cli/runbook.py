@@ -23,7 +23,7 @@ import typer
 from saferails.api import Store
 from saferails.cli import output as out
 from saferails.cli.common import Io, JsonFlag, json_object, key_values, run, state_of
-from saferails.errors import InvalidInput, SaferailsError
+from saferails.errors import InvalidInput, RunbookWaitTimeout
 from saferails.runbooks.definition import RunbookDefinition
 from saferails.runbooks.lifecycle import EXECUTION_MACHINE
 from saferails.runbooks.schema import runbook_json_schema
@@ -31,7 +31,7 @@ from saferails.runbooks.service import RunbookService
 from saferails.runbooks.validation import load_runbook
 from saferails.runbooks.views import Evidence, ExecutionContext, ExecutionView, LegalBasis, LogLine, TemplateView
 
-__all__ = ["EVIDENCE_COLUMNS", "LOG_COLUMNS", "RunbookWaitTimeout", "execution_rows", "register", "render_execution"]
+__all__ = ["EVIDENCE_COLUMNS", "LOG_COLUMNS", "execution_rows", "register", "render_execution"]
 
 CLI_ACTOR = "cli"
 STEP_COLUMNS = ("step", "type", "state", "attempts", "result")
@@ -41,14 +41,6 @@ EVIDENCE_COLUMNS = ("time", "step", "kind", "data")
 EXECUTION_COLUMNS = ("execution", "runbook", "state", "tenant", "started by", "started", "waiting on")
 
 app = typer.Typer(help="validate, start and control runbooks", no_args_is_help=False)
-
-
-class RunbookWaitTimeout(SaferailsError):
-    """``--prefect`` waited ``--wait-timeout`` seconds and the execution is still not final."""
-
-    code = "RUNBOOK_WAIT_TIMEOUT"
-    exit_code = 11
-    http_status = 504
 
 
 def service(store: Store) -> RunbookService:
