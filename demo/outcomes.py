@@ -21,9 +21,9 @@ from typing import Any, TextIO
 import pandas as pd
 import sqlalchemy as sa
 
-from saferails import cli_output
 from saferails.actions.models import Proposal
 from saferails.api import Store
+from saferails.cli import output as cli_output
 from saferails.clock import ManualClock
 from saferails.execution import ExecutionService
 from saferails.org.repository import OrgRepository

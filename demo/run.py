@@ -25,13 +25,13 @@ import yaml
 
 from demo.runbooks import runbook_demo
 from demo.workflow import workflow_demo
-from saferails import cli_output
 from saferails.actions.models import ActionView, Proposal
 from saferails.actions.service import ActionService
 from saferails.api import Store, open_store, refusal_for
 from saferails.audit.anchor import export_anchor, load_anchor
 from saferails.audit.query import AuditQuery, query_audit
 from saferails.audit.verify import verify_chain
+from saferails.cli import output as cli_output
 from saferails.clock import ManualClock
 from saferails.errors import SaferailsError
 from saferails.policy import Policy, default_policy, load_policy_text

@@ -19,15 +19,15 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, TextIO
 
-from saferails import cli_output
 from saferails.api import Store
 from saferails.audit.chain import canonical_json
 from saferails.audit.verify import verify_chain
+from saferails.cli import output as cli_output
+from saferails.cli.runbook import EVIDENCE_COLUMNS, LOG_COLUMNS, execution_rows
 from saferails.clock import ManualClock
 from saferails.runbooks.service import RunbookService
 from saferails.runbooks.validation import load_runbook
 from saferails.runbooks.views import ExecutionContext, ExecutionView, LegalBasis
-from saferails.runbooks_cli import EVIDENCE_COLUMNS, LOG_COLUMNS, execution_rows
 from saferails.store.db import transaction
 
 __all__ = ["EXAMPLES", "RUNBOOK_FILE", "runbook_demo"]

@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TextIO
 
-from saferails import cli_output
 from saferails.api import Store
+from saferails.cli import output as cli_output
+from saferails.cli.workflow import TASK_COLUMNS, render_stats
 from saferails.clock import ManualClock
 from saferails.errors import SaferailsError
 from saferails.workflow.alerts import Alert
@@ -25,7 +26,6 @@ from saferails.workflow.permissions import WorkflowActor
 from saferails.workflow.service import WorkflowService
 from saferails.workflow.sla import SlaMonitor
 from saferails.workflow.views import TaskView
-from saferails.workflow_cli import TASK_COLUMNS, render_stats
 
 __all__ = ["WorkflowDemoReport", "workflow_demo"]
 

@@ -255,3 +255,28 @@ class IdempotencyConflict(InvalidInput):
 
     code = "IDEMPOTENCY_CONFLICT"
     http_status = 409
+
+
+class ExtensionMissing(SaferailsError):
+    """A command needs a capability (e.g. running runbooks on Prefect) that no registered extension provides;
+    the message says how to enable one."""
+
+    code = "EXTENSION_MISSING"
+    exit_code = 2
+    http_status = 501
+
+
+class RunbookWaitTimeout(SaferailsError):
+    """``runbook ... --prefect`` waited ``--wait-timeout`` seconds and the execution is still not final."""
+
+    code = "RUNBOOK_WAIT_TIMEOUT"
+    exit_code = 11
+    http_status = 504
+
+
+class InternalError(SaferailsError):
+    """An unexpected failure (a bug): edges report it with this code instead of a traceback."""
+
+    code = "INTERNAL_ERROR"
+    exit_code = 1
+    http_status = 500

@@ -142,6 +142,7 @@ def test_the_cli_with_prefect_waits_while_the_run_is_paused_and_prints_the_compl
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
 ) -> None:
     monkeypatch.setenv("SAFERAILS_DATABASE_URL", sqlite_db.url)
+    monkeypatch.setenv("SAFERAILS_CLI_EXTENSIONS", "flows.cli_extension:register")
     monkeypatch.delenv("SAFERAILS_APPROVAL_SECRET", raising=False)
     # The CLI opens its own store on the system clock; the flows' runtime must agree on what time it is.
     clock.set(datetime.now(UTC))

@@ -9,7 +9,6 @@ import json
 import os
 import subprocess
 import sys
-from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -18,51 +17,19 @@ import httpx
 import pytest
 
 from saferails.api import open_store
-from saferails.cli import main
 from saferails.clock import ManualClock
 from saferails.policy import default_policy
 from saferails.settings import Settings
 from saferails.workflow.permissions import WorkflowActor
 from saferails.workflow.sla import SlaMonitor
+from tests.support.cli import Cli, use_database
 
 ADMIN = ("--actor", "ada", "--role", "admin")
 
 
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
-
-    def json(self) -> Any:
-        return json.loads(self.out)
-
-    def error(self) -> Any:
-        return json.loads(self.err)
-
-
-class Cli:
-    def __init__(self, capsys: pytest.CaptureFixture[str]) -> None:
-        self.capsys = capsys
-
-    def __call__(self, *argv: str) -> Run:
-        self.capsys.readouterr()
-        code = main(list(argv))
-        captured = self.capsys.readouterr()
-        return Run(code, captured.out, captured.err)
-
-    def ok(self, *argv: str) -> Any:
-        """Run a ``--json`` command that must succeed; its JSON result."""
-        result = self(*argv, "--json")
-        assert result.code == 0, result.err
-        return result.json()
-
-
 @pytest.fixture
 def cli(db: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Cli:
-    monkeypatch.setenv("SAFERAILS_DATABASE_URL", db.url)
-    monkeypatch.delenv("SAFERAILS_POLICY", raising=False)
-    monkeypatch.delenv("SAFERAILS_APPROVAL_SECRET", raising=False)
+    use_database(monkeypatch, db.url)
     return Cli(capsys)
 
 

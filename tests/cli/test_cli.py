@@ -1,4 +1,5 @@
-"""The ``saferails`` CLI, run in-process through ``saferails.cli.main`` against real databases.
+"""The ``saferails`` CLI's core commands (actions, principals, policy, audit, db), run in-process through
+``saferails.cli.main`` against real databases.
 
 Most tests use the ``db`` fixture's URL (SQLite and PostgreSQL); the tampering test edits an SQLite file directly.
 """
@@ -14,45 +15,16 @@ from typing import Any
 import pytest
 
 from saferails.actions.service import ActionService, Proposal
-from saferails.cli import main
 from saferails.policy import default_policy
+from tests.support.cli import Cli, Run, use_database
 
 EMAIL = ["--param", 'to=["ops@example.com"]', "--param", "subject=hello", "--param", "body=hi"]
-
-
-class Cli:
-    """Runs ``saferails`` commands in-process, capturing their output."""
-
-    def __init__(self, capsys: pytest.CaptureFixture[str], path: Path | None = None) -> None:
-        self.capsys = capsys
-        self.path = path
-
-    def __call__(self, *argv: str) -> Run:
-        self.capsys.readouterr()
-        code = main(list(argv))
-        captured = self.capsys.readouterr()
-        return Run(code, captured.out, captured.err)
-
-
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
-
-    def json(self) -> Any:
-        return json.loads(self.out)
-
-    def error(self) -> Any:
-        return json.loads(self.err)
 
 
 @pytest.fixture
 def cli(db: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Cli:
     """``cli(*argv)`` runs one command against the test database and returns its exit code and output."""
-    monkeypatch.setenv("SAFERAILS_DATABASE_URL", db.url)
-    monkeypatch.delenv("SAFERAILS_POLICY", raising=False)
-    monkeypatch.delenv("SAFERAILS_APPROVAL_SECRET", raising=False)
+    use_database(monkeypatch, db.url)
     run = Cli(capsys)
     run("principal", "add", "alice", "--group", "approvers")
     run("principal", "add", "bob", "--group", "approvers")
@@ -266,17 +238,26 @@ def _tamper(path: Path, sql: str, *params: Any) -> None:
         conn.close()
 
 
+@dataclass
+class SqliteCli:
+    """The CLI and the SQLite file it uses."""
+
+    run: Cli
+    path: Path
+
+    def __call__(self, *argv: str) -> Run:
+        return self.run(*argv)
+
+
 @pytest.fixture
-def sqlite_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Cli:
+def sqlite_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> SqliteCli:
     """The CLI on a brand-new SQLite file (not pre-migrated): the first command creates the schema."""
     path = tmp_path / "fresh" / "saferails.db"
-    monkeypatch.setenv("SAFERAILS_DATABASE_URL", f"sqlite:///{path}")
-    monkeypatch.delenv("SAFERAILS_POLICY", raising=False)
-    monkeypatch.delenv("SAFERAILS_APPROVAL_SECRET", raising=False)
-    return Cli(capsys, path)
+    use_database(monkeypatch, f"sqlite:///{path}")
+    return SqliteCli(Cli(capsys), path)
 
 
-def test_db_upgrade_creates_the_schema_in_a_fresh_sqlite_file(sqlite_cli: Cli) -> None:
+def test_db_upgrade_creates_the_schema_in_a_fresh_sqlite_file(sqlite_cli: SqliteCli) -> None:
     result = sqlite_cli("db", "upgrade", "--json")
     assert result.code == 0
     assert result.json()["revisions"]
@@ -284,7 +265,7 @@ def test_db_upgrade_creates_the_schema_in_a_fresh_sqlite_file(sqlite_cli: Cli) -
     assert sqlite_cli("list", "--json").json() == []
 
 
-def test_audit_verify_exits_3_naming_the_altered_row(sqlite_cli: Cli) -> None:
+def test_audit_verify_exits_3_naming_the_altered_row(sqlite_cli: SqliteCli) -> None:
     sqlite_cli("principal", "add", "alice", "--group", "approvers")
     for target in ("emp_1", "emp_2"):
         sqlite_cli("propose", "reassign_manager", "--target", target, "--param", "new_manager_id=m",
@@ -297,7 +278,7 @@ def test_audit_verify_exits_3_naming_the_altered_row(sqlite_cli: Cli) -> None:
     assert sqlite_cli("audit", "verify", "--json").error()["details"]["first_broken_sequence"] == 3
 
 
-def test_deleting_the_newest_audit_rows_is_caught_by_the_exported_head(sqlite_cli: Cli, tmp_path: Path) -> None:
+def test_deleting_the_newest_audit_rows_is_caught_by_the_exported_head(sqlite_cli: SqliteCli, tmp_path: Path) -> None:
     sqlite_cli("propose", "reassign_manager", "--target", "emp_1", "--param", "new_manager_id=m",
                "--proposer", "agent-1")
     anchor = tmp_path / "head.json"

@@ -1,14 +1,27 @@
-"""Rendering for the CLI and the demo: aligned plain-text tables and JSON. No I/O beyond the stream passed in.
+"""Rendering for the CLI and the demo: Rich tables, key/value blocks, progress bars and JSON. No I/O beyond the
+stream passed in.
 
-Tables are meant for people (columns may be shortened); JSON is meant for scripts and carries every field.
+Tables are meant for people (columns may be shortened); JSON is meant for scripts and carries every field. On a
+terminal a table gets a header rule and a bold header; anywhere else (a pipe, a file, a test's capture) it is plain
+text: no colour, no box art, columns left-aligned to their widest cell two spaces apart, no trailing blanks, so
+text assertions and ``grep``/``awk`` keep working. Progress bars appear only on a terminal and never with
+``--json``.
 """
 
 from __future__ import annotations
 
+import io
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, TextIO
+
+from rich import box
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+from rich.text import Text
 
 from saferails.actions.models import ActionView
 from saferails.audit.chain import canonical_json
@@ -24,8 +37,11 @@ __all__ = [
     "chain_broken",
     "explanation",
     "format_time",
+    "is_terminal",
     "print_json",
+    "progress",
     "render_action",
+    "render_fields",
     "render_table",
     "render_verify_report",
     "short_id",
@@ -66,15 +82,59 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def is_terminal(stream: TextIO) -> bool:
+    """Whether ``stream`` is an interactive terminal (colour, box art and progress bars are for those only)."""
+    isatty = getattr(stream, "isatty", None)
+    return bool(isatty is not None and isatty())
+
+
+def _plain_console(file: TextIO) -> Console:
+    # Wide enough that no table is ever wrapped or cut: a pipe has no width, and scripts read whole lines.
+    return Console(file=file, width=1_000_000, color_system=None, force_terminal=False, highlight=False,
+                   markup=False, emoji=False, soft_wrap=True)
+
+
 def render_table(columns: Sequence[str], rows: Sequence[Sequence[Any]], out: TextIO, *, empty: str = "(none)") -> None:
     """Columns left-aligned to their widest cell, two spaces apart; ``empty`` when there are no rows."""
     if not rows:
         out.write(empty + "\n")
         return
-    cells = [[_cell(v) for v in row] for row in rows]
-    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
-    for line in [list(columns), *cells]:
-        out.write("  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip() + "\n")
+    terminal = is_terminal(out)
+    table = Table(box=box.SIMPLE_HEAD if terminal else None, show_edge=False, pad_edge=False, padding=(0, 1),
+                  header_style="bold" if terminal else "", show_header=True)
+    for column in columns:
+        table.add_column(Text(column), no_wrap=not terminal, overflow="fold" if terminal else "ignore")
+    for row in rows:
+        table.add_row(*(Text(_cell(v)) for v in row))
+    if terminal:
+        Console(file=out, highlight=False, markup=False, emoji=False).print(table)
+        return
+    buffer = io.StringIO()
+    _plain_console(buffer).print(table)
+    out.write("".join(line.rstrip() + "\n" for line in buffer.getvalue().splitlines()))
+
+
+def render_fields(fields: Sequence[tuple[str, Any]], out: TextIO) -> None:
+    """A key/value block: keys padded to the longest, then the value (times as ``format_time``, empty as ``-``)."""
+    width = max(len(k) for k, _ in fields)
+    for key, value in fields:
+        out.write(f"{key.ljust(width)}  {'-' if value == '' else _cell(value)}\n")
+
+
+@contextmanager
+def progress(description: str, stdout: TextIO, *, quiet: bool = False) -> Iterator[Callable[[int, int | None], None]]:
+    """A transient Rich progress bar on ``stdout`` while the block runs, if ``stdout`` is a terminal and not
+    ``quiet`` (``--json``); yields ``update(done, total)`` (``total`` None: a spinner). Elsewhere it draws nothing
+    and ``update`` does nothing, so pipes and JSON stay clean."""
+    if quiet or not is_terminal(stdout):
+        yield lambda done, total: None
+        return
+    console = Console(file=stdout)
+    columns = (SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as bar:
+        task = bar.add_task(description, total=None)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
 def _approvals_cell(action: ActionView) -> str:
@@ -114,9 +174,7 @@ def render_action(action: ActionView, out: TextIO) -> None:
         ("created", action.created_at),
         ("hash", action.action_hash[:16]),
     ]
-    width = max(len(k) for k, _ in fields)
-    for key, value in fields:
-        out.write(f"{key.ljust(width)}  {_cell(value)}\n")
+    render_fields(fields, out)
     if action.approvals:
         out.write("\napprovals:\n")
         rows = [

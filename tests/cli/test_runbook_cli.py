@@ -3,12 +3,16 @@ branch decided with ``saferails approve``, operator control, events, logs and ev
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
-from rbcli import Cli, Switch
+import pytest
 
-from examples.threat_service import ThreatService
+from examples.threat_service import ThreatService, serve
+from tests.support.cli import Cli, use_database
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "runbooks" / "investigate-threat.yaml"
 CONTEXT = ["--tenant", "acme-soc", "--user", "analyst-7", "--authority", "ir-policy-4.2",
@@ -33,6 +37,64 @@ steps:
     retry_policy: {max_attempts: 1}
     config: {method: POST, url: "{inputs.url}", body: {ticket: "{inputs.ticket}"}}
 """
+
+
+class Switch(ThreadingHTTPServer):
+    """A service that answers 400 while ``failing`` is set, else 200 with ``{"ok": true}``; counts its calls."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _SwitchHandler)
+        self.failing = True
+        self.calls = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/notify"
+
+
+class _SwitchHandler(BaseHTTPRequestHandler):
+    server: Switch
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.server.calls += 1
+        status, body = (400, b'{"error": "down for the test"}') if self.server.failing else (200, b'{"ok": true}')
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+
+@pytest.fixture
+def cli(db: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Cli:
+    use_database(monkeypatch, db.url)
+    run = Cli(capsys)
+    for manager in ("soc-manager-1", "soc-manager-2"):
+        assert run("principal", "add", manager, "--group", "soc-managers").code == 0
+    return run
+
+
+@pytest.fixture
+def threat_service() -> Iterator[ThreatService]:
+    server = serve(0)
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def switch() -> Iterator[Switch]:
+    server = Switch()
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server
+    server.shutdown()
+    server.server_close()
 
 
 def start_threat(cli: Cli, service: ThreatService, indicator: str) -> Any:

@@ -6,9 +6,7 @@ ManualClock set eight days before the current hour, so by the CLI's clock the we
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from itertools import combinations
 from pathlib import Path
@@ -20,49 +18,28 @@ import sqlalchemy as sa
 
 from saferails.actions.models import Proposal
 from saferails.api import Store, open_store
-from saferails.cli import main
 from saferails.clock import ManualClock
 from saferails.execution import ExecutionService
 from saferails.orggraph import Interaction
-from saferails.orggraph_cli import due_checks, load_org_data, run_sweep
+from saferails.orggraph.service import load_org_data
 from saferails.settings import load_settings
 from saferails.store.db import transaction
+from saferails.sweeps.now import due_checks, run_sweep
+from tests.support.cli import Cli, use_database
 
 TEAM_A = ["ma", "t", "a1", "a2", "a3", "a4"]
 TEAM_B = ["mb", "x", "b1", "b2", "b3", "b4"]
 
 
-@dataclass
-class Run:
-    code: int
-    out: str
-    err: str
-
-    def json(self) -> Any:
-        return json.loads(self.out)
-
-    def error(self) -> Any:
-        return json.loads(self.err)
-
-
 @pytest.fixture
-def cli(db: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> Any:
-    monkeypatch.setenv("SAFERAILS_DATABASE_URL", db.url)
+def cli(db: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> Cli:
+    use_database(monkeypatch, db.url)
     monkeypatch.setenv("SAFERAILS_DATA_DIR", str(tmp_path))
-    monkeypatch.delenv("SAFERAILS_POLICY", raising=False)
-    monkeypatch.delenv("SAFERAILS_APPROVAL_SECRET", raising=False)
-
-    def run(*argv: str) -> Run:
-        capsys.readouterr()
-        code = main(list(argv))
-        captured = capsys.readouterr()
-        return Run(code, captured.out, captured.err)
-
-    return run
+    return Cli(capsys)
 
 
 @pytest.fixture
-def past(cli: Any) -> Iterator[Store]:
+def past(cli: Cli) -> Iterator[Store]:
     """The store as of eight days ago (the CLI fixture has set the environment it reads)."""
     start = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) - timedelta(days=8)
     with open_store(load_settings(), clock=ManualClock(start)) as store:
@@ -86,7 +63,7 @@ def _meetings(midnight: datetime, days: range, *, without: str | None = None) ->
              .isoformat(), "weight": 1.0} for d in days for a, b in pairs]
 
 
-def _world(store: Store, tmp_path: Path, cli: Any) -> datetime:
+def _world(store: Store, tmp_path: Path, cli: Cli) -> datetime:
     """Both teams meet daily for a week before the store's now; from then on ``t`` no longer meets team A.
     Loaded through ``saferails org load``; returns the midnight starting the day of the store's now."""
     midnight = store.clock.now().replace(hour=0)
@@ -114,7 +91,7 @@ def _execute(store: Store, action_type: str, target: str, params: dict[str, Any]
 
 
 def test_loaded_csv_files_show_a_persons_metrics_falling_after_they_stop_meeting_their_team(
-        cli: Any, past: Store, tmp_path: Path) -> None:
+        cli: Cli, past: Store, tmp_path: Path) -> None:
     midnight = _world(past, tmp_path, cli)
 
     before, after = (midnight.isoformat(), (midnight + timedelta(days=8)).isoformat())
@@ -127,7 +104,7 @@ def test_loaded_csv_files_show_a_persons_metrics_falling_after_they_stop_meeting
     assert "t: metrics over the 7d before each time" in table and "0.4545" in table and "0.0909" in table
 
 
-def test_one_bad_row_refuses_the_whole_load_naming_row_and_column(cli: Any, db: Any, tmp_path: Path) -> None:
+def test_one_bad_row_refuses_the_whole_load_naming_row_and_column(cli: Cli, db: Any, tmp_path: Path) -> None:
     good = [{"kind": "meeting", "person_a": "a", "person_b": "b", "occurred_at": "2026-11-20T10:00:00Z"}]
     bad = [*good, {"kind": "lunch", "person_a": "a", "person_b": "c", "occurred_at": "2026-11-20T12:00:00Z"}]
 
@@ -142,7 +119,7 @@ def test_one_bad_row_refuses_the_whole_load_naming_row_and_column(cli: Any, db: 
         assert session.execute(sa.select(sa.func.count()).select_from(Interaction)).scalar_one() == 0
 
 
-def test_a_manager_missing_from_file_and_store_is_refused(cli: Any, tmp_path: Path) -> None:
+def test_a_manager_missing_from_file_and_store_is_refused(cli: Cli, tmp_path: Path) -> None:
     people = [{"id": "e1", "name": "E", "email": "e1@example.org", "manager_id": "ghost"}]
 
     refused = cli("org", "load", "--employees", _write(tmp_path / "e.csv", people))
@@ -151,12 +128,12 @@ def test_a_manager_missing_from_file_and_store_is_refused(cli: Any, tmp_path: Pa
     assert refused.err.startswith("error[ORG_DATA_INVALID]: row 1, column 'manager_id'")
 
 
-def test_a_missing_file_or_no_file_at_all_is_bad_input(cli: Any, tmp_path: Path) -> None:
+def test_a_missing_file_or_no_file_at_all_is_bad_input(cli: Cli, tmp_path: Path) -> None:
     assert cli("org", "load", "--wellbeing", str(tmp_path / "nope.csv")).err.startswith("error[INVALID_INPUT]")
     assert cli("org", "load").code == 2
 
 
-def test_a_sample_org_is_generated_once_and_its_people_have_metrics(cli: Any) -> None:
+def test_a_sample_org_is_generated_once_and_its_people_have_metrics(cli: Cli) -> None:
     made = cli("org", "generate", "--size", "60", "--seed", "3", "--json")
     again = cli("org", "generate", "--size", "60", "--seed", "3")
     shown = cli("org", "metrics", "p00005", "--step", "7d", "--json")
@@ -167,14 +144,14 @@ def test_a_sample_org_is_generated_once_and_its_people_have_metrics(cli: Any) ->
     assert shown.code == 0 and len(points) == 3 and points[-1]["degree"] > 0 and points[-1]["burnout"] is not None
 
 
-def test_metrics_of_nobody_is_not_found_and_bad_durations_are_bad_input(cli: Any) -> None:
+def test_metrics_of_nobody_is_not_found_and_bad_durations_are_bad_input(cli: Cli) -> None:
     assert cli("org", "metrics", "nobody").err.startswith("error[NOT_FOUND]: person 'nobody'")
     assert cli("org", "metrics", "nobody", "--window", "a week").code == 2
     assert cli("org", "metrics", "nobody", "--step", "1m", "--from", "2026-01-01T00:00:00Z").code == 2
 
 
 def test_the_outcome_sweep_rolls_back_the_isolating_intervention_and_keeps_the_harmless_one(
-        cli: Any, past: Store, tmp_path: Path) -> None:
+        cli: Cli, past: Store, tmp_path: Path) -> None:
     _world(past, tmp_path, cli)
     past.actions.upsert_principal("hana", groups=["approvers"])
     isolating = _execute(past, "reassign_manager", "t", {"new_manager_id": "mb"})
@@ -195,7 +172,7 @@ def test_the_outcome_sweep_rolls_back_the_isolating_intervention_and_keeps_the_h
     assert cli("outcomes", "due").out.strip() == "(no outcome checks due)"
 
 
-def test_the_expire_sweep_times_out_an_approval_left_pending_past_its_deadline(cli: Any, past: Store) -> None:
+def test_the_expire_sweep_times_out_an_approval_left_pending_past_its_deadline(cli: Cli, past: Store) -> None:
     load_org_data(past, employees=pd.DataFrame(_people()))
     pending = past.actions.propose(Proposal(action_type="reassign_manager", target="t",
                                             params={"new_manager_id": "mb"}, proposer="hr-bot"))
@@ -209,7 +186,7 @@ def test_the_expire_sweep_times_out_an_approval_left_pending_past_its_deadline(c
     assert cli("show", pending.id, "--json").json()["state"] == "timed_out"
 
 
-def test_the_recover_sweep_runs_now_and_an_unknown_sweep_is_refused(cli: Any) -> None:
+def test_the_recover_sweep_runs_now_and_an_unknown_sweep_is_refused(cli: Cli) -> None:
     ran = cli("sweep", "run", "recover", "--json")
 
     assert ran.code == 0 and ran.json()["sweep"] == "recover" and ran.json()["items"] == []

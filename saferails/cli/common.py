@@ -1,0 +1,218 @@
+"""What every command of the ``saferails`` CLI shares, defined once.
+
+- :class:`Io`, the one output protocol: a result as text (tables) or, with ``--json``, one JSON document on
+  stdout; an error on stderr as ``error[CODE]: message`` (or the error's JSON) with its class's exit code.
+- :func:`run`, the body of every command: open the store (``saferails.api.open_store``), run the command, record
+  its exit code. Errors are mapped to exit codes once, by :func:`exit_code_for` (called from ``saferails.cli.app``).
+- Value parsers for options: :func:`iso_time`, :func:`duration`, :func:`params`, :func:`json_object`,
+  :func:`key_values`.
+- ``JsonFlag``, the ``--json`` option of every command.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager, ExitStack
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Annotated, Any, TextIO
+
+import typer
+from sqlalchemy.exc import OperationalError
+from typer.exceptions import TyperException
+
+from saferails.api import Store, open_store
+from saferails.cli import output as out
+from saferails.cli.extensions import Registry, load_registry
+from saferails.errors import InternalError, InvalidInput, SaferailsError, StoreUnavailable
+from saferails.policy.model import parse_duration
+
+__all__ = [
+    "Command",
+    "Io",
+    "JsonFlag",
+    "State",
+    "duration",
+    "exit_code_for",
+    "iso_time",
+    "json_object",
+    "key_values",
+    "params",
+    "run",
+]
+
+JsonFlag = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
+
+
+class Io:
+    """Where a command writes: its result (text or JSON, by ``--json``), warnings, progress and its errors."""
+
+    def __init__(self, stdout: TextIO, stderr: TextIO, as_json: bool) -> None:
+        self.stdout = stdout
+        self.stderr = stderr
+        self.json = as_json
+
+    def result(self, data: Any, text: Callable[[TextIO], object]) -> None:
+        """``data`` as one JSON document with ``--json``, else whatever ``text`` writes."""
+        if self.json:
+            out.print_json(data, self.stdout)
+        else:
+            text(self.stdout)
+
+    def table(self, data: Any, columns: Sequence[str], rows: Sequence[Sequence[Any]], *, empty: str = "(none)",
+              ) -> int:
+        """``data`` as JSON with ``--json``, else ``rows`` as a table (``empty`` when there are none); exit 0."""
+        self.result(data, lambda stream: out.render_table(columns, rows, stream, empty=empty))
+        return 0
+
+    def warn(self, message: str) -> None:
+        """A warning on stderr, in text mode only (``--json`` keeps stderr for errors)."""
+        if not self.json:
+            self.stderr.write(f"warning: {message}\n")
+
+    def progress(self, description: str) -> AbstractContextManager[Callable[[int, int | None], None]]:
+        """A progress bar while the ``with`` block runs (a terminal without ``--json`` only); yields
+        ``update(done, total)``."""
+        return out.progress(description, self.stdout, quiet=self.json)
+
+    def error(self, exc: SaferailsError) -> int:
+        """Write ``exc`` to stderr; its exit code."""
+        if self.json:
+            data = exc.to_dict()
+            # Why a one-time code failed is for the audit trail, not for whoever typed it (saferails.approvals).
+            data["details"] = {k: v for k, v in data["details"].items() if k != "internal_reason"}
+            out.print_json(data, self.stderr)
+        else:
+            self.stderr.write(f"error[{exc.code}]: {exc.message}\n")
+        return exc.exit_code
+
+
+@dataclass
+class State:
+    """One invocation's global options and outcome (the Click context's ``obj``)."""
+
+    json: bool = False
+    debug: bool = False
+    exit_code: int = 0
+    io: Io | None = None
+    _registry: Registry | None = field(default=None, repr=False)
+
+    def output(self) -> Io:
+        """The command's output object, or (before a command ran, e.g. a usage error) one on the process streams."""
+        return self.io or Io(sys.stdout, sys.stderr, self.json)
+
+    def registry(self) -> Registry:
+        """The CLI extensions, loaded on first use (only commands that need one pay for importing them)."""
+        if self._registry is None:
+            self._registry = load_registry()
+        return self._registry
+
+
+def state_of(ctx: typer.Context) -> State:
+    state: State = ctx.ensure_object(State)
+    return state
+
+
+Command = Callable[[Store, Io], int]
+
+
+def run(ctx: typer.Context, as_json: bool, command: Command, *, opening: str | None = None) -> None:
+    """Open the store, run ``command`` and record its exit code. ``opening`` names a progress bar shown while the
+    store opens (it migrates the schema on first use)."""
+    state = state_of(ctx)
+    state.io = io = Io(sys.stdout, sys.stderr, as_json or state.json)
+    with ExitStack() as stack:
+        if opening is None:
+            store = stack.enter_context(open_store())
+        else:
+            with io.progress(opening):
+                store = stack.enter_context(open_store())
+        state.exit_code = command(store, io)
+
+
+def exit_code_for(exc: BaseException, state: State) -> int:
+    """The one mapping from a failure to what the user sees: usage errors are ``INVALID_INPUT`` (exit 2), an
+    unreachable database ``STORE_UNAVAILABLE`` (exit 9), anything unexpected ``INTERNAL_ERROR`` (exit 1, the
+    traceback only with ``--debug``). Never a traceback otherwise."""
+    io = state.output()
+    if isinstance(exc, SaferailsError):
+        return io.error(exc)
+    if isinstance(exc, TyperException):  # Click's usage errors: unknown flag, missing argument, bad value
+        command = getattr(getattr(exc, "ctx", None), "command_path", None) or "saferails"
+        return io.error(InvalidInput(f"{command}: {exc.format_message()}"))
+    if isinstance(exc, OperationalError):
+        # A database that cannot be reached (or a locked/corrupt SQLite file) is an operational state, not a bug.
+        return io.error(StoreUnavailable(f"database unavailable: {exc.orig or exc}"))
+    if state.debug:
+        traceback.print_exception(exc, file=io.stderr)
+    hint = "" if state.debug else " (run with --debug for the traceback)"
+    first_line = next(iter(str(exc).splitlines()), "")
+    return io.error(InternalError(f"unexpected {type(exc).__name__}: {first_line}{hint}",
+                                  exception=type(exc).__name__))
+
+
+# --- option values ----------------------------------------------------------------------------------------------
+
+
+def iso_time(value: str) -> datetime:
+    """An ISO-8601 time with its timezone (``2026-11-22T10:00:00Z``); a usage error otherwise."""
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise typer.BadParameter(f"not an ISO-8601 time: {value!r}") from None
+    if parsed.tzinfo is None:
+        raise typer.BadParameter(f"{value!r} has no timezone (e.g. 2026-11-22T10:00:00Z)")
+    return parsed
+
+
+def duration(value: str) -> timedelta:
+    """A duration like ``12h`` or ``7d`` (the policy's syntax); a usage error otherwise."""
+    try:
+        parsed = parse_duration(value)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    if not isinstance(parsed, timedelta):
+        raise typer.BadParameter(f"expected a duration like 12h or 7d, got {value!r}")
+    return parsed
+
+
+def json_object(text: str, flag: str) -> dict[str, Any]:
+    """``text`` as a JSON object; ``InvalidInput`` naming ``flag`` otherwise."""
+    try:
+        loaded = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"{flag} is not valid JSON: {exc}") from None
+    if not isinstance(loaded, dict):
+        raise InvalidInput(f"{flag} must be a JSON object")
+    return loaded
+
+
+def key_values(pairs: Sequence[str] | None, flag: str, value: Callable[[str, str], Any] | None = None,
+               ) -> dict[str, Any]:
+    """``k=v`` pairs as a dict; ``value(key, text)`` converts each value (default: kept as a string)."""
+    result: dict[str, Any] = {}
+    for pair in pairs or ():
+        key, sep, text = pair.partition("=")
+        if not sep or not key:
+            raise InvalidInput(f"{flag} expects key=value, got {pair!r}")
+        result[key] = text if value is None else value(key, text)
+    return result
+
+
+def params(pairs: Sequence[str] | None, params_json: str | None) -> dict[str, Any]:
+    """``--params-json`` first, then each ``--param k=v`` on top. A value starting with ``[`` or ``{`` is JSON;
+    every other value is a string (the action type's model converts numbers, booleans and times)."""
+
+    def value(key: str, text: str) -> Any:
+        if text[:1] not in ("[", "{"):
+            return text
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise InvalidInput(f"--param {key}: value is not valid JSON: {exc}") from None
+
+    loaded = {} if params_json is None else json_object(params_json, "--params-json")
+    return loaded | key_values(pairs, "--param", value)

@@ -1,0 +1,59 @@
+"""``saferails policy show|check``: the policy in force, and what it would decide for an action."""
+
+from __future__ import annotations
+
+from typing import TextIO
+
+import typer
+
+from saferails.api import Store
+from saferails.cli.actions import ActionType, Param, ParamsJson, Priority, Proposer, Reason, Target, Tenant, proposal
+from saferails.cli.common import Io, JsonFlag, run
+from saferails.policy import Decision, policy_to_yaml
+
+__all__ = ["register"]
+
+app = typer.Typer(help="show and try the policy", no_args_is_help=False)
+
+
+@app.command("show")
+def show(ctx: typer.Context, as_json: JsonFlag = False) -> None:
+    """the policy in force: YAML, version, fingerprint"""
+
+    def command(store: Store, io: Io) -> int:
+        policy = store.policy
+        source = str(store.settings.policy_path or "bundled default")
+        data = {"version": policy.version, "fingerprint": policy.fingerprint, "source": source,
+                "policy": policy.model_dump(mode="json")}
+
+        def text(stream: TextIO) -> None:
+            stream.write(f"# version: {policy.version}\n# fingerprint: {policy.fingerprint}\n# source: {source}\n")
+            stream.write(policy_to_yaml(policy))
+
+        io.result(data, text)
+        return 0
+
+    run(ctx, as_json, command)
+
+
+@app.command("check")
+def check(
+    ctx: typer.Context, action_type: ActionType, target: Target, proposer: Proposer, param: Param = None,
+    params_json: ParamsJson = None, reason: Reason = "", tenant: Tenant = "default", priority: Priority = 5,
+    as_json: JsonFlag = False,
+) -> None:
+    """what would this action get, and why (writes nothing)"""
+    fields = {"action_type": action_type, "target": target, "proposer": proposer, "reason": reason,
+              "tenant": tenant, "priority": priority}
+
+    def command(store: Store, io: Io) -> int:
+        decision: Decision = store.actions.check(proposal(fields, param, params_json))
+        io.result(decision.to_dict() | {"explanation": decision.explanation},
+                  lambda s: s.write(decision.explanation + "\n"))
+        return 0
+
+    run(ctx, as_json, command)
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="policy")

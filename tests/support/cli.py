@@ -1,0 +1,52 @@
+"""The one in-process runner of the ``saferails`` CLI for tests: ``saferails.cli.main`` with its output captured."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from saferails.cli import main
+
+
+@dataclass
+class Run:
+    """One command's exit code, stdout and stderr."""
+
+    code: int
+    out: str
+    err: str
+
+    def json(self) -> Any:
+        return json.loads(self.out)
+
+    def error(self) -> Any:
+        return json.loads(self.err)
+
+
+class Cli:
+    """``cli(*argv)`` runs one ``saferails`` command and returns its exit code and output."""
+
+    def __init__(self, capsys: pytest.CaptureFixture[str]) -> None:
+        self.capsys = capsys
+
+    def __call__(self, *argv: str) -> Run:
+        self.capsys.readouterr()
+        code = main(list(argv))
+        captured = self.capsys.readouterr()
+        return Run(code, captured.out, captured.err)
+
+    def ok(self, *argv: str) -> Any:
+        """Run a ``--json`` command that must succeed; its JSON result."""
+        run = self(*argv, "--json")
+        assert run.code == 0, run.err
+        return run.json()
+
+
+def use_database(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
+    """Point the CLI at ``url`` with the bundled policy and no approval secret (codes unchecked)."""
+    monkeypatch.setenv("SAFERAILS_DATABASE_URL", url)
+    monkeypatch.delenv("SAFERAILS_POLICY", raising=False)
+    monkeypatch.delenv("SAFERAILS_APPROVAL_SECRET", raising=False)
