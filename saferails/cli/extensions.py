@@ -13,20 +13,20 @@ Extensions are loaded only when a command asks for a capability, so a plain comm
 Prefect. A path that cannot be imported or does not name a callable is a ``CONFIGURATION_INVALID`` error (exit
 2); a capability nobody provides is ``EXTENSION_MISSING`` (exit 2), whose message says how to enable it.
 
-:func:`cli_setting` is the one place the CLI reads its own settings (``SAFERAILS_CLI_EXTENSIONS``,
-``SAFERAILS_WEBHOOK_SECRET``) from the environment.
+:func:`configured_extensions` reads ``SAFERAILS_CLI_EXTENSIONS`` through the one settings model
+(``saferails.settings.load_settings``), the only place the environment is read.
 """
 
 from __future__ import annotations
 
 import importlib
-import os
 from collections.abc import Callable
 from importlib.metadata import entry_points
-from typing import Final, Literal, Protocol
+from typing import Final, Protocol
 
 from saferails.errors import ConfigurationError, ExtensionMissing
 from saferails.runbooks.views import ExecutionView
+from saferails.settings import load_settings
 
 __all__ = [
     "ENTRY_POINT_GROUP",
@@ -34,7 +34,7 @@ __all__ = [
     "PREFECT_EXTENSION",
     "Registry",
     "RunbookRunner",
-    "cli_setting",
+    "configured_extensions",
     "load_registry",
 ]
 
@@ -42,12 +42,9 @@ ENTRY_POINT_GROUP = "saferails.cli"
 EXTENSIONS_SETTING: Final = "SAFERAILS_CLI_EXTENSIONS"
 PREFECT_EXTENSION = "flows.cli_extension:register"
 
-CliSetting = Literal["SAFERAILS_CLI_EXTENSIONS", "SAFERAILS_WEBHOOK_SECRET"]
-
-
-def cli_setting(name: CliSetting) -> str | None:
-    """The CLI's own setting ``name`` from the environment, None when unset or empty."""
-    return os.environ.get(name) or None
+def configured_extensions() -> list[str]:
+    """The ``module:function`` paths of ``SAFERAILS_CLI_EXTENSIONS``, read through the one settings model."""
+    return list(load_settings().cli_extensions)
 
 
 class RunbookRunner(Protocol):
@@ -116,7 +113,6 @@ def load_registry() -> Registry:
             raise ConfigurationError(f"CLI extension {point.name} ({point.value}) cannot be imported: {exc}",
                                      extension=point.value) from None
         register(registry)
-    for path in (p.strip() for p in (cli_setting(EXTENSIONS_SETTING) or "").split(",")):
-        if path:
-            _from_path(path)(registry)
+    for path in configured_extensions():
+        _from_path(path)(registry)
     return registry

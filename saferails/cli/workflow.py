@@ -28,7 +28,6 @@ import yaml
 from saferails.api import Store
 from saferails.cli import output as out
 from saferails.cli.common import Io, JsonFlag, iso_time, key_values, run
-from saferails.cli.extensions import cli_setting
 from saferails.errors import ConfigurationError, InvalidInput
 from saferails.workflow.dispatcher import DispatchReport, OutboxDispatcher
 from saferails.workflow.machines import ACTION_PLAN_MACHINE, TASK_MACHINE
@@ -444,7 +443,7 @@ def sla_sweep(ctx: typer.Context, limit: Limit = 500, as_json: JsonFlag = False)
 def _dispatcher(store: Store, worker: str | None = None) -> OutboxDispatcher:
     worker = worker or f"cli:{socket.gethostname()}:{os.getpid()}"
     # Same setting as the dispatch flow (tasks/workflow.py): webhooks are signed with it; unset, they fail.
-    secret = cli_setting("SAFERAILS_WEBHOOK_SECRET")
+    secret = store.settings.webhook_key
     return OutboxDispatcher(store.sessions, store.clock, worker, webhook_secret=secret)
 
 
