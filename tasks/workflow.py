@@ -11,10 +11,10 @@ from typing import Any
 from prefect import get_run_logger, task
 
 from blocks.settings import current_runtime
-from saferails.store.db import transaction
 from saferails.workflow.dispatcher import OutboxDispatcher
+from saferails.workflow.permissions import SYSTEM_ACTOR
+from saferails.workflow.service import WorkflowService
 from saferails.workflow.sla import SlaMonitor
-from saferails.workflow.stats import workflow_stats
 
 
 def _worker_id() -> str:
@@ -53,5 +53,4 @@ def sweep_breaches(limit: int) -> list[dict[str, Any]]:
 @task(name="workflow-stats")
 def current_stats() -> dict[str, Any]:
     rt = current_runtime()
-    with transaction(rt.sessions) as session:
-        return workflow_stats(session, rt.clock.now())
+    return WorkflowService(rt.sessions, rt.clock).stats(SYSTEM_ACTOR)
