@@ -184,3 +184,14 @@ def test_an_oversize_answer_is_cut_at_the_cap(server: Server, client: httpx.Clie
     small_cap = EgressPolicy(allowed_hosts=frozenset({"127.0.0.1"}), max_response_bytes=5)
     cut = send(client, "GET", f"http://127.0.0.1:{server.port}/ok", policy=small_cap)
     assert cut.truncated and cut.content == b'{"ok"'
+
+
+def test_a_name_that_rebinds_to_loopback_after_the_check_is_refused_before_its_answer_is_read(
+    server: Server, client: httpx.Client
+) -> None:
+    # The lookup says "public", the connection lands on 127.0.0.1: what a DNS-rebinding attacker arranges.
+    lying = EgressPolicy(resolver=lambda host, port: ["93.184.216.34"])
+    with pytest.raises(EgressRefused) as excinfo:
+        send(client, "GET", f"http://127.0.0.1:{server.port}/big", policy=lying)
+    assert excinfo.value.details == {"url": f"http://127.0.0.1:{server.port}/big", "host": "127.0.0.1",
+                                     "address": "127.0.0.1", "reason": "loopback"}
