@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from saferails import transitions
+from saferails.actions.lifecycle import PENDING_APPROVAL
 from saferails.actions.service import ACTION_KIND, ENTITY, approval_requirement, policy_principal
 from saferails.approvals.tables import ApprovalCode
 from saferails.clock import Clock, SystemClock, as_utc
@@ -118,7 +119,7 @@ class ApprovalCodes:
         the approver's previous code (the old one stops working). Returns ``{}`` when the policy waived codes.
         Raises ``ApprovalCodesUnavailable`` unless the action is pending approval with a deadline.
         """
-        if action_row.state != "pending_approval" or action_row.approval_deadline is None:
+        if action_row.state != PENDING_APPROVAL or action_row.approval_deadline is None:
             raise ApprovalCodesUnavailable(
                 f"action {action_row.id} is not waiting for approval with a deadline (state {action_row.state})",
                 action_id=action_row.id, state=action_row.state,
@@ -246,6 +247,6 @@ def approval_requests(sessions: sessionmaker[Session], action_id: str) -> list[N
     without an approval secret, where no codes are issued at proposal."""
     with transaction(sessions) as session:
         row = session.get(Action, action_id)
-        if row is None or row.state != "pending_approval" or row.approval_deadline is None:
+        if row is None or row.state != PENDING_APPROVAL or row.approval_deadline is None:
             return []
         return approval_notifications(session, row, {})
