@@ -62,9 +62,15 @@ ApprovalRequestHook = Callable[[Session, Action], "builtins.list[Notification]"]
 
 
 def approval_requirement(row: Action) -> ApprovalRequirement | None:
-    """The approval requirement recorded with the action's decision (None when it never needed approval)."""
+    """The approval requirement recorded with the action's decision; None when it never needed approval or the
+    record is unreadable (then nobody is authorised: fail closed)."""
     data = row.decision.get("approval")
-    return None if not data else ApprovalRequirement.from_dict(data)
+    if not data:
+        return None
+    try:
+        return ApprovalRequirement.from_dict(data)
+    except (KeyError, TypeError, ValueError):
+        return None
 
 
 def policy_principal(principal_id: str, row: Principal | None) -> PolicyPrincipal:
