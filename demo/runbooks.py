@@ -25,6 +25,7 @@ from saferails.audit.verify import verify_chain
 from saferails.cli import output as cli_output
 from saferails.cli.runbook import EVIDENCE_COLUMNS, LOG_COLUMNS, execution_rows
 from saferails.clock import ManualClock
+from saferails.net.egress import EgressPolicy
 from saferails.runbooks.service import RunbookService
 from saferails.runbooks.validation import load_runbook
 from saferails.runbooks.views import ExecutionContext, ExecutionView, LegalBasis
@@ -103,7 +104,9 @@ def runbook_demo(store: Store, out: TextIO) -> dict[str, str]:
 
 
 def _scenario(store: Store, p: _Printer, server: Any) -> dict[str, str]:
-    svc = RunbookService(store.sessions, store.clock, store.actions, sleeper=_sleeper(store))
+    # The demo's threat service listens on loopback, which the egress guard refuses unless allowed by name.
+    svc = RunbookService(store.sessions, store.clock, store.actions, sleeper=_sleeper(store),
+                         egress=EgressPolicy(allowed_hosts=frozenset({"127.0.0.1"})))
     outcomes: dict[str, str] = {}
     p.section("Runbook (seed 002): investigate-threat against a local enrichment/containment service")
     for manager in MANAGERS:

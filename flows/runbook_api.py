@@ -33,8 +33,9 @@ from flows import api as action_api
 from flows.runbook_flow import runbook_flow
 from saferails.actions.models import ActionView
 from saferails.errors import InvalidInput
+from saferails.runbooks.lifecycle import EXECUTION_FINAL
 from saferails.runbooks.views import ExecutionContext, ExecutionView
-from tasks.runbooks import FINAL_EXECUTION_STATES, runbook_service
+from tasks.runbooks import runbook_service
 
 LIVE_STATES = [StateType.SCHEDULED, StateType.PENDING, StateType.RUNNING, StateType.PAUSED]
 
@@ -91,7 +92,7 @@ def wait_for_execution(execution_id: str, timeout: float, *, interval: float = 0
     deadline = time.monotonic() + timeout
     while True:
         view = svc.status(execution_id)
-        if view.state in FINAL_EXECUTION_STATES:
+        if view.state in EXECUTION_FINAL:
             return view
         if time.monotonic() >= deadline:
             raise ExecutionTimeout(f"execution {execution_id} is still {view.state} after {timeout} s")

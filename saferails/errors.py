@@ -280,3 +280,23 @@ class InternalError(SaferailsError):
     code = "INTERNAL_ERROR"
     exit_code = 1
     http_status = 500
+
+
+# --- outgoing requests and webhooks -------------------------------------------------------------------------
+
+
+class EgressRefused(SaferailsError):
+    """An outgoing request (webhook, runbook call-service step) would reach a host the egress policy forbids:
+    a private, loopback, link-local, unique-local, multicast or unspecified address not on the allowlist."""
+
+    code = "EGRESS_REFUSED"
+    exit_code = 2
+    http_status = 403
+
+
+class WebhookSignatureInvalid(SaferailsError):
+    """A received webhook failed verification (missing headers, bad or missing signature, stale timestamp)."""
+
+    code = "WEBHOOK_SIGNATURE_INVALID"
+    exit_code = 2
+    http_status = 401

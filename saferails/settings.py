@@ -35,6 +35,8 @@ from pydantic import SecretStr, ValidationError, field_validator, model_validato
 from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from saferails.errors import ConfigurationError
+from saferails.net.egress import EgressPolicy
+from saferails.notify.signing import webhook_key
 
 if TYPE_CHECKING:
     from saferails.handlers.base import HandlerSettings
@@ -91,6 +93,8 @@ class Settings(BaseSettings):
     runner_limit: int = 50
     metrics_port: int = 9464
     cli_extensions: Annotated[list[str], NoDecode] = []
+    egress_allowed_hosts: Annotated[list[str], NoDecode] = []
+    egress_allow_private: bool = False
 
     def __init__(self, **values: Any) -> None:
         try:
@@ -153,7 +157,7 @@ class Settings(BaseSettings):
             raise ConfigurationError(f"SAFERAILS_FILE_ROOT {value} is not a directory", path=str(value))
         return value.resolve()
 
-    @field_validator("approval_secret", "webhook_secret", mode="after")
+    @field_validator("approval_secret", mode="after")
     @classmethod
     def _long_enough(cls, value: SecretStr | None, info: Any) -> SecretStr | None:
         if value is not None:
@@ -163,7 +167,17 @@ class Settings(BaseSettings):
                 raise ConfigurationError(f"{name} must be at least {MIN_SECRET_BYTES} bytes (got {size})")
         return value
 
-    @field_validator("cli_extensions", mode="before")
+    @field_validator("webhook_secret", mode="after")
+    @classmethod
+    def _standard_webhooks_secret(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None:
+            try:
+                webhook_key(value.get_secret_value())
+            except ConfigurationError as exc:
+                raise ConfigurationError(f"SAFERAILS_WEBHOOK_SECRET: {exc.message}") from None
+        return value
+
+    @field_validator("cli_extensions", "egress_allowed_hosts", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -204,6 +218,12 @@ class Settings(BaseSettings):
     def webhook_key(self) -> str | None:
         """The webhook signing secret as the dispatcher takes it (None: webhook triggers fail)."""
         return None if self.webhook_secret is None else self.webhook_secret.get_secret_value()
+
+    @property
+    def egress(self) -> EgressPolicy:
+        """Where outgoing requests (webhooks, runbook call-service steps) may go: public addresses, plus
+        ``SAFERAILS_EGRESS_ALLOWED_HOSTS``; private ranges only with ``SAFERAILS_EGRESS_ALLOW_PRIVATE``."""
+        return EgressPolicy(allowed_hosts=frozenset(self.egress_allowed_hosts), allow_private=self.egress_allow_private)
 
     @property
     def smtp_configured(self) -> bool:

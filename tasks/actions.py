@@ -10,14 +10,10 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 
 from blocks.settings import current_runtime
-from saferails import transitions
-from saferails.actions.lifecycle import COMPLETED, FAILED, ROLLED_BACK
+from saferails.actions.lifecycle import APPROVED, COMPLETED, FAILED, ROLLED_BACK
 from saferails.actions.models import ActionView, Proposal
-from saferails.actions.service import ACTION_KIND, ENTITY
-from saferails.approvals.codes import approval_notifications
+from saferails.approvals.codes import approval_requests
 from saferails.errors import SaferailsError
-from saferails.store.db import transaction
-from saferails.store.tables import Action
 
 FLOW_ACTOR = "system:flow"
 
@@ -36,15 +32,7 @@ def propose_or_load(action_id: str | None, proposal: dict[str, Any] | None) -> A
 @task(name="attach-flow-run")
 def attach_flow_run(action_id: str, flow_run_id: str) -> None:
     """Record which flow run carries the action (the API resumes that run); audited, state unchanged."""
-    rt = current_runtime()
-    with transaction(rt.sessions) as session:
-        row = transitions.lock_row(session, ACTION_KIND, action_id)
-        if row.flow_run_id == flow_run_id:
-            return
-        previous = row.flow_run_id
-        row.flow_run_id = flow_run_id
-        transitions.record_event(session, ENTITY, row, actor=FLOW_ACTOR, event="flow_run_attached",
-                                 now=rt.clock.now(), details={"flow_run_id": flow_run_id, "previous": previous})
+    current_runtime().actions.attach_flow_run(action_id, flow_run_id, actor=FLOW_ACTOR)
 
 
 @task(name="capture-and-preview")
@@ -109,11 +97,7 @@ def notify_approvers(action_id: str) -> list[str]:
     if rt.notifier is None:
         logger.warning("no notifier configured: the approvers of action %s were not notified", action_id)
         return []
-    with transaction(rt.sessions) as session:
-        row = session.get(Action, action_id)
-        if row is None or row.approval_deadline is None:
-            return []
-        notes = approval_notifications(session, row, {})
+    notes = approval_requests(rt.sessions, action_id)
     for note in notes:
         rt.notifier.send(note)
     approvers = [r.principal_id for n in notes for r in n.recipients]
@@ -126,11 +110,9 @@ def execute_action(action_id: str, actor: str = FLOW_ACTOR) -> ActionView:
     """Execute an approved action through ExecutionService (retries, circuit breaker and idempotency live
     there). A not-yet-due scheduled action is left approved for the scheduled-execution sweep."""
     rt = current_runtime()
-    view = rt.actions.get(action_id)
-    if view.scheduled_for is not None and view.scheduled_for > rt.clock.now():
-        get_run_logger().info("action %s is scheduled for %s: left to the sweep", action_id, view.scheduled_for)
-        return view
-    result: ActionView = rt.execution.execute(action_id, actor)
+    result: ActionView = rt.execution.run(action_id, actor)
+    if result.state == APPROVED:
+        get_run_logger().info("action %s is scheduled for %s: left to the sweep", action_id, result.scheduled_for)
     return result
 
 

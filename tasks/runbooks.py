@@ -16,14 +16,12 @@ from prefect.artifacts import create_markdown_artifact
 
 from blocks.settings import Runtime, current_runtime
 from saferails.actions.models import ActionView
+from saferails.runbooks.lifecycle import AWAITING_APPROVAL, EXECUTION_FINAL, SKIPPED, STEP_WAITING
 from saferails.runbooks.service import RunbookService
 from saferails.runbooks.views import ExecutionView, StepView
 from tasks.actions import request_markdown
 
 FLOW_ACTOR = "system:runbook-flow"
-AWAITING_APPROVAL = "awaiting_approval"
-AWAITING_EVENT = "awaiting_event"
-FINAL_EXECUTION_STATES = frozenset({"completed", "failed", "cancelled", "timed_out"})
 
 _lock = threading.Lock()
 _cached: tuple[Runtime, RunbookService] | None = None
@@ -35,12 +33,13 @@ def runbook_service() -> RunbookService:
     rt = current_runtime()
     with _lock:
         if _cached is None or _cached[0] is not rt:
-            _cached = (rt, RunbookService(rt.sessions, rt.clock, rt.actions, executor=rt.execution))
+            _cached = (rt, RunbookService(rt.sessions, rt.clock, rt.actions, executor=rt.execution,
+                                               egress=rt.settings.egress))
         return _cached[1]
 
 
 def is_final(view: ExecutionView) -> bool:
-    return view.state in FINAL_EXECUTION_STATES
+    return view.state in EXECUTION_FINAL
 
 
 def steps_awaiting_approval(view: ExecutionView) -> list[StepView]:
@@ -51,7 +50,7 @@ def steps_awaiting_approval(view: ExecutionView) -> list[StepView]:
 def run_steps(execution_id: str) -> ExecutionView:
     """Run every ready step until the execution is final or each runnable step waits (approval, event, pause)."""
     view = runbook_service().run(execution_id)
-    waiting = [f"{s.step_id}={s.state}" for s in view.steps if s.state in (AWAITING_APPROVAL, AWAITING_EVENT)]
+    waiting = [f"{s.step_id}={s.state}" for s in view.steps if s.state in STEP_WAITING]
     get_run_logger().info("execution %s is %s%s", execution_id, view.state,
                           f" (waiting: {', '.join(waiting)})" if waiting else "")
     return view
@@ -114,7 +113,7 @@ def summary_artifact(execution_id: str) -> str:
 
 
 def _step_result(step: StepView) -> str:
-    if step.state == "skipped":
+    if step.state == SKIPPED:
         return f"skipped: {step.skip_reason}"
     if step.error:
         return f"error: {step.error}"

@@ -11,10 +11,10 @@ from typing import Any
 from prefect import get_run_logger, task
 
 from blocks.settings import current_runtime
-from saferails.store.db import transaction
 from saferails.workflow.dispatcher import OutboxDispatcher
+from saferails.workflow.permissions import SYSTEM_ACTOR
+from saferails.workflow.service import WorkflowService
 from saferails.workflow.sla import SlaMonitor
-from saferails.workflow.stats import workflow_stats
 
 
 def _worker_id() -> str:
@@ -26,7 +26,9 @@ def dispatch_batch(batch_size: int, max_batches: int) -> dict[str, int]:
     """Run the dispatcher until nothing is due (or ``max_batches``); the summed report. Bulk work in one task:
     a task run costs 11-25 ms, far more than one event."""
     rt = current_runtime()
-    dispatcher = OutboxDispatcher(rt.sessions, rt.clock, _worker_id(), webhook_secret=rt.settings.webhook_key)
+    dispatcher = OutboxDispatcher(
+        rt.sessions, rt.clock, _worker_id(), webhook_secret=rt.settings.webhook_key, egress=rt.settings.egress
+    )
     report = dispatcher.drain(batch_size=batch_size, max_batches=max_batches)
     get_run_logger().info("outbox: %s", report)
     return asdict(report)
@@ -52,5 +54,4 @@ def sweep_breaches(limit: int) -> list[dict[str, Any]]:
 @task(name="workflow-stats")
 def current_stats() -> dict[str, Any]:
     rt = current_runtime()
-    with transaction(rt.sessions) as session:
-        return workflow_stats(session, rt.clock.now())
+    return WorkflowService(rt.sessions, rt.clock).stats(SYSTEM_ACTOR)

@@ -33,7 +33,17 @@ from saferails.errors import (
     SelfApprovalRefused,
 )
 from saferails.notify.base import Notification, Notifier
-from saferails.policy import ActionRequest, ApprovalRequirement, Decision, Outcome, Policy, PolicyEngine, RuleResult
+from saferails.policy import (
+    ActionRequest,
+    ApprovalRequirement,
+    ApproverStanding,
+    Decision,
+    Outcome,
+    Policy,
+    PolicyEngine,
+    RuleResult,
+    judge_approver,
+)
 from saferails.policy import Principal as PolicyPrincipal
 from saferails.policy.loader import policy_to_yaml
 from saferails.store.db import read_transaction, transaction
@@ -49,6 +59,27 @@ CodeVerifier = Callable[[Session, Action, str, str | None, datetime], None]
 # Called inside the proposing transaction when an action starts waiting for approval (issues one-time codes);
 # returns the messages to send once that transaction has committed.
 ApprovalRequestHook = Callable[[Session, Action], "builtins.list[Notification]"]
+
+
+def approval_requirement(row: Action) -> ApprovalRequirement | None:
+    """The approval requirement recorded with the action's decision; None when it never needed approval or the
+    record is unreadable (then nobody is authorised: fail closed)."""
+    data = row.decision.get("approval")
+    if not data:
+        return None
+    try:
+        return ApprovalRequirement.from_dict(data)
+    except (KeyError, TypeError, ValueError):
+        return None
+
+
+def policy_principal(principal_id: str, row: Principal | None) -> PolicyPrincipal:
+    """The policy's view of a stored principal; an unknown id is a principal with no groups, not KYC-verified."""
+    return PolicyPrincipal(
+        id=principal_id,
+        groups=frozenset(row.groups or ()) if row is not None else frozenset(),
+        kyc_verified=bool(row.kyc_verified) if row is not None else False,
+    )
 
 
 def _facts(session: Session, row: Action, now: datetime) -> lc.ActionFacts:
@@ -352,10 +383,15 @@ class ActionService:
         return view
 
     def attach_flow_run(self, action_id: str, flow_run_id: str, *, actor: str = "system:orchestrator") -> None:
-        """Remember which orchestrator run carries this action (sweeps use it to end orphaned paused runs)."""
+        """Remember which orchestrator run carries this action (sweeps use it to end orphaned paused runs; the API
+        resumes it). Idempotent: attaching the run already attached writes nothing; attaching another run is
+        audited with the ``previous`` one. State is unchanged. ``NotFound`` for an unknown action."""
         now = self.clock.now()
         with transaction(self.sessions) as session:
             row = transitions.lock_row(session, ACTION_KIND, action_id)
+            if row.flow_run_id == flow_run_id:
+                return
+            previous = row.flow_run_id
             row.flow_run_id = flow_run_id
             transitions.record_event(
                 session,
@@ -364,7 +400,7 @@ class ActionService:
                 actor=actor,
                 event="flow_run_attached",
                 now=now,
-                details={"flow_run_id": flow_run_id},
+                details={"flow_run_id": flow_run_id, "previous": previous},
             )
 
     # --- deciding -----------------------------------------------------------------------------------------
@@ -491,19 +527,19 @@ class ActionService:
                 f"the approval window for action {row.id} closed at {as_utc(row.approval_deadline).isoformat()}",
                 action_id=row.id,
             )
-        if approver == row.proposer:
+        requirement = approval_requirement(row)
+        standing = judge_approver(requirement, policy_principal(approver, session.get(Principal, approver)),
+                                  row.proposer)
+        if standing is ApproverStanding.PROPOSER:
             raise SelfApprovalRefused(
                 f"{approver} proposed action {row.id} and may not approve it", action_id=row.id, approver=approver
             )
-        requirement = row.decision.get("approval") or {}
-        principal = session.get(Principal, approver)
-        groups = set(principal.groups) if principal is not None else set()
-        users = set(requirement.get("users", []))
-        allowed_groups = set(requirement.get("groups", []))
-        if approver not in users and not (groups & allowed_groups):
+        if standing is not ApproverStanding.AUTHORISED:
+            users = sorted(requirement.users) if requirement is not None else []
+            groups = sorted(requirement.groups) if requirement is not None else []
             raise PermissionDenied(
                 f"{approver} is not authorised to decide on action {row.id} (approvers: users "
-                f"{sorted(users) or '-'}, groups {sorted(allowed_groups) or '-'})",
+                f"{users or '-'}, groups {groups or '-'})",
                 action_id=row.id,
                 approver=approver,
             )
@@ -596,12 +632,7 @@ class ActionService:
         return ActionView.from_row(row, ActionRepository(session).approvals(row.id))
 
     def _request(self, repo: ActionRepository, proposal: Proposal, params: dict[str, Any]) -> ActionRequest:
-        p = repo.principal(proposal.proposer)
-        principal = PolicyPrincipal(
-            id=proposal.proposer,
-            groups=frozenset(p.groups) if p is not None else frozenset(),
-            kyc_verified=bool(p.kyc_verified) if p is not None else False,
-        )
+        principal = policy_principal(proposal.proposer, repo.principal(proposal.proposer))
         return ActionRequest(
             action_type=proposal.action_type,
             target=proposal.target,
@@ -631,4 +662,12 @@ class ActionService:
         self._policy_recorded = True
 
 
-__all__ = ["ActionFilter", "ActionService", "ActionView", "CodeVerifier", "Proposal"]
+__all__ = [
+    "ActionFilter",
+    "ActionService",
+    "ActionView",
+    "CodeVerifier",
+    "Proposal",
+    "approval_requirement",
+    "policy_principal",
+]

@@ -19,18 +19,20 @@ import secrets
 import uuid
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from saferails import transitions
-from saferails.actions.service import ACTION_KIND, ENTITY
+from saferails.actions.lifecycle import PENDING_APPROVAL
+from saferails.actions.service import ACTION_KIND, ENTITY, approval_requirement, policy_principal
 from saferails.approvals.tables import ApprovalCode
 from saferails.clock import Clock, SystemClock, as_utc
 from saferails.errors import ApprovalCodeInvalid, ApprovalError, ConfigurationError, PermissionDenied
 from saferails.notify.base import ApprovalRequest, Notification, Recipient, approval_requested
+from saferails.policy import ApproverStanding, judge_approver
 from saferails.settings import MIN_SECRET_BYTES
+from saferails.store.db import transaction
 from saferails.store.tables import Action, Principal
 
 # Crockford's alphabet has no I, L, O, U: nothing to misread when a person types the code.
@@ -60,21 +62,27 @@ def normalise_code(code: str) -> str:
     return "".join(c for c in code.upper() if c not in " -\t").translate(_CONFUSABLE)
 
 
-def _principal_ids_in_groups(session: Session, groups: set[str]) -> set[str]:
-    # The groups column is a JSON list; filtering in Python keeps the query portable (principals are few).
+def authorised_approvers(session: Session, row: Action) -> list[str]:
+    """Everyone who may decide on the action, sorted: the named users and every stored principal that
+    :func:`saferails.policy.judge_approver` (the one rule, also applied by ``ActionService.approve``) authorises.
+    Never the proposer."""
+    requirement = approval_requirement(row)
+    if requirement is None:
+        return []
+    candidates = {user: policy_principal(user, session.get(Principal, user)) for user in requirement.users}
+    if requirement.groups:
+        # The groups column is a JSON list; filtering in Python keeps the query portable (principals are few).
+        for stored in session.scalars(sa.select(Principal)).all():
+            candidates[stored.id] = policy_principal(stored.id, stored)
+    return sorted(pid for pid, principal in candidates.items()
+                  if judge_approver(requirement, principal, row.proposer) is ApproverStanding.AUTHORISED)
+
+
+def _members(session: Session, groups: set[str]) -> set[str]:
+    """Stored principals in any of ``groups`` (to expand ``group:<name>`` entries an operator names)."""
     if not groups:
         return set()
-    rows = session.scalars(sa.select(Principal)).all()
-    return {p.id for p in rows if groups & set(p.groups or [])}
-
-
-def authorised_approvers(session: Session, row: Action) -> list[str]:
-    """Everyone the action's decision authorises to approve: named users plus members of named groups, minus the
-    proposer, sorted."""
-    requirement: Mapping[str, Any] = row.decision.get("approval") or {}
-    users = set(requirement.get("users", []))
-    members = _principal_ids_in_groups(session, set(requirement.get("groups", [])))
-    return sorted((users | members) - {row.proposer})
+    return {p.id for p in session.scalars(sa.select(Principal)).all() if groups & set(p.groups or [])}
 
 
 def codes_required(row: Action) -> bool:
@@ -111,7 +119,7 @@ class ApprovalCodes:
         the approver's previous code (the old one stops working). Returns ``{}`` when the policy waived codes.
         Raises ``ApprovalCodesUnavailable`` unless the action is pending approval with a deadline.
         """
-        if action_row.state != "pending_approval" or action_row.approval_deadline is None:
+        if action_row.state != PENDING_APPROVAL or action_row.approval_deadline is None:
             raise ApprovalCodesUnavailable(
                 f"action {action_row.id} is not waiting for approval with a deadline (state {action_row.state})",
                 action_id=action_row.id, state=action_row.state,
@@ -151,7 +159,7 @@ class ApprovalCodes:
 
     def _expand(self, session: Session, approvers: list[str]) -> set[str]:
         groups = {a.removeprefix(GROUP_PREFIX) for a in approvers if a.startswith(GROUP_PREFIX)}
-        return {a for a in approvers if not a.startswith(GROUP_PREFIX)} | _principal_ids_in_groups(session, groups)
+        return {a for a in approvers if not a.startswith(GROUP_PREFIX)} | _members(session, groups)
 
     def _derive(self, row: Action, approver: str) -> str:
         nonce = secrets.token_hex(16)
@@ -231,3 +239,14 @@ def approval_notifications(session: Session, row: Action, codes: Mapping[str, st
         recipient = Recipient(approver, principal.email if principal is not None else None)
         notes.append(approval_requested(request, recipient, codes.get(approver)))
     return notes
+
+
+def approval_requests(sessions: sessionmaker[Session], action_id: str) -> list[Notification]:
+    """The code-less ``approval_requested`` notifications for action ``action_id`` (one per authorised approver),
+    read in one transaction; empty when the action is unknown or not waiting with a deadline. For deployments
+    without an approval secret, where no codes are issued at proposal."""
+    with transaction(sessions) as session:
+        row = session.get(Action, action_id)
+        if row is None or row.state != PENDING_APPROVAL or row.approval_deadline is None:
+            return []
+        return approval_notifications(session, row, {})

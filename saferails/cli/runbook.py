@@ -44,7 +44,7 @@ app = typer.Typer(help="validate, start and control runbooks", no_args_is_help=F
 
 
 def service(store: Store) -> RunbookService:
-    return RunbookService(store.sessions, store.clock, store.actions)
+    return RunbookService(store.sessions, store.clock, store.actions, egress=store.settings.egress)
 
 
 # --- rendering --------------------------------------------------------------------------------------------------

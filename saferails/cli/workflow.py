@@ -444,7 +444,7 @@ def _dispatcher(store: Store, worker: str | None = None) -> OutboxDispatcher:
     worker = worker or f"cli:{socket.gethostname()}:{os.getpid()}"
     # Same setting as the dispatch flow (tasks/workflow.py): webhooks are signed with it; unset, they fail.
     secret = store.settings.webhook_key
-    return OutboxDispatcher(store.sessions, store.clock, worker, webhook_secret=secret)
+    return OutboxDispatcher(store.sessions, store.clock, worker, webhook_secret=secret, egress=store.settings.egress)
 
 
 @outbox_app.command("dispatch")

@@ -10,8 +10,9 @@ from saferails.notify.base import (
     approval_requested,
 )
 from saferails.notify.outbox_log import JsonLinesNotifier
+from saferails.notify.signing import WebhookSigner, new_secret, verify_webhook
 from saferails.notify.smtp import SmtpNotifier, SmtpSettings, load_smtp_settings
-from saferails.notify.webhook import WebhookNotifier, sign, verify_signature
+from saferails.notify.webhook import WebhookNotifier
 
 __all__ = [
     "ApprovalRequest",
@@ -24,8 +25,9 @@ __all__ = [
     "SmtpNotifier",
     "SmtpSettings",
     "WebhookNotifier",
+    "WebhookSigner",
     "approval_requested",
     "load_smtp_settings",
-    "sign",
-    "verify_signature",
+    "new_secret",
+    "verify_webhook",
 ]

@@ -9,17 +9,20 @@ from saferails.policy.loader import default_policy, load_policy, load_policy_tex
 from saferails.policy.model import Impact, Policy, RuleSpec, parse_policy
 from saferails.policy.rules import (
     ApprovalRequirement,
+    ApproverStanding,
     DenyCode,
     OldestEventLookup,
     Outcome,
     Principal,
     RateLimitCounter,
     RuleResult,
+    judge_approver,
 )
 
 __all__ = [
     "ActionRequest",
     "ApprovalRequirement",
+    "ApproverStanding",
     "Decision",
     "DenyCode",
     "Impact",
@@ -32,6 +35,7 @@ __all__ = [
     "RuleResult",
     "RuleSpec",
     "default_policy",
+    "judge_approver",
     "load_policy",
     "load_policy_text",
     "parse_policy",

@@ -22,6 +22,7 @@ from saferails.policy.model import Impact, Policy, RuleSpec, TimeoutAction, form
 __all__ = [
     "ApprovalRequirement",
     "ApprovalRule",
+    "ApproverStanding",
     "BlockedRule",
     "DenyCode",
     "Facts",
@@ -33,6 +34,7 @@ __all__ = [
     "RateLimitRule",
     "RuleResult",
     "build_rules",
+    "judge_approver",
 ]
 
 
@@ -79,13 +81,6 @@ class ApprovalRequirement:
     timeout_action: TimeoutAction
     require_codes: bool
     rule_ids: tuple[str, ...]
-
-    def authorises(self, principal: Principal) -> bool:
-        """True when ``principal`` is a listed user or a member of a listed group.
-
-        Self-approval is not judged here: the approval gate refuses the proposer separately.
-        """
-        return principal.id in self.users or not self.groups.isdisjoint(principal.groups)
 
     @staticmethod
     def combine(requirements: Sequence[ApprovalRequirement]) -> ApprovalRequirement:
@@ -147,6 +142,31 @@ class Principal:
     id: str
     groups: frozenset[str] = frozenset()
     kyc_verified: bool = False
+
+
+class ApproverStanding(StrEnum):
+    """Whether a principal may decide (approve or reject) on an action waiting for approval."""
+
+    AUTHORISED = "authorised"
+    PROPOSER = "proposer"
+    NOT_LISTED = "not_listed"
+
+
+def judge_approver(requirement: ApprovalRequirement | None, approver: Principal, proposer: str) -> ApproverStanding:
+    """THE rule for who may decide on an action; every path asks it (``ActionService.approve``/``reject``, which
+    the Prefect approval gate and the CLI/API call, and one-time code issuing in ``saferails.approvals``).
+
+    The proposer is never authorised, even when listed (hazard: an agent approving its own request). Otherwise a
+    principal is authorised when named in ``requirement.users`` or a member of one of ``requirement.groups``.
+    No requirement (the action never needed approval) authorises nobody: fail closed.
+    """
+    if approver.id == proposer:
+        return ApproverStanding.PROPOSER
+    if requirement is None:
+        return ApproverStanding.NOT_LISTED
+    if approver.id in requirement.users or not requirement.groups.isdisjoint(approver.groups):
+        return ApproverStanding.AUTHORISED
+    return ApproverStanding.NOT_LISTED
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ from saferails.actions.service import ActionService
 from saferails.audit.chain import canonical_json
 from saferails.clock import Clock
 from saferails.errors import InvalidInput, NotFound, SaferailsError
+from saferails.net.egress import EgressPolicy
 from saferails.runbooks import lifecycle as lc
 from saferails.runbooks.definition import RunbookDefinition, parse_duration
 from saferails.runbooks.engine import Engine, execution_view, load_definition, step_rows, stop_open_steps
@@ -110,16 +111,19 @@ class RunbookService:
         sleeper: Sleeper = time.sleep,
         max_concurrency_default: int = 5,
         executor: Any = None,
+        egress: EgressPolicy | None = None,
     ) -> None:
         """``executor``: an object with ``execute(action_id, actor)`` for action steps; by default a
-        ``saferails.execution.ExecutionService`` on the same store, when that module is importable."""
+        ``saferails.execution.ExecutionService`` on the same store, when that module is importable.
+        ``egress``: where call-service steps may send requests; None refuses every non-public address."""
         self.sessions = sessions
         self.clock = clock
         self.actions = actions
         self.http = http or httpx.Client(timeout=30.0)
         self.max_concurrency_default = max_concurrency_default
         self._executor = executor
-        self.engine = Engine(sessions, clock, Services(clock, actions, self.http, sleeper, self._executor_instance))
+        self.engine = Engine(sessions, clock, Services(clock, actions, self.http, sleeper, self._executor_instance,
+                                                             egress or EgressPolicy()))
 
     def _executor_instance(self) -> Any:
         if self._executor is None:

@@ -13,7 +13,10 @@ Delivery is at least once, effects happen once:
    in one SAVEPOINT per event inside one transaction per batch: the batch commits once, and an event that fails
    rolls back only its own savepoint. Webhooks of an event therefore run before its database actions. A webhook
    whose success could not be recorded (crash in between) is called again: receivers dedupe on the
-   ``X-Saferails-Event-Id`` header.
+   ``webhook-id`` header (:func:`webhook_message_id`). Webhooks are signed per Standard Webhooks
+   (:mod:`saferails.notify.signing`) and sent through the egress guard (:mod:`saferails.net.egress`): a URL that
+   resolves to a private, loopback or link-local address fails the event with ``EgressRefused`` unless the
+   ``egress`` policy allows its host.
 3. **Fail**: a failing event adds one to ``attempts``, records ``last_error`` and has ``available_at`` pushed
    back exponentially (``retry_base * 2**(attempts-1)``, at most ``retry_cap``); at ``max_attempts`` it is
    dead-lettered (``dead_letters()`` lists them, ``requeue()`` gives one a fresh start).
@@ -24,8 +27,6 @@ whose lease expired and was taken over is never finished twice.
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
@@ -39,6 +40,8 @@ from sqlalchemy.orm import Session, sessionmaker
 from saferails.audit.chain import canonical_json
 from saferails.clock import Clock
 from saferails.errors import ConfigurationError, ExecutionError, NotFound, SaferailsError
+from saferails.net.egress import EgressPolicy, send
+from saferails.notify.signing import WebhookSigner
 from saferails.store.db import transaction
 from saferails.store.tables import OutboxEvent
 from saferails.workflow import alerts, ops
@@ -55,8 +58,6 @@ from saferails.workflow.triggers import (
 )
 
 Sleeper = Callable[[float], None]
-SIGNATURE_HEADER = "X-Saferails-Signature"
-EVENT_ID_HEADER = "X-Saferails-Event-Id"
 PROCESSED, FAILED, DEAD_LETTERED, LOST = "processed", "failed", "dead_lettered", "lost"
 
 
@@ -105,9 +106,10 @@ class _Tally:
     skipped: int = 0
 
 
-def sign(secret: str, body: bytes) -> str:
-    """The signature header value: ``sha256=<hex HMAC-SHA256 of the body under the secret>``."""
-    return "sha256=" + hmac.new(secret.encode("utf-8"), body, hashlib.sha256).hexdigest()
+def webhook_message_id(event_id: str, trigger_id: str, action_index: int) -> str:
+    """The ``webhook-id`` of one trigger action's call for one event: the same on every retry and redelivery,
+    different for two triggers (or two actions) fired by the same event, so receivers dedupe on it exactly."""
+    return f"{event_id}:{trigger_id}:{action_index}"
 
 
 class OutboxDispatcher:
@@ -119,7 +121,8 @@ class OutboxDispatcher:
         notifier: alerts.Notifier | None = None,
         http_client: httpx.Client | None = None,
         *,
-        webhook_secret: str | None = None,
+        webhook_secret: str | bytes | None = None,
+        egress: EgressPolicy | None = None,
         sleeper: Sleeper = time.sleep,
         max_attempts: int = 5,
         lease: timedelta = timedelta(minutes=5),
@@ -135,7 +138,8 @@ class OutboxDispatcher:
         self.worker_id = worker_id
         self.notifier = notifier
         self.http_client = http_client
-        self.webhook_secret = webhook_secret
+        self.signer = None if not webhook_secret else WebhookSigner(webhook_secret)
+        self.egress = egress or EgressPolicy()
         self.sleeper = sleeper
         self.max_attempts = max_attempts
         self.lease = lease
@@ -296,7 +300,7 @@ class OutboxDispatcher:
                 tally.skipped += 1
                 continue
             assert isinstance(action, CallWebhookAction)
-            result = self._call_webhook(event, trigger, action)
+            result = self._call_webhook(event, trigger, index, action)
             with transaction(self.sessions) as session:
                 if self._effect_exists(session, trigger.id, event.id, index):
                     tally.skipped += 1
@@ -434,20 +438,21 @@ class OutboxDispatcher:
             return {"alert_type": action.alert_type}
         raise ExecutionError(f"action {action.type!r} cannot run inside a transaction")  # pragma: no cover
 
-    def _call_webhook(self, event: _Event, trigger: CompiledTrigger, action: CallWebhookAction) -> dict[str, Any]:
-        if not self.webhook_secret:
+    def _call_webhook(self, event: _Event, trigger: CompiledTrigger, index: int,
+                      action: CallWebhookAction) -> dict[str, Any]:
+        if self.signer is None:
             raise ConfigurationError("call_webhook needs the dispatcher's webhook_secret", trigger_id=trigger.id)
         body = canonical_json({"event_id": event.id, "trigger_id": trigger.id, **event.context()}).encode("utf-8")
-        headers = {"Content-Type": "application/json", EVENT_ID_HEADER: event.id,
-                   SIGNATURE_HEADER: sign(self.webhook_secret, body)}
+        msg_id = webhook_message_id(event.id, trigger.id, index)
         client = self.http_client or httpx.Client(timeout=10.0)
         problem = ""
         try:
             for attempt in range(1, action.max_attempts + 1):
                 if attempt > 1:
                     self.sleeper(self.webhook_backoff_seconds * 2 ** (attempt - 2))
+                headers = {"Content-Type": "application/json", **self.signer.headers(msg_id, body, self.clock.now())}
                 try:
-                    response = client.post(action.url, content=body, headers=headers)
+                    response = send(client, "POST", action.url, policy=self.egress, content=body, headers=headers)
                 except httpx.HTTPError as exc:
                     problem = f"{type(exc).__name__}: {exc}"
                     continue

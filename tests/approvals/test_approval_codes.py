@@ -9,10 +9,22 @@ import pytest
 import sqlalchemy as sa
 
 from saferails.actions.service import ActionService, Proposal
-from saferails.approvals import ApprovalCode, ApprovalCodes, approval_notifications, normalise_code
+from saferails.approvals import (
+    ApprovalCode,
+    ApprovalCodes,
+    approval_notifications,
+    authorised_approvers,
+    normalise_code,
+)
 from saferails.approvals.codes import PUBLIC_REASON, ApprovalCodesUnavailable
 from saferails.clock import ManualClock
-from saferails.errors import ApprovalCodeInvalid, ApprovalExpired, ConfigurationError, PermissionDenied
+from saferails.errors import (
+    ApprovalCodeInvalid,
+    ApprovalExpired,
+    ConfigurationError,
+    PermissionDenied,
+    SelfApprovalRefused,
+)
 from saferails.policy import Policy, default_policy, load_policy_text
 from saferails.store.db import transaction
 from saferails.store.tables import Action, Approval
@@ -252,3 +264,33 @@ def test_each_approver_is_told_what_who_why_impact_rules_code_and_deadline(world
 def test_a_short_secret_is_refused() -> None:
     with pytest.raises(ConfigurationError):
         ApprovalCodes(b"too short")
+
+
+MIXED = """
+version: "test-mixed"
+impact: {default: low, types: {reassign_manager: high}}
+rules:
+  - id: named-and-group
+    kind: requires_approval
+    action_types: [reassign_manager]
+    approval: {approvers: {users: [dave, agent-1], groups: [approvers]}, min_approvals: 9, require_codes: false}
+"""
+
+
+def test_code_issuing_and_approve_agree_on_who_may_approve(db: Any, clock: ManualClock) -> None:
+    """One rule decides: everyone code issuing names may approve, and everyone else is refused by approve."""
+    world = World(db, clock, load_policy_text(MIXED))
+    world.service.upsert_principal("dave", groups=["interns"])
+    action_id = world.propose()
+    with transaction(db.sessions) as session:
+        row = session.get(Action, action_id)
+        assert row is not None
+        listed = set(authorised_approvers(session, row))
+    assert listed == {"alice", "bob", "carol", "dave"}  # named user, group members; never the proposer agent-1
+    for who in ("alice", "bob", "carol", "dave", "agent-1", "mallory", "nobody-at-all"):
+        try:
+            world.service.approve(action_id, who, reason="checking who may decide")
+            allowed = True
+        except (PermissionDenied, SelfApprovalRefused):
+            allowed = False
+        assert allowed == (who in listed), who

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from datetime import timedelta
 from typing import Any
@@ -342,3 +343,22 @@ def test_a_caller_supplied_approval_requirement_gates_the_action_like_a_policy_r
                                             params={"amount": "1", "currency": "EUR", "payee": "p"}),
                                    requirement, source="runbook:x:y")
     assert payment.state == "blocked"
+
+
+def test_attaching_a_flow_run_is_audited_once_and_a_new_run_records_the_previous_one(
+    db: Any, clock: ManualClock
+) -> None:
+    svc = service(db, clock)
+    action = svc.propose(reassign())
+    svc.attach_flow_run(action.id, "run-1", actor="system:flow")
+    svc.attach_flow_run(action.id, "run-1", actor="system:flow")  # a task retry: nothing new to record
+    svc.attach_flow_run(action.id, "run-2", actor="system:flow")
+    assert svc.get(action.id).flow_run_id == "run-2"
+    with db.engine.connect() as conn:
+        details = conn.execute(
+            sa.select(AuditRecord.details).where(AuditRecord.entity_id == action.id,
+                                                 AuditRecord.event == "flow_run_attached")
+            .order_by(AuditRecord.sequence)
+        ).scalars().all()
+    assert [(d["flow_run_id"], d["previous"]) for d in map(json.loads, details)] == [("run-1", None),
+                                                                                     ("run-2", "run-1")]

@@ -26,7 +26,7 @@ from saferails.settings import Settings, load_settings
 from saferails.store.db import create_engine, migrate, session_factory
 
 SECRET = "a-long-enough-approval-secret-0123456789"
-WEBHOOK = "a-long-enough-webhook-secret-0123456789"
+WEBHOOK = "whsec_" + "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"  # Standard Webhooks form, 24 bytes
 START = datetime(2026, 11, 29, 9, 0, tzinfo=UTC)
 
 TWO_OF_THREE = """

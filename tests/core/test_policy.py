@@ -16,6 +16,7 @@ from saferails.errors import PolicyInvalid
 from saferails.policy import (
     ActionRequest,
     ApprovalRequirement,
+    ApproverStanding,
     Decision,
     DenyCode,
     Impact,
@@ -24,6 +25,7 @@ from saferails.policy import (
     PolicyEngine,
     Principal,
     default_policy,
+    judge_approver,
     load_policy,
     load_policy_text,
     parse_policy,
@@ -322,10 +324,22 @@ def test_fail_is_the_most_conservative_timeout_action_and_codes_win_if_any_rule_
 def test_an_approval_requirement_authorises_listed_users_and_members_of_listed_groups() -> None:
     requirement = decide("reassign_manager").approval
     assert requirement is not None
-    assert requirement.authorises(Principal("zoe", groups=frozenset({"approvers"})))
-    assert not requirement.authorises(Principal("approvers"))
+    assert judge_approver(requirement, Principal("zoe", groups=frozenset({"approvers"})), "agent") == "authorised"
+    assert judge_approver(requirement, Principal("approvers"), "agent") == "not_listed"
     named = ApprovalRequirement(frozenset({"carol"}), frozenset(), 1, timedelta(hours=1), "fail", True, ("r",))
-    assert named.authorises(Principal("carol")) and not named.authorises(Principal("dan", frozenset({"approvers"})))
+    assert judge_approver(named, Principal("carol"), "agent") is ApproverStanding.AUTHORISED
+    assert judge_approver(named, Principal("dan", frozenset({"approvers"})), "agent") is ApproverStanding.NOT_LISTED
+
+
+def test_the_proposer_is_never_an_authorised_approver_even_when_listed() -> None:
+    named = ApprovalRequirement(frozenset({"carol"}), frozenset({"approvers"}), 1, timedelta(hours=1), "fail", True,
+                                ("r",))
+    carol = Principal("carol", frozenset({"approvers"}))
+    assert judge_approver(named, carol, proposer="carol") is ApproverStanding.PROPOSER
+
+
+def test_an_action_without_an_approval_requirement_authorises_nobody() -> None:
+    assert judge_approver(None, Principal("carol", frozenset({"approvers"})), "agent") is ApproverStanding.NOT_LISTED
 
 
 def test_when_conditions_see_params_proposer_tenant_and_priority() -> None:

@@ -41,7 +41,7 @@ class Outbox:
 
 
 def store_settings() -> Settings:
-    return load_settings({"SAFERAILS_APPROVAL_SECRET": SECRET})
+    return load_settings({"SAFERAILS_APPROVAL_SECRET": SECRET, "SAFERAILS_EGRESS_ALLOWED_HOSTS": "127.0.0.1"})
 
 
 def make_runtime(sessions: Any, clock: ManualClock, outbox: Outbox, handler_settings: HandlerSettings | None = None,

@@ -4,23 +4,27 @@ from __future__ import annotations
 
 import json
 import socket
+from datetime import timedelta
 from typing import Any
 
 import pytest
 
 from saferails.clock import ManualClock
-from saferails.errors import ConfigurationError
-from saferails.notify import Notification, NotificationFailed, Recipient, WebhookNotifier, verify_signature
-from saferails.notify.webhook import DELIVERY_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER
+from saferails.errors import ConfigurationError, EgressRefused, WebhookSignatureInvalid
+from saferails.net.egress import EgressPolicy
+from saferails.notify import Notification, NotificationFailed, Recipient, WebhookNotifier, new_secret, verify_webhook
+from saferails.notify.signing import ID_HEADER
 
-SECRET = b"webhook-secret-with-at-least-32-bytes!"
+SECRET = new_secret()
+# The receiver listens on loopback, which the egress guard refuses unless allowed by name.
+LOOPBACK = EgressPolicy(allowed_hosts=frozenset({"127.0.0.1"}))
 NOTE = Notification(kind="sla_breach", subject="SLA breached", text="task T-1 is late",
                     recipients=(Recipient("ops", "ops@example.com"),), entity_type="task", entity_id="T-1",
                     data={"late_by_seconds": 900})
 
 
 def notifier(url: str, sleeps: list[float], clock: ManualClock) -> WebhookNotifier:
-    return WebhookNotifier(url, SECRET, sleeper=sleeps.append, clock=clock)
+    return WebhookNotifier(url, SECRET, sleeper=sleeps.append, clock=clock, egress=LOOPBACK)
 
 
 def test_a_failed_delivery_is_retried_after_a_backoff_and_then_succeeds(webhook_receiver: Any,
@@ -29,20 +33,35 @@ def test_a_failed_delivery_is_retried_after_a_backoff_and_then_succeeds(webhook_
     notifier(webhook_receiver.url, sleeps, clock).send(NOTE)
     assert webhook_receiver.statuses == [503, 204]
     assert sleeps == [0.5]
-    first, second = (headers[DELIVERY_HEADER.lower()] for headers, _ in webhook_receiver.requests)
+    first, second = (headers[ID_HEADER] for headers, _ in webhook_receiver.requests)
     assert first == second  # one delivery id, so the receiver can drop a duplicate
 
 
 def test_the_receiver_can_verify_the_signature(webhook_receiver: Any, clock: ManualClock) -> None:
     notifier(webhook_receiver.url, [], clock).send(NOTE)
     headers, body = webhook_receiver.requests[-1]
-    now = clock.now().timestamp()
-    ts, sig = headers[TIMESTAMP_HEADER.lower()], headers[SIGNATURE_HEADER.lower()]
-    assert verify_signature(SECRET, body, ts, sig, now=now)
+    assert verify_webhook(SECRET, body, headers, clock=clock) == headers[ID_HEADER]
     assert json.loads(body)["data"] == {"late_by_seconds": 900}
-    assert not verify_signature(SECRET, body.replace(b"900", b"901"), ts, sig, now=now)
-    assert not verify_signature(b"another-secret-of-at-least-32-bytes!!", body, ts, sig, now=now)
-    assert not verify_signature(SECRET, body, ts, sig, now=now + 3600)  # a replay an hour later
+    refusals = {
+        "tampered": lambda: verify_webhook(SECRET, body.replace(b"900", b"901"), headers, clock=clock),
+        "wrong secret": lambda: verify_webhook(new_secret(), body, headers, clock=clock),
+        "replayed an hour later": lambda: verify_webhook(SECRET, body, headers,
+                                                          clock=ManualClock(clock.now() + timedelta(hours=1))),
+    }
+    for name, check in refusals.items():
+        with pytest.raises(WebhookSignatureInvalid):
+            check()
+            pytest.fail(f"{name} verified")
+
+
+def test_a_loopback_url_is_refused_by_the_default_egress_policy_and_nothing_is_sent(
+    webhook_receiver: Any, clock: ManualClock
+) -> None:
+    closed = WebhookNotifier(webhook_receiver.url, SECRET, sleeper=lambda _: None, clock=clock)
+    with pytest.raises(EgressRefused) as excinfo:
+        closed.send(NOTE)
+    assert excinfo.value.details["reason"] == "loopback"
+    assert webhook_receiver.requests == []
 
 
 @pytest.mark.parametrize("webhook_receiver", [5], indirect=True)
@@ -66,8 +85,9 @@ def test_an_unreachable_receiver_fails_after_retrying(clock: ManualClock) -> Non
     assert "ConnectError" in excinfo.value.details["last_error"]
 
 
-@pytest.mark.parametrize(("url", "secret"), [("ftp://example.com/x", SECRET), ("http://example.com/x", b"short")],
-                         ids=["not http", "short secret"])
-def test_unsafe_webhook_settings_are_refused(url: str, secret: bytes) -> None:
+@pytest.mark.parametrize(("url", "secret"), [("ftp://example.com/x", SECRET), ("http://example.com/x", b"short"),
+                                             ("http://example.com/x", "not-a-whsec-secret-but-long-enough-anyway")],
+                         ids=["not http", "short secret", "secret not in whsec_ form"])
+def test_unsafe_webhook_settings_are_refused(url: str, secret: str | bytes) -> None:
     with pytest.raises(ConfigurationError):
         WebhookNotifier(url, secret)

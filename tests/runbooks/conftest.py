@@ -15,8 +15,12 @@ import pytest
 
 from saferails.actions.service import ActionService
 from saferails.clock import ManualClock
+from saferails.net.egress import EgressPolicy
 from saferails.policy import default_policy
 from saferails.runbooks import ExecutionContext, RunbookService
+
+# The test services listen on loopback, which the egress guard refuses unless allowed by name.
+LOOPBACK_ALLOWED = EgressPolicy(allowed_hosts=frozenset({"127.0.0.1"}))
 
 
 @dataclass
@@ -94,5 +98,6 @@ def kit(db: Any, clock: ManualClock) -> Iterator[Kit]:
         actions.upsert_principal(who)
     delays: list[float] = []
     with httpx.Client(timeout=5.0) as http:
-        runbooks = RunbookService(db.sessions, clock, actions, http=http, sleeper=delays.append)
+        runbooks = RunbookService(db.sessions, clock, actions, http=http, sleeper=delays.append,
+                                  egress=LOOPBACK_ALLOWED)
         yield Kit(runbooks, actions, clock, delays, ExecutionContext(tenant="acme", initiated_by="analyst-1"))

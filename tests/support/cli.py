@@ -50,3 +50,6 @@ def use_database(monkeypatch: pytest.MonkeyPatch, url: str) -> None:
     monkeypatch.setenv("SAFERAILS_DATABASE_URL", url)
     monkeypatch.delenv("SAFERAILS_POLICY", raising=False)
     monkeypatch.delenv("SAFERAILS_APPROVAL_SECRET", raising=False)
+    # The tests' local services (runbook call-service targets, webhook receivers) listen on loopback, which the
+    # egress guard refuses unless allowed.
+    monkeypatch.setenv("SAFERAILS_EGRESS_ALLOWED_HOSTS", "127.0.0.1")

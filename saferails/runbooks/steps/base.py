@@ -11,6 +11,7 @@ import httpx
 
 from saferails.actions.service import ActionService
 from saferails.clock import Clock
+from saferails.net.egress import EgressPolicy
 from saferails.runbooks.definition import RetryPolicy, RunbookDefinition, StepDefinition
 
 Sleeper = Callable[[float], None]
@@ -25,6 +26,8 @@ class Services:
     http: httpx.Client
     sleeper: Sleeper
     executor_factory: ExecutorFactory
+    # Where call-service steps may send requests (the default refuses private, loopback and link-local hosts).
+    egress: EgressPolicy = field(default_factory=EgressPolicy)
 
 
 @dataclass(frozen=True)

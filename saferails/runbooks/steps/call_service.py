@@ -6,6 +6,11 @@ always sent; every attempt of one step sends the same key, so a service that ded
 retry with the first result. 5xx answers and connection errors are retried per the step's retry policy (delays
 go through the injected sleeper and are logged); 4xx fails at once. Output: the JSON body (a non-object body
 is wrapped as ``{"body": ...}``); the status goes to the log and the evidence.
+
+Every request goes through the egress guard (:mod:`saferails.net.egress`) with the service's policy: a URL that
+resolves to a private, loopback or link-local address (or redirects to one) fails the step at once with
+``EGRESS_REFUSED``, and no more than the policy's ``max_response_bytes`` of an answer is read. An answer cut at
+that cap fails the step (a half-read body is no result), and neither output nor evidence holds more than the cap.
 """
 
 from __future__ import annotations
@@ -15,7 +20,8 @@ from typing import Any
 
 import httpx
 
-from saferails.errors import SaferailsError
+from saferails.errors import EgressRefused, SaferailsError
+from saferails.net.egress import EgressResponse, send
 from saferails.runbooks.definition import CallServiceConfig, parse_duration
 from saferails.runbooks.lifecycle import COMPLETED, FAILED
 from saferails.runbooks.steps.base import StepResult, StepRun
@@ -59,7 +65,11 @@ def call(
             result.log(f"retrying in {delay:g}s (attempt {attempt} of {policy.max_attempts})", delay=delay)
             run.services.sleeper(delay)
         try:
-            response = run.services.http.request(config.method, url, json=body, headers=headers, timeout=timeout)
+            response = send(run.services.http, config.method, url, policy=run.services.egress, json_body=body,
+                            headers=headers, timeout=timeout)
+        except EgressRefused as exc:
+            result.error = f"{exc.code}: {exc.message}"
+            return result.log(f"{config.method} {url} refused: {exc.message}", "error", reason=exc.details["reason"])
         except httpx.HTTPError as exc:
             result.error = f"connection error: {type(exc).__name__}: {exc}"
             result.log(f"{config.method} {url} attempt {attempt} failed: {result.error}", "warning", attempt=attempt)
@@ -72,6 +82,10 @@ def call(
         if status >= 400:
             result.error = f"HTTP {status} from {url}: {response.text[:500]}"
             return result.log("client error: not retried", "error", status=status)
+        if response.truncated:
+            cap = run.services.egress.max_response_bytes
+            result.error = f"the answer from {url} exceeds {cap} bytes"
+            return result.log(f"{result.error}: not read further", "error", status=status, limit_bytes=cap)
         output = _parse(response)
         result.state, result.output, result.error = COMPLETED, output, None
         result.evidence.append(
@@ -92,7 +106,7 @@ def call(
     return result
 
 
-def _parse(response: httpx.Response) -> Any:
+def _parse(response: EgressResponse) -> Any:
     if not response.content:
         return {}
     try:
