@@ -1,28 +1,56 @@
-"""Append-only, hash-chained audit trail: append (``chain``), verify (``verify``), anchor the head outside the
-database (``anchor``) and read it back (``query``)."""
+"""Append-only, hash-chained audit trail: append (``chain``), sign a checkpoint per appending transaction with a
+key kept outside the database (``signing``, ``checkpoints``), publish checkpoints outside the database, verify
+(``verify``), anchor the head by hand (``anchor``) and read it back (``query``)."""
 
-from saferails.audit.anchor import Anchor, AnchorInvalid, AnchorWriteFailed, current_head, export_anchor, load_anchor
+from saferails.audit.anchor import (
+    Anchor,
+    AnchorInvalid,
+    AnchorWriteFailed,
+    current_head,
+    export_anchor,
+    load_anchor,
+    sign_unsigned_records,
+)
 from saferails.audit.chain import GENESIS_HASH, AuditEntry, append, canonical_json
+from saferails.audit.checkpoints import (
+    DEFAULT_PUBLISHED_NAME,
+    Checkpoint,
+    CheckpointFileInvalid,
+    CheckpointPublishFailed,
+    install_signer,
+    publish_checkpoints,
+)
 from saferails.audit.query import AuditPage, AuditQuery, AuditQueryInvalid, AuditRecordView, query_audit
+from saferails.audit.signing import AuditKeyInvalid, AuditSigner, AuditVerifierKey
 from saferails.audit.verify import VerifyReport, require_intact, verify_chain
 
 __all__ = [
+    "DEFAULT_PUBLISHED_NAME",
     "GENESIS_HASH",
     "Anchor",
     "AnchorInvalid",
     "AnchorWriteFailed",
     "AuditEntry",
+    "AuditKeyInvalid",
     "AuditPage",
     "AuditQuery",
     "AuditQueryInvalid",
     "AuditRecordView",
+    "AuditSigner",
+    "AuditVerifierKey",
+    "Checkpoint",
+    "CheckpointFileInvalid",
+    "CheckpointPublishFailed",
     "VerifyReport",
     "append",
     "canonical_json",
     "current_head",
     "export_anchor",
+    "install_signer",
     "load_anchor",
+    "publish_checkpoints",
     "query_audit",
     "require_intact",
+    "sign_unsigned_records",
     "verify_chain",
 ]

@@ -146,6 +146,24 @@ class AuditHead(Base):
     hash: Mapped[str] = mapped_column(sa.String(64))
 
 
+class AuditCheckpoint(Base):
+    """A signed statement that the chain head moved from ``prev_sequence``/``prev_hash`` to
+    ``sequence``/``hash``: written in the transaction that appended those records, signed with the Ed25519 key
+    named by ``key_id`` (kept outside the database). Append-only like ``audit_log``."""
+
+    __tablename__ = "audit_checkpoints"
+    sequence: Mapped[int] = mapped_column(
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=False
+    )
+    hash: Mapped[str] = mapped_column(sa.String(64))
+    prev_sequence: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer(), "sqlite"))
+    prev_hash: Mapped[str] = mapped_column(sa.String(64))
+    signed_at: Mapped[datetime]
+    key_id: Mapped[str] = mapped_column(sa.String(80))
+    # Base64 of the 64-byte Ed25519 signature over the canonical encoding (``saferails.audit.checkpoints``).
+    signature: Mapped[str] = mapped_column(sa.String(100))
+
+
 class OutboxEvent(Base):
     """Transactional outbox: written in the same transaction as the state change it announces."""
 
