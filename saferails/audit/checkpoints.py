@@ -96,7 +96,7 @@ class Checkpoint:
             hash=str(row.hash),
             prev_sequence=_int(row.prev_sequence, "prev_sequence"),
             prev_hash=str(row.prev_hash),
-            signed_at=_time(row.signed_at),
+            signed_at=_time(row.signed_at, stored=True),
             key_id=str(row.key_id),
             signature=str(row.signature),
         )
@@ -289,12 +289,13 @@ def _int(value: Any, name: str) -> int:
     return value
 
 
-def _time(value: Any) -> datetime:
+def _time(value: Any, *, stored: bool = False) -> datetime:
+    """``stored``: read from the database, where SQLite keeps UTC times as text without an offset."""
     if isinstance(value, datetime):
         return as_utc(value)
     if isinstance(value, str):
         parsed = datetime.fromisoformat(value)
-        if parsed.tzinfo is None:
+        if parsed.tzinfo is None and not stored:
             raise ValueError(f"time {value!r} has no timezone")
         return as_utc(parsed)
     raise ValueError(f"not a time: {value!r}")
