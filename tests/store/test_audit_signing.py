@@ -294,8 +294,10 @@ def test_an_unparseable_checkpoint_field_is_reported_as_forged(
 
 GENESIS = audit.GENESIS_HASH
 REPLACEMENTS = {
-    "audit_log": "INTO audit_log (sequence, occurred_at, actor, event, entity_type, tenant, details, prev_hash, hash) "
-    f"VALUES (1, '2026-01-01 00:00:00.000000', 'mallory', 'noted', 'test', 'default', '{{}}', '{GENESIS}', '{GENESIS}')",
+    "audit_log": "INTO audit_log "
+    "(sequence, occurred_at, actor, event, entity_type, tenant, details, prev_hash, hash) "
+    f"VALUES (1, '2026-01-01 00:00:00.000000', 'mallory', 'noted', 'test', 'default', '{{}}', "
+    f"'{GENESIS}', '{GENESIS}')",
     "audit_head": f"INTO audit_head (id, sequence, hash) VALUES (1, 0, '{GENESIS}')",
     "audit_checkpoints": "INTO audit_checkpoints "
     "(sequence, hash, prev_sequence, prev_hash, signed_at, key_id, signature) "
@@ -314,7 +316,7 @@ def test_replace_through_a_raw_sqlite_connection_is_refused_and_changes_nothing(
     assert conn.execute("PRAGMA recursive_triggers").fetchone() == (0,)
     before = conn.execute(f"SELECT * FROM {table} ORDER BY 1").fetchall()
 
-    with pytest.raises(sqlite3.IntegrityError, match="append-only|only moves forward"):
+    with pytest.raises(sqlite3.IntegrityError, match=r"append-only|only moves forward"):
         conn.execute(f"{verb} {REPLACEMENTS[table]}")
     conn.rollback()
 
