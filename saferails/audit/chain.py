@@ -117,7 +117,8 @@ def append(session: Session, entry: AuditEntry, *, now: datetime) -> AuditRecord
 
     Time is truncated to microseconds and stored as UTC so the hash recomputes identically after a round trip.
     """
-    head = _locked_head(session)
+    lock = _head_lock(session)
+    head = lock.head
     occurred_at = as_utc(now).astimezone(UTC)
     details = canonical_json(entry.details)
     sequence = head.sequence + 1
@@ -151,7 +152,7 @@ def append(session: Session, entry: AuditEntry, *, now: datetime) -> AuditRecord
     session.add(record)
     head.sequence = sequence
     head.hash = digest
-    _head_lock(session).last_time = occurred_at
+    lock.last_time = occurred_at
     # No flush here: the ORM batches the inserts of a transaction (many appends cost one round trip at commit).
     return record
 
@@ -181,6 +182,8 @@ def _locked_head(session: Session) -> AuditHead:
 
 
 def _head_lock(session: Session) -> _HeadLock:
+    if session.get_transaction() is None:
+        session.connection()  # autobegin now: the lock belongs to the transaction the SELECT below runs in
     transaction = session.get_transaction()
     cached = session.info.get(_HEAD_KEY)
     if isinstance(cached, _HeadLock) and cached.transaction is transaction:

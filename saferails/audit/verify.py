@@ -153,7 +153,7 @@ def verify_chain(
                 _check(row, last_sequence, last_hash)
                 or _check_anchor(row, anchor)
                 or signed.at(row.sequence, row.hash)
-                or public.at(row.sequence, row.hash)
+                or signed.earliest(public.at(row.sequence, row.hash))
             )
             if broken is not None:
                 break
@@ -164,7 +164,7 @@ def verify_chain(
             broken = (
                 _check_head(records.head, last_sequence, last_hash)
                 or signed.beyond(last_sequence)
-                or public.beyond(last_sequence)
+                or signed.earliest(public.beyond(last_sequence))
                 or signed.uncovered(last_sequence)
             )
     if broken is None and anchor is not None and not anchor_seen:
@@ -353,6 +353,15 @@ class _Signed:
         return _Broken(
             last_sequence + 1,
             f"signed checkpoint {row.sequence} is beyond the last record {last_sequence} (chain truncated)",
+        )
+
+    def earliest(self, broken: _Broken | None) -> _Broken | None:
+        """A finding made later than the last valid checkpoint names the first record no checkpoint vouches
+        for: everything after ``covered`` is suspect once the chain is known to be tampered with."""
+        if broken is None or self.keys is None or broken.sequence <= self.covered + 1:
+            return broken
+        return _Broken(
+            self.covered + 1, f"{broken.problem}; records after {self.covered} are not covered by a signed checkpoint"
         )
 
     def uncovered(self, last_sequence: int) -> _Broken | None:
