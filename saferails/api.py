@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from saferails.actions.models import ActionView
 from saferails.actions.service import ActionService
 from saferails.approvals.codes import ApprovalCodes, approval_notifications
+from saferails.audit.signing import AuditSigner, audit_key_path  # h-audit
 from saferails.clock import Clock, SystemClock
 from saferails.errors import ActionBlocked, KycRequired, PolicyRefusal, RateLimited
 from saferails.execution import ExecutionService
@@ -124,7 +125,9 @@ def open_store(
     except BaseException:
         engine.dispose()
         raise
-    sessions = session_factory(engine)
+    # h-audit: every appending transaction signs a checkpoint with a key kept outside the database (0600 file,
+    # generated on first use). Integrator: take this path from the settings model.
+    sessions = session_factory(engine, audit_signer=AuditSigner.load_or_create(audit_key_path(settings.data_dir)))
     clock = clock or SystemClock()
     codes = ApprovalCodes(settings.approval_secret, clock) if settings.approval_secret is not None else None
     hook = None

@@ -122,6 +122,11 @@ class Checkpoint:
         )
 
 
+def default_published_path(data_dir: Path | str) -> Path:
+    """Where checkpoints are published by default: ``<data_dir>/audit-checkpoints.jsonl``."""
+    return Path(data_dir) / DEFAULT_PUBLISHED_NAME
+
+
 def signing_message(
     *, sequence: int, digest: str, prev_sequence: int, prev_hash: str, signed_at: datetime, key_id: str
 ) -> bytes:

@@ -28,6 +28,8 @@ from saferails.errors import ConfigurationError
 # Key files are a few hundred bytes: anything larger is not a key (and /dev/zero must not be read forever).
 MAX_KEY_FILE_BYTES = 64 * 1024
 PUBLIC_SUFFIX = ".pub"
+KEY_DIRECTORY = "keys"
+PRIVATE_KEY_NAME = "audit-signing.key"
 
 
 class AuditKeyInvalid(ConfigurationError):
@@ -41,6 +43,12 @@ def key_id_of(public_key: Ed25519PublicKey) -> str:
     """The fingerprint that names a key: ``ed25519:<sha256 of the raw public key, hex>``."""
     raw = public_key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
     return "ed25519:" + hashlib.sha256(raw).hexdigest()
+
+
+def audit_key_path(data_dir: Path | str) -> Path:
+    """The default private key location under a data directory: ``<data_dir>/keys/audit-signing.key`` (the
+    public key is ``audit-signing.key.pub`` next to it)."""
+    return Path(data_dir) / KEY_DIRECTORY / PRIVATE_KEY_NAME
 
 
 def public_key_path_for(private_key_path: Path | str) -> Path:
