@@ -107,7 +107,8 @@ class Approval(Base):
 
 class AuditRecord(Base):
     """Append-only, hash-chained audit trail. The database refuses UPDATE and DELETE (and TRUNCATE on
-    PostgreSQL) through triggers installed by migration; ``hash`` covers every other column and ``prev_hash``."""
+    PostgreSQL; INSERT OR REPLACE on SQLite) through triggers installed by migration; ``hash`` covers every other
+    column and ``prev_hash``. Each appending transaction also writes a signed ``AuditCheckpoint``."""
 
     __tablename__ = "audit_log"
     sequence: Mapped[int] = mapped_column(
@@ -138,7 +139,8 @@ class AuditRecord(Base):
 
 
 class AuditHead(Base):
-    """The single row holding the chain head. Appenders lock it, which serialises the chain across writers."""
+    """The single row holding the chain head. Appenders lock it, which serialises the chain across writers. It
+    only moves forward, and on PostgreSQL must name the newest record when the transaction commits."""
 
     __tablename__ = "audit_head"
     id: Mapped[int] = mapped_column(primary_key=True)
