@@ -160,20 +160,23 @@ def sign_unsigned_records(session: Session, signer: AuditSigner, now: datetime) 
     from saferails.audit.chain import _head_lock
 
     report = verify_chain(session, key=signer.verifier)
-    uncovered = (
+    newest = latest_checkpoint(session)
+    prev_sequence, prev_hash = (0, GENESIS_HASH) if newest is None else (newest.sequence, newest.hash)
+    # Only a trailing run of unsigned records after the newest checkpoint may be signed; a gap between
+    # checkpoints (a record slipped under a later real append) stays a finding.
+    trailing = (
         not report.ok
         and report.problem is not None
         and "not covered by a signed checkpoint" in report.problem
-        and report.first_broken_sequence == report.signed_through + 1
+        and report.signed_through == prev_sequence
+        and report.first_broken_sequence == prev_sequence + 1
     )
-    if not report.ok and not uncovered:
+    if not report.ok and not trailing:
         raise AuditChainBroken(
             f"audit chain broken at record {report.first_broken_sequence}: {report.problem}",
             report=report.to_dict(),
         )
     lock = _head_lock(session)
-    newest = latest_checkpoint(session)
-    prev_sequence, prev_hash = (0, GENESIS_HASH) if newest is None else (newest.sequence, newest.hash)
     if lock.head.sequence <= prev_sequence:
         return None
     checkpoint = sign_checkpoint(

@@ -26,6 +26,7 @@ from saferails.audit.checkpoints import (
 from saferails.audit.signing import AuditKeyInvalid, AuditSigner, AuditVerifierKey, public_key_path_for
 from saferails.audit.verify import verify_chain
 from saferails.clock import ManualClock
+from saferails.errors import AuditChainBroken
 from saferails.store.db import read_transaction, session_factory, transaction
 from saferails.store.tables import AuditCheckpoint
 
@@ -194,6 +195,26 @@ def test_an_operator_signs_records_appended_without_a_signer_after_checking_them
     append_in_transactions(db.sessions, clock, [1])
     assert checkpoints(db) == [(0, 3), (3, 4)]
     assert verify(db, key=signer.verifier).ok
+
+
+def test_a_record_slipped_under_a_later_signed_append_cannot_be_signed_afterwards(
+    db: Any, clock: ManualClock, signer: AuditSigner
+) -> None:
+    install_signer(db.sessions, signer)
+    append_in_transactions(db.sessions, clock, [2])
+    install_signer(db.sessions, None)
+    append_in_transactions(db.sessions, clock, [1])  # record 3: written by someone without the key
+    install_signer(db.sessions, signer)
+    append_in_transactions(db.sessions, clock, [1])  # record 4: a real append, signed (3, 4]
+
+    report = verify(db, key=signer.verifier)
+    with pytest.raises(AuditChainBroken) as info, transaction(db.sessions) as session:
+        sign_unsigned_records(session, signer, clock.now())
+
+    assert not report.ok and report.first_broken_sequence == 3
+    assert "records 3..3 are not covered" in (report.problem or "")
+    assert "record 3" in str(info.value)
+    assert checkpoints(db) == [(0, 2), (3, 4)]
 
 
 def test_a_verifier_that_does_not_know_the_signing_key_fails(db: Any, clock: ManualClock, signer: AuditSigner) -> None:
