@@ -139,6 +139,29 @@ def test_each_appending_transaction_writes_exactly_one_checkpoint_over_its_recor
     assert report.unsigned_records == 0
 
 
+def test_savepoints_released_or_rolled_back_leave_a_chain_covered_by_checkpoints(
+    db: Any, clock: ManualClock, signer: AuditSigner
+) -> None:
+    install_signer(db.sessions, signer)
+
+    with transaction(db.sessions) as session:
+        audit.append(session, entry(1), now=clock.now())
+        with session.begin_nested():
+            audit.append(session, entry(2), now=clock.now())
+        audit.append(session, entry(3), now=clock.now())
+    with transaction(db.sessions) as session:
+        audit.append(session, entry(4), now=clock.now())
+        with pytest.raises(RuntimeError), session.begin_nested():
+            audit.append(session, entry(99), now=clock.now())
+            raise RuntimeError("undo the savepoint")
+        audit.append(session, entry(5), now=clock.now())
+
+    report = verify(db, key=signer.verifier)
+    assert report.ok, report.problem
+    assert report.head_sequence == report.signed_through == 5
+    assert checkpoints(db)[-1][1] == 5
+
+
 def test_a_session_factory_built_with_a_signer_signs(db: Any, clock: ManualClock, signer: AuditSigner) -> None:
     sessions = session_factory(db.engine, audit_signer=signer)
 
