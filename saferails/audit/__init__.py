@@ -16,12 +16,14 @@ from saferails.audit.checkpoints import (
     DEFAULT_PUBLISHED_NAME,
     Checkpoint,
     CheckpointFileInvalid,
+    CheckpointForged,
     CheckpointPublishFailed,
+    default_published_path,
     install_signer,
     publish_checkpoints,
 )
 from saferails.audit.query import AuditPage, AuditQuery, AuditQueryInvalid, AuditRecordView, query_audit
-from saferails.audit.signing import AuditKeyInvalid, AuditSigner, AuditVerifierKey
+from saferails.audit.signing import AuditKeyInvalid, AuditSigner, AuditVerifierKey, audit_key_path
 from saferails.audit.verify import VerifyReport, require_intact, verify_chain
 
 __all__ = [
@@ -40,11 +42,14 @@ __all__ = [
     "AuditVerifierKey",
     "Checkpoint",
     "CheckpointFileInvalid",
+    "CheckpointForged",
     "CheckpointPublishFailed",
     "VerifyReport",
     "append",
+    "audit_key_path",
     "canonical_json",
     "current_head",
+    "default_published_path",
     "export_anchor",
     "install_signer",
     "load_anchor",

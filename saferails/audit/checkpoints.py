@@ -26,9 +26,9 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from saferails.audit.signing import AuditSigner
+from saferails.audit.signing import AuditSigner, AuditVerifierKey
 from saferails.clock import as_utc
-from saferails.errors import InvalidInput, SaferailsError
+from saferails.errors import AuditChainBroken, InvalidInput, SaferailsError
 from saferails.store.tables import AuditCheckpoint
 
 FORMAT = "saferails-audit-checkpoint"
@@ -44,6 +44,12 @@ class CheckpointFileInvalid(InvalidInput):
     """The published checkpoint file cannot be read or a line is not a checkpoint; names the file and line."""
 
     code = "AUDIT_CHECKPOINT_FILE_INVALID"
+
+
+class CheckpointForged(AuditChainBroken):
+    """A stored checkpoint does not verify with the expected key (found while publishing)."""
+
+    code = "AUDIT_CHECKPOINT_FORGED"
 
 
 class CheckpointPublishFailed(SaferailsError):
@@ -197,18 +203,29 @@ def latest_checkpoint(session: Session) -> Checkpoint | None:
     return None if row is None else Checkpoint.from_row(row)
 
 
-def publish_checkpoints(session: Session, path: Path | str) -> Checkpoint | None:
+def publish_checkpoints(
+    session: Session, path: Path | str, *, key: AuditVerifierKey | None = None
+) -> Checkpoint | None:
     """Append the newest stored checkpoint to the JSON-lines file ``path`` unless it is already there.
 
     Call it at every sweep (and from flows); it is idempotent and cheap: reads one row and the file's last line.
     The file is created 0644 (its directory as needed); each line is fsynced. Returns the checkpoint written, or
-    None when there was nothing new. Does not verify the chain (``verify_chain`` does, against this file).
-    Raises ``CheckpointPublishFailed`` when the file cannot be written and ``CheckpointFileInvalid`` when its
-    last line is not a checkpoint (the file is left alone: it is evidence).
+    None when there was nothing new. With ``key`` (the signer's ``verifier``: pass it whenever available) the
+    checkpoint's signature is checked first, so a forged checkpoint with a huge sequence cannot be published to
+    stop later real ones from being published: it raises ``CheckpointForged`` instead (an alarm for the sweep).
+    Does not verify the chain (``verify_chain`` does, against this file). Raises ``CheckpointPublishFailed`` when
+    the file cannot be written and ``CheckpointFileInvalid`` when its last line is not a checkpoint (the file is
+    left alone: it is evidence).
     """
     newest = latest_checkpoint(session)
     if newest is None:
         return None
+    if key is not None and (newest.key_id != key.key_id or not key.verify(newest.signature, newest.message())):
+        raise CheckpointForged(
+            f"the newest audit checkpoint ({newest.sequence}) is not signed by {key.key_id}: not published; "
+            "run audit verify",
+            sequence=newest.sequence,
+        )
     target = Path(path)
     last = last_published(target)
     if last is not None and last.sequence >= newest.sequence:

@@ -18,6 +18,7 @@ from saferails import audit
 from saferails.audit.anchor import AnchorInvalid, load_anchor, sign_unsigned_records
 from saferails.audit.checkpoints import (
     CheckpointFileInvalid,
+    CheckpointForged,
     install_signer,
     last_published,
     publish_checkpoints,
@@ -263,7 +264,7 @@ def test_publishing_appends_the_newest_checkpoint_once(
     append_in_transactions(db.sessions, clock, [1, 2])
 
     with read_transaction(db.sessions) as session:
-        first = publish_checkpoints(session, path)
+        first = publish_checkpoints(session, path, key=signer.verifier)
         again = publish_checkpoints(session, path)
     append_in_transactions(db.sessions, clock, [1])
     with read_transaction(db.sessions) as session:
@@ -277,6 +278,22 @@ def test_publishing_appends_the_newest_checkpoint_once(
     assert line["format"] == "saferails-audit-checkpoint" and line["key_id"] == signer.key_id
     report = verify(db, key=signer.verifier, published=path)
     assert report.ok and report.published_checked == 2
+
+
+def test_a_forged_newest_checkpoint_is_not_published(
+    db: Any, clock: ManualClock, signer: AuditSigner, tmp_path: Path
+) -> None:
+    install_signer(db.sessions, signer)
+    append_in_transactions(db.sessions, clock, [1])
+    forger = AuditSigner.generate()
+    install_signer(db.sessions, forger)
+    append_in_transactions(db.sessions, clock, [1])
+    path = tmp_path / audit.DEFAULT_PUBLISHED_NAME
+
+    with pytest.raises(CheckpointForged, match="not published"), read_transaction(db.sessions) as session:
+        publish_checkpoints(session, path, key=signer.verifier)
+
+    assert not path.exists()
 
 
 def test_a_published_file_that_is_not_checkpoints_is_a_finding_not_a_crash(
