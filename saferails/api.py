@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from saferails.actions.models import ActionView
 from saferails.actions.service import ActionService, ApprovalRequestHook
 from saferails.approvals.codes import ApprovalCodes, approval_notifications
+from saferails.audit.signing import AuditSigner
 from saferails.clock import Clock, SystemClock
 from saferails.errors import (
     ActionBlocked,
@@ -181,7 +182,10 @@ def open_store(
     try:
         if upgrade:
             migrate(engine)
-        return compose(settings, session_factory(engine), clock=clock, policy=policy, notifier=notifier,
+        # Every appending transaction signs a checkpoint with a key kept outside the database (a 0600 file,
+        # generated on first use), so a rewrite by someone with database access alone is evident.
+        sessions = session_factory(engine, audit_signer=AuditSigner.load_or_create(settings.audit_key_path))
+        return compose(settings, sessions, clock=clock, policy=policy, notifier=notifier,
                        handler_settings=handler_settings, sleeper=sleeper, owns_engine=True)
     except BaseException:
         engine.dispose()

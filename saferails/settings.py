@@ -95,6 +95,8 @@ class Settings(BaseSettings):
     cli_extensions: Annotated[list[str], NoDecode] = []
     egress_allowed_hosts: Annotated[list[str], NoDecode] = []
     egress_allow_private: bool = False
+    audit_key_file: Path | None = None
+    audit_checkpoints_file: Path | None = None
 
     def __init__(self, **values: Any) -> None:
         try:
@@ -131,7 +133,7 @@ class Settings(BaseSettings):
             data["database_url"] = f"sqlite:///{data_dir / 'saferails.db'}"
         return data
 
-    @field_validator("data_dir", "policy_path", "file_root", mode="after")
+    @field_validator("data_dir", "policy_path", "file_root", "audit_key_file", "audit_checkpoints_file", mode="after")
     @classmethod
     def _expand_user(cls, value: Path | None) -> Path | None:
         return None if value is None else value.expanduser()
@@ -218,6 +220,22 @@ class Settings(BaseSettings):
     def webhook_key(self) -> str | None:
         """The webhook signing secret as the dispatcher takes it (None: webhook triggers fail)."""
         return None if self.webhook_secret is None else self.webhook_secret.get_secret_value()
+
+    @property
+    def audit_key_path(self) -> Path:
+        """The Ed25519 key that signs audit checkpoints (``SAFERAILS_AUDIT_KEY_FILE``; default
+        ``<data_dir>/keys/audit-signing.key``, created 0600 on first use; the public half is ``<path>.pub``)."""
+        from saferails.audit.signing import audit_key_path  # late: the audit package imports the store
+
+        return self.audit_key_file or audit_key_path(self.data_dir)
+
+    @property
+    def audit_published_path(self) -> Path:
+        """Where signed checkpoints are published outside the database (``SAFERAILS_AUDIT_CHECKPOINTS_FILE``;
+        default ``<data_dir>/audit-checkpoints.jsonl``)."""
+        from saferails.audit.checkpoints import default_published_path
+
+        return self.audit_checkpoints_file or default_published_path(self.data_dir)
 
     @property
     def egress(self) -> EgressPolicy:

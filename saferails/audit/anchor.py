@@ -24,13 +24,17 @@ from typing import Any, Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy.orm import Session
 
-from saferails.audit.chain import canonical_json, read_head
-from saferails.audit.verify import require_intact
+from saferails.audit.chain import GENESIS_HASH, canonical_json, read_head
+from saferails.audit.checkpoints import Checkpoint, checkpoint_row, latest_checkpoint, sign_checkpoint
+from saferails.audit.signing import AuditSigner, read_bounded
+from saferails.audit.verify import require_intact, verify_chain
 from saferails.clock import as_utc
-from saferails.errors import InvalidInput, SaferailsError
+from saferails.errors import AuditChainBroken, InvalidInput, SaferailsError
 
 FORMAT = "saferails-audit-anchor"
 FORMAT_VERSION = 1
+# An anchor is ~150 bytes; reading stops here so a device or a huge file (``--anchor /dev/zero``) is refused.
+MAX_ANCHOR_BYTES = 1024 * 1024
 
 
 class AnchorInvalid(InvalidInput):
@@ -97,10 +101,11 @@ def export_anchor(session: Session, path: Path | str, now: datetime) -> Anchor:
 
 
 def load_anchor(path: Path | str) -> Anchor:
-    """Read an anchor file written by ``export_anchor``. Raises ``AnchorInvalid`` naming the problem."""
+    """Read an anchor file written by ``export_anchor`` (at most ``MAX_ANCHOR_BYTES``). Raises ``AnchorInvalid``
+    naming the problem."""
     target = Path(path)
     try:
-        text = target.read_text(encoding="utf-8")
+        text = read_bounded(target, MAX_ANCHOR_BYTES).decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise AnchorInvalid(f"cannot read anchor file {target}: {exc}", path=str(target)) from None
     try:
@@ -140,3 +145,48 @@ def _fsync_directory(directory: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def sign_unsigned_records(session: Session, signer: AuditSigner, now: datetime) -> Checkpoint | None:
+    """Sign a checkpoint covering the records after the newest stored checkpoint, after verifying the chain.
+
+    For records appended while no signer was installed (a store created before signed checkpoints, a process
+    opened without the key): with a key, ``verify_chain`` reports them as not covered until an operator who has
+    checked them runs this (the integrator's ``audit sign-head``). Verifies the chain first (hashes, links, head
+    and every existing checkpoint with ``signer``'s public key, uncovered records excepted) and raises
+    ``AuditChainBroken`` without writing when anything else is wrong. Writes inside the caller's transaction
+    (never commits); returns the checkpoint written, or None when every record is already covered.
+    """
+    from saferails.audit.chain import _head_lock
+
+    report = verify_chain(session, key=signer.verifier)
+    newest = latest_checkpoint(session)
+    prev_sequence, prev_hash = (0, GENESIS_HASH) if newest is None else (newest.sequence, newest.hash)
+    # Only a trailing run of unsigned records after the newest checkpoint may be signed; a gap between
+    # checkpoints (a record slipped under a later real append) stays a finding.
+    trailing = (
+        not report.ok
+        and report.problem is not None
+        and "not covered by a signed checkpoint" in report.problem
+        and report.signed_through == prev_sequence
+        and report.first_broken_sequence == prev_sequence + 1
+    )
+    if not report.ok and not trailing:
+        raise AuditChainBroken(
+            f"audit chain broken at record {report.first_broken_sequence}: {report.problem}",
+            report=report.to_dict(),
+        )
+    lock = _head_lock(session)
+    if lock.head.sequence <= prev_sequence:
+        return None
+    checkpoint = sign_checkpoint(
+        signer,
+        sequence=lock.head.sequence,
+        digest=lock.head.hash,
+        prev_sequence=prev_sequence,
+        prev_hash=prev_hash,
+        signed_at=now,
+    )
+    session.add(checkpoint_row(checkpoint))
+    lock.checkpointed_sequence, lock.checkpointed_hash = checkpoint.sequence, checkpoint.hash
+    return checkpoint

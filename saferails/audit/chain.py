@@ -4,6 +4,11 @@ Each record's ``hash`` is SHA-256 over the canonical JSON of every other column 
 record's ``prev_hash`` is ``GENESIS_HASH``. Appending locks the single ``audit_head`` row (SELECT ... FOR UPDATE
 on PostgreSQL; SQLite transactions already hold the writer lock from BEGIN IMMEDIATE), so concurrent writers
 extend the chain one after the other and sequence numbers have no gaps.
+
+When a signer is installed on the session (``saferails.audit.checkpoints.install_signer``), a transaction that
+appended records writes ONE signed checkpoint of the head it leaves (``audit_checkpoints``) just before it
+commits, in the same transaction: a batch of records costs one signature (~50 us). Anything that moves the head
+must do it through ``_locked_head`` so the checkpoint covers it.
 """
 
 from __future__ import annotations
@@ -15,8 +20,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy import event
 from sqlalchemy.orm import Session
 
+from saferails.audit.checkpoints import checkpoint_row, sign_checkpoint, signer_of
 from saferails.clock import as_utc
 from saferails.store.tables import AuditHead, AuditRecord
 
@@ -110,7 +117,8 @@ def append(session: Session, entry: AuditEntry, *, now: datetime) -> AuditRecord
 
     Time is truncated to microseconds and stored as UTC so the hash recomputes identically after a round trip.
     """
-    head = _locked_head(session)
+    lock = _head_lock(session)
+    head = lock.head
     occurred_at = as_utc(now).astimezone(UTC)
     details = canonical_json(entry.details)
     sequence = head.sequence + 1
@@ -144,11 +152,23 @@ def append(session: Session, entry: AuditEntry, *, now: datetime) -> AuditRecord
     session.add(record)
     head.sequence = sequence
     head.hash = digest
+    lock.last_time = occurred_at
     # No flush here: the ORM batches the inserts of a transaction (many appends cost one round trip at commit).
     return record
 
 
 _HEAD_KEY = "saferails.audit_head"
+
+
+@dataclass
+class _HeadLock:
+    """The head row locked by one transaction, and what the last checkpoint written in it covered."""
+
+    transaction: Any
+    head: AuditHead
+    checkpointed_sequence: int
+    checkpointed_hash: str
+    last_time: datetime | None = None
 
 
 def _locked_head(session: Session) -> AuditHead:
@@ -158,11 +178,16 @@ def _locked_head(session: Session) -> AuditHead:
     writer lock) and then kept in ``session.info``: while the lock is held nobody else can move the head, so the
     in-memory copy is authoritative. ``populate_existing`` discards a copy loaded earlier without the lock.
     """
+    return _head_lock(session).head
+
+
+def _head_lock(session: Session) -> _HeadLock:
+    if session.get_transaction() is None:
+        session.connection()  # autobegin now: the lock belongs to the transaction the SELECT below runs in
     transaction = session.get_transaction()
     cached = session.info.get(_HEAD_KEY)
-    if cached is not None and cached[0] is transaction:
-        head: AuditHead = cached[1]
-        return head
+    if isinstance(cached, _HeadLock) and cached.transaction is transaction:
+        return cached
     found = session.execute(
         sa.select(AuditHead)
         .where(AuditHead.id == HEAD_ROW_ID)
@@ -173,8 +198,35 @@ def _locked_head(session: Session) -> AuditHead:
         # Migration 0001 seeds the head row; this only happens on a schema created without it.
         found = AuditHead(id=HEAD_ROW_ID, sequence=0, hash=GENESIS_HASH)
         session.add(found)
-    session.info[_HEAD_KEY] = (transaction, found)
-    return found
+    lock = _HeadLock(transaction, found, found.sequence, found.hash)
+    session.info[_HEAD_KEY] = lock
+    return lock
+
+
+@event.listens_for(Session, "before_commit")
+def _checkpoint_before_commit(session: Session) -> None:
+    """Sign the head this transaction leaves, once, just before it commits (the row is flushed by the commit).
+
+    Runs for every session in the process but costs a dictionary look-up unless this transaction moved the head
+    and a signer is installed. A savepoint released with appends gets its own checkpoint; the outer commit then
+    covers only what came after it.
+    """
+    lock = session.info.get(_HEAD_KEY)
+    if not isinstance(lock, _HeadLock) or lock.transaction is not session.get_transaction():
+        return
+    signer = signer_of(session)
+    if signer is None or lock.head.sequence == lock.checkpointed_sequence:
+        return
+    checkpoint = sign_checkpoint(
+        signer,
+        sequence=lock.head.sequence,
+        digest=lock.head.hash,
+        prev_sequence=lock.checkpointed_sequence,
+        prev_hash=lock.checkpointed_hash,
+        signed_at=lock.last_time or datetime.now(UTC),
+    )
+    session.add(checkpoint_row(checkpoint))
+    lock.checkpointed_sequence, lock.checkpointed_hash = checkpoint.sequence, checkpoint.hash
 
 
 def read_head(session: Session) -> tuple[int, str]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -19,6 +19,9 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from saferails.errors import StoreUnavailable
+
+if TYPE_CHECKING:
+    from saferails.audit.signing import AuditSigner
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 READ_ONLY = "saferails_read_only"
@@ -56,8 +59,16 @@ def _configure_sqlite(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
 
 
-def session_factory(engine: Engine) -> sessionmaker[Session]:
-    return sessionmaker(engine, expire_on_commit=False)
+def session_factory(engine: Engine, *, audit_signer: AuditSigner | None = None) -> sessionmaker[Session]:
+    """Sessions bound to ``engine``. With ``audit_signer`` every transaction that appends audit records also
+    writes a checkpoint signed with it (``saferails.audit.checkpoints``); without one appends are not covered by
+    a signature and ``verify_chain(..., key=...)`` reports them."""
+    factory = sessionmaker(engine, expire_on_commit=False)
+    if audit_signer is not None:
+        from saferails.audit.checkpoints import install_signer
+
+        install_signer(factory, audit_signer)
+    return factory
 
 
 @contextmanager

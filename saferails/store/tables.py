@@ -107,7 +107,8 @@ class Approval(Base):
 
 class AuditRecord(Base):
     """Append-only, hash-chained audit trail. The database refuses UPDATE and DELETE (and TRUNCATE on
-    PostgreSQL) through triggers installed by migration; ``hash`` covers every other column and ``prev_hash``."""
+    PostgreSQL; INSERT OR REPLACE on SQLite) through triggers installed by migration; ``hash`` covers every other
+    column and ``prev_hash``. Each appending transaction also writes a signed ``AuditCheckpoint``."""
 
     __tablename__ = "audit_log"
     sequence: Mapped[int] = mapped_column(
@@ -138,12 +139,31 @@ class AuditRecord(Base):
 
 
 class AuditHead(Base):
-    """The single row holding the chain head. Appenders lock it, which serialises the chain across writers."""
+    """The single row holding the chain head. Appenders lock it, which serialises the chain across writers. It
+    only moves forward, and on PostgreSQL must name the newest record when the transaction commits."""
 
     __tablename__ = "audit_head"
     id: Mapped[int] = mapped_column(primary_key=True)
     sequence: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer(), "sqlite"))
     hash: Mapped[str] = mapped_column(sa.String(64))
+
+
+class AuditCheckpoint(Base):
+    """A signed statement that the chain head moved from ``prev_sequence``/``prev_hash`` to
+    ``sequence``/``hash``: written in the transaction that appended those records, signed with the Ed25519 key
+    named by ``key_id`` (kept outside the database). Append-only like ``audit_log``."""
+
+    __tablename__ = "audit_checkpoints"
+    sequence: Mapped[int] = mapped_column(
+        sa.BigInteger().with_variant(sa.Integer(), "sqlite"), primary_key=True, autoincrement=False
+    )
+    hash: Mapped[str] = mapped_column(sa.String(64))
+    prev_sequence: Mapped[int] = mapped_column(sa.BigInteger().with_variant(sa.Integer(), "sqlite"))
+    prev_hash: Mapped[str] = mapped_column(sa.String(64))
+    signed_at: Mapped[datetime]
+    key_id: Mapped[str] = mapped_column(sa.String(80))
+    # Base64 of the 64-byte Ed25519 signature over the canonical encoding (``saferails.audit.checkpoints``).
+    signature: Mapped[str] = mapped_column(sa.String(100))
 
 
 class OutboxEvent(Base):

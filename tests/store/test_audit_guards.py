@@ -156,9 +156,21 @@ def test_the_downgrade_removes_the_guards_and_the_upgrade_restores_them(db: Any)
         if db.backend == "sqlite"
         else {"audit_log_append_only", "audit_log_no_truncate", "audit_head_forward_only", "audit_head_no_truncate"}
     )
+    # 0009 (signed checkpoints) builds on 0002 and adds its own guards; downgrading 0002 removes both.
+    expected |= (
+        {
+            "audit_log_no_replace",
+            "audit_head_no_replace",
+            "audit_checkpoints_no_replace",
+            "audit_checkpoints_no_update",
+            "audit_checkpoints_no_delete",
+        }
+        if db.backend == "sqlite"
+        else {"audit_checkpoints_append_only", "audit_checkpoints_no_truncate", "audit_head_consistent"}
+    )
     assert {t for t in installed if t.startswith("audit_")} == expected
 
-    alembic(db, command.downgrade, "0002@-1")
+    alembic(db, command.downgrade, "0002@-2")  # 0009, then 0002
     assert not {t for t in triggers(db) if t.startswith("audit_")}
     with db.engine.begin() as conn:
         conn.execute(sa.text("UPDATE audit_log SET actor = 'anyone'"))  # no rows, but no longer refused either

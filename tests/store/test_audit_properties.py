@@ -1,6 +1,7 @@
 """Properties of the audit chain (SQLite only, to stay fast):
 
-- whatever sequence of service operations runs (including refused ones), the chain verifies;
+- whatever sequence of service operations runs (including refused ones), the chain verifies, and every record is
+  covered by a signed checkpoint;
 - in any chain, any single changed, deleted, inserted or reordered record is detected, and the report points at
   the tampered position or the record right after it.
 """
@@ -22,12 +23,16 @@ from saferails import audit
 from saferails.actions.service import ActionService, Proposal
 from saferails.audit import verify_chain
 from saferails.audit.chain import record_digest
+from saferails.audit.checkpoints import install_signer
+from saferails.audit.signing import AuditSigner
 from saferails.clock import ManualClock
 from saferails.errors import SaferailsError
 from saferails.policy import default_policy
 from saferails.store.db import transaction
 from saferails.store.tables import AuditRecord
 
+# One key for every example: the database fixture outlives the examples, so its checkpoints accumulate.
+SIGNER = AuditSigner.generate()
 PROPERTY_SETTINGS = settings(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -93,6 +98,7 @@ def apply(svc: ActionService, clock: ManualClock, ids: list[str], op: tuple[str,
 def test_any_sequence_of_service_operations_leaves_a_chain_that_verifies(
     sqlite_db: Any, clock: ManualClock, ops: list[tuple[str, Any, str, bool]]
 ) -> None:
+    install_signer(sqlite_db.sessions, SIGNER)
     svc = ActionService(sqlite_db.sessions, default_policy(), clock)
     svc.upsert_principal("alice", groups=["approvers"])
     svc.upsert_principal("bob", groups=["approvers"])
@@ -104,11 +110,11 @@ def test_any_sequence_of_service_operations_leaves_a_chain_that_verifies(
             apply(svc, clock, ids, op)
 
     with transaction(sqlite_db.sessions) as session:
-        report = verify_chain(session, batch_size=7)
+        report = verify_chain(session, batch_size=7, key=SIGNER.verifier)
         total = session.execute(sa.select(sa.func.count()).select_from(AuditRecord)).scalar_one()
 
     assert report.ok, report.problem
-    assert report.records_checked == total == report.head_sequence
+    assert report.records_checked == total == report.head_sequence == report.signed_through
 
 
 # --- tampering ----------------------------------------------------------------------------------------------------
