@@ -10,7 +10,7 @@ from typing import Any
 
 from prefect import flow
 
-from tasks.sweeps import end_paused_runs, expire_due_approvals, recover_actions_task
+from tasks.sweeps import end_paused_runs, expire_due_approvals, publish_audit_checkpoint, recover_actions_task
 
 
 @flow(name="saferails-expire-approvals")
@@ -20,6 +20,7 @@ def expire_approvals(batch_size: int = 500, progress_every: int = 100, max_items
     report = expire_due_approvals(batch_size, progress_every, max_items)
     paused = [i["flow_run_id"] for i in report["items"] if i["outcome"] == "resolved" and i["flow_run_id"]]
     report["paused_runs_ended"] = end_paused_runs(paused)
+    report["audit_checkpoint_published"] = publish_audit_checkpoint()
     return report
 
 
@@ -27,4 +28,6 @@ def expire_approvals(batch_size: int = 500, progress_every: int = 100, max_items
 def recover_actions(lease_minutes: float = 15, batch_size: int = 200) -> dict[str, Any]:
     """Resolve actions stuck in ``executing`` past the lease (recorded effect -> completed, else failed), re-run
     approved actions whose flow run is gone, and note pending ones whose paused run is gone."""
-    return recover_actions_task(lease_minutes, batch_size)
+    report = recover_actions_task(lease_minutes, batch_size)
+    report["audit_checkpoint_published"] = publish_audit_checkpoint()
+    return report

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from saferails.actions.models import ActionView
 from saferails.actions.service import ActionService, ApprovalRequestHook
 from saferails.approvals.codes import ApprovalCodes, approval_notifications
+from saferails.audit.checkpoints import Checkpoint, publish_checkpoints, signer_of
 from saferails.audit.signing import AuditSigner
 from saferails.clock import Clock, SystemClock
 from saferails.errors import (
@@ -40,7 +41,7 @@ from saferails.notify.smtp import SmtpNotifier
 from saferails.policy import Policy, default_policy, load_policy
 from saferails.resilience import Sleeper
 from saferails.settings import Settings, load_settings
-from saferails.store.db import create_engine, migrate, session_factory
+from saferails.store.db import create_engine, migrate, read_transaction, session_factory
 from saferails.store.tables import Action
 from saferails.workflow.service import WorkflowService
 
@@ -100,6 +101,16 @@ class Store:
         if self.sleeper is None:
             return ExecutionService(self.sessions, self.clock, settings)
         return ExecutionService(self.sessions, self.clock, settings, sleeper=self.sleeper)
+
+    def publish_audit_checkpoint(self) -> Checkpoint | None:
+        """Publish the newest signed audit checkpoint to ``settings.audit_published_path`` (outside the database),
+        after checking its signature when this store signs; None when the file already holds it. Sweeps call this
+        so that a rewrite, a deleted tail or an appended forgery is evident to ``audit verify`` without anyone
+        exporting an anchor by hand."""
+        with read_transaction(self.sessions) as session:
+            signer = signer_of(session)
+            return publish_checkpoints(session, self.settings.audit_published_path,
+                                       key=signer.verifier if signer is not None else None)
 
     def with_execution(self, handler_settings: HandlerSettings | None = None, sleeper: Sleeper | None = None) -> Store:
         """The same services with another execution set-up (handlers confined elsewhere, retries that do not

@@ -98,3 +98,14 @@ def end_paused_runs(flow_run_ids: list[str]) -> list[str]:
             logger.info("ended paused flow run %s", run_id)
             ended.append(run_id)
     return ended
+
+
+@task(name="publish-audit-checkpoint")
+def publish_audit_checkpoint() -> int | None:
+    """Publish the newest signed audit checkpoint outside the database (``Store.publish_audit_checkpoint``) and
+    return its sequence (None: the file already had it). Every sweep ends with it, so the published file never
+    lags the chain by more than one sweep interval."""
+    checkpoint = current_runtime().publish_audit_checkpoint()
+    if checkpoint is not None:
+        get_run_logger().info("audit checkpoint #%d published", checkpoint.sequence)
+    return None if checkpoint is None else checkpoint.sequence

@@ -11,6 +11,7 @@ import typer
 from saferails.api import Store
 from saferails.audit.anchor import export_anchor, load_anchor
 from saferails.audit.query import AuditQuery, query_audit
+from saferails.audit.signing import AuditVerifierKey, public_key_path_for
 from saferails.audit.verify import verify_chain
 from saferails.cli import output as out
 from saferails.cli.common import Io, JsonFlag, iso_time, run
@@ -64,20 +65,46 @@ def verify(
     ctx: typer.Context,
     anchor: Annotated[str | None, typer.Option("--anchor", metavar="FILE",
                                                help="a chain head exported earlier with export-head")] = None,
+    public_key: Annotated[str | None, typer.Option(
+        "--public-key", metavar="FILE",
+        help="the checkpoint signing key's public half (default: the store's, when it exists)")] = None,
+    published: Annotated[str | None, typer.Option(
+        "--published", metavar="FILE",
+        help="checkpoints published outside the database (default: the store's file, when it exists)")] = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """verify the hash chain (exit 3 naming the first broken record)"""
+    """verify the hash chain and its signed checkpoints (exit 3 naming the first broken record)"""
 
     def command(store: Store, io: Io) -> int:
         head = load_anchor(Path(anchor)) if anchor else None
+        key_file = Path(public_key) if public_key else public_key_path_for(store.settings.audit_key_path)
+        key = AuditVerifierKey.from_file(key_file) if public_key or key_file.exists() else None
+        published_file = Path(published) if published else store.settings.audit_published_path
         with read_transaction(store.sessions) as session:
-            report = verify_chain(session, anchor=head)
+            report = verify_chain(session, anchor=head, key=key,
+                                  published=published_file if published or published_file.exists() else None)
         if report.ok:
             io.result(report.to_dict(), lambda s: out.render_verify_report(report, s))
             return 0
         if not io.json:
             out.render_verify_report(report, io.stdout)
         return io.error(out.chain_broken(report))
+
+    run(ctx, as_json, command)
+
+
+@app.command("publish")
+def publish(ctx: typer.Context, as_json: JsonFlag = False) -> None:
+    """append the newest signed checkpoint to the published checkpoint file (the sweeps do this too)"""
+
+    def command(store: Store, io: Io) -> int:
+        checkpoint = store.publish_audit_checkpoint()
+        path = store.settings.audit_published_path
+        data = {"file": str(path), "published": checkpoint.to_dict() if checkpoint is not None else None}
+        io.result(data, lambda s: s.write(
+            f"checkpoint #{checkpoint.sequence} published to {path}\n" if checkpoint is not None
+            else f"{path} already holds the newest checkpoint\n"))
+        return 0
 
     run(ctx, as_json, command)
 

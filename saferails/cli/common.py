@@ -133,6 +133,13 @@ def run(ctx: typer.Context, as_json: bool, command: Command, *, opening: str | N
         state.exit_code = command(store, io)
 
 
+def run_offline(ctx: typer.Context, as_json: bool, command: Callable[[Io], int]) -> None:
+    """Run ``command`` without opening the store (commands that prepare the database or read only files)."""
+    state = state_of(ctx)
+    state.io = io = Io(sys.stdout, sys.stderr, as_json or state.json)
+    state.exit_code = command(io)
+
+
 def exit_code_for(exc: BaseException, state: State) -> int:
     """The one mapping from a failure to what the user sees: usage errors are ``INVALID_INPUT`` (exit 2), an
     unreachable database ``STORE_UNAVAILABLE`` (exit 9), anything unexpected ``INTERNAL_ERROR`` (exit 1, the

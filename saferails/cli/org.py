@@ -150,6 +150,7 @@ def sweep(
     def command(store: Store, io: Io) -> int:
         with io.progress(f"{name} sweep") as update:
             report = run_sweep(store, name, limit=limit, on_progress=lambda _sweep, done, total: update(done, total))
+        store.publish_audit_checkpoint()  # like the scheduled sweeps: the checkpoint file follows the chain
         rows = [[out.short_id(i["action_id"]), i["outcome"], i["state"] or "-", i["detail"] or "-"]
                 for i in report["items"]]
 

@@ -207,6 +207,9 @@ def render_verify_report(report: VerifyReport, out: TextIO) -> None:
         anchored = " (matches the exported anchor)" if report.anchor_checked else ""
         out.write(f"audit chain OK: {report.records_checked} records checked, head #{report.head_sequence} "
                   f"{report.head_hash}{anchored}\n")
+        if report.signatures_checked:
+            out.write(f"signed checkpoints: {report.checkpoints_checked} checked, records signed through "
+                      f"#{report.signed_through}\n")
         return
     out.write(f"audit chain BROKEN at record #{report.first_broken_sequence}: {report.problem}\n")
     out.write(f"records checked: {report.records_checked}\n")
