@@ -179,3 +179,75 @@ def start_of(days_ago: int, now: datetime) -> datetime:
     """Midnight UTC ``days_ago`` days before ``now`` (where a sample should start to end at ``now``)."""
     midnight = now.astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
     return midnight - timedelta(days=days_ago)
+
+
+@dataclass(frozen=True)
+class WeeklyPanel:
+    """Weekly per-person metrics of a generated organisation (``generate_panel``): ``degree`` (distinct partners
+    per week) and ``burnout`` (mean score per week), both (people, weeks); ``team`` and ``role`` per person;
+    ``holiday_weeks`` and ``shocks`` say where the noise came from."""
+
+    team: np.ndarray
+    role: np.ndarray
+    degree: np.ndarray
+    burnout: np.ndarray
+    holiday_weeks: np.ndarray
+    shocks: int
+
+
+def generate_panel(
+    size: int,
+    *,
+    seed: int = 0,
+    weeks: int = 10,
+    p_shock: float = 0.04,
+    holiday_rate: float = 0.08,
+) -> WeeklyPanel:
+    """A noisy weekly panel for outcome-judge benchmarks, deterministic by seed (50..20,000 people).
+
+    Noise, all multiplicative on a person's own level, so relative thresholds see it as they would in life:
+
+    * weekly seasonality: working days are drawn day by day (weekends quiet, Mondays and Fridays lighter), so a
+      week's activity is the sum of its days;
+    * holidays: each week has a ``holiday_rate`` chance of 1-3 organisation-wide days off;
+    * team-wide shocks: with ``p_shock`` per team and week, a whole team's activity falls to 30-75% (an offsite,
+      an incident, a deadline) and its burnout rises 5-30%, for that week only;
+    * heavy-tailed individuals: each person's own weekly variability is log-normal (a few people, travelling or
+      part-time, vary by half their level from week to week) with Student-t(3) weekly draws;
+    * degree is binomial over the person's potential partners (teammates plus cross-team ties), so a small
+      network is relatively noisier; burnout follows the person's level with an AR(1) drift.
+    """
+    if not MIN_SIZE <= size <= MAX_SIZE:
+        raise InvalidInput(f"sample organisation size must be between {MIN_SIZE} and {MAX_SIZE}, got {size}")
+    if weeks < 3:
+        raise InvalidInput("weeks must be at least 3")
+    rng = np.random.default_rng(seed)
+    sizes = _team_sizes(rng, size)
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    team = np.repeat(np.arange(len(sizes)), sizes)
+    role = np.where(np.isin(np.arange(size), starts), "lead", "member")
+    potential = sizes[team] - 1 + rng.poisson(4, size=size) + 2 * (role == "lead")
+    rate = rng.lognormal(np.log(0.45), 0.35, size=size)  # per working day, per potential partner
+    vol = 0.05 * rng.lognormal(0.0, 0.6, size=size)  # individual week-to-week variability (heavy-tailed)
+    day_weight = np.array([0.95, 1.0, 1.0, 1.0, 0.8, 0.08, 0.04])
+    holidays = rng.random(weeks) < holiday_rate
+    days_off = np.where(holidays, rng.integers(1, 4, size=weeks), 0)
+    working = np.array([day_weight.sum() - np.sort(day_weight[:5])[::-1][:d].sum() if d else day_weight.sum()
+                        for d in days_off])
+    shock = rng.random((len(sizes), weeks)) < p_shock
+    act_shock = np.where(shock, rng.uniform(0.3, 0.75, size=shock.shape), 1.0)
+    burn_shock = np.where(shock, rng.uniform(1.05, 1.3, size=shock.shape), 1.0)
+    indiv = np.exp(vol[:, None] * rng.standard_t(3, size=(size, weeks)))
+    exposure = rate[:, None] * working[None, :] * act_shock[team] * indiv
+    p_meet = 1 - np.exp(-exposure)
+    degree = rng.binomial(potential[:, None], p_meet).astype(float)
+
+    level = np.clip(rng.beta(4, 8, size=size) + 0.05 * (role == "lead"), 0.08, 1)
+    drift = np.zeros(size)
+    burnout = np.empty((size, weeks))
+    season = 1 + 0.03 * np.sin(np.arange(weeks) * 2 * np.pi / 13)
+    for w in range(weeks):
+        drift = 0.6 * drift + rng.normal(0, 0.02, size=size) * (1 + vol * 4)
+        noise = 0.5 * vol * rng.standard_t(3, size=size)
+        burnout[:, w] = np.clip(level * (1 + drift + noise) * season[w] * burn_shock[team, w], 0.01, 1)
+    return WeeklyPanel(team, role, degree, burnout, np.flatnonzero(holidays), int(shock.sum()))

@@ -1,0 +1,299 @@
+"""Outcome judges: decide, from weekly series, whether a change harmed its target.
+
+Two judges, selectable per action type (``TypeRules.judge``):
+
+``thresholds`` (seed 000 as written): the target's metric in the last pre-period week against the post-period,
+relative change beyond the rule's threshold -> ``negative``. No control, no uncertainty; kept for comparison.
+
+``did`` (the default): a difference in differences against a control group with a bootstrap interval.
+Every unit's weekly series is divided by its own pre-period mean, so changes are relative (like the seed's
+thresholds). The control path is the 20%-trimmed mean of the controls' normalised series, week by week; the
+target's residual is its normalised series minus the control path (a team-wide shock or a holiday moves both and
+cancels). The effect is the residual's post-period mean minus its pre-period mean: the target's relative change
+net of what happened to comparable people. Its interval comes from a residual bootstrap (``n_boot`` replicates,
+``numpy.random.default_rng(seed)``, so the same data always gives the same decision): residuals are the
+controls' and the target's standardised pre-period residuals, rescaled to the target's own noise level (shrunk
+towards the controls' median level with ``prior_weeks`` pseudo-weeks, because a handful of weeks is a poor
+estimate of one person's variability); a replicate is the mean of ``post`` draws minus the mean of ``pre``
+draws. The percentile interval at ``confidence`` follows.
+
+Decision per metric, with ``harm`` the effect oriented so that positive is harmful (a drop for ``drop`` rules)
+and ``[lo, hi]`` its interval:
+
+* ``negative``: ``lo > 0`` (confidently harmful), ``harm >= threshold / 2`` (large) and ``hi >= threshold`` (a
+  harm that matters is plausible);
+* ``inconclusive``: ``lo <= 0`` but ``harm >= threshold / 2`` and ``hi >= threshold`` (a large effect the data
+  cannot separate from noise: ask a person);
+* ``ok``: otherwise (the harm is confidently below the threshold, or small).
+
+The check's decision is the worst over its metrics (negative > inconclusive > ok). A metric without a usable
+pre-period (a zero or missing pre-period mean, fewer than 2 pre weeks or no controls) is ``inconclusive`` and
+says why: failing closed here means asking a person, not rolling back nor waving through.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal, Protocol
+
+import numpy as np
+from numpy.typing import NDArray
+
+from saferails.errors import InvalidInput
+
+Verdict = Literal["ok", "negative", "inconclusive"]
+SEVERITY: dict[str, int] = {"ok": 0, "inconclusive": 1, "negative": 2}
+JUDGES = ("did", "thresholds")
+FloatArray = NDArray[np.float64]
+
+
+class OutcomeDataInvalid(InvalidInput):
+    """The series handed to a judge do not line up (shapes, period lengths)."""
+
+    code = "OUTCOME_DATA_INVALID"
+
+
+@dataclass(frozen=True)
+class MetricSeries:
+    """Weekly values of one metric: ``target`` (weeks,), ``controls`` (k, weeks); the first ``pre`` weeks are
+    the pre-period, the last ``post`` weeks the post-period (weeks in between, if any, are ignored)."""
+
+    metric: str
+    target: FloatArray
+    controls: FloatArray
+    pre: int
+    post: int
+
+    def __post_init__(self) -> None:
+        weeks = self.target.shape[0] if self.target.ndim == 1 else -1
+        if weeks < 0 or self.controls.ndim != 2 or self.controls.shape[1] != weeks:
+            raise OutcomeDataInvalid(f"{self.metric}: target must be (weeks,) and controls (k, weeks)",
+                                     metric=self.metric)
+        if self.pre < 1 or self.post < 1 or self.pre + self.post > weeks:
+            raise OutcomeDataInvalid(f"{self.metric}: pre ({self.pre}) + post ({self.post}) weeks exceed the "
+                                     f"{weeks} weeks given", metric=self.metric)
+
+
+@dataclass(frozen=True)
+class RuleSpec:
+    """What a judge checks on one metric: the harmful direction and the minimum effect that matters."""
+
+    name: str
+    metric: str
+    direction: Literal["drop", "rise"]
+    threshold: float
+
+
+@dataclass(frozen=True)
+class MetricDecision:
+    rule: str
+    metric: str
+    verdict: Verdict
+    effect: float | None  # relative change of the target net of the controls (did) or raw (thresholds)
+    harm: float | None  # effect oriented so that positive is harmful
+    interval: tuple[float, float] | None  # of the effect, at the judge's confidence
+    threshold: float
+    note: str = ""
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """A judge's decision on one check, with everything needed to reproduce it."""
+
+    verdict: Verdict
+    method: str
+    params: dict[str, Any]
+    metrics: tuple[MetricDecision, ...]
+    controls: tuple[str, ...] = ()
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"verdict": self.verdict, "method": self.method, "params": dict(self.params),
+                "controls": list(self.controls),
+                "metrics": [{**asdict(m), "interval": None if m.interval is None else list(m.interval)}
+                            for m in self.metrics]}
+
+
+def _worst(verdicts: Sequence[str]) -> Verdict:
+    worst = max(verdicts, key=lambda v: SEVERITY[v], default="ok")
+    return "negative" if worst == "negative" else "inconclusive" if worst == "inconclusive" else "ok"
+
+
+class Judge(Protocol):
+    @property
+    def name(self) -> str: ...
+
+    def judge(self, rules: Sequence[RuleSpec], series: Mapping[str, MetricSeries],
+              controls: Sequence[str] = ()) -> Judgement: ...
+
+
+@dataclass(frozen=True)
+class ThresholdJudge:
+    """Seed 000's rule as written: the target alone, last pre week against the post-period mean."""
+
+    name: str = "thresholds"
+
+    def judge(self, rules: Sequence[RuleSpec], series: Mapping[str, MetricSeries],
+              controls: Sequence[str] = ()) -> Judgement:
+        decisions = []
+        for rule in rules:
+            s = series.get(rule.metric)
+            if s is None:
+                decisions.append(MetricDecision(rule.name, rule.metric, "ok", None, None, None, rule.threshold,
+                                                "no reading"))
+                continue
+            before = float(s.target[s.pre - 1])
+            after = float(np.mean(s.target[-s.post:]))
+            if not np.isfinite(before) or not np.isfinite(after) or before == 0:
+                decisions.append(MetricDecision(rule.name, rule.metric, "ok", None, None, None, rule.threshold,
+                                                "baseline is zero or missing"))
+                continue
+            change = (after - before) / before
+            harm = -change if rule.direction == "drop" else change
+            decisions.append(MetricDecision(rule.name, rule.metric, "negative" if harm > rule.threshold else "ok",
+                                            change, harm, None, rule.threshold,
+                                            details={"before": before, "after": after}))
+        return Judgement(_worst([d.verdict for d in decisions]), self.name, {}, tuple(decisions), tuple(controls))
+
+
+def _trimmed_mean(values: FloatArray, proportion: float = 0.2) -> FloatArray:
+    """Column-wise trimmed mean of a (k, weeks) array (heavy-tailed people do not drag the control path)."""
+    k = values.shape[0]
+    cut = int(k * proportion)
+    ordered = np.sort(values, axis=0)
+    kept = ordered[cut:k - cut] if k - 2 * cut >= 1 else ordered
+    result: FloatArray = kept.mean(axis=0)
+    return result
+
+
+@dataclass(frozen=True)
+class DiDJudge:
+    """Difference in differences against a control group, residual-bootstrap interval (module docstring)."""
+
+    confidence: float = 0.99
+    prior_weeks: float = 4.0
+    min_space_placebos: int = 4
+    name: str = "did"
+
+    def __post_init__(self) -> None:
+        if not 0.5 < self.confidence < 1 or self.prior_weeks < 0 or self.min_space_placebos < 1:
+            raise InvalidInput("did judge: confidence must be in (0.5, 1), prior_weeks >= 0, "
+                               "min_space_placebos >= 1")
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return {"confidence": self.confidence, "prior_weeks": self.prior_weeks,
+                "min_space_placebos": self.min_space_placebos,
+                "interval": "placebo permutation: leave-one-week-out in time, controls' post change in space",
+                "control_path": "20% trimmed mean of pre-normalised controls"}
+
+    def judge(self, rules: Sequence[RuleSpec], series: Mapping[str, MetricSeries],
+              controls: Sequence[str] = ()) -> Judgement:
+        decisions = []
+        for rule in rules:
+            s = series.get(rule.metric)
+            if s is None:
+                decisions.append(MetricDecision(rule.name, rule.metric, "inconclusive", None, None, None,
+                                                rule.threshold, "no reading for this metric"))
+                continue
+            decisions.append(self._metric(rule, s))
+        return Judgement(_worst([d.verdict for d in decisions]), self.name, self.params, tuple(decisions),
+                         tuple(controls))
+
+    def _metric(self, rule: RuleSpec, s: MetricSeries) -> MetricDecision:
+        def unusable(note: str) -> MetricDecision:
+            return MetricDecision(rule.name, rule.metric, "inconclusive", None, None, None, rule.threshold, note)
+
+        if s.controls.shape[0] < 1:
+            return unusable("no control group")
+        if s.pre < 2:
+            return unusable("fewer than 2 pre-period weeks")
+        target, controls = s.target.astype(float), s.controls.astype(float)
+        t_base = np.nanmean(target[:s.pre]) if np.isfinite(target[:s.pre]).any() else np.nan
+        if not np.isfinite(t_base) or t_base <= 0:
+            return unusable("the target's pre-period mean is zero or missing")
+        c_base = np.nanmean(np.where(np.isfinite(controls[:, :s.pre]), controls[:, :s.pre], np.nan), axis=1) \
+            if np.isfinite(controls[:, :s.pre]).any() else np.full(controls.shape[0], np.nan)
+        usable = np.isfinite(c_base) & (c_base > 0) & np.isfinite(controls).all(axis=1)
+        if not usable.any():
+            return unusable("no control with a usable pre-period")
+        if not np.isfinite(target[:s.pre]).all() or not np.isfinite(target[-s.post:]).all():
+            return unusable("the target has missing weeks")
+        y_t = target / t_base
+        y_c = controls[usable] / c_base[usable, None]
+        path = _trimmed_mean(y_c)
+        resid = y_t - path
+        pre_r, post_r = resid[:s.pre], resid[-s.post:]
+        effect = float(post_r.mean() - pre_r.mean())
+        # Noise level: the target's own pre-period spread, shrunk towards the controls' median spread.
+        own = float(np.std(pre_r, ddof=1))
+        c_resid = y_c - path
+        c_sd = np.std(c_resid[:, :s.pre], axis=1, ddof=1)
+        pop = float(np.median(c_sd)) if c_sd.size else own
+        dof = s.pre - 1
+        scale = float(np.sqrt((dof * own**2 + self.prior_weeks * pop**2) / (dof + self.prior_weeks)))
+        # Placebos in time: every unit's pre week, treated as if it were the post week, against the mean of its
+        # other pre weeks, divided by the unit's own spread (autocorrelation and heavy tails included).
+        units = np.vstack([resid[None, :s.pre], c_resid[:, :s.pre]])
+        sds = np.std(units, axis=1, ddof=1)
+        keep = sds > 0
+        units, sds = units[keep], sds[keep]
+        loo = (units.sum(axis=1, keepdims=True) - units) / (s.pre - 1)
+        time_placebos = ((units - loo) / sds[:, None]).ravel()
+        # Placebos in space: each control's own change in the actual post-period (a holiday or a team shock
+        # moves people unequally; pre-period weeks cannot show that).
+        space = (c_resid[:, -s.post:].mean(axis=1) - c_resid[:, :s.pre].mean(axis=1))[c_sd > 0] / c_sd[c_sd > 0]
+        alpha = 1 - self.confidence
+        qs = [alpha / 2, 1 - alpha / 2]
+        q_lo, q_hi = (scale * np.quantile(time_placebos, qs)) if time_placebos.size else (0.0, 0.0)
+        if space.size >= self.min_space_placebos:
+            s_lo, s_hi = scale * np.quantile(space, qs, method="linear")
+            q_lo, q_hi = min(q_lo, s_lo), max(q_hi, s_hi)
+        alpha = 1 - self.confidence
+        low, high = effect - float(q_hi), effect - float(q_lo)
+        sign = -1.0 if rule.direction == "drop" else 1.0
+        harm = sign * effect
+        harm_lo, harm_hi = sorted((sign * low, sign * high))
+        if harm_lo > 0 and harm >= rule.threshold / 2 and harm_hi >= rule.threshold:
+            verdict: Verdict = "negative"
+        elif harm >= rule.threshold / 2 and harm_hi >= rule.threshold:
+            verdict = "inconclusive"
+        else:
+            verdict = "ok"
+        details = {"target_change": float(y_t[-s.post:].mean() - 1), "control_change": float(path[-s.post:].mean()
+                   - path[:s.pre].mean()), "noise_sd": scale, "own_sd": own, "controls_sd": pop,
+                   "controls_used": int(usable.sum()), "pre_weeks": s.pre, "post_weeks": s.post}
+        return MetricDecision(rule.name, rule.metric, verdict, effect, harm, (low, high), rule.threshold,
+                              details=details)
+
+
+def make_judge(name: str, *, confidence: float = 0.99) -> Judge:
+    """The judge called ``name`` (one of :data:`JUDGES`); ``InvalidInput`` otherwise."""
+    if name == "did":
+        return DiDJudge(confidence=confidence)
+    if name == "thresholds":
+        return ThresholdJudge()
+    raise InvalidInput(f"unknown outcome judge {name!r}; known: {', '.join(JUDGES)}", judge=name)
+
+
+def match_controls(target: int, team: NDArray[Any], role: NDArray[Any], activity: FloatArray, *,
+                   k: int = 10, k_min: int = 5, exclude: Sequence[int] = ()) -> NDArray[np.int64]:
+    """Indices of up to ``k`` control people for ``target``: its teammates first (a team-wide shock moves them
+    with the target), same role before other roles, nearest pre-period ``activity`` (log ratio) first; when the
+    team gives fewer than ``k_min``, people of the same role in other teams, nearest activity first. ``exclude``
+    (other changes' targets, the target's own team changes) are never controls."""
+    n = team.shape[0]
+    banned = np.zeros(n, dtype=bool)
+    banned[target] = True
+    banned[list(exclude)] = True
+    log_act = np.log(np.maximum(activity, 1e-9))
+    distance = np.abs(log_act - log_act[target])
+    mates = np.flatnonzero((team == team[target]) & ~banned)
+    order = np.lexsort((distance[mates], role[mates] != role[target]))
+    chosen: NDArray[np.int64] = mates[order][:k].astype(np.int64)
+    if chosen.size < k_min:
+        others = np.flatnonzero((team != team[target]) & (role == role[target]) & ~banned)
+        extra = others[np.argsort(distance[others], kind="stable")][:k_min - chosen.size]
+        chosen = np.concatenate([chosen, extra.astype(np.int64)])
+    return chosen
