@@ -1,4 +1,4 @@
-"""``python -m bench [--only AREA[,AREA]] [--quick] [--n N] [--backend sqlite|postgresql] [--pg-url URL]``.
+"""``python -m bench [--only AREA[,AREA]] [--quick] [--full] [--n N] [--backend sqlite|postgresql] [--pg-url URL]``.
 
 Runs the benchmark areas in :data:`AREAS` (each a module with ``run(args: BenchArgs) -> list[Result]``), prints
 one table on stdout and writes the run as JSON under ``bench/results/``. When PostgreSQL cannot be reached it
@@ -36,6 +36,7 @@ AREAS: dict[str, str] = {
     "actions": "bench.actions",
     "sweeps": "bench.sweeps",
     "outcomes": "bench.outcomes",
+    "outcomes_quality": "bench.outcomes_quality",
     "workflow": "bench.workflow",
 }
 
@@ -62,6 +63,8 @@ def parse_args(argv: Sequence[str] | None) -> tuple[BenchArgs, list[str]]:
     parser.add_argument("--only", type=_areas, action="extend", metavar="AREA[,AREA]",
                         help=f"run only these areas (known: {', '.join(AREAS)})")
     parser.add_argument("--quick", action="store_true", help="short run (seconds, for a quick look)")
+    parser.add_argument("--full", action="store_true",
+                        help="add the largest sizes (outcomes_quality: 20,000 people and the 1,000-check timing)")
     parser.add_argument("--n", type=_positive, help="operations per measurement, overriding every size (smoke runs)")
     parser.add_argument("--backend", choices=BACKENDS, action="append", dest="backends",
                         help="database backend(s) to measure (default: both)")
@@ -76,6 +79,7 @@ def parse_args(argv: Sequence[str] | None) -> tuple[BenchArgs, list[str]]:
         backends=tuple(dict.fromkeys(ns.backends or BACKENDS)),
         pg_admin_url=ns.pg_url,
         results_dir=ns.results_dir,
+        full=ns.full,
     )
     return args, ns.only or list(AREAS)
 

@@ -51,6 +51,7 @@ class BenchArgs:
     backends: tuple[str, ...] = BACKENDS
     pg_admin_url: str = DEFAULT_PG_ADMIN_URL
     results_dir: Path = RESULTS_DIR
+    full: bool = False  # the largest sizes too (outcomes_quality: 20,000-person organisations and timing)
 
     def size(self, default: int, quick: int) -> int:
         """The number of operations for one measurement under these arguments."""

@@ -168,7 +168,7 @@ def _results(split: str, tallies: dict[str, Tally], sizes: list[int]) -> list[Re
 
 def run(args: BenchArgs) -> list[Result]:
     sizes = [200, 1000] if args.quick else [200, 1000, 5000]
-    if getattr(args, "full", False):
+    if args.full:
         sizes.append(20_000)
     per_kind = args.size(250, 60)
     judges: dict[str, Judge] = {"thresholds": ThresholdJudge(), "did": DiDJudge()}
@@ -178,7 +178,7 @@ def run(args: BenchArgs) -> list[Result]:
         tallies = evaluate(sizes, seeds, per_kind, judges)
         results += _results(split, tallies, sizes)
         counts[split] = tallies["did"].cases
-    if getattr(args, "full", False):
+    if args.full:
         seconds = time_decisions(20_000, 1000)
         results.append(Result(AREA, "did: decide 1,000 due checks on 20,000 people", "memory", round(seconds, 2),
                               "s", 1000, note="goal <= 44 s (control matching + bootstrap judge)"))
