@@ -69,9 +69,17 @@ INCREASED_BURNOUT = MetricRule("increased_burnout", "burnout", "rise", 0.20)
 
 @dataclass(frozen=True)
 class TypeRules:
+    """One action type's outcome settings. ``judge`` names the decision method (``saferails.outcomes.judges``:
+    ``thresholds`` is seed 000's rule as written, ``did`` the difference in differences against matched
+    controls); ``pre_weeks`` and ``confidence`` are the ``did`` judge's pre-period and interval level; the rules'
+    thresholds are the minimum effect that matters for either judge."""
+
     delay: timedelta = timedelta(days=7)
     window: timedelta = timedelta(days=7)
     rules: tuple[MetricRule, ...] = (ISOLATION, INCREASED_BURNOUT)
+    judge: Literal["thresholds", "did"] = "thresholds"
+    pre_weeks: int = 8
+    confidence: float = 0.99
 
     def evaluate(self, before: Mapping[str, Any], after: Mapping[str, Any]) -> list[Finding]:
         return [rule.evaluate(before, after) for rule in self.rules]
@@ -109,11 +117,14 @@ class _TypeIn(BaseModel):
     delay_days: float = Field(default=7, gt=0)
     window_days: float = Field(default=7, gt=0)
     rules: list[_RuleIn] | None = None
+    judge: Literal["thresholds", "did"] = "thresholds"
+    pre_weeks: int = Field(default=8, ge=2, le=52)
+    confidence: float = Field(default=0.99, gt=0.5, lt=1)
 
 
 def load_rulebook(document: Mapping[str, Any], *, base: RuleBook | None = None) -> RuleBook:
-    """Rules from a mapping ``{action_type: {delay_days, window_days, rules: [{name, metric, direction,
-    threshold}]}}`` (e.g. a policy's YAML section) over ``base`` (default: :func:`default_rulebook`). A type
+    """Rules from a mapping ``{action_type: {delay_days, window_days, judge, pre_weeks, confidence, rules:
+    [{name, metric, direction, threshold}]}}`` (e.g. a policy's YAML section) over ``base`` (default: :func:`default_rulebook`). A type
     mapped to ``None`` is not monitored. Raises ``OutcomeRulesInvalid`` naming the type and field."""
     merged = dict((base or default_rulebook()).by_type)
     for action_type, spec in document.items():
@@ -132,5 +143,6 @@ def load_rulebook(document: Mapping[str, Any], *, base: RuleBook | None = None) 
             if parsed.rules is not None
             else TypeRules().rules
         )
-        merged[action_type] = TypeRules(timedelta(days=parsed.delay_days), timedelta(days=parsed.window_days), rules)
+        merged[action_type] = TypeRules(timedelta(days=parsed.delay_days), timedelta(days=parsed.window_days), rules,
+                                        parsed.judge, parsed.pre_weeks, parsed.confidence)
     return RuleBook(merged)

@@ -29,7 +29,7 @@ from pydantic import (
 )
 
 from saferails.conditions import Condition, parse_condition
-from saferails.errors import ConditionInvalid, PolicyInvalid
+from saferails.errors import ConditionInvalid, InvalidInput, PolicyInvalid
 
 __all__ = [
     "ApprovalDefaults",
@@ -205,11 +205,21 @@ class Policy(_Frozen):
     impact: ImpactTable = ImpactTable()
     approval_defaults: ApprovalDefaults = ApprovalDefaults()
     rules: tuple[RuleSpec, ...] = ()
+    # Per action type outcome-monitoring settings (delay_days, window_days, judge, pre_weeks, confidence, rules),
+    # validated by saferails.outcomes.rules.load_rulebook; a type mapped to null is not monitored.
+    outcomes: dict[str, dict[str, Any] | None] = {}
 
     @model_validator(mode="after")
     def _check(self) -> Policy:
         if not self.version.strip():
             raise PolicyInvalid("version: must be a non-empty string")
+        if self.outcomes:
+            from saferails.outcomes.rules import load_rulebook  # late: outcomes imports the action layer
+
+            try:
+                load_rulebook(self.outcomes)
+            except InvalidInput as exc:
+                raise PolicyInvalid(f"outcomes: {exc.message}") from None
         _check_approval("approval_defaults", self.approval_defaults)
         seen: set[str] = set()
         for rule in self.rules:
