@@ -125,6 +125,14 @@ class InvalidTransition(SaferailsError):
         )
 
 
+class OutcomeCheckNotInconclusive(SaferailsError):
+    """Only an ``inconclusive`` outcome check can be resolved by a person's decision."""
+
+    code = "OUTCOME_CHECK_NOT_INCONCLUSIVE"
+    exit_code = 5
+    http_status = 409
+
+
 class GuardRejected(InvalidTransition):
     """The transition exists but its guard refused it; ``reason`` says why."""
 

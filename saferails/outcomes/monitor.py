@@ -32,16 +32,29 @@ from saferails import transitions
 from saferails.actions import lifecycle as lc
 from saferails.actions.service import ACTION_KIND, ENTITY
 from saferails.clock import Clock, as_utc
-from saferails.errors import SaferailsError
+from saferails.errors import OutcomeCheckNotInconclusive, SaferailsError
 from saferails.orggraph.metrics import MetricParams, Window
 from saferails.orggraph.snapshots import Snapshot, SnapshotCache, default_cache
 from saferails.orggraph.tables import OutcomeCheck
+from saferails.outcomes.judges import DiDJudge, Judgement, RuleSpec
 from saferails.outcomes.rules import METRICS, Finding, RuleBook, TypeRules, default_rulebook
+from saferails.outcomes.series import choose_controls, read_weekly, series_for
 from saferails.store.db import transaction
 from saferails.store.tables import Action
 
 ACTOR = "system:outcome-monitor"
 Progress = Callable[[int, int], None]
+
+
+def _reason(negative: list[Finding], judgement: Judgement | None) -> str:
+    if judgement is not None:
+        return "negative outcome (did): " + "; ".join(
+            f"{m.rule} ({m.metric} {m.effect:+.0%} net of controls, "
+            f"interval {m.interval[0]:+.0%}..{m.interval[1]:+.0%})"
+            for m in judgement.metrics if m.verdict == "negative" and m.effect is not None and m.interval is not None)
+    return "negative outcome: " + "; ".join(
+        f"{f.rule} ({f.metric} {f.before:.3g} -> {f.after:.3g}, {f.change:+.0%})" for f in negative
+        if f.before is not None and f.after is not None and f.change is not None)
 
 
 class Rollbacker(Protocol):
@@ -97,7 +110,7 @@ class CheckView:
 
 @dataclass(frozen=True)
 class CheckOutcome:
-    """One decided check: ``state`` ok | negative | error, with what was compared."""
+    """One decided check: ``state`` ok | negative | inconclusive | error, with what was compared."""
 
     check_id: str
     action_id: str
@@ -125,6 +138,7 @@ class MonitorReport:
     def as_dict(self) -> dict[str, Any]:
         return {"worker_id": self.worker_id, "claimed": self.claimed, "lost": self.lost,
                 "ok": self.count("ok"), "negative": self.count("negative"), "error": self.count("error"),
+                "inconclusive": self.count("inconclusive"),
                 "snapshots": dict(self.snapshots), "outcomes": [asdict(o) for o in self.outcomes]}
 
 
@@ -278,19 +292,33 @@ class OutcomeMonitor:
             negative = [f for f in findings if f.negative]
             found = [asdict(f) for f in findings]
             recorded = bool((row.result or {}).get("negative_recorded"))
-            result: dict[str, Any] = {"after": after, "findings": found, "negative": bool(negative),
-                                      "negative_recorded": recorded}
+            judgement = self._judge_did(session, row, rules, now) if rules.judge == "did" else None
+            verdict = ("negative" if negative else "ok") if judgement is None else judgement.verdict
+            result: dict[str, Any] = {"after": after, "findings": found, "negative": verdict == "negative",
+                                      "negative_recorded": recorded, "judge": rules.judge,
+                                      "judgement": None if judgement is None else judgement.as_dict()}
             row.algorithm = snapshot.algorithm
             row.library_versions = dict(snapshot.header["library_versions"])
             row.params = {"metrics": snapshot.header["params"], "current_window": snapshot.header["window"],
                           "baseline_window": baseline.get("window"), "delay": str(rules.delay),
-                          "rules": [asdict(r) for r in rules.rules]}
+                          "rules": [asdict(r) for r in rules.rules], "judge": rules.judge,
+                          "pre_weeks": rules.pre_weeks, "confidence": rules.confidence}
             row.snapshot_hash = snapshot.hash
             action = transitions.lock_row(session, ACTION_KIND, row.action_id)
             details = {"check_id": row.id, "findings": result["findings"], "snapshot": snapshot.hash,
-                       "baseline_snapshot": row.baseline_snapshot_hash, "algorithm": snapshot.algorithm}
+                       "baseline_snapshot": row.baseline_snapshot_hash, "algorithm": snapshot.algorithm,
+                       "judge": rules.judge, "judgement": result["judgement"]}
             view = (row.id, row.action_id, row.action_type, row.target)
-            if not negative:
+            if verdict == "inconclusive":
+                # A large effect the data cannot separate from noise: neither roll back nor wave through;
+                # a person decides (resolve_inconclusive).
+                if action.state == lc.COMPLETED:
+                    transitions.record_event(session, ENTITY, action, actor=ACTOR, event="outcome_inconclusive",
+                                             now=now, details=details)
+                row.state, row.decided_at, row.result = "inconclusive", now, result
+                return CheckOutcome(*view, "inconclusive", found, baseline["target"], after["target"],
+                                    note="a person must decide whether to roll back")
+            if verdict == "ok":
                 if action.state == lc.COMPLETED:
                     transitions.record_event(session, ENTITY, action, actor=ACTOR, event="outcome_ok", now=now,
                                              details=details)
@@ -303,7 +331,7 @@ class OutcomeMonitor:
                 result["negative_recorded"] = True
             row.result = result
             action_state = action.state
-        rollback_state, note = self._roll_back(row.action_id, action_state, negative)
+        rollback_state, note = self._roll_back(row.action_id, action_state, _reason(negative, judgement))
         with transaction(self.sessions) as session:
             locked = self._locked_check(session, check_id, worker_id)
             if locked is None:
@@ -313,13 +341,56 @@ class OutcomeMonitor:
         return CheckOutcome(*view, "negative", found, baseline["target"], after["target"],
                             rollback_state, note)
 
-    def _roll_back(self, action_id: str, action_state: str, negative: list[Finding]) -> tuple[str | None, str]:
+    def _judge_did(self, session: Session, row: OutcomeCheck, rules: TypeRules, now: datetime) -> Judgement:
+        others = session.execute(sa.select(OutcomeCheck.target).where(OutcomeCheck.id != row.id,
+                                                                      OutcomeCheck.state != "error")).scalars()
+        controls = choose_controls(session, row.target, exclude=list(others))
+        window = row.baseline.get("window") or {}
+        pre_end = as_utc(datetime.fromisoformat(window["end"])) if "end" in window else floor_day(now)
+        data = read_weekly(session, [row.target, *controls], pre_end=pre_end, pre=rules.pre_weeks,
+                           window=rules.window, post_end=floor_hour(now))
+        judge = DiDJudge(confidence=rules.confidence)
+        specs = [RuleSpec(r.name, r.metric, r.direction, r.threshold) for r in rules.rules]
+        return judge.judge(specs, series_for(data, rules.pre_weeks), controls)
+
+    def resolve_inconclusive(self, action_id: str, actor: str, *, roll_back: bool, reason: str) -> CheckOutcome:
+        """A person's decision on an ``inconclusive`` check: ``roll_back`` rolls the action back (audited
+        ``outcome_inconclusive_resolved`` with the decision, then ``ExecutionService.rollback``), otherwise the
+        change is kept and the check becomes ``ok``. Raises ``OutcomeCheckNotInconclusive`` when the action has
+        no inconclusive check (already resolved, never inconclusive); the caller authenticates ``actor``."""
+        now = self.clock.now()
+        with transaction(self.sessions) as session:
+            row = session.execute(sa.select(OutcomeCheck).where(OutcomeCheck.action_id == action_id)
+                                  .with_for_update().execution_options(populate_existing=True)).scalar()
+            if row is None or row.state != "inconclusive":
+                raise OutcomeCheckNotInconclusive(
+                    f"action {action_id} has no inconclusive outcome check"
+                    + ("" if row is None else f" (the check is {row.state})"), action_id=action_id)
+            action = transitions.lock_row(session, ACTION_KIND, action_id)
+            decision = "roll_back" if roll_back else "keep"
+            transitions.record_event(session, ENTITY, action, actor=actor, event="outcome_inconclusive_resolved",
+                                     now=now, details={"check_id": row.id, "decision": decision, "reason": reason})
+            result = dict(row.result or {})
+            result.update({"resolved_by": actor, "resolution": decision, "resolution_reason": reason,
+                           "negative": roll_back, "negative_recorded": roll_back})
+            row.state, row.decided_at, row.result = ("negative" if roll_back else "ok"), now, result
+            view = (row.id, row.action_id, row.action_type, row.target)
+            found, before, after = result.get("findings", []), dict(row.baseline).get("target", {}), \
+                result.get("after", {}).get("target", {})
+            action_state = action.state
+        if not roll_back:
+            return CheckOutcome(*view, "ok", found, before, after, note=f"kept by {actor}: {reason}")
+        rollback_state, note = self._roll_back(action_id, action_state, f"inconclusive outcome, {actor}: {reason}")
+        with transaction(self.sessions) as session:
+            locked = session.execute(sa.select(OutcomeCheck).where(OutcomeCheck.action_id == action_id)
+                                     .with_for_update()).scalar_one()
+            locked.result = {**(locked.result or {}), "rollback_state": rollback_state, "rollback_note": note}
+        return CheckOutcome(*view, "negative", found, before, after, rollback_state, note)
+
+    def _roll_back(self, action_id: str, action_state: str, reason: str) -> tuple[str | None, str]:
         if action_state != lc.COMPLETED:
             # A re-run after a crash, or someone undid it meanwhile: never roll back twice.
             return action_state, f"not rolled back: action is {action_state}"
-        reason = "negative outcome: " + "; ".join(
-            f"{f.rule} ({f.metric} {f.before:.3g} -> {f.after:.3g}, {f.change:+.0%})" for f in negative
-            if f.before is not None and f.after is not None and f.change is not None)
         try:
             view = self.execution.rollback(action_id, ACTOR, reason=reason)
         except SaferailsError as exc:

@@ -124,8 +124,9 @@ class _TypeIn(BaseModel):
 
 def load_rulebook(document: Mapping[str, Any], *, base: RuleBook | None = None) -> RuleBook:
     """Rules from a mapping ``{action_type: {delay_days, window_days, judge, pre_weeks, confidence, rules:
-    [{name, metric, direction, threshold}]}}`` (e.g. a policy's YAML section) over ``base`` (default: :func:`default_rulebook`). A type
-    mapped to ``None`` is not monitored. Raises ``OutcomeRulesInvalid`` naming the type and field."""
+    [{name, metric, direction, threshold}]}}`` (e.g. a policy's ``outcomes`` section) over ``base`` (default:
+    :func:`default_rulebook`). A type mapped to ``None`` is not monitored. Raises ``OutcomeRulesInvalid`` naming
+    the type and field."""
     merged = dict((base or default_rulebook()).by_type)
     for action_type, spec in document.items():
         if spec is None:
