@@ -6,7 +6,7 @@ week of randomly chosen targets:
 
 * ``neutral``: nothing changes;
 * ``beneficial``: focus time lowers the target's burnout by 10-40%;
-* ``isolating``: the target loses 10-80% of its weekly partners (each lost partner loses the target too);
+* ``isolating``: the target loses 10-80% of its weekly partners;
 * ``burnout``: the target's burnout rises 5-60%.
 
 Each case is judged by the seed's ``thresholds`` rule and by the ``did`` judge (controls matched by team, role
@@ -98,14 +98,10 @@ def make_cases(panel: WeeklyPanel, per_kind: int, seed: int) -> tuple[WeeklyPane
         size = {"neutral": 0.0, "beneficial": rng.uniform(0.1, 0.4), "isolating": rng.uniform(0.1, 0.8),
                 "burnout": rng.uniform(0.05, 0.6)}[kind]
         if kind == "isolating":
-            before = degree[target, -1]
-            degree[target, -1] = rng.binomial(int(before), 1 - size)
-            lost = int(before - degree[target, -1])
-            mates = np.flatnonzero(panel.team == panel.team[target])
-            mates = mates[~np.isin(mates, targets)]  # spill-over onto non-targets only: labels stay true
-            if lost and mates.size:  # the lost ties are lost on both sides
-                hit = rng.choice(mates, size=min(lost, mates.size), replace=False)
-                degree[hit, -1] = np.maximum(degree[hit, -1] - 1, 0)
+            # Exactly that share of the week's partners is lost. The partners lose the target too, but the
+            # monitor does not count a control's ties to the target (saferails.outcomes.series), so that
+            # spill-over never reaches the control path and is not modelled here.
+            degree[target, -1] -= round(size * degree[target, -1])
         elif kind == "burnout":
             burnout[target, -1] = min(1.0, burnout[target, -1] * (1 + size))
         elif kind == "beneficial":

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from typing import Any, Literal, Protocol
 
 import numpy as np
@@ -234,19 +235,30 @@ class DiDJudge:
         dof = s.pre - 1
         scale = float(np.sqrt((dof * own**2 + self.prior_weeks * pop**2) / (dof + self.prior_weeks)))
         # Placebos in time: every unit's pre week, treated as if it were the post week, against the mean of its
-        # other pre weeks, divided by the unit's own spread (autocorrelation and heavy tails included).
+        # other pre weeks, divided by the (shrunk) spread of those other weeks: the same statistic as the
+        # target's, so autocorrelation and heavy tails carry over (externally studentised, like the target's).
         units = np.vstack([resid[None, :s.pre], c_resid[:, :s.pre]])
-        sds = np.std(units, axis=1, ddof=1)
-        keep = sds > 0
-        units, sds = units[keep], sds[keep]
-        loo = (units.sum(axis=1, keepdims=True) - units) / (s.pre - 1)
-        time_placebos = ((units - loo) / sds[:, None]).ravel()
+        n = s.pre
+        total, squares = units.sum(axis=1, keepdims=True), (units**2).sum(axis=1, keepdims=True)
+        loo_mean = (total - units) / (n - 1)
+        time_placebos = np.zeros(0)
+        if n >= 3:
+            loo_var = np.maximum((squares - units**2 - (n - 1) * loo_mean**2) / (n - 2), 0.0)
+            loo_sd = np.sqrt(((n - 2) * loo_var + self.prior_weeks * pop**2) / (n - 2 + self.prior_weeks))
+            usable_sd = loo_sd > 0
+            time_placebos = ((units - loo_mean)[usable_sd] / loo_sd[usable_sd]).ravel()
         # Placebos in space: each control's own change in the actual post-period (a holiday or a team shock
         # moves people unequally; pre-period weeks cannot show that).
-        space = (c_resid[:, -s.post:].mean(axis=1) - c_resid[:, :s.pre].mean(axis=1))[c_sd > 0] / c_sd[c_sd > 0]
+        c_scale = np.sqrt((dof * c_sd**2 + self.prior_weeks * pop**2) / (dof + self.prior_weeks))
+        space = (c_resid[:, -s.post:].mean(axis=1) - c_resid[:, :s.pre].mean(axis=1))[c_scale > 0] \
+            / c_scale[c_scale > 0]
         alpha = 1 - self.confidence
         qs = [alpha / 2, 1 - alpha / 2]
+        # A few dozen placebos cannot show the far tail: never narrower than Student's t with the pre-period's
+        # degrees of freedom.
+        t_q = _t_quantile(s.pre - 1, 1 - alpha / 2)
         q_lo, q_hi = (scale * np.quantile(time_placebos, qs)) if time_placebos.size else (0.0, 0.0)
+        q_lo, q_hi = min(q_lo, -scale * t_q), max(q_hi, scale * t_q)
         if space.size >= self.min_space_placebos:
             s_lo, s_hi = scale * np.quantile(space, qs, method="linear")
             q_lo, q_hi = min(q_lo, s_lo), max(q_hi, s_hi)
@@ -266,6 +278,13 @@ class DiDJudge:
                    "controls_used": int(usable.sum()), "pre_weeks": s.pre, "post_weeks": s.post}
         return MetricDecision(rule.name, rule.metric, verdict, effect, harm, (low, high), rule.threshold,
                               details=details)
+
+
+@lru_cache(maxsize=64)
+def _t_quantile(dof: int, level: float) -> float:
+    """Student's t quantile, by a fixed-seed simulation (scipy is not a dependency): deterministic, +-1%."""
+    draws = np.random.default_rng(12345).standard_t(max(dof, 1), size=400_000)
+    return float(np.quantile(draws, level))
 
 
 def make_judge(name: str, *, confidence: float = 0.99) -> Judge:

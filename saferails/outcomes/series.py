@@ -7,8 +7,8 @@ control path). Ordered by id within a tier so the choice is reproducible.
 
 Weeks (``read_weekly``): ``pre`` consecutive windows of ``window`` length ending at ``pre_end`` (midnight UTC of
 the execution day: strictly before the change) and one post window ending at ``post_end``. Per person and window:
-``degree_centrality`` (distinct partners / (active people - 1), as in ``orggraph.metrics``) and ``burnout`` (the
-mean of the window's observations; NaN without one).
+``degree_centrality`` (distinct partners / (active people - 1), as in ``orggraph.metrics``; a control's ties to the
+target are left out) and ``burnout`` (the mean of the window's observations; NaN without one).
 """
 
 from __future__ import annotations
@@ -46,7 +46,8 @@ def choose_controls(session: Session, target: str, *, exclude: Sequence[str] = (
 
 def read_weekly(session: Session, people: Sequence[str], *, pre_end: datetime, pre: int, window: timedelta,
                 post_end: datetime) -> dict[str, np.ndarray]:
-    """``{metric: array (len(people), pre + 1)}``; column ``pre`` is the post window."""
+    """``{metric: array (len(people), pre + 1)}``; column ``pre`` is the post window. ``people[0]`` is the
+    target: the others' ties to it are not counted."""
     starts = [pre_end - window * (pre - i) for i in range(pre)] + [post_end - window]
     first, last = starts[0], post_end
     index = {p: i for i, p in enumerate(people)}
@@ -56,12 +57,15 @@ def read_weekly(session: Session, people: Sequence[str], *, pre_end: datetime, p
     in_range = sa.and_(Interaction.occurred_at >= first, Interaction.occurred_at < last)
     rows = session.execute(sa.select(Interaction.person_a, Interaction.person_b, Interaction.occurred_at).where(
         in_range, sa.or_(Interaction.person_a.in_(list(people)), Interaction.person_b.in_(list(people))))).all()
+    target = people[0] if people else None
     for a, b, when in rows:
         for w, start in enumerate(starts):
             if start <= as_utc(when) < start + window:
-                if a in index:
+                # A control's tie to the target is not counted: the change moves it too (an isolated target's
+                # partners lose the target), and the control path must not carry the effect.
+                if a in index and (b != target or a == target):
                     partners[index[a]][w].add(b)
-                if b in index:
+                if b in index and (a != target or b == target):
                     partners[index[b]][w].add(a)
     degree = np.array([[len(s) for s in person] for person in partners], dtype=float) / max(active - 1, 1)
     sums = np.zeros((len(people), len(starts)))
