@@ -1,0 +1,126 @@
+"""The outcome judges on constructed data, their reproducibility, their selection in the policy, and the small
+labelled benchmark (bench/outcomes_quality.py) on a held-out organisation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bench.outcomes_quality import HELD_OUT_SEEDS, evaluate
+from saferails.errors import InvalidInput, PolicyInvalid
+from saferails.outcomes.judges import (
+    DiDJudge,
+    MetricSeries,
+    OutcomeDataInvalid,
+    RuleSpec,
+    ThresholdJudge,
+    make_judge,
+)
+from saferails.outcomes.rules import load_rulebook
+from saferails.policy import default_policy
+from saferails.policy.model import parse_policy
+
+ISOLATION = RuleSpec("isolation", "degree_centrality", "drop", 0.30)
+PRE = 8
+
+
+def _series(target_post_factor: float, *, target_noise: float, seed: int = 1, shock_last_week: float = 1.0,
+            controls: int = 8) -> dict[str, MetricSeries]:
+    """Weekly degrees around 10: ``controls`` people and a target with its own noise; the last week may carry a
+    team-wide shock (everyone times ``shock_last_week``) and the target's own change (``target_post_factor``)."""
+    rng = np.random.default_rng(seed)
+    weeks = PRE + 1
+    team = np.ones(weeks)
+    team[-1] = shock_last_week
+    ctrl = 10 * team * (1 + rng.normal(0, 0.04, size=(controls, weeks)))
+    target = 10 * team * (1 + rng.normal(0, target_noise, size=weeks))
+    target[-1] *= target_post_factor
+    return {"degree_centrality": MetricSeries("degree_centrality", target, ctrl, PRE, 1)}
+
+
+def test_a_clear_harm_against_steady_controls_is_negative_with_its_interval_recorded() -> None:
+    judgement = DiDJudge().judge([ISOLATION], _series(0.4, target_noise=0.03), ["c1", "c2"])
+    (metric,) = judgement.metrics
+    assert judgement.verdict == "negative" and metric.verdict == "negative"
+    assert metric.effect is not None and metric.effect == pytest.approx(-0.6, abs=0.08)
+    assert metric.interval is not None and metric.interval[1] < 0  # confidently a drop
+    recorded = judgement.as_dict()
+    assert recorded["method"] == "did" and recorded["params"]["confidence"] == 0.99
+    assert recorded["controls"] == ["c1", "c2"] and len(recorded["metrics"][0]["interval"]) == 2
+
+
+def test_noise_alone_is_ok() -> None:
+    verdicts = {DiDJudge().judge([ISOLATION], _series(1.0, target_noise=0.04, seed=s)).verdict for s in range(20)}
+    assert verdicts == {"ok"}
+
+
+def test_a_team_wide_shock_is_not_blamed_on_the_change_but_the_seed_rule_blames_it() -> None:
+    data = _series(1.0, target_noise=0.03, shock_last_week=0.5)
+    assert DiDJudge().judge([ISOLATION], data).verdict == "ok"
+    assert ThresholdJudge().judge([ISOLATION], data).verdict == "negative"
+
+
+def test_a_large_effect_on_a_very_noisy_person_is_inconclusive() -> None:
+    judgement = DiDJudge().judge([ISOLATION], _series(0.55, target_noise=0.25, seed=3))
+    (metric,) = judgement.metrics
+    assert judgement.verdict == "inconclusive"
+    assert metric.harm is not None and metric.harm >= 0.15
+    assert metric.interval is not None and metric.interval[0] < -0.3 < 0 < metric.interval[1]
+
+
+def test_the_same_data_always_gives_the_same_decision() -> None:
+    first = DiDJudge().judge([ISOLATION], _series(0.6, target_noise=0.15, seed=5)).as_dict()
+    again = DiDJudge().judge([ISOLATION], _series(0.6, target_noise=0.15, seed=5)).as_dict()
+    assert first == again
+
+
+def test_a_target_without_a_pre_period_reading_asks_a_person_instead_of_guessing() -> None:
+    data = _series(0.4, target_noise=0.03)
+    data["degree_centrality"].target[:PRE] = 0.0
+    judgement = DiDJudge().judge([ISOLATION], data)
+    assert judgement.verdict == "inconclusive" and "pre-period" in judgement.metrics[0].note
+
+
+def test_series_that_do_not_line_up_are_refused() -> None:
+    with pytest.raises(OutcomeDataInvalid):
+        MetricSeries("burnout", np.ones(5), np.ones((3, 4)), 4, 1)
+    with pytest.raises(OutcomeDataInvalid):
+        MetricSeries("burnout", np.ones(5), np.ones((3, 5)), 5, 1)
+
+
+def test_judges_are_chosen_by_name_and_an_unknown_name_is_refused() -> None:
+    assert make_judge("thresholds").name == "thresholds"
+    assert make_judge("did", confidence=0.95).name == "did"
+    with pytest.raises(InvalidInput):
+        make_judge("magic")
+
+
+def test_the_policy_selects_the_judge_and_its_settings_per_action_type() -> None:
+    policy = parse_policy({"version": "t", "outcomes": {
+        "role_change": {"judge": "did", "pre_weeks": 6, "confidence": 0.95, "delay_days": 14},
+        "reassign_manager": None}})
+    book = load_rulebook(policy.outcomes)
+    role = book.for_type("role_change")
+    assert role is not None and (role.judge, role.pre_weeks, role.confidence) == ("did", 6, 0.95)
+    assert role.delay.days == 14
+    assert book.for_type("reassign_manager") is None  # not monitored
+    team = book.for_type("team_restructure")
+    assert team is not None and team.judge == "thresholds"
+    default = load_rulebook(default_policy().outcomes).for_type("schedule_focus_time")
+    assert default is not None and default.judge == "thresholds" and default.pre_weeks == 8
+
+
+@pytest.mark.parametrize("bad", [{"judge": "magic"}, {"confidence": 1.5}, {"pre_weeks": 1}])
+def test_a_policy_with_bad_outcome_settings_is_refused_naming_the_type(bad: dict[str, object]) -> None:
+    with pytest.raises(PolicyInvalid, match="role_change"):
+        parse_policy({"version": "t", "outcomes": {"role_change": bad}})
+
+
+def test_on_a_small_held_out_org_the_did_judge_rolls_back_far_fewer_good_changes_than_the_seed_rule() -> None:
+    tallies = evaluate([1000], HELD_OUT_SEEDS[:1], 100, {"thresholds": ThresholdJudge(), "did": DiDJudge()})
+    did, seed_rule = tallies["did"].figures(), tallies["thresholds"].figures()
+    assert did["cases"] == seed_rule["cases"] == 400
+    assert did["false_rollback_rate"] <= 0.03
+    assert did["false_rollback_rate"] < seed_rule["false_rollback_rate"]
+    assert did["detection_rate"] >= 0.6
+    assert did["inconclusive_rate"] <= 0.3
