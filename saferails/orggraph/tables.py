@@ -18,7 +18,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from saferails.store.tables import Base, JSONType
 
 SNAPSHOT_HEADER = "*"
-CHECK_STATES = ("pending", "claimed", "ok", "negative", "error")
+CHECK_STATES = ("pending", "claimed", "ok", "negative", "inconclusive", "error")
 INTERACTION_KINDS = ("meeting", "message", "coedit")
 
 
@@ -60,8 +60,9 @@ class MetricSnapshotRow(Base):
 
 
 class OutcomeCheck(Base):
-    """``state``: pending -> claimed -> ok | negative | error. A claim expires at ``claimed_until`` so a crashed
-    worker's checks are taken again. ``baseline`` and ``result`` hold the metrics before and after."""
+    """``state``: pending -> claimed -> ok | negative | inconclusive | error (inconclusive -> ok | negative by a
+    person). A claim expires at ``claimed_until`` so a crashed worker's checks are taken again. ``baseline`` and
+    ``result`` hold the metrics before and after."""
 
     __tablename__ = "outcome_checks"
     id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)

@@ -27,8 +27,9 @@ and ``[lo, hi]`` its interval:
 * ``ok``: otherwise (the harm is confidently below the threshold, or small).
 
 The check's decision is the worst over its metrics (negative > inconclusive > ok). A metric without a usable
-pre-period (a zero or missing pre-period mean, fewer than 2 pre weeks or no controls) is ``inconclusive`` and
-says why: failing closed here means asking a person, not rolling back nor waving through.
+pre-period (a zero pre-period mean, missing weeks, fewer than 2 pre weeks or no controls) is ``inconclusive``
+and says why: failing closed here means asking a person, not rolling back nor waving through. A metric with no
+reading at all for the target gives no finding (``ok``, noted), as in the seed's rule.
 """
 
 from __future__ import annotations
@@ -211,6 +212,10 @@ class DiDJudge:
         if s.pre < 2:
             return unusable("fewer than 2 pre-period weeks")
         target, controls = s.target.astype(float), s.controls.astype(float)
+        if not np.isfinite(target).any():
+            # As the seed's rule: no reading gives no finding, and says so (an org without wellbeing surveys
+            # must not send every check to a person).
+            return MetricDecision(rule.name, rule.metric, "ok", None, None, None, rule.threshold, "no reading")
         t_base = np.nanmean(target[:s.pre]) if np.isfinite(target[:s.pre]).any() else np.nan
         if not np.isfinite(t_base) or t_base <= 0:
             return unusable("the target's pre-period mean is zero or missing")
