@@ -28,7 +28,8 @@ def _bar(value: Any, top: float) -> str:
 
 def render_markdown(outcome: CheckOutcome) -> str:
     """Title, verdict, findings table (before, after, change, threshold verdict) and the before/after chart."""
-    verdict = {"negative": "NEGATIVE - rolled back", "ok": "ok - kept", "error": "error"}[outcome.state]
+    verdict = {"negative": "NEGATIVE - rolled back", "ok": "ok - kept", "error": "error",
+               "inconclusive": "INCONCLUSIVE - a person decides whether to roll back"}[outcome.state]
     if outcome.state == "negative" and outcome.rollback_state != "rolled_back":
         verdict = f"NEGATIVE - rollback: {outcome.rollback_state or 'refused'}"
     lines = [f"# Outcome of {outcome.action_type} on {outcome.target}", "", f"**{verdict}**", ""]

@@ -1,4 +1,4 @@
-"""Migration 0006 and the markdown each outcome check leaves behind."""
+"""Migrations 0006 and 0006_1 and the markdown each outcome check leaves behind."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ def _alembic(db: Any, action: Any, revision: str) -> None:
 
 def test_the_org_graph_migration_downgrades_and_upgrades_cleanly(db: Any) -> None:
     assert set(sa.inspect(db.engine).get_table_names()) >= OUR_TABLES
-    _alembic(db, command.downgrade, "0006@-1")
+    _alembic(db, command.downgrade, "0006_1@-2")  # 0006_1 (inconclusive checks), then 0006
     assert not OUR_TABLES & set(sa.inspect(db.engine).get_table_names())
     _alembic(db, command.upgrade, "heads")
     assert set(sa.inspect(db.engine).get_table_names()) >= OUR_TABLES
