@@ -54,6 +54,7 @@ class Tally:
     detected: int = 0
     harmful: int = 0  # harm at least the threshold
     inconclusive: int = 0
+    harmful_asked: int = 0  # harm at least the threshold judged inconclusive (a person decides)
     small_harm: int = 0
     small_harm_rolled_back: int = 0
     seconds: float = 0.0
@@ -69,6 +70,7 @@ class Tally:
         if case.size >= threshold:
             self.harmful += 1
             self.detected += verdict == "negative"
+            self.harmful_asked += verdict == "inconclusive"
         else:
             self.small_harm += 1
             self.small_harm_rolled_back += verdict == "negative"
@@ -81,12 +83,14 @@ class Tally:
         return {"false_rollback_rate": self.false_rollbacks / max(self.good, 1),
                 "detection_rate": self.detected / max(self.harmful, 1),
                 "inconclusive_rate": self.inconclusive / max(self.cases, 1),
+                "detected_or_asked_rate": (self.detected + self.harmful_asked) / max(self.harmful, 1),
                 "small_harm_rollback_rate": self.small_harm_rolled_back / max(self.small_harm, 1),
                 "cases": self.cases}
 
 
-def make_cases(panel: WeeklyPanel, per_kind: int, seed: int) -> tuple[WeeklyPanel, list[Case]]:
-    """Apply ``per_kind`` interventions of each kind to distinct random targets in the panel's last week.
+def make_cases(panel: WeeklyPanel, per_kind: int, seed: int, post: int = POST_WEEKS) -> tuple[WeeklyPanel, list[Case]]:
+    """Apply ``per_kind`` interventions of each kind to distinct random targets in the panel's last ``post``
+    weeks.
     Returns the changed panel (the input is not modified) and the cases."""
     rng = np.random.default_rng([seed, 7])
     people = panel.degree.shape[0]
@@ -101,39 +105,40 @@ def make_cases(panel: WeeklyPanel, per_kind: int, seed: int) -> tuple[WeeklyPane
             # Exactly that share of the week's partners is lost. The partners lose the target too, but the
             # monitor does not count a control's ties to the target (saferails.outcomes.series), so that
             # spill-over never reaches the control path and is not modelled here.
-            degree[target, -1] -= round(size * degree[target, -1])
+            degree[target, -post:] -= np.round(size * degree[target, -post:])
         elif kind == "burnout":
-            burnout[target, -1] = min(1.0, burnout[target, -1] * (1 + size))
+            burnout[target, -post:] = np.minimum(1.0, burnout[target, -post:] * (1 + size))
         elif kind == "beneficial":
-            burnout[target, -1] *= 1 - size
+            burnout[target, -post:] *= 1 - size
         cases.append(Case(kind, float(size), int(target)))
     changed = WeeklyPanel(panel.team, panel.role, degree, burnout, panel.holiday_weeks, panel.shocks)
     return changed, cases
 
 
-def judge_case(judge: Judge, panel: WeeklyPanel, target: int, exclude: list[int]) -> str:
-    weeks = PRE_WEEKS + POST_WEEKS
+def judge_case(judge: Judge, panel: WeeklyPanel, target: int, exclude: list[int], post: int = POST_WEEKS) -> str:
+    weeks = PRE_WEEKS + post
     degree, burnout = panel.degree[:, -weeks:], panel.burnout[:, -weeks:]
     controls = match_controls(target, panel.team, panel.role, degree[:, :PRE_WEEKS].mean(axis=1), exclude=exclude)
     series = {"degree_centrality": MetricSeries("degree_centrality", degree[target], degree[controls],
-                                                PRE_WEEKS, POST_WEEKS),
-              "burnout": MetricSeries("burnout", burnout[target], burnout[controls], PRE_WEEKS, POST_WEEKS)}
+                                                PRE_WEEKS, post),
+              "burnout": MetricSeries("burnout", burnout[target], burnout[controls], PRE_WEEKS, post)}
     return judge.judge(RULES, series).verdict
 
 
 def evaluate(sizes: list[int], seeds: tuple[int, ...], per_kind: int,
-             judges: dict[str, Judge]) -> dict[str, Tally]:
-    """Run every judge on every (size, seed) organisation; one tally per judge."""
+             judges: dict[str, Judge], post: int = POST_WEEKS) -> dict[str, Tally]:
+    """Run every judge on every (size, seed) organisation with a ``post``-week post-period (the policy's
+    ``delay_days`` / 7); one tally per judge."""
     tallies = {name: Tally() for name in judges}
     for size in sizes:
         for seed in seeds:
-            panel, cases = make_cases(generate_panel(size, seed=seed, weeks=PRE_WEEKS + POST_WEEKS + 1),
-                                      min(per_kind, size // 8), seed)
+            panel, cases = make_cases(generate_panel(size, seed=seed, weeks=PRE_WEEKS + post + 1),
+                                      min(per_kind, size // 8), seed, post)
             targets = [c.target for c in cases]
             for name, judge in judges.items():
                 start = time.perf_counter()
                 for case in cases:
-                    tallies[name].add(case, judge_case(judge, panel, case.target, targets))
+                    tallies[name].add(case, judge_case(judge, panel, case.target, targets, post))
                 tallies[name].seconds += time.perf_counter() - start
     return tallies
 
@@ -156,7 +161,7 @@ def _results(split: str, tallies: dict[str, Tally], sizes: list[int]) -> list[Re
         fig = tally.figures()
         details: dict[str, Any] = {**fig, "sizes": sizes, "judge_seconds": round(tally.seconds, 2)}
         for metric, unit in (("false_rollback_rate", "%"), ("detection_rate", "%"), ("inconclusive_rate", "%"),
-                             ("small_harm_rollback_rate", "%")):
+                             ("detected_or_asked_rate", "%"), ("small_harm_rollback_rate", "%")):
             out.append(Result(AREA, f"{split} {name}: {metric.replace('_', ' ')}", "memory",
                               round(100 * fig[metric], 2), unit, int(fig["cases"]), details=details))
     return out
@@ -174,6 +179,9 @@ def run(args: BenchArgs) -> list[Result]:
         tallies = evaluate(sizes, seeds, per_kind, judges)
         results += _results(split, tallies, sizes)
         counts[split] = tallies["did"].cases
+    # The same held-out organisations judged two weeks after the change (delay_days: 14): the lever the policy
+    # offers when one week of data cannot separate a 30% change from a person's own variability.
+    results += _results("held-out, 2-week post", evaluate(sizes, HELD_OUT_SEEDS, per_kind, judges, post=2), sizes)
     if args.full:
         seconds = time_decisions(20_000, 1000)
         results.append(Result(AREA, "did: decide 1,000 due checks on 20,000 people", "memory", round(seconds, 2),
