@@ -342,11 +342,14 @@ class OutcomeMonitor:
                             rollback_state, note)
 
     def _judge_did(self, session: Session, row: OutcomeCheck, rules: TypeRules, now: datetime) -> Judgement:
-        others = session.execute(sa.select(OutcomeCheck.target).where(OutcomeCheck.id != row.id,
-                                                                      OutcomeCheck.state != "error")).scalars()
-        controls = choose_controls(session, row.target, exclude=list(others))
         window = row.baseline.get("window") or {}
         pre_end = as_utc(datetime.fromisoformat(window["end"])) if "end" in window else floor_day(now)
+        # Targets of other changes whose checks fall due from the start of our pre-period on: their own change
+        # overlaps our weeks, so they are no controls. Bounded by due_at (indexed), not the whole table.
+        since = pre_end - rules.window * rules.pre_weeks
+        others = session.execute(sa.select(OutcomeCheck.target).where(
+            OutcomeCheck.id != row.id, OutcomeCheck.due_at >= since)).scalars()
+        controls = choose_controls(session, row.target, exclude=list(others))
         data = read_weekly(session, [row.target, *controls], pre_end=pre_end, pre=rules.pre_weeks,
                            window=rules.window, post_end=floor_hour(now))
         judge = DiDJudge(confidence=rules.confidence)
