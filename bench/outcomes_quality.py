@@ -185,5 +185,5 @@ def run(args: BenchArgs) -> list[Result]:
     if args.full:
         seconds = time_decisions(20_000, 1000)
         results.append(Result(AREA, "did: decide 1,000 due checks on 20,000 people", "memory", round(seconds, 2),
-                              "s", 1000, note="goal <= 44 s (control matching + bootstrap judge)"))
+                              "s", 1000, note="goal <= 44 s (control matching + did judge)"))
     return results
