@@ -13,7 +13,9 @@ from tasks.outcomes import publish_outcome_artifacts, run_due_outcome_checks, sc
 @flow(name="saferails-monitor-outcomes")
 def monitor_outcomes(limit: int = 1000, worker_id: str | None = None) -> dict[str, Any]:
     """Capture baselines for newly completed monitored actions, then decide every due check: a negative outcome
-    is audited and rolled back, anything else is kept (``outcome_ok``). Each decision leaves an artifact.
+    is audited and rolled back, an inconclusive one (the ``did`` judge) is recorded for a person to resolve
+    (``OutcomeMonitor.resolve_inconclusive``), anything else is kept (``outcome_ok``). Each decision leaves an
+    artifact.
 
     Safe to run from several workers at once: checks are claimed (SKIP LOCKED on PostgreSQL) and a claim that
     outlives a crashed run expires, so overlapping or repeated runs split the work instead of repeating it.
@@ -22,4 +24,5 @@ def monitor_outcomes(limit: int = 1000, worker_id: str | None = None) -> dict[st
     report = run_due_outcome_checks(worker_id or f"flow-run-{flow_run.get_id() or 'local'}", limit)
     published = publish_outcome_artifacts(report)
     return {"scheduled": scheduled, "claimed": report["claimed"], "ok": report["ok"],
-            "negative": report["negative"], "error": report["error"], "artifacts": published}
+            "negative": report["negative"], "inconclusive": report["inconclusive"], "error": report["error"],
+            "artifacts": published}
