@@ -22,8 +22,9 @@ and ``[lo, hi]`` its interval:
 
 * ``negative``: ``lo > 0`` (confidently harmful), ``harm >= threshold / 2`` (large) and ``hi >= threshold`` (a
   harm that matters is plausible);
-* ``inconclusive``: ``lo <= 0`` but ``harm >= threshold / 2`` and ``hi >= threshold`` (a large effect the data
-  cannot separate from noise: ask a person);
+* ``inconclusive``: ``lo <= 0`` but ``harm >= ask_from * threshold`` (default 3/4) and ``hi >= threshold`` (a
+  large effect the data cannot separate from noise: ask a person). ``ask_from`` was chosen on the benchmark's
+  tuning organisations as the largest value that still sends at least 95% of real harms to a rollback or a person;
 * ``ok``: otherwise (the harm is confidently below the threshold, or small).
 
 The check's decision is the worst over its metrics (negative > inconclusive > ok). A metric without a usable
@@ -176,17 +177,19 @@ class DiDJudge:
     confidence: float = 0.99
     prior_weeks: float = 4.0
     min_space_placebos: int = 4
+    ask_from: float = 0.75
     name: str = "did"
 
     def __post_init__(self) -> None:
-        if not 0.5 < self.confidence < 1 or self.prior_weeks < 0 or self.min_space_placebos < 1:
+        if not 0.5 < self.confidence < 1 or self.prior_weeks < 0 or self.min_space_placebos < 1 \
+                or not 0 < self.ask_from <= 1:
             raise InvalidInput("did judge: confidence must be in (0.5, 1), prior_weeks >= 0, "
-                               "min_space_placebos >= 1")
+                               "min_space_placebos >= 1, 0 < ask_from <= 1")
 
     @property
     def params(self) -> dict[str, Any]:
         return {"confidence": self.confidence, "prior_weeks": self.prior_weeks,
-                "min_space_placebos": self.min_space_placebos,
+                "min_space_placebos": self.min_space_placebos, "ask_from": self.ask_from,
                 "interval": "placebo permutation: leave-one-week-out in time, controls' post change in space",
                 "control_path": "20% trimmed mean of pre-normalised controls"}
 
@@ -274,7 +277,7 @@ class DiDJudge:
         harm_lo, harm_hi = sorted((sign * low, sign * high))
         if harm_lo > 0 and harm >= rule.threshold / 2 and harm_hi >= rule.threshold:
             verdict: Verdict = "negative"
-        elif harm >= rule.threshold / 2 and harm_hi >= rule.threshold:
+        elif harm >= rule.threshold * self.ask_from and harm_hi >= rule.threshold:
             verdict = "inconclusive"
         else:
             verdict = "ok"
