@@ -13,7 +13,9 @@ from saferails.api import Store, open_store
 from saferails.clock import ManualClock
 from saferails.http import ApprovalLinks, LinkClaims, create_app
 from saferails.notify.base import Notification
+from saferails.org.repository import OrgRepository
 from saferails.settings import Settings
+from saferails.store.db import transaction
 from tests.support.http_auth import ApiKeyTable
 
 SECRET = b"h" * 32 + b"-http-test-approval-secret"
@@ -79,6 +81,7 @@ PRINCIPALS: dict[str, tuple[set[str], set[str], list[str]]] = {
     "root": ({"admin"}, {"*"}, ["admins"]),
     "agent-acme": ({"agent"}, {"acme"}, ["agents"]),
     "bob-acme": ({"approver"}, {"acme"}, ["approvers"]),
+    "dual": ({"agent", "approver"}, {"default"}, ["approvers"]),
     "aude-acme": ({"auditor"}, {"acme"}, []),
 }
 
@@ -87,6 +90,12 @@ def open_world(database_url: str, tmp_path: Path, clock: ManualClock, **app_kwar
     outbox = Outbox()
     settings = Settings(database_url=database_url, policy_path=None, approval_secret=SECRET, data_dir=tmp_path)
     store = open_store(settings, clock=clock, notifier=outbox)
+    with transaction(store.sessions) as session:
+        OrgRepository(session).insert({"employees": [
+            {"id": "mgr_old", "name": "Old Manager", "email": "old@example.com"},
+            {"id": "mgr_456", "name": "New Manager", "email": "new@example.com"},
+            {"id": "emp_123", "name": "Erin Employee", "email": "erin@example.com", "manager_id": "mgr_old"},
+        ]})
     keys = ApiKeyTable()
     tokens = {}
     for name, (roles, tenants, groups) in PRINCIPALS.items():
