@@ -255,7 +255,7 @@ class AuthenticationRequired(SaferailsError):
     """No credentials, or credentials that do not identify a principal. The message never says which."""
 
     code = "UNAUTHENTICATED"
-    exit_code = 11
+    exit_code = 12
     http_status = 401
 
 
