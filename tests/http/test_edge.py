@@ -162,3 +162,31 @@ def test_openapi_and_docs_describe_the_api(sqlite_world: HttpWorld) -> None:
     assert "proposer" not in spec["components"]["schemas"]["ProposalIn"]["properties"]
     docs = sqlite_world.client.get("/docs")
     assert docs.status_code == 200 and "swagger" in docs.text.lower()
+
+
+ONE_DOCUMENT_PER_HOUR = """
+version: "test-rate"
+rules:
+  - id: one-document-per-hour
+    kind: rate_limit
+    action_types: [create_document]
+    limits: {per_hour: 1}
+"""
+
+
+def test_a_rate_limited_proposal_is_429_with_retry_after(tmp_path: Path, sqlite_db: object, clock: object) -> None:
+    from saferails.policy import load_policy_text
+    from tests.support.http_world import open_world
+
+    w = open_world(sqlite_db.url, tmp_path, clock,  # type: ignore[attr-defined,arg-type]
+                   policy=load_policy_text(ONE_DOCUMENT_PER_HOUR))
+    try:
+        doc = {"action_type": "create_document", "target": "notes", "params": {"path": "a.txt", "content": "x"}}
+        assert w.client.post("/api/v1/actions", json=doc, headers=w.headers("agent-1")).status_code == 201
+        second = w.client.post("/api/v1/actions", json=doc, headers=w.headers("agent-1"))
+        problem = assert_problem(second, 429, "RATE_LIMITED")
+        assert second.headers["retry-after"] == "Sun, 22 Nov 2026 10:00:00 GMT"
+        assert w.store.actions.get(str(problem["action_id"])).state == "blocked"
+    finally:
+        w.client.close()
+        w.store.close()

@@ -14,6 +14,7 @@ from saferails.clock import ManualClock
 from saferails.http import ApprovalLinks, LinkClaims, create_app
 from saferails.notify.base import Notification
 from saferails.org.repository import OrgRepository
+from saferails.policy import Policy
 from saferails.settings import Settings
 from saferails.store.db import transaction
 from tests.support.http_auth import ApiKeyTable
@@ -86,10 +87,11 @@ PRINCIPALS: dict[str, tuple[set[str], set[str], list[str]]] = {
 }
 
 
-def open_world(database_url: str, tmp_path: Path, clock: ManualClock, **app_kwargs: Any) -> HttpWorld:
+def open_world(database_url: str, tmp_path: Path, clock: ManualClock, *, policy: Policy | None = None,
+               **app_kwargs: Any) -> HttpWorld:
     outbox = Outbox()
     settings = Settings(database_url=database_url, policy_path=None, approval_secret=SECRET, data_dir=tmp_path)
-    store = open_store(settings, clock=clock, notifier=outbox)
+    store = open_store(settings, clock=clock, notifier=outbox, policy=policy)
     with transaction(store.sessions) as session:
         OrgRepository(session).insert({"employees": [
             {"id": "mgr_old", "name": "Old Manager", "email": "old@example.com"},
