@@ -15,8 +15,10 @@ import base64
 import hashlib
 import hmac
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 from urllib.parse import urlencode
 
 from saferails.errors import ApprovalLinkInvalid
@@ -98,6 +100,18 @@ class ApprovalLinks:
 
     def _sign(self, body: bytes) -> bytes:
         return hmac.new(self._key, body, hashlib.sha256).digest()
+
+    def url_for_request(self, base_url: str, data: Mapping[str, Any]) -> str:
+        """The link for one ``approval_requested`` notification, from its ``data`` (``action_id``, ``approver``,
+        ``action_hash``, ``code``, ``deadline``): what a notifier appends to the message it sends."""
+        claims = LinkClaims(
+            action_id=str(data["action_id"]),
+            approver=str(data["approver"]),
+            action_hash=str(data["action_hash"]),
+            code=None if data.get("code") is None else str(data["code"]),
+            expires_at=datetime.fromisoformat(str(data["deadline"])),
+        )
+        return self.url(base_url, claims)
 
 
 __all__ = ["ApprovalLinks", "LinkClaims"]

@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from saferails.api import Store, open_store
 from saferails.clock import ManualClock
-from saferails.http import ApprovalLinks, LinkClaims, create_app
+from saferails.http import ApprovalLinks, create_app
 from saferails.notify.base import Notification
 from saferails.org.repository import OrgRepository
 from saferails.policy import Policy
@@ -57,11 +57,8 @@ class HttpWorld:
         return str(self.outbox.approval_for(action_id, approver)["code"])
 
     def link(self, action_id: str, approver: str, base: str = BASE) -> str:
-        data = self.outbox.approval_for(action_id, approver)
-        view = self.store.actions.get(action_id)
-        assert view.approval_deadline is not None
-        claims = LinkClaims(action_id, approver, str(data["action_hash"]), data["code"], view.approval_deadline)
-        return ApprovalLinks(SECRET).url(base, claims)
+        """The link the approval message to ``approver`` would carry."""
+        return ApprovalLinks(SECRET).url_for_request(base, self.outbox.approval_for(action_id, approver))
 
     def propose(self, who: str = "agent-1", **body: Any) -> dict[str, Any]:
         payload = {"action_type": "reassign_manager", "target": "emp_123",
