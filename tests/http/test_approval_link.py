@@ -155,3 +155,39 @@ def test_links_are_refused_when_no_approval_secret_is_configured(tmp_path: Path,
         assert page.status_code == 403 and "approval link invalid or expired" in page.text
     finally:
         store.close()
+
+
+TWO_APPROVERS = """
+version: "test-2-approvers"
+impact: {default: low, types: {reassign_manager: high}}
+rules:
+  - id: two-approvers
+    kind: requires_approval
+    action_types: [reassign_manager]
+    approval: {approvers: {groups: [approvers]}, min_approvals: 2, timeout: 1h}
+"""
+
+
+def test_with_two_approvers_each_link_counts_once_and_the_second_approves(
+    tmp_path: Path, sqlite_db: Any, clock: Any
+) -> None:
+    from saferails.policy import load_policy_text
+    from tests.support.http_world import open_world
+
+    w = open_world(sqlite_db.url, tmp_path, clock, policy=load_policy_text(TWO_APPROVERS))
+    try:
+        action = w.propose()
+        bob = form_token(w.client.get(w.link(action["id"], "bob")).text)
+        carol_link = w.link(action["id"], "carol")
+        first = post(w, "/api/actions/approve", bob, "approve", "ok by me")
+        assert first.status_code == 200 and "1 of 2 approvals" in first.text
+        assert w.store.actions.get(action["id"]).state == "pending_approval"
+        assert post(w, "/api/actions/approve", bob, "approve").status_code == 403  # bob's link is spent
+        assert "0 of 2" not in w.client.get(carol_link).text
+        second = post(w, "/api/actions/approve", form_token(w.client.get(carol_link).text), "approve")
+        assert second.status_code == 200 and "now <b>approved</b>" in second.text
+        view = w.store.actions.get(action["id"])
+        assert view.state == "approved" and sorted(view.valid_approvers) == ["bob", "carol"]
+    finally:
+        w.client.close()
+        w.store.close()
