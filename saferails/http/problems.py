@@ -29,6 +29,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from saferails.errors import PayloadTooLarge, SaferailsError
 
 logger = logging.getLogger("saferails.http")
+access_log = logging.getLogger("saferails.http.access")
 
 PROBLEM_JSON = "application/problem+json"
 REQUEST_ID_HEADER = "X-Request-ID"
@@ -186,6 +187,7 @@ class EdgeMiddleware:
             return
         received = 0
         started = False
+        status = 0
 
         async def limited_receive() -> Message:
             nonlocal received
@@ -198,8 +200,10 @@ class EdgeMiddleware:
 
         async def send_with_id(message: Message) -> None:
             nonlocal started
+            nonlocal status
             if message["type"] == "http.response.start":
                 started = True
+                status = int(message["status"])
                 MutableHeaders(scope=message)[REQUEST_ID_HEADER] = request_id
             await send(message)
 
@@ -208,12 +212,19 @@ class EdgeMiddleware:
         except _BodyTooLarge:
             if not started:
                 await self._send_problem(send, 413, _too_large(self.max_body_bytes), path, request_id)
+                status = 413
         except Exception:  # the last resort: log everything, show nothing internal
             logger.exception("unhandled error in request %s %s", request_id, path)
             if not started:
                 body = problem_body(500, INTERNAL_ERROR, "the server could not complete the request",
                                     instance=path, request_id=request_id)
                 await self._send(send, 500, body, request_id)
+                status = 500
+        finally:
+            # The access log carries the request id and the principal: the service's audit records do not take
+            # a request id, so this is where a request is correlated with what it changed.
+            access_log.info("%s %s %s principal=%s status=%s", request_id, scope.get("method"), path,
+                            scope["state"].get("principal_id", "-"), status)
 
     async def _send_problem(self, send: Send, status: int, exc: SaferailsError, path: str, request_id: str) -> None:
         await self._send(send, status, error_body(exc, instance=path, request_id=request_id), request_id)

@@ -3,8 +3,10 @@ last-resort 500, OpenAPI."""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
+import pytest
 from fastapi.testclient import TestClient
 
 from saferails.http import Principal, create_app
@@ -99,6 +101,13 @@ def test_a_request_id_is_echoed_or_made_and_appears_in_problems(sqlite_world: Ht
     assert problem.headers["x-request-id"] == "trace-43"
     assert problem.json()["request_id"] == "trace-43"
     assert problem.json()["instance"] == "/api/v1/actions/nope"
+
+
+def test_the_access_log_ties_the_request_id_to_the_principal(sqlite_world: HttpWorld,
+                                                             caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.INFO, logger="saferails.http.access"):
+        sqlite_world.client.get("/api/v1/actions", headers=sqlite_world.headers("bob", **{"X-Request-ID": "t-7"}))
+    assert any(r.getMessage() == "t-7 GET /api/v1/actions principal=bob status=200" for r in caplog.records)
 
 
 def test_unknown_routes_and_methods_are_problems_too(sqlite_world: HttpWorld) -> None:
