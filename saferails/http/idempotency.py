@@ -64,6 +64,10 @@ class IdempotencyCache:
     def lock(self, principal_id: str, key: str) -> threading.Lock:
         """The lock that serialises requests with this key (hold it across lookup, operation and ``store``)."""
         with self._guard:
+            if len(self._locks) > 2 * self.max_entries:
+                # Keys whose requests failed keep a lock but no entry: drop the idle ones so the table stays bounded.
+                for idle in [k for k, lk in self._locks.items() if k not in self._entries and not lk.locked()]:
+                    del self._locks[idle]
             return self._locks.setdefault((principal_id, key), threading.Lock())
 
     def lookup(self, principal_id: str, key: str, print_: str) -> StoredResponse | None:
