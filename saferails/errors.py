@@ -40,6 +40,7 @@ class InvalidInput(SaferailsError):
 
 class UnknownActionType(InvalidInput):
     code = "UNKNOWN_ACTION_TYPE"
+    http_status = 422
 
     def __init__(self, action_type: str, known: list[str] | None = None) -> None:
         known_list = sorted(known or [])
@@ -52,6 +53,7 @@ class UnknownActionType(InvalidInput):
 
 class InvalidParams(InvalidInput):
     code = "INVALID_PARAMS"
+    http_status = 422
 
     def __init__(self, action_type: str, problems: list[str]) -> None:
         super().__init__(
@@ -248,6 +250,7 @@ class StoreUnavailable(SaferailsError):
 
 class ApprovalExpired(ApprovalError):
     code = "APPROVAL_EXPIRED"
+    http_status = 410
 
 
 class IdempotencyConflict(InvalidInput):
@@ -300,3 +303,49 @@ class WebhookSignatureInvalid(SaferailsError):
     code = "WEBHOOK_SIGNATURE_INVALID"
     exit_code = 2
     http_status = 401
+
+
+# --- the HTTP edge and its callers (401, 403, 413, 422) -------------------------------------------------------
+
+
+class AuthenticationRequired(SaferailsError):
+    """No credentials, or credentials that do not identify a principal. The message never says which."""
+
+    code = "UNAUTHENTICATED"
+    exit_code = 12
+    http_status = 401
+
+
+class InsufficientPermissions(PermissionDenied):
+    """The authenticated principal lacks the permission an operation needs (``required_permission``)."""
+
+    code = "INSUFFICIENT_PERMISSIONS"
+
+    def __init__(self, principal_id: str, roles: list[str], permission: str) -> None:
+        super().__init__(
+            f"{principal_id} does not have permission {permission!r}",
+            required_permission=permission,
+            user_role=roles[0] if len(roles) == 1 else ",".join(roles),
+            roles=roles,
+        )
+
+
+class PayloadTooLarge(InvalidInput):
+    """A request body is larger than the edge accepts."""
+
+    code = "PAYLOAD_TOO_LARGE"
+    http_status = 413
+
+
+class IdempotencyKeyReused(InvalidInput):
+    """An ``Idempotency-Key`` was reused for a different request (other body, path or caller)."""
+
+    code = "IDEMPOTENCY_KEY_REUSED"
+    http_status = 422
+
+
+class ApprovalLinkInvalid(ApprovalError):
+    """An e-mailed approval link is malformed, forged, expired or for a request that no longer exists. The public
+    message is the same in every case; ``details["internal_reason"]`` says which, for logs only."""
+
+    code = "APPROVAL_LINK_INVALID"

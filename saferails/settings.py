@@ -96,6 +96,8 @@ class Settings(BaseSettings):
     egress_allowed_hosts: Annotated[list[str], NoDecode] = []
     egress_allow_private: bool = False
     audit_key_file: Path | None = None
+    http_authenticator: str | None = None
+    public_url: str | None = None
     audit_checkpoints_file: Path | None = None
 
     def __init__(self, **values: Any) -> None:
