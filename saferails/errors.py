@@ -243,3 +243,22 @@ class IdempotencyConflict(InvalidInput):
 
     code = "IDEMPOTENCY_CONFLICT"
     http_status = 409
+
+
+# --- integrity and reconciliation (h-exec) -----------------------------------------------------------------
+
+
+class ActionTampered(ExecutionError):
+    """The stored action no longer hashes to the action hash it was proposed and approved under (its type,
+    target or parameters were edited in the database): it is refused, audited and alerted, never executed or
+    rolled back."""
+
+    code = "ACTION_TAMPERED"
+    http_status = 409
+
+
+class EffectUnknown(RollbackError):
+    """Whether the action's effect exists cannot be established (a crash interrupted it and the handler cannot
+    tell): nothing is claimed undone; an operator must check the system the handler acts on."""
+
+    code = "EFFECT_UNKNOWN"
