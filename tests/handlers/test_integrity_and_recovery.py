@@ -23,10 +23,9 @@ from saferails.clock import ManualClock
 from saferails.errors import ActionTampered, InvalidInput
 from saferails.execution import INTERRUPTED
 from saferails.handlers import HandlerSettings
-from saferails.outbox import OutboxEvent
 from saferails.resilience import BreakerRegistry
 from saferails.store.db import transaction
-from saferails.store.tables import Action, AuditRecord
+from saferails.store.tables import Action, AuditRecord, OutboxEvent
 from saferails.sweeps import RecoverSweep
 
 LEASE_PASSED = timedelta(minutes=16)
