@@ -13,6 +13,7 @@ error hierarchy.
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import re
 from collections.abc import Callable
@@ -173,10 +174,22 @@ def as_typed_error(exc: BaseException) -> SaferailsError | None:
 
 
 def typed_errors(fn: Callable[P, R]) -> Callable[P, R]:
-    """Decorate a public service method: low-level failures on bad input become typed errors."""
+    """Decorate a public service method: low-level failures on bad input become typed errors, and every
+    argument named ``*_id`` must be an identifier (a string of the identifier charset, at most 200
+    characters) or the call is refused with ``InvalidInput`` before it reaches the store."""
+    signature = inspect.signature(fn)
+    ids = [name for name in signature.parameters if name.endswith("_id")]
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        if ids:
+            try:
+                bound = signature.bind(*args, **kwargs)
+            except TypeError as exc:
+                raise InvalidInput(f"{fn.__name__}: {exc}") from None
+            for name in ids:
+                if name in bound.arguments and bound.arguments[name] is not None:
+                    check_identifier(name, bound.arguments[name])
         try:
             return fn(*args, **kwargs)
         except SaferailsError:
