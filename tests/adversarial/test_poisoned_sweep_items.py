@@ -20,7 +20,7 @@ from saferails.handlers import ExecutionOutcome, HandlerContext, HandlerSettings
 from saferails.policy import load_policy_text
 from saferails.store.db import transaction
 from saferails.store.tables import Action, AuditRecord
-from saferails.sweeps import RecoverSweep
+from saferails.sweeps import ExpireSweep, RecoverSweep
 
 OPEN_POLICY = 'version: "poison-test"\nimpact: {default: low}\nrules: []\n'
 
@@ -111,3 +111,36 @@ def test_a_nul_byte_written_into_a_stored_path_fails_that_action_and_the_sweep_c
     assert "NUL" in failed.error
     assert actions.get(good.id).state == "completed" and Pill.done == ["fine"]
     assert sorted(p.name for p in (root / "inbox").iterdir()) == ["a.txt"]
+
+
+class _ChokingActions(ActionService):
+    """Fault injection: resolving one chosen action crashes with an untyped error (a bug, a corrupt row)."""
+
+    poisoned: str = ""
+
+    def resolve_timeout(self, action_id: str, actor: str = "system:timeout") -> Any:
+        if action_id == self.poisoned:
+            raise KeyError("corrupt decision document")
+        return super().resolve_timeout(action_id, actor)
+
+
+def test_the_expire_sweep_ends_a_poisoned_item_timed_out_with_a_reason_and_resolves_the_rest(
+    db: Any, clock: ManualClock
+) -> None:
+    policy = load_policy_text(
+        'version: "poison-expire"\nimpact: {default: high}\n'
+        "approval_defaults: {approvers: {groups: [approvers]}, min_approvals: 1, timeout: 1h, timeout_action: fail,"
+        " require_codes: false}\n"
+        "rules:\n  - id: all-need-approval\n    kind: requires_approval\n    action_types: [poison_pill]\n"
+    )
+    actions = _ChokingActions(db.sessions, policy, clock)
+    ids = [actions.propose(Proposal(action_type="poison_pill", target=f"t{i}", params={}, proposer="agent-1")).id
+           for i in range(4)]
+    assert {actions.get(i).state for i in ids} == {"pending_approval"}
+    actions.poisoned = ids[1]
+    clock.advance(timedelta(hours=2))
+    report = ExpireSweep(actions, batch_size=1).run()
+    assert {actions.get(i).state for i in ids} == {"timed_out"}
+    assert "corrupt decision document" in _events(db, ids[1])["sweep_item_poisoned"]["reason"]
+    assert [i.outcome for i in report.items if i.action_id == ids[1]] == ["failed"]
+    assert sorted(i.action_id for i in report.items if i.outcome == "resolved") == sorted(ids[:1] + ids[2:])
