@@ -39,6 +39,7 @@ never count against the circuit breaker.
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import Callable
@@ -78,7 +79,7 @@ from saferails.handlers.registry import get_handler
 from saferails.org.tables import Effect
 from saferails.resilience import BreakerRegistry, RetryPolicy, Sleeper, retry
 from saferails.store.db import transaction
-from saferails.store.tables import Action
+from saferails.store.tables import Action, AuditRecord
 from saferails.workflow import alerts
 
 EXECUTOR = "system:executor"
@@ -110,14 +111,32 @@ def is_transient(exc: BaseException) -> bool:
     return not isinstance(exc, _PERMANENT)
 
 
-def stored_hash_mismatch(row: Action) -> str | None:
-    """The hash recomputed from the row's type, target and params when it differs from the stored
-    ``action_hash`` (the row was edited after the proposal), else None."""
+def stored_hash_mismatch(row: Action, session: Session | None = None) -> str | None:
+    """The hash recomputed from the row's type, target and params when the row was edited after the proposal,
+    else None. Edited means: the recomputed hash differs from the stored ``action_hash``, or (given a session)
+    the stored ``action_hash`` differs from the one the hash-chained ``action_proposed`` audit record holds, so
+    rewriting params and hash together is caught as well."""
     try:
         computed = action_hash(row.action_type, row.target, dict(row.params or {}))
     except (TypeError, ValueError):
         return "uncomputable"
-    return None if computed == row.action_hash else computed
+    if computed != row.action_hash:
+        return computed
+    if session is not None:
+        recorded = session.execute(
+            sa.select(AuditRecord.details)
+            .where(AuditRecord.entity_id == row.id, AuditRecord.event == "action_proposed")
+            .order_by(AuditRecord.sequence)
+            .limit(1)
+        ).scalar_one_or_none()
+        if recorded is not None:
+            try:
+                proposed = json.loads(recorded).get("action_hash")
+            except (ValueError, AttributeError):
+                proposed = None
+            if proposed is not None and proposed != row.action_hash:
+                return computed
+    return None
 
 
 def _error_text(exc: BaseException) -> str:
@@ -249,7 +268,7 @@ class ExecutionService:
         """Commit the tamper trace in its own transaction and return the error to raise."""
         with transaction(self.sessions) as session:
             row = transitions.lock_row(session, ACTION_KIND, action_id)
-            computed = stored_hash_mismatch(row) or row.action_hash
+            computed = stored_hash_mismatch(row, session) or row.action_hash
             self._flag_tampered(session, row, actor, stage, computed)
         return ActionTampered(
             f"action {action_id} no longer matches the action hash it was approved under: {stage} refused",
@@ -276,7 +295,7 @@ class ExecutionService:
             row = transitions.lock_row(session, ACTION_KIND, action_id)
             if row.state == lc.COMPLETED:
                 return self._view(session, row)
-            tampered = row.state == lc.APPROVED and stored_hash_mismatch(row) is not None
+            tampered = row.state == lc.APPROVED and stored_hash_mismatch(row, session) is not None
             if not tampered:
                 handler = get_handler(row.action_type)
                 self.breakers.get(row.action_type).check()
@@ -476,11 +495,11 @@ class ExecutionService:
         tampered = False
         with transaction(self.sessions) as session:
             row = transitions.lock_row(session, ACTION_KIND, action_id)
-            handler = get_handler(row.action_type)
             tampered = row.state in (lc.COMPLETED, lc.FAILED, lc.ROLLBACK_FAILED) and (
-                stored_hash_mismatch(row) is not None
+                stored_hash_mismatch(row, session) is not None
             )
             if not tampered:
+                handler = get_handler(row.action_type)
                 row = self._move(
                     session, action_id, lc.ROLLING_BACK, "rollback_started", actor, details={"reason": reason}
                 )
@@ -622,7 +641,7 @@ class ExecutionService:
             row = transitions.lock_row(session, ACTION_KIND, action_id)
             if row.state != lc.ROLLING_BACK:
                 return self._view(session, row)
-            computed = stored_hash_mismatch(row)
+            computed = stored_hash_mismatch(row, session)
             if computed is not None:
                 tampered = True
                 self._flag_tampered(session, row, actor, "rollback", computed)
@@ -670,7 +689,7 @@ class ExecutionService:
                              "finished_at": now},
                 )
                 return self._view(session, row)
-            computed = stored_hash_mismatch(row)
+            computed = stored_hash_mismatch(row, session)
             if computed is not None:
                 return self._view(session, self._flag_tampered(session, row, actor, "recover", computed))
             try:

@@ -38,6 +38,8 @@ class Pill:
     def validate(self, ctx: HandlerContext, target: str, params: dict[str, Any]) -> None:
         if target == "poison":
             raise RuntimeError("the handler choked on this item")
+        if target == "value-error":
+            int("not a number")
 
     def capture(self, ctx: HandlerContext, target: str, params: dict[str, Any]) -> dict[str, Any]:
         return {}
@@ -88,7 +90,7 @@ def test_a_poisoned_item_among_good_ones_ends_failed_with_a_reason_and_the_good_
     assert RecoverSweep(actions, executor).run().items == []
 
 
-def test_a_nul_byte_written_into_a_stored_path_fails_that_action_and_the_sweep_carries_on(
+def test_a_stored_path_forged_with_a_nul_byte_is_refused_and_the_sweep_carries_on(
     sqlite_db: Any, clock: ManualClock, tmp_path: Path
 ) -> None:
     # PostgreSQL cannot even store the NUL (its JSON refuses it); SQLite can, so the executor must cope.
@@ -107,10 +109,21 @@ def test_a_nul_byte_written_into_a_stored_path_fails_that_action_and_the_sweep_c
     clock.advance(timedelta(minutes=16))
     RecoverSweep(actions, executor, batch_size=1).run()
     failed = actions.get(bad.id)
-    assert failed.state == "failed" and failed.error is not None and failed.error.startswith("INVALID_PARAMS")
-    assert "NUL" in failed.error
+    # The hash the proposal was recorded under (in the hash-chained audit log) no longer matches.
+    assert failed.state == "failed" and failed.error is not None and failed.error.startswith("ACTION_TAMPERED")
     assert actions.get(good.id).state == "completed" and Pill.done == ["fine"]
     assert sorted(p.name for p in (root / "inbox").iterdir()) == ["a.txt"]
+
+
+def test_a_handler_tripping_over_its_params_fails_the_action_for_good_instead_of_leaving_it_approved(
+    db: Any, clock: ManualClock
+) -> None:
+    actions, executor = _services(db, clock, HandlerSettings())
+    action = actions.propose(Proposal(action_type="poison_pill", target="value-error", params={},
+                                      proposer="agent-1"))
+    failed = executor.execute(action.id)
+    assert failed.state == "failed" and failed.error is not None and failed.error.startswith("INVALID_INPUT")
+    assert "ValueError" in failed.error
 
 
 class _ChokingActions(ActionService):
