@@ -155,6 +155,9 @@ class RecoverSweep:
                 final = POISONED_FINAL.get(row.state)
                 details = {"sweep": sweep, "reason": reason, "error_type": type(exc).__name__}
                 now = self.clock.now()
+                # An execution cut short keeps the "interrupted" mark: a later rollback then reconciles its
+                # effect instead of assuming there is nothing to undo.
+                error = f"{INTERRUPTED}; poisoned: {reason}" if row.state == lc.EXECUTING else f"poisoned: {reason}"
                 if row.state == lc.APPROVED:  # approved -> failed only runs through executing
                     transitions.transition(session, ENTITY, action_id, lc.EXECUTING, actor=ACTOR,
                                            event="execution_started", now=now, details={"stage": "sweep"},
@@ -162,8 +165,8 @@ class RecoverSweep:
                 if final is not None:
                     row = transitions.transition(
                         session, ENTITY, action_id, final, actor=ACTOR, event="sweep_item_poisoned", now=now,
-                        details=details, changes={"error": f"poisoned: {reason}", "finished_at": now}
-                        if final == lc.FAILED else {"error": f"poisoned: {reason}"},
+                        details=details, changes={"error": error, "finished_at": now}
+                        if final == lc.FAILED else {"error": error},
                     )
                 else:
                     transitions.record_event(session, ENTITY, row, actor=ACTOR, event="sweep_item_poisoned",
