@@ -24,6 +24,9 @@ from saferails.handlers import HandlerSettings
 from saferails.policy import load_policy_text
 from saferails.store.db import transaction
 from saferails.store.tables import Action, AuditRecord
+from saferails.workflow import WorkflowActor
+from saferails.workflow.service import WorkflowService
+from saferails.workflow.tables import Task
 
 OPEN_POLICY = 'version: "fuzz"\nimpact: {default: low}\nrules: []\n'
 FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -127,3 +130,29 @@ def test_reading_with_anything_raises_only_typed_errors(db: Any) -> None:
                 call()
 
     read()
+
+
+def test_the_workflow_service_raises_only_typed_errors_and_a_refused_task_writes_nothing(db: Any) -> None:
+    workflow = WorkflowService(db.sessions, ManualClock(datetime(2026, 11, 22, tzinfo=UTC)))
+    admin = WorkflowActor("ada", frozenset({"admin"}))
+
+    def tasks() -> int:
+        with transaction(db.sessions) as session:
+            return int(session.execute(sa.select(sa.func.count()).select_from(Task)).scalar_one())
+
+    @FUZZ
+    @given(title=TEXT, description=TEXT, metadata=st.dictionaries(TEXT, JSON, max_size=3),
+           due=st.none() | DATES, task_id=st.one_of(IDS, st.integers()), limit=st.integers(), state=st.none() | TEXT)
+    def calls(title: str, description: str, metadata: dict[str, Any], due: datetime | None, task_id: Any,
+              limit: int, state: str | None) -> None:
+        before = tasks()
+        try:
+            workflow.create_task(admin, title=title, description=description, metadata=metadata, due_date=due)
+        except SaferailsError:
+            assert tasks() == before, "a refused task left a row behind"
+        for call in (lambda: workflow.get_task(task_id), lambda: workflow.list_tasks(state=state, limit=limit),
+                     lambda: workflow.sla_record(task_id)):
+            with contextlib.suppress(SaferailsError):
+                call()
+
+    calls()
