@@ -6,6 +6,11 @@ store-local handler inside the transaction that marks the action completed, so t
 commit together, exactly once. An external handler runs outside any transaction (``ctx.session`` is refused)
 and gets the action's idempotency key so a repeated call after a crash is recognisable; its effect is recorded
 in the ``effects`` table in the completing transaction.
+
+A crash between an external effect and the commit that records it leaves the outcome unknown. Handlers that
+implement ``reconcile`` (``ReconcilingHandler``; every built-in one) say whether the effect exists now, and the
+executor and the recover sweep decide from that answer instead of assuming; for other handlers the answer is
+``unknown``, which is never treated as "nothing to undo".
 """
 
 from __future__ import annotations
