@@ -23,7 +23,7 @@ from saferails.actions.models import action_hash
 from saferails.clock import ManualClock
 from saferails.errors import ActionTampered, InvalidInput
 from saferails.execution import INTERRUPTED
-from saferails.handlers import HandlerSettings
+from saferails.handlers import BUILTIN_HANDLERS, HandlerSettings, ReconcilingHandler
 from saferails.resilience import BreakerRegistry
 from saferails.store.db import transaction
 from saferails.store.tables import Action, AuditRecord, OutboxEvent
@@ -367,3 +367,27 @@ def test_undeliverable_emails_fail_once_and_do_not_open_the_circuit_for_everyone
     good = strict.propose("send_email", "agent-mailbox", {"to": ["ann@example.com"], "subject": "Hi", "body": "x"})
     assert strict.executor.execute(good.id).state == "completed"
     assert len(ascii_only_smtp.messages) == 1
+
+
+def test_every_built_in_handler_can_reconcile_its_effect() -> None:
+    assert [h.action_type for h in BUILTIN_HANDLERS if not isinstance(h, ReconcilingHandler)] == []
+
+
+@pytest.mark.parametrize("action_type, params", [
+    ("role_change", {"new_role": "lead"}),
+    ("schedule_focus_time", {"start": "2026-11-24T09:00:00Z", "end": "2026-11-24T11:00:00Z"}),
+], ids=["org-row", "calendar"])
+def test_a_store_local_execution_killed_before_commit_left_no_effect_and_fails_truthfully(
+    w: World, crash: Crash, action_type: str, params: dict[str, Any]
+) -> None:
+    before = w.snapshot()
+    action = w.propose(action_type, "ann", params)
+    crash.at = "after_effect"
+    with pytest.raises(Killed):
+        w.executor.execute(action.id)
+    assert w.actions.get(action.id).state == "executing" and w.snapshot() == before
+    w.clock.advance(LEASE_PASSED)
+    sweep(w).run()
+    assert (w.actions.get(action.id).state, w.actions.get(action.id).error) == ("failed", INTERRUPTED)
+    assert w.executor.rollback(action.id, "ops-1", reason="clean up").state == "rolled_back"
+    assert w.snapshot() == before
