@@ -8,7 +8,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from saferails.audit.chain import canonical_json
 from saferails.boundary import datetime_problem, identifier_problem, json_problems, text_problem
@@ -40,9 +48,13 @@ class Proposal(BaseModel):
     scheduled_for: datetime | None = None
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
 
-    def __init__(self, /, **data: Any) -> None:
+    @model_validator(mode="wrap")
+    @classmethod
+    def _typed_refusal(cls, data: Any, handler: ModelWrapValidatorHandler[Proposal]) -> Proposal:
+        # However a Proposal is built (constructor, model_validate from a flow parameter), a refusal is the
+        # saferails InvalidInput, not pydantic's ValidationError: pydantic lets non-ValueErrors through.
         try:
-            super().__init__(**data)
+            return handler(data)
         except ValidationError as exc:
             problems = [f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}" for e in exc.errors()]
             raise InvalidInput(f"invalid proposal: {'; '.join(problems)}"[:2000], problems=problems) from None
