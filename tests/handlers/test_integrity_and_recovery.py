@@ -20,10 +20,12 @@ from aiosmtpd.controller import Controller
 from handlerkit import Mailbox, World, free_port, make_world
 
 from saferails.actions.models import action_hash
+from saferails.actions.service import ActionService, Proposal
 from saferails.clock import ManualClock
 from saferails.errors import ActionTampered, InvalidInput
 from saferails.execution import INTERRUPTED
 from saferails.handlers import BUILTIN_HANDLERS, HandlerSettings, ReconcilingHandler
+from saferails.policy import load_policy_text
 from saferails.resilience import BreakerRegistry
 from saferails.store.db import transaction
 from saferails.store.tables import Action, AuditRecord, OutboxEvent
@@ -391,3 +393,37 @@ def test_a_store_local_execution_killed_before_commit_left_no_effect_and_fails_t
     assert (w.actions.get(action.id).state, w.actions.get(action.id).error) == ("failed", INTERRUPTED)
     assert w.executor.rollback(action.id, "ops-1", reason="clean up").state == "rolled_back"
     assert w.snapshot() == before
+
+
+APPROVAL_POLICY = """
+version: "tamper-approval"
+impact: {default: high}
+approval_defaults: {approvers: {users: [alice]}, min_approvals: 1, timeout: 1h, timeout_action: fail,
+                    require_codes: false}
+rules:
+  - id: documents-need-approval
+    kind: requires_approval
+    action_types: [create_document]
+"""
+
+
+def test_params_swapped_with_raw_sql_after_a_human_approval_are_never_executed(
+    w: World, file_root: Path
+) -> None:
+    gated = ActionService(w.db.sessions, load_policy_text(APPROVAL_POLICY), w.clock)
+    gated.upsert_principal("alice")
+    action = gated.propose(Proposal(action_type="create_document", target="docs", proposer="agent-7",
+                                    params={"path": "inbox/notes.md", "content": "harmless\n"}))
+    assert action.state == "pending_approval"
+    assert gated.approve(action.id, "alice", reason="looks fine").state == "approved"
+    with transaction(w.db.sessions) as session:
+        session.execute(
+            sa.text("UPDATE actions SET params = :p WHERE id = :id").bindparams(sa.bindparam("p", type_=sa.JSON)),
+            {"p": {"path": "inbox/report.txt", "content": "exfiltrated\n", "overwrite": True}, "id": action.id},
+        )
+    before = files(file_root)
+    with pytest.raises(ActionTampered):
+        w.executor.execute(action.id)
+    assert files(file_root) == before
+    assert w.actions.get(action.id).state == "failed"
+    assert {"approved", "action_tampered", "alert_emitted"} <= set(events(w, action.id))
