@@ -20,12 +20,13 @@ Contract of ``ExecutionService.execute``:
 is not approved (``InvalidTransition`` / ``GuardRejected``), no handler (``HandlerNotRegistered``), an open
 circuit (``CircuitOpen``: the action stays ``approved`` for a later run).
 
-Integrity: before executing and before rolling back, the action hash is recomputed from the stored type,
-target and parameters. A mismatch (the row was edited after the proposal and its approvals) raises
-``ActionTampered`` after committing its trace: an approved action moves to ``failed`` (event
-``action_tampered``), any other keeps its state with an ``action_tampered`` audit record; both emit a critical
-``action_tampered`` alert (``alert_emitted`` audit record, handed to ``alert_notifier`` when one is set). The
-handler is not called.
+Integrity: before executing, rolling back or recovering, the action hash is recomputed from the stored type,
+target and parameters and compared with the stored ``action_hash``, which in turn must equal the hash in the
+hash-chained ``action_proposed`` audit record (so rewriting params and hash together is caught too). A
+mismatch is audited (``action_tampered``) and alerted (a critical ``action_tampered`` alert: ``alert_emitted``
+audit record, handed to ``alert_notifier`` when one is set), and the handler is not called: an approved or
+executing action moves to ``failed``, a rolling-back one to ``rollback_failed``, any other keeps its state.
+``execute`` and ``rollback`` then raise ``ActionTampered`` (the trace is committed first).
 
 Truthful undo: an action whose execution was interrupted (the recover sweep found it in ``executing`` with no
 recorded effect) has an effect nobody recorded. ``recover_interrupted`` asks the handler
