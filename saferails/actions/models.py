@@ -28,17 +28,18 @@ from saferails.store import tables
 class Proposal(BaseModel):
     """What a proposer submits (API, CLI, flow, runbook step). Params are validated against the action type.
 
-    Bounds (the proposer is not trusted): ``action_type`` is a snake_case name; ``proposer``, ``tenant`` and
-    ``idempotency_key`` are short identifiers (letters, digits, ``. _ : @ / + = # ~ -``); ``target`` and
-    ``reason`` are text without NUL or control characters (``reason`` may span lines); ``params`` is a JSON
-    object of at most 64 KiB nested at most 32 deep, with strings free of NUL and lone surrogates, 64-bit
-    integers and finite floats; ``scheduled_for`` is timezone-aware and between 1970 and 2200. Constructing a
-    Proposal that breaks any of them raises ``InvalidInput`` (code ``INVALID_INPUT``) listing every problem.
+    Bounds (the proposer is not trusted): ``action_type`` is a registry name (letters, digits, underscores);
+    ``proposer``, ``tenant`` and ``idempotency_key`` are short identifiers (letters, digits,
+    ``. _ : @ / + = # ~ -``); ``target`` and ``reason`` are text without NUL or control characters (``reason``
+    may span lines); ``params`` is a JSON object of at most 64 KiB nested at most 32 deep, with strings free of
+    NUL and lone surrogates, 64-bit integers and finite floats below 1e15; ``scheduled_for`` is timezone-aware
+    and between 1970 and 2200. Building a Proposal (constructor or ``model_validate``) that breaks any of them
+    raises ``InvalidInput`` (code ``INVALID_INPUT``) listing every problem.
     """
 
     model_config = ConfigDict(extra="forbid")
 
-    action_type: str = Field(min_length=1, max_length=100, pattern=r"^[a-z][a-z0-9_]*$")
+    action_type: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_]+$")
     target: str = Field(min_length=1, max_length=500)
     params: dict[str, Any] = Field(default_factory=dict)
     proposer: str = Field(min_length=1, max_length=200)

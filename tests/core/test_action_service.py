@@ -366,7 +366,7 @@ OUT_OF_BOUNDS: dict[str, dict[str, Any]] = {
     "proposer-with-spaces": {"proposer": "agent 7"},
     "tenant-too-long": {"tenant": "t" * 101},
     "idempotency-key-with-nul": {"idempotency_key": "k\x00"},
-    "action-type-not-snake-case": {"action_type": "Reassign-Manager"},
+    "action-type-with-dashes": {"action_type": "reassign-manager"},
     "priority-huge": {"priority": 10**30},
     "far-future": {"scheduled_for": "9999-12-31T23:59:59-12:00"},
     "naive-date": {"scheduled_for": "2026-12-01T10:00:00"},
