@@ -29,7 +29,7 @@ from saferails.workflow.service import WorkflowService
 from saferails.workflow.tables import Task
 
 OPEN_POLICY = 'version: "fuzz"\nimpact: {default: low}\nrules: []\n'
-FUZZ = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FUZZ = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
 class AnyParams(Params):
