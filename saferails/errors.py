@@ -349,3 +349,22 @@ class ApprovalLinkInvalid(ApprovalError):
     message is the same in every case; ``details["internal_reason"]`` says which, for logs only."""
 
     code = "APPROVAL_LINK_INVALID"
+
+
+# --- integrity and reconciliation (h-exec) -----------------------------------------------------------------
+
+
+class ActionTampered(ExecutionError):
+    """The stored action no longer hashes to the action hash it was proposed and approved under (its type,
+    target or parameters were edited in the database): it is refused, audited and alerted, never executed or
+    rolled back."""
+
+    code = "ACTION_TAMPERED"
+    http_status = 409
+
+
+class EffectUnknown(RollbackError):
+    """Whether the action's effect exists cannot be established (a crash interrupted it and the handler cannot
+    tell): nothing is claimed undone; an operator must check the system the handler acts on."""
+
+    code = "EFFECT_UNKNOWN"

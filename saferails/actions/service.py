@@ -21,6 +21,7 @@ from saferails.actions import lifecycle as lc
 from saferails.actions.models import ActionView, Proposal, action_hash
 from saferails.actions.repository import ActionFilter, ActionRepository
 from saferails.actions.types import validate_params
+from saferails.boundary import identifier_problem, typed_errors
 from saferails.clock import Clock, SystemClock, as_utc
 from saferails.errors import (
     ActionChanged,
@@ -160,6 +161,8 @@ class ActionService:
 
     # --- reading ------------------------------------------------------------------------------------------
     def get(self, action_id: str) -> ActionView:
+        if not isinstance(action_id, str) or identifier_problem(action_id) is not None:
+            raise NotFound(ENTITY, str(action_id)[:200])
         with read_transaction(self.sessions) as session:
             return self._view(session, self._require(session, action_id))
 
@@ -661,6 +664,12 @@ class ActionService:
             pass  # another process recorded the same document first
         self._policy_recorded = True
 
+
+# Every public method refuses bad input with a typed error, even when it only surfaces in the driver (a NUL
+# byte PostgreSQL will not store, an offset beyond 64 bits): callers only ever see the saferails hierarchy.
+for _name in ("get", "list", "upsert_principal", "propose", "propose_many", "request_approval", "attach_flow_run",
+              "approve", "reject", "cancel", "resolve_timeout", "expire_due"):
+    setattr(ActionService, _name, typed_errors(getattr(ActionService, _name)))
 
 __all__ = [
     "ActionFilter",

@@ -10,14 +10,17 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from saferails.actions.repository import ActionFilter
 from saferails.actions.service import ActionService, Proposal
 from saferails.clock import ManualClock
 from saferails.errors import (
     ActionChanged,
     ApprovalExpired,
     IdempotencyConflict,
+    InvalidInput,
     InvalidParams,
     InvalidTransition,
+    NotFound,
     PermissionDenied,
     SelfApprovalRefused,
     UnknownActionType,
@@ -362,3 +365,53 @@ def test_attaching_a_flow_run_is_audited_once_and_a_new_run_records_the_previous
         ).scalars().all()
     assert [(d["flow_run_id"], d["previous"]) for d in map(json.loads, details)] == [("run-1", None),
                                                                                      ("run-2", "run-1")]
+
+
+def _nested(depth: int) -> Any:
+    value: Any = 1
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+OUT_OF_BOUNDS: dict[str, dict[str, Any]] = {
+    "params-over-64KiB": {"params": {"new_manager_id": "m" * 70_000}},
+    "params-nested-40-deep": {"params": {"new_manager_id": "mgr", "x": _nested(40)}},
+    "nul-in-a-param": {"params": {"new_manager_id": "mgr\x00"}},
+    "lone-surrogate": {"params": {"new_manager_id": "mgr\ud800"}},
+    "huge-integer": {"params": {"new_manager_id": "mgr", "n": 10**40}},
+    "infinite-float": {"params": {"new_manager_id": "mgr", "f": float("inf")}},
+    "nul-in-target": {"target": "emp\x00"},
+    "newline-in-target": {"target": "emp\nBcc: x"},
+    "proposer-with-spaces": {"proposer": "agent 7"},
+    "tenant-too-long": {"tenant": "t" * 101},
+    "idempotency-key-with-nul": {"idempotency_key": "k\x00"},
+    "action-type-with-dashes": {"action_type": "reassign-manager"},
+    "priority-huge": {"priority": 10**30},
+    "far-future": {"scheduled_for": "9999-12-31T23:59:59-12:00"},
+    "naive-date": {"scheduled_for": "2026-12-01T10:00:00"},
+}
+
+
+@pytest.mark.parametrize("case", sorted(OUT_OF_BOUNDS))
+def test_a_proposal_out_of_bounds_is_refused_with_a_typed_error_and_nothing_is_written(
+    db: Any, clock: ManualClock, case: str
+) -> None:
+    svc = service(db, clock)
+    before = counts(db)
+    fields: dict[str, Any] = {"action_type": "reassign_manager", "target": "emp_1", "proposer": "agent-7",
+                              "params": {"new_manager_id": "mgr"}} | OUT_OF_BOUNDS[case]
+    with pytest.raises(InvalidInput) as refused:
+        svc.propose(Proposal(**fields))
+    assert refused.value.code in ("INVALID_INPUT", "INVALID_PARAMS") and refused.value.exit_code == 2
+    assert counts(db) == before
+
+
+def test_reading_with_ids_the_store_cannot_hold_raises_typed_errors(db: Any, clock: ManualClock) -> None:
+    svc = service(db, clock)
+    for bad in ("a\x00b", "x" * 1000, "\ud800"):
+        with pytest.raises((NotFound, InvalidInput)):
+            svc.get(bad)
+        with pytest.raises(InvalidInput):
+            svc.cancel(bad, "ops", reason="r")
+    assert svc.list(ActionFilter(offset=2**70, limit=-5)) == []
