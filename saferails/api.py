@@ -22,9 +22,10 @@ from saferails.errors import ActionBlocked, KycRequired, PolicyRefusal, RateLimi
 from saferails.execution import ExecutionService
 from saferails.handlers import load_handler_settings
 from saferails.notify.base import Notification, Notifier
-from saferails.notify.outbox_log import JsonLinesNotifier
+from saferails.notify.outbox_log import InboxNotifier
 from saferails.notify.smtp import SmtpNotifier, load_smtp_settings
 from saferails.policy import Policy, default_policy, load_policy
+from saferails.secrets import approval_secret_path, load_or_create_secret
 from saferails.settings import Settings, load_settings
 from saferails.store.db import create_engine, migrate, session_factory
 from saferails.store.tables import Action
@@ -106,12 +107,12 @@ def open_store(
     """Open the store described by ``settings`` (default: ``load_settings()`` from the environment).
 
     ``policy`` overrides ``settings.policy_path``; ``clock`` defaults to the system clock (pass a ManualClock
-    to move time deterministically). With ``settings.approval_secret`` set, approvals of actions whose decision
-    requires codes must carry a valid one-time code: codes are issued when an action starts waiting and sent to
-    each approver through ``notifier`` (default: SMTP when ``SAFERAILS_SMTP_HOST`` is set, otherwise a JSON-lines
-    file ``notifications.jsonl`` in the data directory). Without a secret codes are not checked
-    (``store.codes_enforced`` is False and the CLI says so). With ``upgrade`` the schema is migrated to every head
-    first (idempotent).
+    to move time deterministically). Approvals of actions whose decision requires codes (all, unless a policy rule
+    waives them with a reason) must carry a valid one-time code: codes are issued when an action starts waiting
+    and sent to each approver through ``notifier`` (default: SMTP when ``SAFERAILS_SMTP_HOST`` is set, otherwise
+    one 0600 inbox file per principal in ``<data_dir>/inbox/``). The code key is ``settings.approval_secret`` or,
+    when none is set, a key generated once into ``<data_dir>/keys/approval-secret`` (0600). With ``upgrade`` the
+    schema is migrated to every head first (idempotent).
     Raises ``ConfigurationError`` / ``PolicyInvalid`` before touching the database when either is malformed.
     """
     settings = settings or load_settings()
@@ -126,13 +127,15 @@ def open_store(
         raise
     sessions = session_factory(engine)
     clock = clock or SystemClock()
-    codes = ApprovalCodes(settings.approval_secret, clock) if settings.approval_secret is not None else None
-    hook = None
-    if codes is not None:
-        notifier = notifier or default_notifier(settings)
+    # h-ident (fail closed): codes are always checked; without SAFERAILS_APPROVAL_SECRET the key is generated
+    # once into <data_dir>/keys/approval-secret (0600, outside the database).
+    secret = settings.approval_secret or load_or_create_secret(approval_secret_path(settings.data_dir))
+    codes = ApprovalCodes(secret, clock)
+    notifier = notifier or default_notifier(settings)
 
-        def hook(session: Session, row: Action) -> list[Notification]:
-            return approval_notifications(session, row, codes.issue(session, row))
+    def hook(session: Session, row: Action) -> list[Notification]:
+        return approval_notifications(session, row, codes.issue(session, row))
+    # end h-ident
 
     return Store(
         settings=settings,
@@ -142,7 +145,7 @@ def open_store(
             sessions,
             policy,
             clock,
-            code_verifier=codes.verify if codes is not None else None,
+            code_verifier=codes.verify,
             on_approval_requested=hook,
             notifier=notifier,
         ),
@@ -153,10 +156,11 @@ def open_store(
 
 
 def default_notifier(settings: Settings) -> Notifier:
-    """SMTP when configured (``SAFERAILS_SMTP_HOST``), else a JSON-lines file in the data directory."""
+    """SMTP when configured (``SAFERAILS_SMTP_HOST``), else one 0600 inbox file per principal in
+    ``<data_dir>/inbox/`` (h-ident: never one shared file a proposer could read)."""
     if os.environ.get("SAFERAILS_SMTP_HOST"):
         return SmtpNotifier(load_smtp_settings())
-    return JsonLinesNotifier(settings.data_dir / "notifications.jsonl")
+    return InboxNotifier(settings.data_dir / "inbox")
 
 
 def refusal_for(action: ActionView) -> PolicyRefusal | None:

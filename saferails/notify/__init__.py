@@ -9,12 +9,13 @@ from saferails.notify.base import (
     Recipient,
     approval_requested,
 )
-from saferails.notify.outbox_log import JsonLinesNotifier
+from saferails.notify.outbox_log import InboxNotifier, JsonLinesNotifier
 from saferails.notify.smtp import SmtpNotifier, SmtpSettings, load_smtp_settings
 from saferails.notify.webhook import WebhookNotifier, sign, verify_signature
 
 __all__ = [
     "ApprovalRequest",
+    "InboxNotifier",
     "JsonLinesNotifier",
     "Notification",
     "NotificationFailed",
