@@ -17,6 +17,7 @@ from saferails.actions.service import ActionService
 from saferails.clock import ManualClock
 from saferails.policy import default_policy
 from saferails.runbooks import ExecutionContext, RunbookService
+from tests.support.approvals import coded_service
 
 
 @dataclass
@@ -89,7 +90,7 @@ class Kit:
 
 @pytest.fixture
 def kit(db: Any, clock: ManualClock) -> Iterator[Kit]:
-    actions = ActionService(db.sessions, default_policy(), clock)
+    actions = coded_service(db.sessions, default_policy(), clock)
     for who in ("soc-manager-1", "soc-manager-2", "soc-manager-3"):
         actions.upsert_principal(who)
     delays: list[float] = []

@@ -27,6 +27,7 @@ from saferails.errors import SaferailsError
 from saferails.policy import default_policy
 from saferails.store.db import transaction
 from saferails.store.tables import AuditRecord
+from tests.support.approvals import coded_service
 
 PROPERTY_SETTINGS = settings(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
@@ -93,7 +94,7 @@ def apply(svc: ActionService, clock: ManualClock, ids: list[str], op: tuple[str,
 def test_any_sequence_of_service_operations_leaves_a_chain_that_verifies(
     sqlite_db: Any, clock: ManualClock, ops: list[tuple[str, Any, str, bool]]
 ) -> None:
-    svc = ActionService(sqlite_db.sessions, default_policy(), clock)
+    svc = coded_service(sqlite_db.sessions, default_policy(), clock)
     svc.upsert_principal("alice", groups=["approvers"])
     svc.upsert_principal("bob", groups=["approvers"])
     svc.upsert_principal("buyer", kyc_verified=True)
