@@ -78,6 +78,17 @@ class InboxNotifier:
         """Every notification in ``principal_id``'s inbox so far, oldest first."""
         return _read_lines(self.inbox(principal_id))
 
+    def latest_code(self, principal_id: str, action_id: str) -> str | None:
+        """The newest one-time approval code ``principal_id`` received for ``action_id`` (None if none): what
+        that approver would type. Reading another principal's inbox needs access to its 0600 file."""
+        codes = [
+            data.get("code")
+            for note in self.read(principal_id)
+            if note.get("entity_id") == action_id and isinstance(data := note.get("data"), dict)
+        ]
+        found = [c for c in codes if isinstance(c, str) and c]
+        return found[-1] if found else None
+
 
 class JsonLinesNotifier:
     """Appends ``notification.to_dict()`` as one JSON line to ``path`` (created 0600, its directory 0700) or,
