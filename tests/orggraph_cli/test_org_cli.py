@@ -23,6 +23,7 @@ from saferails.api import Store, open_store
 from saferails.cli import main
 from saferails.clock import ManualClock
 from saferails.execution import ExecutionService
+from saferails.notify.outbox_log import InboxNotifier
 from saferails.orggraph import Interaction
 from saferails.orggraph_cli import due_checks, load_org_data, run_sweep
 from saferails.settings import load_settings
@@ -107,7 +108,8 @@ def _world(store: Store, tmp_path: Path, cli: Any) -> datetime:
 def _execute(store: Store, action_type: str, target: str, params: dict[str, Any]) -> str:
     view = store.actions.propose(Proposal(action_type=action_type, target=target, params=params, proposer="hr-bot"))
     if view.state == "pending_approval":
-        view = store.actions.approve(view.id, "hana", reason="ok")
+        code = InboxNotifier(store.settings.data_dir / "inbox").latest_code("hana", view.id)
+        view = store.actions.approve(view.id, "hana", reason="ok", code=code)
     executor = ExecutionService(store.sessions, store.clock, None, sleeper=lambda _s: None)
     assert executor.execute(view.id).state == "completed"
     return view.id

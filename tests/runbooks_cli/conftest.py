@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,8 +15,9 @@ from examples.threat_service import ThreatService, serve
 
 
 @pytest.fixture
-def cli(db: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> Cli:
+def cli(db: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> Cli:
     monkeypatch.setenv("SAFERAILS_DATABASE_URL", db.url)
+    monkeypatch.setenv("SAFERAILS_DATA_DIR", str(tmp_path / "data"))  # approval codes land in data/inbox/
     monkeypatch.delenv("SAFERAILS_POLICY", raising=False)
     monkeypatch.delenv("SAFERAILS_APPROVAL_SECRET", raising=False)
     run = Cli(capsys)
