@@ -308,14 +308,6 @@ class WebhookSignatureInvalid(SaferailsError):
 # --- the HTTP edge and its callers (401, 403, 413, 422) -------------------------------------------------------
 
 
-class AuthenticationRequired(SaferailsError):
-    """No credentials, or credentials that do not identify a principal. The message never says which."""
-
-    code = "UNAUTHENTICATED"
-    exit_code = 12
-    http_status = 401
-
-
 class InsufficientPermissions(PermissionDenied):
     """The authenticated principal lacks the permission an operation needs (``required_permission``)."""
 
@@ -368,3 +360,44 @@ class EffectUnknown(RollbackError):
     tell): nothing is claimed undone; an operator must check the system the handler acts on."""
 
     code = "EFFECT_UNKNOWN"
+
+
+# --- identity and approval hardening (exit 10 for authentication) ------------------------------------------
+
+
+class Unauthenticated(SaferailsError):
+    """No credential, or one that is unknown, wrong, expired or revoked. The message never says which: the
+    precise reason is in ``details["internal_reason"]`` for the audit trail, not for the caller."""
+
+    code = "UNAUTHENTICATED"
+    exit_code = 12
+    http_status = 401
+
+
+class ApprovalLockedOut(ApprovalError):
+    """Too many refused approval attempts by this approver on this action; further attempts are refused until
+    ``details["locked_until"]``."""
+
+    code = "APPROVAL_LOCKED_OUT"
+    http_status = 429
+
+
+class ApprovalCodesNotConfigured(ApprovalError):
+    """The action's decision requires one-time approval codes but this service has no code verifier, so the
+    approval is refused (fail closed) instead of being accepted unchecked."""
+
+    code = "APPROVAL_CODES_NOT_CONFIGURED"
+    http_status = 503
+
+
+class SecretFileInsecure(ConfigurationError):
+    """A secret or credential file is readable or writable by group or others, or is not a regular file."""
+
+    code = "SECRET_FILE_INSECURE"
+
+
+class PrincipalExists(InvalidInput):
+    """A principal with this id already exists (``add_principal`` never overwrites one)."""
+
+    code = "PRINCIPAL_EXISTS"
+    http_status = 409

@@ -145,3 +145,10 @@ def sqlite_db(tmp_path: Path, _sqlite_template: Path, _pg: _PgTemplates) -> Iter
 @pytest.fixture
 def clock() -> ManualClock:
     return ManualClock(datetime(2026, 11, 22, 9, 0, tzinfo=UTC))
+
+
+@pytest.fixture(autouse=True)
+def _private_data_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keep generated keys and approval inboxes out of the checkout: a test that does not choose a data directory
+    gets a fresh one (fixtures that set ``SAFERAILS_DATA_DIR`` themselves run later and win)."""
+    monkeypatch.setenv("SAFERAILS_DATA_DIR", str(tmp_path_factory.mktemp("data")))

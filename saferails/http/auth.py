@@ -1,7 +1,7 @@
 """The authentication seam of the HTTP API: who is calling, and may they do this.
 
 The app only needs an :class:`Authenticator` (``authenticate(token) -> Principal``, raising
-``AuthenticationRequired`` for an unknown, expired or revoked token) and :func:`require`. The identity service
+``Unauthenticated`` for an unknown, expired or revoked token) and :func:`require`. The identity service
 (principals with hashed API keys and roles) plugs in here; tests use a small hashed-key table.
 
 Roles and what they may do (``ROLE_PERMISSIONS``):
@@ -61,7 +61,7 @@ class Principal:
 
 class Authenticator(Protocol):
     def authenticate(self, token: str) -> Principal:
-        """The principal ``token`` (an API key or bearer token) belongs to, or raise ``AuthenticationRequired``."""
+        """The principal ``token`` (an API key or bearer token) belongs to, or raise ``Unauthenticated``."""
         ...
 
 

@@ -26,13 +26,13 @@ from saferails.actions.repository import ActionFilter
 from saferails.api import Store, refusal_for
 from saferails.audit import AuditQuery, query_audit
 from saferails.errors import (
-    AuthenticationRequired,
     IdempotencyKeyReused,
     InsufficientPermissions,
     InvalidInput,
     NotFound,
     PermissionDenied,
     StoreUnavailable,
+    Unauthenticated,
 )
 from saferails.http import auth
 from saferails.http.auth import Authenticator, Principal, require
@@ -104,7 +104,7 @@ class Api:
         self, request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
     ) -> Principal:
         if credentials is None or credentials.scheme.lower() != "bearer" or not credentials.credentials:
-            raise AuthenticationRequired("authentication required: send Authorization: Bearer <api key>")
+            raise Unauthenticated("authentication required: send Authorization: Bearer <api key>")
         principal = self.authenticator.authenticate(credentials.credentials)
         request.state.principal_id = principal.id
         return principal

@@ -27,6 +27,7 @@ from saferails.errors import (
 )
 from saferails.policy import default_policy, load_policy_text
 from saferails.store.tables import Action, Approval, AuditRecord, OutboxEvent
+from tests.support.approvals import coded_service, reissue
 
 TWO_OF_THREE = """
 version: "test-2of3"
@@ -45,7 +46,7 @@ rules:
 
 def service(db: Any, clock: ManualClock, policy_text: str | None = None) -> ActionService:
     policy = load_policy_text(policy_text) if policy_text else default_policy()
-    svc = ActionService(db.sessions, policy, clock)
+    svc = coded_service(db.sessions, policy, clock)
     for name in ("alice", "bob", "carol"):
         svc.upsert_principal(name, groups=["approvers"])
     svc.upsert_principal("buyer", kyc_verified=True)
@@ -58,6 +59,17 @@ def counts(db: Any) -> tuple[int, int, int, int]:
             conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one()
             for t in (Action, Approval, AuditRecord, OutboxEvent)
         )
+
+
+def refusal_written_alone(db: Any, before: tuple[int, int, int, int], action_id: str) -> tuple[str, str]:
+    """Asserts that a refused attempt wrote only its audit record (and the outbox event announcing it): no
+    action, no approval. Returns who the refused record names and the refusal's error code."""
+    actions, approvals, records, events = counts(db)
+    assert (actions, approvals, records, events) == (before[0], before[1], before[2] + 1, before[3] + 1)
+    with db.engine.connect() as conn:
+        last = conn.execute(sa.select(AuditRecord).order_by(AuditRecord.sequence.desc()).limit(1)).one()
+    assert (last.event, last.entity_id) == ("approval_refused", action_id)
+    return last.actor, json.loads(last.details)["error_code"]
 
 
 def reassign(proposer: str = "agent-7", **extra: Any) -> Proposal:
@@ -144,7 +156,7 @@ def test_a_high_impact_action_waits_for_approval_then_is_approved_with_the_trail
             .scalars()
             .all()
         )
-    assert events == ["action_proposed", "approval_requested", "approved"]
+    assert events == ["action_proposed", "approval_requested", "approval_codes_issued", "approved"]
 
 
 def test_two_of_three_counts_a_repeated_approver_once(db: Any, clock: ManualClock) -> None:
@@ -154,7 +166,8 @@ def test_two_of_three_counts_a_repeated_approver_once(db: Any, clock: ManualCloc
     )
     assert action.min_approvals == 2
     assert svc.approve(action.id, "ann").state == "pending_approval"
-    again = svc.approve(action.id, "ann")
+    # A code is single use: approving again takes a fresh one (a re-sent code); it still counts once.
+    again = svc.approve(action.id, "ann", code=reissue(svc, action.id, "ann"))
     assert again.state == "pending_approval" and again.valid_approvers == ("ann",)
     assert svc.approve(action.id, "ben").state == "approved"
 
@@ -166,7 +179,8 @@ def test_the_proposer_may_not_approve_their_own_action(db: Any, clock: ManualClo
     before = counts(db)
     with pytest.raises(SelfApprovalRefused):
         svc.approve(action.id, "agent-7")
-    assert counts(db) == before and svc.get(action.id).state == "pending_approval"
+    assert svc.get(action.id).state == "pending_approval"
+    assert refusal_written_alone(db, before, action.id) == ("agent-7", "SELF_APPROVAL_REFUSED")
 
 
 def test_an_unauthorised_approver_is_refused_and_nothing_is_written(db: Any, clock: ManualClock) -> None:
@@ -176,7 +190,7 @@ def test_an_unauthorised_approver_is_refused_and_nothing_is_written(db: Any, clo
     with pytest.raises(PermissionDenied) as err:
         svc.approve(action.id, "mallory")
     assert err.value.code == "PERMISSION_DENIED" and "mallory" in err.value.message
-    assert counts(db) == before
+    assert refusal_written_alone(db, before, action.id) == ("mallory", "PERMISSION_DENIED")
 
 
 def test_one_rejection_ends_the_approval(db: Any, clock: ManualClock) -> None:

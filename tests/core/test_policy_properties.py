@@ -78,6 +78,7 @@ def approvals(draw: st.DrawFn) -> dict[str, Any]:
         "timeout": draw(st.sampled_from(["30s", "15m", "24h", "7d", "PT1H"])),
         "timeout_action": draw(st.sampled_from(["fail", "approve", "reject"])),
         "require_codes": draw(st.booleans()),
+        "codes_waiver_reason": "generated",
     }
 
 

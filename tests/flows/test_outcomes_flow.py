@@ -12,11 +12,12 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
 from blocks.settings import Runtime
 from flows.outcomes import monitor_outcomes
-from saferails.actions.service import ActionService, Proposal
+from saferails.actions.service import Proposal
 from saferails.org import OrgRepository
 from saferails.orggraph import insert_interactions
 from saferails.policy import load_policy_text
 from saferails.store.db import transaction
+from tests.support.approvals import coded_service
 
 OPEN_POLICY = 'version: "outcome-flow"\nimpact: {default: low}\nrules: []\n'
 TEAM = ["lead", "t", "a", "b", "c"]
@@ -45,7 +46,7 @@ def test_the_flow_rolls_back_an_isolating_intervention_keeps_a_harmless_one_and_
                            "manager_id": None if p in ("lead", "other") else "lead"} for p in people]})
     team_pairs = list(combinations(TEAM, 2))
     _interactions(runtime, [*team_pairs, ("other", "x")], range(-7, 0))
-    actions = ActionService(runtime.sessions, load_policy_text(OPEN_POLICY), runtime.clock)
+    actions = coded_service(runtime.sessions, load_policy_text(OPEN_POLICY), runtime.clock)
     assert runtime.execution is not None
     ids = []
     for action_type, target, params in (("reassign_manager", "t", {"new_manager_id": "other"}),

@@ -22,6 +22,7 @@ from saferails.org import OrgRepository
 from saferails.policy import load_policy_text
 from saferails.resilience import BreakerRegistry
 from saferails.store.db import transaction
+from tests.support.approvals import coded_service
 
 # Everything is allowed without approval: these tests are about effects, not about the gate.
 OPEN_POLICY = 'version: "handlers-test"\nimpact: {default: low}\nrules: []\n'
@@ -154,7 +155,7 @@ def make_world(db: Any, clock: ManualClock, settings: HandlerSettings, **executo
     with transaction(db.sessions) as session:
         OrgRepository(session).insert(org_document())
     sleeps: list[float] = []
-    actions = ActionService(db.sessions, load_policy_text(OPEN_POLICY), clock)
+    actions = coded_service(db.sessions, load_policy_text(OPEN_POLICY), clock)
     executor = ExecutionService(
         db.sessions,
         clock,

@@ -27,6 +27,7 @@ from saferails.errors import AuditChainBroken, InvalidInput, SaferailsError
 from saferails.policy import default_policy
 from saferails.store.db import transaction
 from saferails.store.tables import AuditRecord
+from tests.support.approvals import coded_service
 
 COLUMNS = [c.name for c in AuditRecord.__table__.columns]
 SQLITE_GUARDS = ("audit_log_no_update", "audit_log_no_delete", "audit_head_forward_only", "audit_head_no_delete")
@@ -36,7 +37,7 @@ SQLITE_GUARDS = ("audit_log_no_update", "audit_log_no_delete", "audit_head_forwa
 def service_trail(db: Any, clock: ManualClock) -> ActionService:
     """A realistic trail: principals, an approval, a rejection, a cancellation, a block, an auto-approval, a
     timeout."""
-    svc = ActionService(db.sessions, default_policy(), clock)
+    svc = coded_service(db.sessions, default_policy(), clock)
     for name in ("alice", "bob"):
         svc.upsert_principal(name, groups=["approvers"])
     approved = svc.propose(reassign("emp_1"))

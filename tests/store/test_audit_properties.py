@@ -30,6 +30,7 @@ from saferails.errors import SaferailsError
 from saferails.policy import default_policy
 from saferails.store.db import transaction
 from saferails.store.tables import AuditRecord
+from tests.support.approvals import coded_service
 
 # One key for every example: the database fixture outlives the examples, so its checkpoints accumulate.
 SIGNER = AuditSigner.generate()
@@ -99,7 +100,7 @@ def test_any_sequence_of_service_operations_leaves_a_chain_that_verifies(
     sqlite_db: Any, clock: ManualClock, ops: list[tuple[str, Any, str, bool]]
 ) -> None:
     install_signer(sqlite_db.sessions, SIGNER)
-    svc = ActionService(sqlite_db.sessions, default_policy(), clock)
+    svc = coded_service(sqlite_db.sessions, default_policy(), clock)
     svc.upsert_principal("alice", groups=["approvers"])
     svc.upsert_principal("bob", groups=["approvers"])
     svc.upsert_principal("buyer", kyc_verified=True)

@@ -12,7 +12,7 @@ import secrets
 import threading
 from typing import Any
 
-from saferails.errors import AuthenticationRequired
+from saferails.errors import Unauthenticated
 from saferails.http.auth import Principal
 
 
@@ -43,7 +43,7 @@ class ApiKeyTable:
         with self._lock:
             principal = self._by_digest.get(_digest(token))
         if principal is None:
-            raise AuthenticationRequired("invalid credentials", invalid_token=True)
+            raise Unauthenticated("invalid credentials", invalid_token=True)
         return principal
 
 
