@@ -14,7 +14,6 @@ import shutil
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -22,13 +21,15 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
-from saferails.clock import ManualClock
 from saferails.store.db import create_engine, migrate, session_factory
 
 PG_ADMIN_URL = os.environ.get("SAFERAILS_TEST_PG_URL", "postgresql+psycopg://postgres@127.0.0.1:5432/postgres")
 IN_CI = os.environ.get("CI", "").lower() == "true"
 BACKENDS = ["sqlite", "postgresql"]
 _counter = itertools.count()
+
+# The shared fixtures (clock, smtp_server, webhook_receiver) live in tests/support.
+pytest_plugins = ["tests.support"]
 
 
 @dataclass
@@ -140,8 +141,3 @@ def sqlite_db(tmp_path: Path, _sqlite_template: Path, _pg: _PgTemplates) -> Iter
     database = make_database("sqlite", tmp_path, _sqlite_template, _pg)
     yield database
     database.engine.dispose()
-
-
-@pytest.fixture
-def clock() -> ManualClock:
-    return ManualClock(datetime(2026, 11, 22, 9, 0, tzinfo=UTC))

@@ -11,8 +11,6 @@ from uuid import UUID
 import pytest
 import sqlalchemy as sa
 import yaml
-from aiosmtpd.controller import Controller
-from flowkit import Mailbox, Outbox, eventually, free_port, make_runtime
 from prefect import get_client
 from prefect.flow_runs import resume_flow_run
 
@@ -33,6 +31,8 @@ from saferails.handlers import (
 from saferails.policy import Policy, default_policy, load_policy_text
 from saferails.store.db import transaction
 from saferails.store.tables import AuditRecord
+from tests.support import Mailbox
+from tests.support.flowkit import Outbox, eventually, make_runtime
 
 pytestmark = pytest.mark.flow
 
@@ -88,14 +88,8 @@ class AppendNotes:
 
 
 @pytest.fixture
-def mailbox() -> Iterator[Mailbox]:
-    box = Mailbox("127.0.0.1", free_port())
-    controller = Controller(box, hostname=box.host, port=box.port)
-    controller.start()
-    try:
-        yield box
-    finally:
-        controller.stop()
+def mailbox(smtp_server: Mailbox) -> Mailbox:
+    return smtp_server
 
 
 @pytest.fixture

@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from handlerkit import SENDER, Mailbox, World
 
 from saferails.handlers import PathOutsideRoot
 from saferails.handlers.messaging import message_id_for
 from saferails.store.db import transaction
 from saferails.store.tables import AuditRecord
+from tests.support.handlerkit import SENDER, Mailbox, World
 
 
 def files(root: Path) -> dict[str, bytes]:

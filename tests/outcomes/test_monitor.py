@@ -8,10 +8,10 @@ from collections import Counter
 from datetime import timedelta
 
 import pytest
-from outcome_world import World
 
 from saferails.outcomes import OutcomeMonitor
 from saferails.outcomes.rules import INCREASED_BURNOUT, RuleBook, TypeRules
+from tests.support.outcome_world import World
 
 
 def test_an_intervention_that_isolates_its_target_is_rolled_back_and_a_neutral_one_is_kept(world: World) -> None:
