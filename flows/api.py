@@ -24,9 +24,9 @@ from uuid import UUID
 from prefect import Flow, get_client
 from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
-from prefect.exceptions import FlowPauseTimeout, ObjectNotFound
+from prefect.exceptions import FlowPauseTimeout, NotPausedError, ObjectNotFound
 from prefect.flow_engine import run_flow
-from prefect.flow_runs import NotPausedError, resume_flow_run
+from prefect.flow_runs import resume_flow_run
 from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 from prefect.states import Running
 

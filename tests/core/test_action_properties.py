@@ -62,7 +62,7 @@ def _may_execute(view: Any) -> bool:
     return len(set(view.valid_approvers)) >= view.min_approvals or timed_approve
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(ops=st.lists(operation, min_size=1, max_size=30))
 def test_no_sequence_of_operations_executes_an_action_without_its_required_decision(
     sqlite_db: Any, ops: list[tuple[str, Any, str]]

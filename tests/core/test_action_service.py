@@ -50,7 +50,7 @@ def service(db: Any, clock: ManualClock, policy_text: str | None = None) -> Acti
 
 def counts(db: Any) -> tuple[int, int, int, int]:
     with db.engine.connect() as conn:
-        return tuple(  # type: ignore[return-value]
+        return tuple(
             conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one()
             for t in (Action, Approval, AuditRecord, OutboxEvent)
         )
@@ -307,8 +307,10 @@ def test_racing_approve_and_reject_before_the_deadline_give_exactly_one_outcome(
     for a in actions:
         t1 = threading.Thread(target=run, args=(svc.approve, a.id, "alice"))
         t2 = threading.Thread(target=run, args=(svc.reject, a.id, "bob"), kwargs={"reason": "no"})
-        t1.start(), t2.start()
-        t1.join(), t2.join()
+        t1.start()
+        t2.start()
+        t1.join()
+        t2.join()
     states = [svc.get(a.id).state for a in actions]
     assert set(states) <= {"approved", "rejected"}
     assert len(errors) == len(actions)  # each loser was told the action had already been decided

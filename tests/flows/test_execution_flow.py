@@ -37,9 +37,9 @@ from tests.support.flowkit import Outbox, eventually, make_runtime
 pytestmark = pytest.mark.flow
 
 SENDER = "agent@saferails.test"
-MOVE = {"action_type": "move_file", "target": "inbox/report.txt",
+MOVE: dict[str, Any] = {"action_type": "move_file", "target": "inbox/report.txt",
         "params": {"source": "inbox/report.txt", "destination": "archive/report.txt"}}
-EMAIL = {"action_type": "send_email", "target": "mbx:agent-1",
+EMAIL: dict[str, Any] = {"action_type": "send_email", "target": "mbx:agent-1",
          "params": {"to": ["team@example.com"], "subject": "release notes", "body": "v2 is out"}}
 
 

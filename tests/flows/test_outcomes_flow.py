@@ -13,6 +13,7 @@ from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 from blocks.settings import Runtime
 from flows.outcomes import monitor_outcomes
 from saferails.actions.service import ActionService, Proposal
+from saferails.clock import ManualClock
 from saferails.org import OrgRepository
 from saferails.orggraph import insert_interactions
 from saferails.policy import load_policy_text
@@ -36,7 +37,9 @@ def _markdown(key: str) -> str:
     return str(found[0].data)
 
 
-def test_the_flow_rolls_back_an_isolating_intervention_keeps_a_harmless_one_and_shows_both(runtime: Runtime) -> None:
+def test_the_flow_rolls_back_an_isolating_intervention_keeps_a_harmless_one_and_shows_both(
+    runtime: Runtime, clock: ManualClock
+) -> None:
     people = [*TEAM, "other", "x"]
     with transaction(runtime.sessions) as session:
         OrgRepository(session).insert({
@@ -56,7 +59,7 @@ def test_the_flow_rolls_back_an_isolating_intervention_keeps_a_harmless_one_and_
 
     first = monitor_outcomes()
     assert (first["scheduled"], first["claimed"]) == (2, 0)
-    runtime.clock.advance(timedelta(days=7))
+    clock.advance(timedelta(days=7))
     second = monitor_outcomes()
 
     assert (second["negative"], second["ok"], second["artifacts"]) == (1, 1, 2)

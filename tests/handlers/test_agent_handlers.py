@@ -35,7 +35,7 @@ def test_an_email_arrives_at_the_smtp_server_with_its_headers(world: World, smtp
     # Derived from the idempotency key: a send repeated after a crash carries the same Message-ID.
     assert message["Message-ID"] == message_id_for(f"default:{action.idempotency_key}")
     assert done.result is not None and message["Message-ID"] == done.result["message_id"]
-    assert message.get_payload().strip() == "Numbers attached."
+    assert str(message.get_payload()).strip() == "Numbers attached."
 
 
 def test_rolling_back_an_email_sends_a_correction_referring_to_the_original(world: World, smtp_server: Mailbox) -> None:

@@ -11,7 +11,7 @@ import contextlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
@@ -113,7 +113,7 @@ def test_any_sequence_of_service_operations_leaves_a_chain_that_verifies(
 
 # --- tampering ----------------------------------------------------------------------------------------------------
 GUARDS = ("audit_log_no_update", "audit_log_no_delete", "audit_head_forward_only", "audit_head_no_delete")
-TABLE = AuditRecord.__table__
+TABLE = cast(sa.Table, AuditRecord.__table__)
 
 entries = st.builds(
     audit.AuditEntry,

@@ -9,6 +9,7 @@ No test sleeps for time to pass: time is a ``ManualClock``, and what happens on 
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -23,11 +24,20 @@ from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
+from hypothesis import settings
 
 from saferails.clock import ManualClock
 
 START = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
 """Where the ``clock`` fixture starts."""
+
+# Hypothesis profiles, chosen with HYPOTHESIS_PROFILE. "ci" (the default, also for `make test` / `make check`):
+# a bounded number of examples, the same ones on every run (derandomize) and no example database written to the
+# working tree, so a run is deterministic; no deadline, as a busy machine makes per-example timing meaningless.
+# "thorough": many random examples, for a search for counterexamples by hand (replay one with the printed blob).
+settings.register_profile("ci", max_examples=50, deadline=None, derandomize=True, database=None, print_blob=True)
+settings.register_profile("thorough", max_examples=1000, deadline=None, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 def free_port() -> int:
