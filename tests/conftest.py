@@ -108,7 +108,7 @@ class _Pristine:
     sequences: list[tuple[str, int | None]]
 
 
-def _read_pristine(url: str) -> _Pristine:
+def read_pristine(url: str) -> _Pristine:
     engine = create_engine(url, poolclass=sa.pool.NullPool)
     try:
         with engine.connect() as conn:
@@ -127,7 +127,7 @@ def _read_pristine(url: str) -> _Pristine:
     return _Pristine(fingerprint, tables, rows, sequences)
 
 
-class _PgTemplates:
+class PgTemplates:
     def __init__(self) -> None:
         self.admin: Engine | None = None
         self.template: str | None = None
@@ -152,7 +152,7 @@ class _PgTemplates:
         engine = create_engine(_pg_url(name), poolclass=sa.pool.NullPool)
         migrate(engine)
         engine.dispose()
-        self.pristine = _read_pristine(_pg_url(name))
+        self.pristine = read_pristine(_pg_url(name))
         self.template = name
 
     def _exec(self, sql: str) -> None:
@@ -220,8 +220,8 @@ class _PgTemplates:
 
 
 @pytest.fixture(scope="session")
-def _pg() -> Iterator[_PgTemplates]:
-    templates = _PgTemplates()
+def _pg() -> Iterator[PgTemplates]:
+    templates = PgTemplates()
     yield templates
     templates.close()
 
@@ -235,7 +235,7 @@ def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return path
 
 
-def make_database(backend: str, tmp_path: Path, sqlite_template: Path, pg: _PgTemplates) -> Database:
+def make_database(backend: str, tmp_path: Path, sqlite_template: Path, pg: PgTemplates) -> Database:
     if backend == "sqlite":
         path = tmp_path / f"saferails-{next(_counter)}.db"
         shutil.copy(sqlite_template, path)
@@ -248,7 +248,7 @@ def make_database(backend: str, tmp_path: Path, sqlite_template: Path, pg: _PgTe
 
 
 @pytest.fixture(params=BACKENDS)
-def db(request: pytest.FixtureRequest, tmp_path: Path, _sqlite_template: Path, _pg: _PgTemplates) -> Iterator[Database]:
+def db(request: pytest.FixtureRequest, tmp_path: Path, _sqlite_template: Path, _pg: PgTemplates) -> Iterator[Database]:
     """A fresh, migrated database; the test runs once on SQLite and once on PostgreSQL."""
     database = make_database(request.param, tmp_path, _sqlite_template, _pg)
     yield database
@@ -258,7 +258,7 @@ def db(request: pytest.FixtureRequest, tmp_path: Path, _sqlite_template: Path, _
 
 
 @pytest.fixture
-def sqlite_db(tmp_path: Path, _sqlite_template: Path, _pg: _PgTemplates) -> Iterator[Database]:
+def sqlite_db(tmp_path: Path, _sqlite_template: Path, _pg: PgTemplates) -> Iterator[Database]:
     """A fresh migrated SQLite database, for tests about the embedded default only."""
     database = make_database("sqlite", tmp_path, _sqlite_template, _pg)
     yield database

@@ -7,6 +7,7 @@ from datetime import timedelta
 from itertools import combinations
 
 import pandas as pd
+import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
@@ -18,6 +19,8 @@ from saferails.org import OrgRepository
 from saferails.orggraph import insert_interactions
 from saferails.policy import load_policy_text
 from saferails.store.db import transaction
+
+pytestmark = pytest.mark.flow
 
 OPEN_POLICY = 'version: "outcome-flow"\nimpact: {default: low}\nrules: []\n'
 TEAM = ["lead", "t", "a", "b", "c"]
