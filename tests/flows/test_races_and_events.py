@@ -89,3 +89,22 @@ def test_every_audit_record_is_relayed_once_as_a_prefect_event(runtime: Runtime)
     assert first > 0
     assert Variable.get(CURSOR_VARIABLE) == first
     assert relay_audit_events() == 0
+
+
+def test_a_run_paused_on_an_action_the_sweep_already_decided_ends_at_the_next_answer(
+    any_store_runtime: Runtime, flow_runs_finished: None, outbox: Outbox, clock: ManualClock
+) -> None:
+    """The sweep decides in the store, not through the run, so the run stays paused at the gate; the next answer
+    through the API is refused (the action is final) and wakes the gate, which then ends the run instead of
+    holding its thread until the pause times out (``flow_runs_finished`` fails the test otherwise)."""
+    rt = any_store_runtime
+    sub = api.submit_action(Proposal(action_type="role_change", target="emp_9", params={"new_role": "lead"},
+                                     proposer="agent-1"), poll_interval=1)
+    eventually(lambda: _paused(sub.flow_run_id))
+    action_id = sub.action.id
+    late = ManualClock(clock.now() + timedelta(hours=25))
+    swept = ActionService(rt.sessions, rt.actions.policy, late).resolve_timeout(action_id)
+    assert swept.state != "pending_approval"
+    with pytest.raises(SaferailsError):
+        api.approve(action_id, "alice", outbox.code_for(action_id, "alice"), "too late")
+    eventually(lambda: not _paused(sub.flow_run_id))
