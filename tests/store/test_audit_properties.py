@@ -13,6 +13,7 @@ from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any, cast
 
+import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -88,6 +89,7 @@ def apply(svc: ActionService, clock: ManualClock, ids: list[str], op: tuple[str,
             svc.cancel(action_id, who, reason="withdrawn")
 
 
+@pytest.mark.slow
 @PROPERTY_SETTINGS
 @given(ops=operations)
 def test_any_sequence_of_service_operations_leaves_a_chain_that_verifies(
