@@ -28,9 +28,10 @@ from saferails.errors import SaferailsError
 from saferails.policy import default_policy
 from saferails.store.db import transaction
 from saferails.store.tables import AuditRecord
+from tests.support import TIMING_CHECKS
 
 PROPERTY_SETTINGS = settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, *TIMING_CHECKS]
 )
 
 # Valid parameters per action type, chosen so the default policy gives every outcome: approval needed

@@ -24,7 +24,7 @@ from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
-from hypothesis import settings
+from hypothesis import HealthCheck, settings
 
 from saferails.clock import ManualClock
 
@@ -33,10 +33,15 @@ START = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
 
 # Hypothesis profiles, chosen with HYPOTHESIS_PROFILE. "ci" (the default, also for `make test` / `make check`):
 # a bounded number of examples, the same ones on every run (derandomize) and no example database written to the
-# working tree, so a run is deterministic; no deadline, as a busy machine makes per-example timing meaningless.
-# "thorough": many random examples, for a search for counterexamples by hand (replay one with the printed blob).
-settings.register_profile("ci", max_examples=50, deadline=None, derandomize=True, database=None, print_blob=True)
-settings.register_profile("thorough", max_examples=1000, deadline=None, print_blob=True)
+# working tree, so a run is deterministic; no deadline and no too_slow health check, as a busy machine makes
+# timing meaningless. A test that sets its own suppress_health_check must list TIMING_CHECKS too (it replaces
+# the profile's list). "thorough": many random examples, for a search for counterexamples by hand (replay one
+# with the printed blob).
+TIMING_CHECKS = [HealthCheck.too_slow]
+settings.register_profile("ci", max_examples=50, deadline=None, derandomize=True, database=None, print_blob=True,
+                          suppress_health_check=TIMING_CHECKS)
+settings.register_profile("thorough", max_examples=1000, deadline=None, print_blob=True,
+                          suppress_health_check=TIMING_CHECKS)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
