@@ -6,6 +6,7 @@ audit row behind."""
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
@@ -68,7 +69,8 @@ PARAMS = st.one_of(
     st.fixed_dictionaries({"source": TEXT, "destination": TEXT}),
 )
 ZONES = st.sampled_from([UTC, timezone(timedelta(hours=14)), timezone(-timedelta(hours=12)), None])
-DATES = st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30), timezones=ZONES)
+DATES = st.datetimes(min_value=datetime(1, 1, 2), max_value=datetime(9999, 12, 30),
+                     timezones=ZONES)  # type: ignore[arg-type]  # the stub types only the None-timezone overload
 TYPES = st.one_of(
     st.sampled_from(["fuzz_any", "create_document", "send_email", "move_file", "role_change", "make_payment"]), TEXT
 )
@@ -117,7 +119,7 @@ def test_reading_with_anything_raises_only_typed_errors(db: Any) -> None:
            after=st.none() | DATES)
     def read(action_id: Any, offset: int, limit: int, states: list[str], text: str | None,
              after: datetime | None) -> None:
-        calls = [
+        calls: list[Callable[[], object]] = [
             lambda: svc.get(action_id),
             lambda: svc.list(ActionFilter(states=tuple(states), action_type=text, target=text, proposer=text,
                                           tenant=text, created_after=after, limit=limit, offset=offset)),

@@ -15,6 +15,7 @@ from saferails.clock import ManualClock
 from saferails.errors import SaferailsError
 from saferails.policy import load_policy_text
 from saferails.store.db import transaction
+from tests.support import TIMING_CHECKS
 from tests.support.approvals import coded_service
 
 POLICY = """
@@ -63,7 +64,7 @@ def _may_execute(view: Any) -> bool:
     return len(set(view.valid_approvers)) >= view.min_approvals or timed_approve
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture, *TIMING_CHECKS])
 @given(ops=st.lists(operation, min_size=1, max_size=30))
 def test_no_sequence_of_operations_executes_an_action_without_its_required_decision(
     sqlite_db: Any, ops: list[tuple[str, Any, str]]

@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from saferails.actions.repository import ActionFilter
-from saferails.actions.service import ActionService, Proposal
+from saferails.actions.service import Proposal
 from saferails.clock import ManualClock
 from saferails.errors import (
     ActionChanged,
@@ -27,7 +27,7 @@ from saferails.errors import (
 )
 from saferails.policy import default_policy, load_policy_text
 from saferails.store.tables import Action, Approval, AuditRecord, OutboxEvent
-from tests.support.approvals import coded_service, reissue
+from tests.support.approvals import CodedActionService, coded_service, reissue
 
 TWO_OF_THREE = """
 version: "test-2of3"
@@ -44,7 +44,7 @@ rules:
 """
 
 
-def service(db: Any, clock: ManualClock, policy_text: str | None = None) -> ActionService:
+def service(db: Any, clock: ManualClock, policy_text: str | None = None) -> CodedActionService:
     policy = load_policy_text(policy_text) if policy_text else default_policy()
     svc = coded_service(db.sessions, policy, clock)
     for name in ("alice", "bob", "carol"):
@@ -55,7 +55,7 @@ def service(db: Any, clock: ManualClock, policy_text: str | None = None) -> Acti
 
 def counts(db: Any) -> tuple[int, int, int, int]:
     with db.engine.connect() as conn:
-        return tuple(  # type: ignore[return-value]
+        return tuple(
             conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one()
             for t in (Action, Approval, AuditRecord, OutboxEvent)
         )
@@ -325,8 +325,10 @@ def test_racing_approve_and_reject_before_the_deadline_give_exactly_one_outcome(
     for a in actions:
         t1 = threading.Thread(target=run, args=(svc.approve, a.id, "alice"))
         t2 = threading.Thread(target=run, args=(svc.reject, a.id, "bob"), kwargs={"reason": "no"})
-        t1.start(), t2.start()
-        t1.join(), t2.join()
+        t1.start()
+        t2.start()
+        t1.join()
+        t2.join()
     states = [svc.get(a.id).state for a in actions]
     assert set(states) <= {"approved", "rejected"}
     assert len(errors) == len(actions)  # each loser was told the action had already been decided

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from handlerkit import SENDER, Mailbox, World
 
 from saferails.errors import InvalidInput
 from saferails.handlers import PathOutsideRoot
 from saferails.handlers.messaging import message_id_for
 from saferails.store.db import transaction
 from saferails.store.tables import Action, AuditRecord
+from tests.support.handlerkit import SENDER, Mailbox, World
 
 
 def files(root: Path) -> dict[str, bytes]:
@@ -37,7 +37,7 @@ def test_an_email_arrives_at_the_smtp_server_with_its_headers(world: World, smtp
     # Derived from the idempotency key: a send repeated after a crash carries the same Message-ID.
     assert message["Message-ID"] == message_id_for(f"default:{action.idempotency_key}")
     assert done.result is not None and message["Message-ID"] == done.result["message_id"]
-    assert message.get_payload().strip() == "Numbers attached."
+    assert str(message.get_payload()).strip() == "Numbers attached."
 
 
 def test_rolling_back_an_email_sends_a_correction_referring_to_the_original(world: World, smtp_server: Mailbox) -> None:

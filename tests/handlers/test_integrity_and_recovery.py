@@ -17,7 +17,6 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from aiosmtpd.controller import Controller
-from handlerkit import Mailbox, World, free_port, make_world
 
 from saferails.actions.models import action_hash
 from saferails.actions.service import ActionService, Proposal
@@ -30,6 +29,7 @@ from saferails.resilience import BreakerRegistry
 from saferails.store.db import transaction
 from saferails.store.tables import Action, AuditRecord, OutboxEvent
 from saferails.sweeps import RecoverSweep
+from tests.support.handlerkit import Mailbox, World, free_port, make_world
 
 LEASE_PASSED = timedelta(minutes=16)
 

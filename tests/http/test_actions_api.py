@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any, cast
 
 import pytest
 
@@ -41,7 +42,8 @@ def test_a_proposer_named_in_the_body_is_refused_not_trusted(world: HttpWorld) -
         headers=world.headers("agent-1"),
     )
     body = assert_problem(response, 422, "REQUEST_INVALID")
-    assert ["body", "proposer"] in [e["loc"] for e in body["errors"]]  # type: ignore[union-attr]
+    errors = cast(list[dict[str, Any]], body["errors"])
+    assert ["body", "proposer"] in [e["loc"] for e in errors]
     assert world.store.actions.list() == []
 
 

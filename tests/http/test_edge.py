@@ -4,6 +4,7 @@ last-resort 500, OpenAPI."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -129,7 +130,7 @@ def test_a_body_over_the_limit_is_413_whether_declared_or_streamed(tmp_path: Pat
         assert_problem(w.client.post("/api/v1/actions", json=big, headers=w.headers("agent-1")),
                        413, "PAYLOAD_TOO_LARGE")
 
-        def chunks():  # type: ignore[no-untyped-def]
+        def chunks() -> Iterator[bytes]:
             yield b'{"action_type": "reassign_manager", "target": "emp_123", "reason": "'
             for _ in range(8):
                 yield b"y" * 512

@@ -50,6 +50,7 @@ def service() -> Iterator[Service]:
             length = int(self.headers.get("Content-Length") or 0)
             body = json.loads(self.rfile.read(length) or b"null")
             key = self.headers.get("Idempotency-Key", "")
+            answer: Any
             with state.lock:
                 state.calls[self.path] += 1
                 state.keys.append(key)

@@ -8,7 +8,6 @@ from datetime import timedelta
 from typing import Any, ClassVar
 
 import pytest
-from sweepkit import events, propose_pending, service, set_flow_run
 
 from saferails.actions.service import ActionService, Proposal
 from saferails.actions.types import Params
@@ -20,6 +19,7 @@ from saferails.store.db import transaction
 from saferails.store.tables import Action
 from saferails.sweeps import RecoverSweep
 from saferails.sweeps.recover import INTERRUPTED
+from tests.support.sweepkit import events, propose_pending, service, set_flow_run
 
 
 class ProcessDied(BaseException):

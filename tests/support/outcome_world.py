@@ -1,5 +1,5 @@
-"""A small crafted org for outcome tests (imported by name: tests/outcomes is on sys.path under pytest): two
-teams, interactions before and after an action, and the real services."""
+"""A small crafted org for outcome tests: two teams, interactions before and after an action, and the real
+services."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Helpers shared by the sweep tests (imported by name: pytest puts tests/sweeps on sys.path)."""
+"""Helpers shared by the sweep tests: a policy with one high-impact type per timeout action, and the store."""
 
 from __future__ import annotations
 
