@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install test lint typecheck unit demo bench serve clean
+.PHONY: install test check lint typecheck unit fast demo bench serve clean
 
 $(STAMP): pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "saferails needs Python 3.11+")'
@@ -26,6 +26,12 @@ unit: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 test: lint typecheck unit
+
+# The fast lane: lint, types and every test not marked `flow` (Prefect) or `slow`.
+fast: $(STAMP)
+	$(PY) -m pytest -m "not flow and not slow" $(PYTEST_ARGS)
+
+check: lint typecheck fast
 
 demo: $(STAMP)
 	$(PY) -m demo

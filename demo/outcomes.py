@@ -26,6 +26,7 @@ from saferails.api import Store
 from saferails.cli import output as cli_output
 from saferails.clock import ManualClock
 from saferails.execution import ExecutionService
+from saferails.notify.outbox_log import InboxNotifier
 from saferails.org.repository import OrgRepository
 from saferails.orggraph.loading import insert_interactions, insert_wellbeing
 from saferails.orggraph.sample import SampleOrg, generate_org, insert_sample, start_of
@@ -79,7 +80,8 @@ def _execute(store: Store, execution: ExecutionService, action_type: str, target
                                           reason=reason))
     how = "approved automatically"
     if view.state == "pending_approval":
-        view = store.actions.approve(view.id, APPROVER, reason="reviewed with the team lead")
+        code = InboxNotifier(store.settings.data_dir / "inbox").latest_code(APPROVER, view.id)
+        view = store.actions.approve(view.id, APPROVER, reason="reviewed with the team lead", code=code)
         how = f"approved by {APPROVER}"
     done = execution.execute(view.id)
     return view.id, f"{view.impact.upper():<6} {action_type} {target}: {how}, {done.state}"

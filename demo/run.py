@@ -34,6 +34,7 @@ from saferails.audit.verify import verify_chain
 from saferails.cli import output as cli_output
 from saferails.clock import ManualClock
 from saferails.errors import SaferailsError
+from saferails.notify.outbox_log import InboxNotifier
 from saferails.policy import Policy, default_policy, load_policy_text
 from saferails.settings import Settings
 from saferails.store.db import transaction
@@ -159,7 +160,9 @@ def _impacts(d: _Demo) -> None:
         d.store.actions.approve(high.id, "agent-2")
     except SaferailsError as exc:
         d.refused("agent-2 approving its own proposal", exc)
-    view = d.store.actions.approve(high.id, "alice", reason="checked with HR")
+    # alice types the one-time code from her own inbox (<demo dir>/inbox/alice.jsonl, mode 0600).
+    code = InboxNotifier(d.store.settings.data_dir / "inbox").latest_code("alice", high.id)
+    view = d.store.actions.approve(high.id, "alice", reason="checked with HR", code=code)
     d.report.outcomes["high"] = view.state
     d.say(f"alice approves -> {view.state} ({len(view.valid_approvers)}/{view.min_approvals} approvals)")
 

@@ -26,6 +26,7 @@ from saferails.cli import output as cli_output
 from saferails.cli.runbook import EVIDENCE_COLUMNS, LOG_COLUMNS, execution_rows
 from saferails.clock import ManualClock
 from saferails.net.egress import EgressPolicy
+from saferails.notify.outbox_log import InboxNotifier
 from saferails.runbooks.service import RunbookService
 from saferails.runbooks.validation import load_runbook
 from saferails.runbooks.views import ExecutionContext, ExecutionView, LegalBasis
@@ -125,7 +126,8 @@ def _scenario(store: Store, p: _Printer, server: Any) -> dict[str, str]:
     waiting = next(s for s in high.steps if s.state == "awaiting_approval")
     action_id = str(waiting.approval_action_id)
     _advance(store, timedelta(minutes=4))
-    action = store.actions.approve(action_id, MANAGERS[0], reason="C2 beacon confirmed; contain it")
+    code = InboxNotifier(store.settings.data_dir / "inbox").latest_code(MANAGERS[0], action_id)
+    action = store.actions.approve(action_id, MANAGERS[0], reason="C2 beacon confirmed; contain it", code=code)
     p.say(f"{MANAGERS[0]} approves step {waiting.step_id} (action {action_id[:8]}) -> {action.state}")
     high = svc.run(high.id)
     _show(p, high)

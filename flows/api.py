@@ -24,10 +24,11 @@ from uuid import UUID
 from prefect import Flow, get_client
 from prefect.client.schemas.objects import FlowRun
 from prefect.deployments import run_deployment
-from prefect.exceptions import ObjectNotFound
+from prefect.exceptions import FlowPauseTimeout, NotPausedError, ObjectNotFound
 from prefect.flow_engine import run_flow
 from prefect.flow_runs import resume_flow_run
 from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+from prefect.states import Running
 
 from blocks.settings import current_runtime
 from flows.action_flow import action_flow
@@ -164,15 +165,35 @@ def _decide(action_id: str, answer: dict[str, Any]) -> ActionView:
         before = view.version
         try:
             resume_flow_run(UUID(str(view.flow_run_id)), run_input=answer)
-        except RuntimeError:
-            pass  # resumed by someone else first, or refused: decide directly below
+        except (RuntimeError, NotPausedError, FlowPauseTimeout, ObjectNotFound):
+            pass  # resumed by someone else first, expired or refused: decide directly below
         else:
             return _settled(action_id, before)
     code = answer["code"] or None
-    if answer["decision"] == "approve":
-        return rt.actions.approve(action_id, answer["approver"], reason=answer["reason"], code=code,
-                                  channel=API_CHANNEL)
-    return rt.actions.reject(action_id, answer["approver"], reason=answer["reason"], code=code, channel=API_CHANNEL)
+    try:
+        if answer["decision"] == "approve":
+            return rt.actions.approve(action_id, answer["approver"], reason=answer["reason"], code=code,
+                                      channel=API_CHANNEL)
+        return rt.actions.reject(action_id, answer["approver"], reason=answer["reason"], code=code,
+                                 channel=API_CHANNEL)
+    finally:
+        _wake_gate(action_id)
+
+
+def _wake_gate(action_id: str) -> None:
+    """Once the store holds an outcome, a run still paused at the gate is set Running so the gate reads the store
+    at once and ends, instead of holding its thread (and runner slot) until the pause times out. This happens when
+    the action was decided without going through the run: directly here, by the sweep, or by a racing caller. The
+    gate treats the wake-up like an empty resume: it fails validation, counts nothing, and the gate sees the
+    action is no longer pending."""
+    view = current_runtime().actions.get(action_id)
+    if view.state == PENDING_APPROVAL or not _paused(view.flow_run_id):
+        return
+    try:
+        with get_client(sync_client=True) as client:
+            client.set_flow_run_state(UUID(str(view.flow_run_id)), Running(), force=True)
+    except ObjectNotFound:
+        pass  # the run is gone: nothing is waiting
 
 
 def _paused(flow_run_id: str | None) -> bool:

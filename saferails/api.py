@@ -19,7 +19,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from saferails.actions.models import ActionView
-from saferails.actions.service import ActionService, ApprovalRequestHook
+from saferails.actions.service import ActionService
 from saferails.approvals.codes import ApprovalCodes, approval_notifications
 from saferails.audit.checkpoints import Checkpoint, publish_checkpoints, signer_of
 from saferails.audit.signing import AuditSigner
@@ -35,11 +35,13 @@ from saferails.errors import (
 )
 from saferails.execution import ExecutionService
 from saferails.handlers import HandlerSettings
+from saferails.identity import IdentityService
 from saferails.notify.base import Notification, Notifier
-from saferails.notify.outbox_log import JsonLinesNotifier
+from saferails.notify.outbox_log import InboxNotifier
 from saferails.notify.smtp import SmtpNotifier
 from saferails.policy import Policy, default_policy, load_policy
 from saferails.resilience import Sleeper
+from saferails.secrets import approval_secret_path, load_or_create_secret
 from saferails.settings import Settings, load_settings
 from saferails.store.db import create_engine, migrate, read_transaction, session_factory
 from saferails.store.tables import Action
@@ -84,8 +86,9 @@ class Store:
     owns_engine: bool = True
 
     @property
-    def codes_enforced(self) -> bool:
-        return self.codes is not None
+    def identity(self) -> IdentityService:
+        """The ``IdentityService`` (principals, roles, credentials) over this store's sessions and clock."""
+        return IdentityService(self.sessions, self.clock)
 
     @property
     def workflow(self) -> WorkflowService:
@@ -142,27 +145,26 @@ def compose(
 ) -> Store:
     """Wire every service over ``sessions`` (an already migrated store) from ``settings``. The one wiring.
 
-    ``policy`` overrides ``settings.policy_path``; ``clock`` defaults to the system clock. With
-    ``settings.approval_secret`` set, approvals of actions whose decision requires codes must carry a valid one-time
+    ``policy`` overrides ``settings.policy_path``; ``clock`` defaults to the system clock. Approvals of actions
+    whose decision requires codes (all, unless a policy rule waives them with a reason) must carry a valid one-time
     code: codes are issued when an action starts waiting and sent to each approver through ``notifier`` (default:
-    :func:`default_notifier`). ``handler_settings`` override ``settings.handler_settings()``; ``sleeper`` is the
+    :func:`default_notifier`). The code key is ``settings.approval_secret`` or, when none is set, a key generated
+    once into ``<data_dir>/keys/approval-secret`` (0600, outside the database): there is no unchecked mode.
+    ``handler_settings`` override ``settings.handler_settings()``; ``sleeper`` is the
     retry backoff's (default ``time.sleep``). ``owns_engine``: ``close()`` disposes the sessions' engine.
     """
     if policy is None:
         policy = load_policy(settings.policy_path) if settings.policy_path is not None else default_policy()
     clock = clock or SystemClock()
-    key = settings.approval_key
-    codes = ApprovalCodes(key, clock) if key is not None else None
-    hook: ApprovalRequestHook | None = None
-    if codes is not None:
-        notifier = notifier or default_notifier(settings)
-        issuer = codes
+    codes = ApprovalCodes(settings.approval_key or load_or_create_secret(approval_secret_path(settings.data_dir)),
+                          clock)
+    notifier = notifier or default_notifier(settings)
 
-        def hook(session: Session, row: Action) -> list[Notification]:
-            return approval_notifications(session, row, issuer.issue(session, row))
+    def hook(session: Session, row: Action) -> list[Notification]:
+        return approval_notifications(session, row, codes.issue(session, row))
 
-    actions = ActionService(sessions, policy, clock, code_verifier=codes.verify if codes is not None else None,
-                            on_approval_requested=hook, notifier=notifier)
+    actions = ActionService(sessions, policy, clock, code_verifier=codes.verify, on_approval_requested=hook,
+                            notifier=notifier)
     engine = sessions.kw.get("bind")
     if not isinstance(engine, Engine):
         raise ConfigurationError("the session factory has no engine bound; build it with saferails.store.db")
@@ -183,7 +185,8 @@ def open_store(
 ) -> Store:
     """Open the store described by ``settings`` (default: ``load_settings()`` from the environment) and
     :func:`compose` the services over it. With ``upgrade`` the schema is migrated to every head first
-    (idempotent). Without a secret codes are not checked (``store.codes_enforced`` is False and the CLI says so).
+    (idempotent). Every appending transaction signs an audit checkpoint with the key at
+    ``settings.audit_key_path`` (generated 0600 on first use).
     Raises ``ConfigurationError`` / ``PolicyInvalid`` before touching the database when either is malformed.
     """
     settings = settings or load_settings()
@@ -204,10 +207,11 @@ def open_store(
 
 
 def default_notifier(settings: Settings) -> Notifier:
-    """SMTP when configured (``SAFERAILS_SMTP_HOST``), else a JSON-lines file in the data directory."""
+    """SMTP when configured (``SAFERAILS_SMTP_HOST``), else one 0600 inbox file per principal in
+    ``<data_dir>/inbox/``: never one shared file a proposer could read."""
     if settings.smtp_configured:
         return SmtpNotifier(settings.smtp_settings())
-    return JsonLinesNotifier(settings.data_dir / "notifications.jsonl")
+    return InboxNotifier(settings.data_dir / "inbox")
 
 
 def refusal_for(action: ActionView) -> PolicyRefusal | None:

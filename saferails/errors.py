@@ -40,6 +40,7 @@ class InvalidInput(SaferailsError):
 
 class UnknownActionType(InvalidInput):
     code = "UNKNOWN_ACTION_TYPE"
+    http_status = 422
 
     def __init__(self, action_type: str, known: list[str] | None = None) -> None:
         known_list = sorted(known or [])
@@ -52,6 +53,7 @@ class UnknownActionType(InvalidInput):
 
 class InvalidParams(InvalidInput):
     code = "INVALID_PARAMS"
+    http_status = 422
 
     def __init__(self, action_type: str, problems: list[str]) -> None:
         super().__init__(
@@ -256,6 +258,7 @@ class StoreUnavailable(SaferailsError):
 
 class ApprovalExpired(ApprovalError):
     code = "APPROVAL_EXPIRED"
+    http_status = 410
 
 
 class IdempotencyConflict(InvalidInput):
@@ -308,3 +311,101 @@ class WebhookSignatureInvalid(SaferailsError):
     code = "WEBHOOK_SIGNATURE_INVALID"
     exit_code = 2
     http_status = 401
+
+
+# --- the HTTP edge and its callers (401, 403, 413, 422) -------------------------------------------------------
+
+
+class InsufficientPermissions(PermissionDenied):
+    """The authenticated principal lacks the permission an operation needs (``required_permission``)."""
+
+    code = "INSUFFICIENT_PERMISSIONS"
+
+    def __init__(self, principal_id: str, roles: list[str], permission: str) -> None:
+        super().__init__(
+            f"{principal_id} does not have permission {permission!r}",
+            required_permission=permission,
+            user_role=roles[0] if len(roles) == 1 else ",".join(roles),
+            roles=roles,
+        )
+
+
+class PayloadTooLarge(InvalidInput):
+    """A request body is larger than the edge accepts."""
+
+    code = "PAYLOAD_TOO_LARGE"
+    http_status = 413
+
+
+class IdempotencyKeyReused(InvalidInput):
+    """An ``Idempotency-Key`` was reused for a different request (other body, path or caller)."""
+
+    code = "IDEMPOTENCY_KEY_REUSED"
+    http_status = 422
+
+
+class ApprovalLinkInvalid(ApprovalError):
+    """An e-mailed approval link is malformed, forged, expired or for a request that no longer exists. The public
+    message is the same in every case; ``details["internal_reason"]`` says which, for logs only."""
+
+    code = "APPROVAL_LINK_INVALID"
+
+
+# --- integrity and reconciliation (h-exec) -----------------------------------------------------------------
+
+
+class ActionTampered(ExecutionError):
+    """The stored action no longer hashes to the action hash it was proposed and approved under (its type,
+    target or parameters were edited in the database): it is refused, audited and alerted, never executed or
+    rolled back."""
+
+    code = "ACTION_TAMPERED"
+    http_status = 409
+
+
+class EffectUnknown(RollbackError):
+    """Whether the action's effect exists cannot be established (a crash interrupted it and the handler cannot
+    tell): nothing is claimed undone; an operator must check the system the handler acts on."""
+
+    code = "EFFECT_UNKNOWN"
+
+
+# --- identity and approval hardening (exit 10 for authentication) ------------------------------------------
+
+
+class Unauthenticated(SaferailsError):
+    """No credential, or one that is unknown, wrong, expired or revoked. The message never says which: the
+    precise reason is in ``details["internal_reason"]`` for the audit trail, not for the caller."""
+
+    code = "UNAUTHENTICATED"
+    exit_code = 12
+    http_status = 401
+
+
+class ApprovalLockedOut(ApprovalError):
+    """Too many refused approval attempts by this approver on this action; further attempts are refused until
+    ``details["locked_until"]``."""
+
+    code = "APPROVAL_LOCKED_OUT"
+    http_status = 429
+
+
+class ApprovalCodesNotConfigured(ApprovalError):
+    """The action's decision requires one-time approval codes but this service has no code verifier, so the
+    approval is refused (fail closed) instead of being accepted unchecked."""
+
+    code = "APPROVAL_CODES_NOT_CONFIGURED"
+    http_status = 503
+
+
+class SecretFileInsecure(ConfigurationError):
+    """A secret or credential file is readable or writable by group or others, or is not a regular file."""
+
+    code = "SECRET_FILE_INSECURE"
+
+
+class PrincipalExists(InvalidInput):
+    """A principal with this id already exists (``add_principal`` never overwrites one)."""
+
+    code = "PRINCIPAL_EXISTS"
+    http_status = 409

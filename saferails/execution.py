@@ -19,12 +19,31 @@ Contract of ``ExecutionService.execute``:
 ``execute`` on a completed action applies nothing and returns it. Refusals that write nothing: an action that
 is not approved (``InvalidTransition`` / ``GuardRejected``), no handler (``HandlerNotRegistered``), an open
 circuit (``CircuitOpen``: the action stays ``approved`` for a later run).
+
+Integrity: before executing, rolling back or recovering, the action hash is recomputed from the stored type,
+target and parameters and compared with the stored ``action_hash``, which in turn must equal the hash in the
+hash-chained ``action_proposed`` audit record (so rewriting params and hash together is caught too). A
+mismatch is audited (``action_tampered``) and alerted (a critical ``action_tampered`` alert: ``alert_emitted``
+audit record, handed to ``alert_notifier`` when one is set), and the handler is not called: an approved or
+executing action moves to ``failed``, a rolling-back one to ``rollback_failed``, any other keeps its state.
+``execute`` and ``rollback`` then raise ``ActionTampered`` (the trace is committed first).
+
+Truthful undo: an action whose execution was interrupted (the recover sweep found it in ``executing`` with no
+recorded effect) has an effect nobody recorded. ``recover_interrupted`` asks the handler
+(``reconcile``) whether it exists before deciding: applied -> ``completed`` with the reconciled rollback data,
+not applied -> ``failed``, unknown -> ``failed`` with an alert. ``rollback`` of an interrupted action asks
+again instead of claiming "nothing to undo", and ends ``rollback_failed`` (``EFFECT_UNKNOWN``, alerted) when
+the handler cannot tell. ``resume_rollback`` finishes a rollback a crash left in ``rolling_back``.
+Failures caused by the request itself (validation, malformed messages, 5xx refusals) are never retried and
+never count against the circuit breaker.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import time
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -33,11 +52,21 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from saferails import transitions
 from saferails.actions import lifecycle as lc
-from saferails.actions.models import ActionView
+from saferails.actions.models import ActionView, action_hash
 from saferails.actions.repository import ActionRepository
 from saferails.actions.service import ACTION_KIND, ENTITY
+from saferails.boundary import typed_errors
 from saferails.clock import Clock
-from saferails.errors import ConcurrentModification, ExecutionError, InvalidInput, SaferailsError, StoreUnavailable
+from saferails.errors import (
+    ActionTampered,
+    ConcurrentModification,
+    EffectUnknown,
+    ExecutionError,
+    InvalidInput,
+    InvalidTransition,
+    SaferailsError,
+    StoreUnavailable,
+)
 from saferails.handlers import (
     ActionHandler,
     ExecutionOutcome,
@@ -46,13 +75,24 @@ from saferails.handlers import (
     PartialEffect,
     load_handler_settings,
 )
+from saferails.handlers.base import APPLIED, NOT_APPLIED, Reconciliation, reconcile_effect
 from saferails.handlers.registry import get_handler
 from saferails.org.tables import Effect
 from saferails.resilience import BreakerRegistry, RetryPolicy, Sleeper, retry
 from saferails.store.db import transaction
-from saferails.store.tables import Action
+from saferails.store.tables import Action, AuditRecord
+from saferails.workflow import alerts
 
 EXECUTOR = "system:executor"
+# The error of an action whose execution a crash interrupted (set by the recover sweep). Its effect was
+# never recorded, so a rollback reconciles through the handler instead of assuming there is nothing to undo.
+INTERRUPTED = "recovered: execution interrupted"
+ROLLBACK_INTERRUPTED = "recovered: rollback interrupted"
+# Called with (stage, action_id) between an effect and the commit that records it ("after_effect",
+# "after_undo"): lets tests kill the process at the worst moment, as a crash would.
+CrashHook = Callable[[str, str], None]
+# Errors that say the request is malformed, not that the dependency is unhealthy: retrying cannot help.
+_PERMANENT = (ValueError, TypeError, LookupError, ArithmeticError, RecursionError, AttributeError)
 
 
 class CompensationFailed(ExecutionError):
@@ -62,12 +102,42 @@ class CompensationFailed(ExecutionError):
 
 
 def is_transient(exc: BaseException) -> bool:
-    """Worth retrying (and evidence that the dependency is unhealthy): anything but our typed refusals."""
+    """Worth retrying (and evidence that the dependency is unhealthy): connection and server trouble. Never our
+    typed refusals (validation, ``EFFECT_REFUSED``) nor errors that say the request itself is malformed
+    (``ValueError``, ``TypeError``, ...): those are permanent and do not count against a circuit breaker."""
     if isinstance(exc, PartialEffect):
         return is_transient(exc.cause)
     if isinstance(exc, SaferailsError):
         return isinstance(exc, (StoreUnavailable, ConcurrentModification))
-    return True
+    return not isinstance(exc, _PERMANENT)
+
+
+def stored_hash_mismatch(row: Action, session: Session | None = None) -> str | None:
+    """The hash recomputed from the row's type, target and params when the row was edited after the proposal,
+    else None. Edited means: the recomputed hash differs from the stored ``action_hash``, or (given a session)
+    the stored ``action_hash`` differs from the one the hash-chained ``action_proposed`` audit record holds, so
+    rewriting params and hash together is caught as well."""
+    try:
+        computed = action_hash(row.action_type, row.target, dict(row.params or {}))
+    except (TypeError, ValueError):
+        return "uncomputable"
+    if computed != row.action_hash:
+        return computed
+    if session is not None:
+        recorded = session.execute(
+            sa.select(AuditRecord.details)
+            .where(AuditRecord.entity_id == row.id, AuditRecord.event == "action_proposed")
+            .order_by(AuditRecord.sequence)
+            .limit(1)
+        ).scalar_one_or_none()
+        if recorded is not None:
+            try:
+                proposed = json.loads(recorded).get("action_hash")
+            except (ValueError, AttributeError):
+                proposed = None
+            if proposed is not None and proposed != row.action_hash:
+                return computed
+    return None
 
 
 def _error_text(exc: BaseException) -> str:
@@ -94,6 +164,8 @@ class ExecutionService:
         breaker_registry: BreakerRegistry | None = None,
         sleeper: Sleeper = time.sleep,
         logger: logging.Logger | None = None,
+        alert_notifier: alerts.Notifier | None = None,
+        crash_hook: CrashHook | None = None,
     ) -> None:
         self.sessions = sessions
         self.clock = clock
@@ -105,6 +177,8 @@ class ExecutionService:
         self.breakers = breaker_registry or BreakerRegistry(clock)
         self.sleeper = sleeper
         self.logger = logger or logging.getLogger("saferails.execution")
+        self.alert_notifier = alert_notifier
+        self.crash_hook = crash_hook
 
     # --- helpers ------------------------------------------------------------------------------------------
     def _ctx(self, row: Action, session: Session | None, reason: str = "") -> HandlerContext:
@@ -156,6 +230,52 @@ class ExecutionService:
         with transaction(self.sessions) as session:
             return self._view(session, transitions.lock_row(session, ACTION_KIND, action_id))
 
+    def _crash_point(self, stage: str, action_id: str) -> None:
+        if self.crash_hook is not None:
+            self.crash_hook(stage, action_id)
+
+    def _alert(self, session: Session, row: Action, alert_type: str, message: str, details: dict[str, Any]) -> None:
+        alert = alerts.Alert(alert_type, message, "critical", ENTITY, row.id, details)
+        alerts.emit(session, alert, notifier=self.alert_notifier, actor=EXECUTOR, now=self.clock.now())
+
+    def _flag_tampered(self, session: Session, row: Action, actor: str, stage: str, computed: str) -> Action:
+        """Record (audit, outbox, alert) that ``row`` no longer matches its hash; an approved or executing
+        action fails, a rolling-back one ends ``rollback_failed``, any other keeps its state."""
+        now = self.clock.now()
+        details = {"stage": stage, "stored_hash": row.action_hash, "computed_hash": computed,
+                   "reason": "type, target or params changed after the action was proposed"}
+        error = f"{ActionTampered.code}: the stored action does not match its hash ({stage} refused)"
+        try:
+            if row.state == lc.APPROVED:
+                self._move(session, row.id, lc.EXECUTING, "execution_started", actor, details={"stage": "integrity"},
+                           changes={"executed_at": now})
+            if row.state in (lc.APPROVED, lc.EXECUTING):
+                row = self._move(session, row.id, lc.FAILED, "action_tampered", actor, details=details,
+                                 changes={"error": error, "finished_at": now})
+            elif row.state == lc.ROLLING_BACK:
+                row = self._move(session, row.id, lc.ROLLBACK_FAILED, "action_tampered", actor, details=details,
+                                 changes={"error": error})
+            else:
+                transitions.record_event(session, ENTITY, row, actor=actor, event="action_tampered", now=now,
+                                         details=details)
+        except InvalidTransition:  # the guard refused the way to failed: the trace is still recorded
+            transitions.record_event(session, ENTITY, row, actor=actor, event="action_tampered", now=now,
+                                     details=details)
+        self._alert(session, row, "action_tampered", f"action {row.id} was changed after approval; {stage} refused",
+                    details)
+        return row
+
+    def _refuse_tampered(self, action_id: str, actor: str, stage: str) -> ActionTampered:
+        """Commit the tamper trace in its own transaction and return the error to raise."""
+        with transaction(self.sessions) as session:
+            row = transitions.lock_row(session, ACTION_KIND, action_id)
+            computed = stored_hash_mismatch(row, session) or row.action_hash
+            self._flag_tampered(session, row, actor, stage, computed)
+        return ActionTampered(
+            f"action {action_id} no longer matches the action hash it was approved under: {stage} refused",
+            action_id=action_id, stage=stage, computed_hash=computed,
+        )
+
     # --- preview ------------------------------------------------------------------------------------------
     def preview(self, action_id: str) -> dict[str, Any]:
         """Validate, capture and preview an action without changing anything: what the approver is shown.
@@ -171,46 +291,56 @@ class ExecutionService:
     # --- execution ----------------------------------------------------------------------------------------
     def execute(self, action_id: str, actor: str = EXECUTOR) -> ActionView:
         """Execute an approved action (see the module docstring for the full contract)."""
+        tampered = False
         with transaction(self.sessions) as session:
             row = transitions.lock_row(session, ACTION_KIND, action_id)
             if row.state == lc.COMPLETED:
                 return self._view(session, row)
-            handler = get_handler(row.action_type)
-            self.breakers.get(row.action_type).check()
-            ctx = self._ctx(row, None if handler.external else session)
-            params = dict(row.params)
-            try:
-                handler.validate(ctx, row.target, params)
-                pre_state = handler.capture(ctx, row.target, params)
-            except InvalidInput as exc:
+            tampered = row.state == lc.APPROVED and stored_hash_mismatch(row, session) is not None
+            if not tampered:
+                handler = get_handler(row.action_type)
+                self.breakers.get(row.action_type).check()
+                ctx = self._ctx(row, None if handler.external else session)
+                params = dict(row.params)
+                try:
+                    try:
+                        handler.validate(ctx, row.target, params)
+                        pre_state = handler.capture(ctx, row.target, params)
+                    except (ValueError, TypeError, LookupError, OverflowError, RecursionError) as raw:
+                        # A handler tripping over the stored params is the request's fault: refuse it for good
+                        # instead of leaving the action approved for every sweep to trip over again.
+                        raise InvalidInput(f"{type(raw).__name__}: {raw}"[:500]) from raw
+                except InvalidInput as exc:
+                    self._move(
+                        session,
+                        action_id,
+                        lc.EXECUTING,
+                        "execution_started",
+                        actor,
+                        changes={"executed_at": self.clock.now()},
+                    )
+                    row = self._move(
+                        session,
+                        action_id,
+                        lc.FAILED,
+                        "execution_failed",
+                        actor,
+                        details={"stage": "validate", "error_code": exc.code, "error": exc.message},
+                        changes={"error": _error_text(exc), "finished_at": self.clock.now()},
+                    )
+                    return self._view(session, row)
                 self._move(
                     session,
                     action_id,
                     lc.EXECUTING,
                     "execution_started",
                     actor,
-                    changes={"executed_at": self.clock.now()},
+                    details={"pre_state": pre_state},
+                    changes={"pre_state": pre_state, "executed_at": self.clock.now()},
                 )
-                row = self._move(
-                    session,
-                    action_id,
-                    lc.FAILED,
-                    "execution_failed",
-                    actor,
-                    details={"stage": "validate", "error_code": exc.code, "error": exc.message},
-                    changes={"error": _error_text(exc), "finished_at": self.clock.now()},
-                )
-                return self._view(session, row)
-            self._move(
-                session,
-                action_id,
-                lc.EXECUTING,
-                "execution_started",
-                actor,
-                details={"pre_state": pre_state},
-                changes={"pre_state": pre_state, "executed_at": self.clock.now()},
-            )
-            key = effect_key(row)
+                key = effect_key(row)
+        if tampered:
+            raise self._refuse_tampered(action_id, actor, "execute")
         return self._run_handler(action_id, handler, row, params, pre_state, key, actor)
 
     def _run_handler(
@@ -232,16 +362,19 @@ class ExecutionService:
                     recorded = self._recorded_effect(key)
                     if recorded is not None:
                         return recorded
-                    return breaker.call(
+                    done = breaker.call(
                         lambda: handler.execute(self._ctx(row, None), row.target, params, pre_state, key),
                         counts=is_transient,
                     )
+                    self._crash_point("after_effect", action_id)
+                    return done
                 with transaction(self.sessions) as session:
                     current = transitions.lock_row(session, ACTION_KIND, action_id)
                     outcome = breaker.call(
                         lambda: handler.execute(self._ctx(current, session), row.target, params, pre_state, key),
                         counts=is_transient,
                     )
+                    self._crash_point("after_effect", action_id)
                     return self._complete(session, action_id, outcome, key, actor, n)
             except PartialEffect as partial:
                 self._compensate(action_id, handler, row, partial, leftover)
@@ -355,24 +488,86 @@ class ExecutionService:
         """Restore the captured pre-state: ``completed | failed | rollback_failed -> rolling_back ->
         rolled_back`` (or ``rollback_failed`` with the error, committed even though the handler failed).
         Every attempt is audited. Raises ``InvalidTransition`` for any other state (a rolled-back action cannot
-        be rolled back again). A failed action with nothing applied rolls back without calling the handler.
+        be rolled back again) and ``ActionTampered`` (trace committed, state kept) when the stored action no
+        longer matches its hash. A failed action with nothing applied rolls back without calling the handler;
+        one whose execution was interrupted is reconciled through the handler first, and ends
+        ``rollback_failed`` (``EFFECT_UNKNOWN``, alerted) if the handler cannot tell whether its effect exists.
         """
+        tampered = False
         with transaction(self.sessions) as session:
             row = transitions.lock_row(session, ACTION_KIND, action_id)
-            handler = get_handler(row.action_type)
-            row = self._move(session, action_id, lc.ROLLING_BACK, "rollback_started", actor, details={"reason": reason})
-            data = row.rollback_data
-            if data is None:
+            tampered = row.state in (lc.COMPLETED, lc.FAILED, lc.ROLLBACK_FAILED) and (
+                stored_hash_mismatch(row, session) is not None
+            )
+            if not tampered:
+                handler = get_handler(row.action_type)
                 row = self._move(
-                    session,
-                    action_id,
-                    lc.ROLLED_BACK,
-                    "rolled_back",
-                    actor,
-                    details={"reason": reason, "nothing_to_undo": True},
-                    changes={"rolled_back_at": self.clock.now()},
+                    session, action_id, lc.ROLLING_BACK, "rollback_started", actor, details={"reason": reason}
                 )
-                return self._view(session, row)
+                data, finished = self._undo_data(session, row, handler, actor, reason)
+                if finished is not None:
+                    return finished
+        if tampered:
+            raise self._refuse_tampered(action_id, actor, "rollback")
+        assert data is not None
+        return self._undo(action_id, handler, row, data, actor, reason)
+
+    def _interrupted(self, row: Action) -> bool:
+        """Was the execution cut short by a crash, so that its effect was never recorded?"""
+        return row.pre_state is not None and (row.error or "").startswith(INTERRUPTED)
+
+    def _reconcile(self, session: Session, row: Action, handler: ActionHandler) -> Reconciliation:
+        ctx = self._ctx(row, None if handler.external else session)
+        return reconcile_effect(handler, ctx, row.target, dict(row.params), dict(row.pre_state or {}),
+                                effect_key(row))
+
+    def _undo_data(
+        self, session: Session, row: Action, handler: ActionHandler, actor: str, reason: str
+    ) -> tuple[dict[str, Any] | None, ActionView | None]:
+        """For a row just moved to ``rolling_back``: (the data to undo with, None), or (None, the finished view)
+        when there is provably nothing to undo (``rolled_back``) or nobody can tell (``rollback_failed``)."""
+        if row.rollback_data is not None:
+            return dict(row.rollback_data), None
+        now = self.clock.now()
+        details: dict[str, Any] = {"reason": reason, "nothing_to_undo": True}
+        if self._interrupted(row):
+            found = self._reconcile(session, row, handler)
+            details |= {"reconciled": found.status, "reconcile_detail": found.detail}
+            if found.status == APPLIED:
+                assert found.rollback_data is not None
+                row.rollback_data = found.rollback_data
+                transitions.record_event(session, ENTITY, row, actor=actor, event="effect_reconciled", now=now,
+                                         details={"status": found.status, "detail": found.detail,
+                                                  "rollback_data": found.rollback_data})
+                return dict(found.rollback_data), None
+            if found.status != NOT_APPLIED:
+                error = EffectUnknown(f"cannot tell whether the effect of action {row.id} exists: {found.detail}",
+                                      action_id=row.id)
+                failed = self._move(
+                    session, row.id, lc.ROLLBACK_FAILED, "rollback_failed", actor,
+                    details={"reason": reason, "error_code": error.code, "error": error.message,
+                             "reconciled": found.status},
+                    changes={"error": _error_text(error)},
+                )
+                self._alert(session, failed, "effect_unknown",
+                            f"action {row.id}: rollback impossible, the effect may still be in place", details)
+                return None, self._view(session, failed)
+        done = self._move(session, row.id, lc.ROLLED_BACK, "rolled_back", actor, details=details,
+                          changes={"rolled_back_at": now})
+        return None, self._view(session, done)
+
+    def _undo(
+        self,
+        action_id: str,
+        handler: ActionHandler,
+        row: Action,
+        data: dict[str, Any],
+        actor: str,
+        reason: str,
+        *,
+        alert_on_failure: bool = False,
+    ) -> ActionView:
+        """Run ``handler.rollback`` with retries; ``rolled_back`` or ``rollback_failed``, committed."""
         breaker = self.breakers.get(row.action_type)
 
         def finish(session: Session, result: dict[str, Any], attempts: int) -> ActionView:
@@ -392,6 +587,7 @@ class ExecutionService:
                 result = breaker.call(
                     lambda: handler.rollback(self._ctx(row, None, reason), row.target, data), counts=is_transient
                 )
+                self._crash_point("after_undo", action_id)
                 with transaction(self.sessions) as session:
                     return finish(session, result, n)
             with transaction(self.sessions) as session:
@@ -399,6 +595,7 @@ class ExecutionService:
                 result = breaker.call(
                     lambda: handler.rollback(self._ctx(current, session, reason), row.target, data), counts=is_transient
                 )
+                self._crash_point("after_undo", action_id)
                 return finish(session, result, n)
 
         def failed(n: int, exc: Exception, delay: float | None) -> None:
@@ -419,16 +616,110 @@ class ExecutionService:
             return retry(attempt, self.retry_policy, sleeper=self.sleeper, retryable=is_transient, on_failure=failed)
         except Exception as exc:  # noqa: BLE001 - every failure ends in rollback_failed, recorded and committed
             with transaction(self.sessions) as session:
+                details = {"reason": reason, "error_code": _error_code(exc), "error": str(exc)}
                 row = self._move(
                     session,
                     action_id,
                     lc.ROLLBACK_FAILED,
                     "rollback_failed",
                     actor,
-                    details={"reason": reason, "error_code": _error_code(exc), "error": str(exc)},
+                    details=details,
                     changes={"error": _error_text(exc)},
                 )
+                if alert_on_failure:
+                    self._alert(session, row, "rollback_failed", f"action {action_id}: rollback failed", details)
                 return self._view(session, row)
+
+    # --- recovery after a crash (called by the recover sweep) ----------------------------------------------
+    def resume_rollback(self, action_id: str, actor: str) -> ActionView:
+        """Finish a rollback a crash left in ``rolling_back``. A store-local undo never committed, so it is
+        retried. An external one is reconciled first: effect gone -> ``rolled_back``; still there or unknown ->
+        the undo is retried (handlers' undo is idempotent or refuses with a conflict). A failure ends in
+        ``rollback_failed`` with an alert. Any other state is returned unchanged."""
+        reason = ROLLBACK_INTERRUPTED
+        tampered = False
+        with transaction(self.sessions) as session:
+            row = transitions.lock_row(session, ACTION_KIND, action_id)
+            if row.state != lc.ROLLING_BACK:
+                return self._view(session, row)
+            computed = stored_hash_mismatch(row, session)
+            if computed is not None:
+                tampered = True
+                self._flag_tampered(session, row, actor, "rollback", computed)
+            else:
+                handler = get_handler(row.action_type)
+                data, finished = self._undo_data(session, row, handler, actor, reason)
+                if finished is not None:
+                    return finished
+                assert data is not None
+                if handler.external and row.pre_state is not None:
+                    found = self._reconcile(session, row, handler)
+                    if found.status == NOT_APPLIED:
+                        done = self._move(
+                            session, action_id, lc.ROLLED_BACK, "rolled_back", actor,
+                            details={"reason": reason, "resolution": "the undo had completed before the crash",
+                                     "reconciled": found.status, "reconcile_detail": found.detail},
+                            changes={"rolled_back_at": self.clock.now()},
+                        )
+                        return self._view(session, done)
+        if tampered:
+            raise ActionTampered(f"action {action_id} no longer matches its hash: rollback refused",
+                                 action_id=action_id, stage="rollback")
+        assert data is not None
+        return self._undo(action_id, handler, row, data, actor, reason, alert_on_failure=True)
+
+    def recover_interrupted(self, action_id: str, actor: str, *, lease_seconds: float | None = None) -> ActionView:
+        """Resolve an action a crash left in ``executing`` (the recover sweep calls this once its lease has
+        run out): the effect recorded under its idempotency key -> ``completed``; otherwise the handler is asked
+        (``reconcile``): applied -> ``completed`` with the reconciled result and rollback data (event
+        ``execution_recovered``); not applied -> ``failed`` (``execution_interrupted``); unknown -> ``failed``
+        plus an ``effect_unknown`` alert. A tampered row fails with ``action_tampered``. The handler's effect
+        is never applied again. Any other state is returned unchanged."""
+        now = self.clock.now()
+        with transaction(self.sessions) as session:
+            row = transitions.lock_row(session, ACTION_KIND, action_id)
+            if row.state != lc.EXECUTING:
+                return self._view(session, row)
+            key = effect_key(row)
+            effect = session.get(Effect, key)
+            if effect is not None:
+                row = self._move(
+                    session, action_id, lc.COMPLETED, "execution_recovered", actor,
+                    details={"resolution": "effect_recorded", "effect_key": key, "result": effect.result["result"]},
+                    changes={"result": effect.result["result"], "rollback_data": effect.result["rollback_data"],
+                             "finished_at": now},
+                )
+                return self._view(session, row)
+            computed = stored_hash_mismatch(row, session)
+            if computed is not None:
+                return self._view(session, self._flag_tampered(session, row, actor, "recover", computed))
+            try:
+                handler = get_handler(row.action_type)
+                found = self._reconcile(session, row, handler)
+            except SaferailsError as exc:
+                found = Reconciliation("unknown", f"{exc.code}: {exc.message}")
+            base = {"reason": INTERRUPTED, "executed_at": row.executed_at, "lease_seconds": lease_seconds,
+                    "reconciled": found.status, "reconcile_detail": found.detail}
+            if found.status == APPLIED:
+                assert found.result is not None and found.rollback_data is not None
+                if handler.external:
+                    session.add(Effect(idempotency_key=key, action_id=action_id, action_type=row.action_type,
+                                       result={"result": found.result, "rollback_data": found.rollback_data},
+                                       created_at=now))
+                    session.flush()
+                row = self._move(
+                    session, action_id, lc.COMPLETED, "execution_recovered", actor,
+                    details=base | {"resolution": "effect_found", "effect_key": key, "result": found.result},
+                    changes={"result": found.result, "rollback_data": found.rollback_data, "finished_at": now},
+                )
+                return self._view(session, row)
+            error = INTERRUPTED if found.status == NOT_APPLIED else f"{INTERRUPTED}; effect unknown: {found.detail}"
+            row = self._move(session, action_id, lc.FAILED, "execution_interrupted", actor, details=base,
+                             changes={"error": error[:2000], "finished_at": now})
+            if found.status != NOT_APPLIED:
+                self._alert(session, row, "effect_unknown",
+                            f"action {action_id} was interrupted and its effect cannot be verified", base)
+            return self._view(session, row)
 
     # --- scheduling ---------------------------------------------------------------------------------------
     def run(self, action_id: str, actor: str = EXECUTOR) -> ActionView:
@@ -455,4 +746,18 @@ class ExecutionService:
             return list(session.execute(stmt).scalars())
 
 
-__all__ = ["EXECUTOR", "CompensationFailed", "ExecutionService", "effect_key", "is_transient"]
+# Every public method refuses bad input with a typed error, even when it only surfaces in the driver.
+for _name in ("get", "preview", "execute", "rollback", "resume_rollback", "recover_interrupted", "run", "next_due"):
+    setattr(ExecutionService, _name, typed_errors(getattr(ExecutionService, _name)))
+
+__all__ = [
+    "EXECUTOR",
+    "INTERRUPTED",
+    "ROLLBACK_INTERRUPTED",
+    "CompensationFailed",
+    "CrashHook",
+    "ExecutionService",
+    "effect_key",
+    "is_transient",
+    "stored_hash_mismatch",
+]

@@ -7,7 +7,8 @@ directly takes only the values passed (tests, the Blocks): nothing leaks in from
 
 Variables (all optional; an empty value counts as unset):
 
-- ``SAFERAILS_DATA_DIR``: where the default SQLite file and ``notifications.jsonl`` live (``./.saferails``).
+- ``SAFERAILS_DATA_DIR``: where the default SQLite file, the generated keys (``keys/``) and the local approval
+  inboxes (``inbox/``) live (``./.saferails``).
 - ``SAFERAILS_DATABASE_URL``: SQLAlchemy URL; default an SQLite file under the data directory. ``postgresql://``
   URLs are mapped to the psycopg 3 driver; other schemes are refused.
 - ``SAFERAILS_POLICY``: path to a policy YAML (must be a file); default the bundled policy.
@@ -96,6 +97,8 @@ class Settings(BaseSettings):
     egress_allowed_hosts: Annotated[list[str], NoDecode] = []
     egress_allow_private: bool = False
     audit_key_file: Path | None = None
+    http_authenticator: str | None = None
+    public_url: str | None = None
     audit_checkpoints_file: Path | None = None
 
     def __init__(self, **values: Any) -> None:

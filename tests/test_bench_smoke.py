@@ -19,6 +19,7 @@ EXPECTED = {
 }
 
 
+@pytest.mark.slow
 def test_the_quick_foundation_benchmark_prints_a_table_and_writes_positive_results_as_json(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 import pytest
 import sqlalchemy as sa
 
-from saferails.actions.service import ActionService, Proposal
+from saferails.actions.service import Proposal
 from saferails.actions.types import Params
 from saferails.clock import ManualClock
 from saferails.errors import CircuitOpen, ConfigurationError, InvalidTransition
@@ -32,6 +32,7 @@ from saferails.policy import default_policy, load_policy_text
 from saferails.resilience import BreakerRegistry
 from saferails.store.db import transaction
 from saferails.store.tables import AuditRecord
+from tests.support.approvals import coded_service
 
 OPEN_POLICY = 'version: "exec-test"\nimpact: {default: low}\nrules: []\n'
 
@@ -169,7 +170,7 @@ class Env:
         self.db = db
         self.clock = clock
         self.sleeps: list[float] = []
-        self.actions = ActionService(db.sessions, load_policy_text(policy_text), clock)
+        self.actions = coded_service(db.sessions, load_policy_text(policy_text), clock)
         self.executor = ExecutionService(db.sessions, clock, HandlerSettings(), sleeper=self.sleeps.append, **options)
 
     def propose(self, action_type: str, params: dict[str, Any], target: str = "t", **extra: Any) -> str:
@@ -273,7 +274,7 @@ def test_the_circuit_opens_after_repeated_failures_and_recovers_when_the_clock_p
 
 def test_nothing_executes_without_an_approved_decision(db: Any, clock: ManualClock) -> None:
     env = Env(db, clock)
-    env.actions = ActionService(db.sessions, default_policy(), clock)
+    env.actions = coded_service(db.sessions, default_policy(), clock)
     env.actions.upsert_principal("alice", groups=["approvers"])
     with transaction(db.sessions) as session:
         OrgRepository(session).insert(

@@ -8,19 +8,38 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from saferails.audit.chain import canonical_json
+from saferails.boundary import datetime_problem, identifier_problem, json_problems, text_problem
 from saferails.clock import as_utc
+from saferails.errors import InvalidInput
 from saferails.store import tables
 
 
 class Proposal(BaseModel):
-    """What a proposer submits (API, CLI, flow, runbook step). Params are validated against the action type."""
+    """What a proposer submits (API, CLI, flow, runbook step). Params are validated against the action type.
+
+    Bounds (the proposer is not trusted): ``action_type`` is a registry name (letters, digits, underscores);
+    ``proposer``, ``tenant`` and ``idempotency_key`` are short identifiers (letters, digits,
+    ``. _ : @ / + = # ~ -``); ``target`` and ``reason`` are text without NUL or control characters (``reason``
+    may span lines); ``params`` is a JSON object of at most 64 KiB nested at most 32 deep, with strings free of
+    NUL and lone surrogates, 64-bit integers and finite floats below 1e15; ``scheduled_for`` is timezone-aware
+    and between 1970 and 2200. Building a Proposal (constructor or ``model_validate``) that breaks any of them
+    raises ``InvalidInput`` (code ``INVALID_INPUT``) listing every problem.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
-    action_type: str = Field(min_length=1, max_length=100)
+    action_type: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_]+$")
     target: str = Field(min_length=1, max_length=500)
     params: dict[str, Any] = Field(default_factory=dict)
     proposer: str = Field(min_length=1, max_length=200)
@@ -30,11 +49,58 @@ class Proposal(BaseModel):
     scheduled_for: datetime | None = None
     idempotency_key: str | None = Field(default=None, min_length=1, max_length=200)
 
+    @model_validator(mode="wrap")
+    @classmethod
+    def _typed_refusal(cls, data: Any, handler: ModelWrapValidatorHandler[Proposal]) -> Proposal:
+        # However a Proposal is built (constructor, model_validate from a flow parameter), a refusal is the
+        # saferails InvalidInput, not pydantic's ValidationError: pydantic lets non-ValueErrors through.
+        try:
+            return handler(data)
+        except ValidationError as exc:
+            problems = [f"{'.'.join(str(p) for p in e['loc']) or '(root)'}: {e['msg']}" for e in exc.errors()]
+            raise InvalidInput(f"invalid proposal: {'; '.join(problems)}"[:2000], problems=problems) from None
+
+    @field_validator("params", mode="before")
+    @classmethod
+    def _bounded_params(cls, value: Any) -> Any:
+        if isinstance(value, dict):
+            problems = json_problems(value)
+            if problems:
+                raise ValueError("; ".join(problems))
+        return value
+
+    @field_validator("proposer", "tenant", "idempotency_key")
+    @classmethod
+    def _identifier(cls, value: str | None) -> str | None:
+        if value is not None:
+            problem = identifier_problem(value)
+            if problem is not None:
+                raise ValueError(problem)
+        return value
+
+    @field_validator("target")
+    @classmethod
+    def _target_text(cls, value: str) -> str:
+        problem = text_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
+    @field_validator("reason")
+    @classmethod
+    def _reason_text(cls, value: str) -> str:
+        problem = text_problem(value, multiline=True)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
     @field_validator("scheduled_for")
     @classmethod
     def _aware(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            raise ValueError("scheduled_for needs a timezone (e.g. 2026-11-22T10:00:00Z)")
+        if value is not None:
+            problem = datetime_problem(value)
+            if problem is not None:
+                raise ValueError(f"scheduled_for {problem}")
         return value
 
 

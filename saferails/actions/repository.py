@@ -13,6 +13,7 @@ from saferails.clock import as_utc
 from saferails.store.tables import Action, Approval, Principal
 
 MAX_PAGE = 1000
+MAX_OFFSET = 10**12  # beyond any table; larger offsets would overflow the drivers' 64-bit parameters
 
 
 @dataclass(frozen=True)
@@ -68,7 +69,7 @@ class ActionRepository:
         if f.created_before:
             stmt = stmt.where(Action.created_at < f.created_before)
         stmt = stmt.order_by(Action.priority, Action.created_at, Action.id)
-        stmt = stmt.limit(max(1, min(f.limit, MAX_PAGE))).offset(max(0, f.offset))
+        stmt = stmt.limit(max(1, min(f.limit, MAX_PAGE))).offset(max(0, min(f.offset, MAX_OFFSET)))
         return list(self.session.execute(stmt).scalars())
 
     # --- rate-limit counting: the policy's RateLimitCounter over this store ---------------------------------

@@ -18,12 +18,17 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from saferails import audit, transitions
 from saferails.actions import lifecycle as lc
+from saferails.actions.approvers import approval_requirement, policy_principal
 from saferails.actions.models import ActionView, Proposal, action_hash
 from saferails.actions.repository import ActionFilter, ActionRepository
 from saferails.actions.types import validate_params
+from saferails.approvals.lockout import Lockout, check_lockout, record_refusal
+from saferails.boundary import identifier_problem, typed_errors
 from saferails.clock import Clock, SystemClock, as_utc
 from saferails.errors import (
     ActionChanged,
+    ApprovalCodesNotConfigured,
+    ApprovalError,
     ApprovalExpired,
     IdempotencyConflict,
     InvalidTransition,
@@ -44,7 +49,6 @@ from saferails.policy import (
     RuleResult,
     judge_approver,
 )
-from saferails.policy import Principal as PolicyPrincipal
 from saferails.policy.loader import policy_to_yaml
 from saferails.store.db import read_transaction, transaction
 from saferails.store.tables import Action, Approval, PolicyDocument, Principal
@@ -54,32 +58,12 @@ ENTITY = "action"
 SYSTEM_ACTOR = "system:policy"
 
 # Verifies a one-time approval code: (session, action row, approver, code, now) -> None or raises
-# ApprovalCodeInvalid. Installed by the approval-code module; None means codes are not checked here.
+# ApprovalCodeInvalid. Installed by the approval-code module. Without one, every approval whose decision
+# requires codes is refused (ApprovalCodesNotConfigured): there is no unchecked mode.
 CodeVerifier = Callable[[Session, Action, str, str | None, datetime], None]
 # Called inside the proposing transaction when an action starts waiting for approval (issues one-time codes);
 # returns the messages to send once that transaction has committed.
 ApprovalRequestHook = Callable[[Session, Action], "builtins.list[Notification]"]
-
-
-def approval_requirement(row: Action) -> ApprovalRequirement | None:
-    """The approval requirement recorded with the action's decision; None when it never needed approval or the
-    record is unreadable (then nobody is authorised: fail closed)."""
-    data = row.decision.get("approval")
-    if not data:
-        return None
-    try:
-        return ApprovalRequirement.from_dict(data)
-    except (KeyError, TypeError, ValueError):
-        return None
-
-
-def policy_principal(principal_id: str, row: Principal | None) -> PolicyPrincipal:
-    """The policy's view of a stored principal; an unknown id is a principal with no groups, not KYC-verified."""
-    return PolicyPrincipal(
-        id=principal_id,
-        groups=frozenset(row.groups or ()) if row is not None else frozenset(),
-        kyc_verified=bool(row.kyc_verified) if row is not None else False,
-    )
 
 
 def _facts(session: Session, row: Action, now: datetime) -> lc.ActionFacts:
@@ -148,8 +132,10 @@ class ActionService:
         code_verifier: CodeVerifier | None = None,
         on_approval_requested: ApprovalRequestHook | None = None,
         notifier: Notifier | None = None,
+        lockout: Lockout | None = None,
     ) -> None:
         self.sessions = sessions
+        self.lockout = lockout or Lockout()
         self.policy = policy
         self.engine = PolicyEngine(policy)
         self.clock: Clock = clock or SystemClock()
@@ -160,6 +146,8 @@ class ActionService:
 
     # --- reading ------------------------------------------------------------------------------------------
     def get(self, action_id: str) -> ActionView:
+        if not isinstance(action_id, str) or identifier_problem(action_id) is not None:
+            raise NotFound(ENTITY, str(action_id)[:200])
         with read_transaction(self.sessions) as session:
             return self._view(session, self._require(session, action_id))
 
@@ -190,7 +178,11 @@ class ActionService:
         kyc_verified: bool = False,
         actor: str = "system:admin",
     ) -> None:
-        """Create or update a principal (who may propose / approve, and whether KYC is verified). Audited."""
+        """Create or update a principal (who may propose / approve, and whether KYC is verified). Audited.
+
+        Trusted in-process setup only (tests, the demo, the composition root): it checks no caller. Edges (CLI,
+        HTTP) must go through ``saferails.identity.IdentityService.add_principal`` / ``set_groups``, which only an
+        admin may call."""
         now = self.clock.now()
         with transaction(self.sessions) as session:
             row = session.get(Principal, principal_id)
@@ -417,8 +409,18 @@ class ActionService:
         """Record one approval; when the quorum of distinct valid approvals is reached the action moves to
         ``approved``. A repeated approval by the same approver counts once (audited, no error).
 
+        ``approver`` must be the id of the AUTHENTICATED principal (edges pass ``principal.id`` from
+        ``IdentityService.authenticate``, never a name typed by the caller) and ``code`` its one-time code:
+        codes are required unless the decision waives them (``require_codes: false`` with a reason), and a
+        service without a code verifier refuses such approvals (``ApprovalCodesNotConfigured``).
+
+        Every refusal below is audited (``approval_refused``: approver, channel, internal reason) in its own
+        transaction, leaving the action unchanged; after ``lockout.threshold`` refusals within
+        ``lockout.window`` the approver is refused with ``ApprovalLockedOut`` on this action for a while.
+
         Raises ``InvalidTransition`` (not pending), ``ApprovalExpired``, ``SelfApprovalRefused``,
-        ``PermissionDenied``, ``ActionChanged`` (``action_hash`` given and stale) or ``ApprovalCodeInvalid``.
+        ``PermissionDenied``, ``ActionChanged`` (``action_hash`` given and stale), ``ApprovalCodeInvalid``,
+        ``ApprovalCodesNotConfigured`` or ``ApprovalLockedOut``.
         """
         return self._decide(action_id, approver, "approve", reason, code, action_hash, channel)
 
@@ -432,7 +434,8 @@ class ActionService:
         action_hash: str | None = None,
         channel: str = "api",
     ) -> ActionView:
-        """One authorised rejection ends the approval: the action moves to ``rejected``."""
+        """One authorised rejection ends the approval: the action moves to ``rejected``. Same checks (codes,
+        audit of refusals, lockout) as ``approve``."""
         return self._decide(action_id, approver, "reject", reason, code, action_hash, channel)
 
     def _decide(
@@ -446,11 +449,31 @@ class ActionService:
         channel: str,
     ) -> ActionView:
         now = self.clock.now()
+        try:
+            return self._decide_once(action_id, approver, decision, reason, code, claimed_hash, channel, now)
+        except ApprovalError as exc:
+            # The refused attempt's transaction rolled back; record the refusal on its own, state untouched.
+            with transaction(self.sessions) as session:
+                row = transitions.lock_row(session, ACTION_KIND, action_id)
+                record_refusal(session, row, approver=approver, decision=decision, channel=channel, error=exc, now=now)
+            raise
+
+    def _decide_once(
+        self,
+        action_id: str,
+        approver: str,
+        decision: str,
+        reason: str,
+        code: str | None,
+        claimed_hash: str | None,
+        channel: str,
+        now: datetime,
+    ) -> ActionView:
         with transaction(self.sessions) as session:
             row = transitions.lock_row(session, ACTION_KIND, action_id)
+            check_lockout(session, self.lockout, row.id, approver, now)
             self._authorise(session, row, approver, claimed_hash, now)
-            if self.code_verifier is not None:
-                self.code_verifier(session, row, approver, code, now)
+            codes = self._check_code(session, row, approver, code, now)
             repo = ActionRepository(session)
             previous = next((a for a in repo.approvals(row.id) if a.approver == approver), None)
             if previous is not None and previous.decision == decision and previous.action_hash == row.action_hash:
@@ -461,7 +484,7 @@ class ActionService:
                     actor=approver,
                     event="duplicate_decision_ignored",
                     now=now,
-                    details={"decision": decision, "channel": channel},
+                    details={"decision": decision, "channel": channel} | codes,
                 )
                 return self._view(session, row)
             if previous is not None:
@@ -481,7 +504,12 @@ class ActionService:
                 )
             )
             session.flush()
-            details = {"decision": decision, "reason": reason, "channel": channel, "action_hash": row.action_hash}
+            details = {
+                "decision": decision,
+                "reason": reason,
+                "channel": channel,
+                "action_hash": row.action_hash,
+            } | codes
             facts = _facts(session, row, now)
             if decision == "reject":
                 transitions.transition(
@@ -518,6 +546,25 @@ class ActionService:
                     details=details | {"approvals": facts.valid_approvals, "required": row.min_approvals},
                 )
             return self._view(session, row)
+
+    def _check_code(
+        self, session: Session, row: Action, approver: str, code: str | None, now: datetime
+    ) -> dict[str, Any]:
+        """Spend ``approver``'s one-time code, or confirm the decision waived codes; what to audit about it."""
+        requirement: dict[str, Any] = row.decision.get("approval") or {}
+        if requirement.get("require_codes") is False:
+            rules = ", ".join(requirement.get("rule_ids") or []) or "-"
+            return {"codes": "waived", "codes_waiver": requirement.get("codes_waiver") or f"waived by rule(s) {rules}"}
+        if self.code_verifier is None:
+            raise ApprovalCodesNotConfigured(
+                f"action {row.id} requires one-time approval codes and this service cannot check them; "
+                "approvals are refused until codes are configured",
+                action_id=row.id,
+                approver=approver,
+                internal_reason="no_code_verifier",
+            )
+        self.code_verifier(session, row, approver, code, now)
+        return {"codes": "verified"}
 
     def _authorise(self, session: Session, row: Action, approver: str, claimed_hash: str | None, now: datetime) -> None:
         if row.state != lc.PENDING_APPROVAL:
@@ -661,6 +708,12 @@ class ActionService:
             pass  # another process recorded the same document first
         self._policy_recorded = True
 
+
+# Every public method refuses bad input with a typed error, even when it only surfaces in the driver (a NUL
+# byte PostgreSQL will not store, an offset beyond 64 bits): callers only ever see the saferails hierarchy.
+for _name in ("get", "list", "upsert_principal", "propose", "propose_many", "request_approval", "attach_flow_run",
+              "approve", "reject", "cancel", "resolve_timeout", "expire_due"):
+    setattr(ActionService, _name, typed_errors(getattr(ActionService, _name)))
 
 __all__ = [
     "ActionFilter",

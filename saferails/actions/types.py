@@ -11,11 +11,69 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from email.header import decode_header
+from pathlib import PurePosixPath
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, ValidationError, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, ValidationError, model_validator
 
+from saferails.boundary import datetime_problem, text_problem
 from saferails.errors import InvalidInput, InvalidParams, UnknownActionType
+
+
+def _single_line(value: str) -> str:
+    problem = text_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+def _relative_path(value: str) -> str:
+    """A path inside the file root, checked without the root: relative, no ``..``, no NUL or control
+    characters, no backslashes, at most 1024 characters with components of at most 255 bytes. (Symlinks that
+    lead out of the root are refused by the handler once the root is known.)"""
+    _single_line(value)
+    if "\\" in value:
+        raise ValueError("backslashes are not allowed in paths")
+    pure = PurePosixPath(value)
+    if pure.is_absolute() or ".." in pure.parts or value.startswith("~"):
+        raise ValueError("must be a relative path inside the file root, without '..'")
+    if not pure.parts or pure.parts == (".",):
+        raise ValueError("must name a file")
+    if len(value) > 1024 or any(len(part.encode("utf-8")) > 255 for part in pure.parts):
+        raise ValueError("path too long (1024 characters, 255 bytes per component)")
+    return value
+
+
+def _header_safe(value: str) -> str:
+    """Header text that cannot inject header lines: no CR/LF/NUL, neither raw nor inside RFC 2047 encoded
+    words (Python 3.11.7's email package folds a decoded CR/LF into a real header line, CVE-2024-6923)."""
+    _single_line(value)
+    if "=?" in value:
+        try:
+            decoded = "".join(
+                part.decode(charset or "ascii", errors="strict") if isinstance(part, bytes) else part
+                for part, charset in decode_header(value)
+            )
+        except Exception as exc:  # noqa: BLE001 - an undecodable encoded word is refused, whatever the reason
+            raise ValueError(f"undecodable encoded word: {type(exc).__name__}") from None
+        if any(c in decoded for c in "\r\n\x00"):
+            raise ValueError("encoded words must not hide CR, LF or NUL")
+    return value
+
+
+def _bounded_time(value: datetime) -> datetime:
+    problem = datetime_problem(value)
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+Line = Annotated[str, AfterValidator(_single_line)]
+RelativePath = Annotated[str, AfterValidator(_relative_path)]
+HeaderText = Annotated[str, AfterValidator(_header_safe)]
+Moment = Annotated[datetime, AfterValidator(_bounded_time)]
+Address = Annotated[EmailStr, AfterValidator(_header_safe)]
 
 
 class Params(BaseModel):
@@ -26,15 +84,15 @@ class Params(BaseModel):
 
 # --- seed 000: org interventions (target: an employee id) ----------------------------------------------------
 class ReassignManagerParams(Params):
-    new_manager_id: str = Field(min_length=1)
+    new_manager_id: Line = Field(min_length=1, max_length=200)
 
 
 class TeamRestructureParams(Params):
-    new_team_id: str = Field(min_length=1, description="team the target employee moves to")
+    new_team_id: Line = Field(min_length=1, max_length=200, description="team the target employee moves to")
 
 
 class RoleChangeParams(Params):
-    new_role: str = Field(min_length=1)
+    new_role: Line = Field(min_length=1, max_length=200)
 
 
 class ReduceMeetingsParams(Params):
@@ -42,14 +100,14 @@ class ReduceMeetingsParams(Params):
 
 
 class RedistributeTasksParams(Params):
-    to_employee_ids: list[str] = Field(min_length=1)
-    max_tasks: int | None = Field(default=None, ge=1)
+    to_employee_ids: list[Line] = Field(min_length=1, max_length=100)
+    max_tasks: int | None = Field(default=None, ge=1, le=100_000)
 
 
 class ScheduleFocusTimeParams(Params):
-    start: datetime
-    end: datetime
-    title: str = "Focus time"
+    start: Moment
+    end: Moment
+    title: Line = Field(default="Focus time", max_length=500)
 
     @model_validator(mode="after")
     def _ordered(self) -> ScheduleFocusTimeParams:
@@ -60,12 +118,12 @@ class ScheduleFocusTimeParams(Params):
 
 # --- seed 001: agent actions -------------------------------------------------------------------------------
 class CreateCalendarEventParams(Params):
-    title: str = Field(min_length=1, max_length=500)
-    start_time: datetime
-    end_time: datetime
-    description: str = ""
-    attendees: list[EmailStr] = Field(default_factory=list)
-    location: str = ""
+    title: Line = Field(min_length=1, max_length=500)
+    start_time: Moment
+    end_time: Moment
+    description: str = Field(default="", max_length=20_000)
+    attendees: list[Address] = Field(default_factory=list, max_length=500)
+    location: Line = Field(default="", max_length=500)
 
     @model_validator(mode="after")
     def _ordered(self) -> CreateCalendarEventParams:
@@ -75,37 +133,37 @@ class CreateCalendarEventParams(Params):
 
 
 class SendEmailParams(Params):
-    to: list[EmailStr] = Field(min_length=1)
-    subject: str = Field(min_length=1, max_length=998)
-    body: str
-    html: str | None = None
-    cc: list[EmailStr] = Field(default_factory=list)
+    to: list[Address] = Field(min_length=1, max_length=100)
+    subject: HeaderText = Field(min_length=1, max_length=998)
+    body: str = Field(max_length=60_000)
+    html: str | None = Field(default=None, max_length=60_000)
+    cc: list[Address] = Field(default_factory=list, max_length=100)
 
 
 class MoveFileParams(Params):
-    source: str = Field(min_length=1)
-    destination: str = Field(min_length=1)
+    source: RelativePath = Field(min_length=1)
+    destination: RelativePath = Field(min_length=1)
 
 
 class CreateDocumentParams(Params):
-    path: str = Field(min_length=1)
-    content: str
+    path: RelativePath = Field(min_length=1)
+    content: str = Field(max_length=60_000)
     overwrite: bool = False
 
 
 class MakePaymentParams(Params):
-    amount: Decimal = Field(gt=0)
+    amount: Decimal = Field(gt=0, le=Decimal("1e12"))
     currency: str = Field(pattern=r"^[A-Z]{3}$")
-    payee: str = Field(min_length=1)
-    memo: str = ""
+    payee: Line = Field(min_length=1, max_length=200)
+    memo: Line = Field(default="", max_length=1000)
 
 
 class MakePurchaseParams(Params):
-    item: str = Field(min_length=1)
-    quantity: int = Field(ge=1)
-    max_total: Decimal = Field(gt=0)
+    item: Line = Field(min_length=1, max_length=500)
+    quantity: int = Field(ge=1, le=1_000_000)
+    max_total: Decimal = Field(gt=0, le=Decimal("1e12"))
     currency: str = Field(pattern=r"^[A-Z]{3}$")
-    vendor: str = Field(min_length=1)
+    vendor: Line = Field(min_length=1, max_length=200)
 
 
 @dataclass(frozen=True)

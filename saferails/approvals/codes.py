@@ -24,8 +24,8 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
 from saferails import transitions
+from saferails.actions.approvers import approval_requirement, policy_principal
 from saferails.actions.lifecycle import PENDING_APPROVAL
-from saferails.actions.service import ACTION_KIND, ENTITY, approval_requirement, policy_principal
 from saferails.approvals.tables import ApprovalCode
 from saferails.clock import Clock, SystemClock, as_utc
 from saferails.errors import ApprovalCodeInvalid, ApprovalError, ConfigurationError, PermissionDenied
@@ -41,6 +41,8 @@ CODE_CHARS = 12  # 12 x 5 bits = 60 bits
 _CONFUSABLE = str.maketrans({"I": "1", "L": "1", "O": "0"})
 PUBLIC_REASON = "approval code invalid, expired or already used"
 GROUP_PREFIX = "group:"
+# The action entity by name, not by importing the action service: that service imports this package (lockout).
+ENTITY = "action"
 
 
 class ApprovalCodesUnavailable(ApprovalError):
@@ -155,7 +157,7 @@ class ApprovalCodes:
 
     def issue_for(self, session: Session, action_id: str, approvers: list[str] | None = None) -> dict[str, str]:
         """``issue`` for the action with id ``action_id``, locking its row first (``NotFound`` if unknown)."""
-        return self.issue(session, transitions.lock_row(session, ACTION_KIND, action_id), approvers)
+        return self.issue(session, transitions.lock_row(session, transitions.entity_kind(ENTITY), action_id), approvers)
 
     def _expand(self, session: Session, approvers: list[str]) -> set[str]:
         groups = {a.removeprefix(GROUP_PREFIX) for a in approvers if a.startswith(GROUP_PREFIX)}

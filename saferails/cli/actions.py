@@ -59,13 +59,6 @@ def _decided(action: ActionView, io: Io) -> int:
     return 0
 
 
-def _warn_if_codes_unchecked(store: Store, io: Io) -> None:
-    """Said after an accepted decision."""
-    if not store.codes_enforced:
-        io.warn("SAFERAILS_APPROVAL_SECRET is not set, so one-time approval codes are not checked and nothing "
-                "proves who approved")
-
-
 def audit_trail(store: Store, action_id: str) -> list[AuditRecordView]:
     """Every audit record of one action, oldest first."""
     records: list[AuditRecordView] = []
@@ -154,7 +147,6 @@ def _decide(ctx: typer.Context, as_json: bool, decide: Callable[[Store], ActionV
 
     def command(store: Store, io: Io) -> int:
         action = decide(store)
-        _warn_if_codes_unchecked(store, io)
         return _decided(action, io)
 
     run(ctx, as_json, command)

@@ -13,8 +13,11 @@ from saferails.handlers.base import (
     PartialEffect,
     PathOutsideRoot,
     PermanentEffectError,
+    Reconciliation,
+    ReconcilingHandler,
     RollbackConflict,
     load_handler_settings,
+    reconcile_effect,
 )
 from saferails.handlers.calendar import CreateCalendarEventHandler
 from saferails.handlers.commerce import MakePaymentHandler, MakePurchaseHandler
@@ -65,11 +68,14 @@ __all__ = [
     "PartialEffect",
     "PathOutsideRoot",
     "PermanentEffectError",
+    "Reconciliation",
+    "ReconcilingHandler",
     "RollbackConflict",
     "get_handler",
     "handler",
     "load_entry_point_handlers",
     "load_handler_settings",
+    "reconcile_effect",
     "register_builtin_handlers",
     "register_handler",
 ]

@@ -6,6 +6,11 @@ store-local handler inside the transaction that marks the action completed, so t
 commit together, exactly once. An external handler runs outside any transaction (``ctx.session`` is refused)
 and gets the action's idempotency key so a repeated call after a crash is recognisable; its effect is recorded
 in the ``effects`` table in the completing transaction.
+
+A crash between an external effect and the commit that records it leaves the outcome unknown. Handlers that
+implement ``reconcile`` (``ReconcilingHandler``; every built-in one) say whether the effect exists now, and the
+executor and the recover sweep decide from that answer instead of assuming; for other handlers the answer is
+``unknown``, which is never treated as "nothing to undo".
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel, ValidationError
 from sqlalchemy.orm import Session
@@ -182,6 +187,76 @@ class ActionHandler(Protocol):
     def rollback(self, ctx: HandlerContext, target: str, rollback_data: dict[str, Any]) -> dict[str, Any]:
         """Undo the effect described by ``rollback_data``; raises ``RollbackError`` (or subclasses) if it cannot."""
         ...
+
+
+APPLIED: Literal["applied"] = "applied"
+NOT_APPLIED: Literal["not_applied"] = "not_applied"
+UNKNOWN: Literal["unknown"] = "unknown"
+EffectStatus = Literal["applied", "not_applied", "unknown"]
+
+
+@dataclass(frozen=True)
+class Reconciliation:
+    """What a handler found when asked whether an action's effect exists now (after a crash left its outcome
+    unknown). ``applied`` comes with the ``result`` and ``rollback_data`` that ``execute`` would have returned,
+    so the effect can be recorded and undone; ``detail`` says how the handler knows."""
+
+    status: EffectStatus
+    detail: str = ""
+    result: dict[str, Any] | None = None
+    rollback_data: dict[str, Any] | None = None
+
+
+@runtime_checkable
+class ReconcilingHandler(ActionHandler, Protocol):
+    """An ``ActionHandler`` that can tell whether its effect exists (every built-in handler is one).
+
+    It is a separate protocol so that user handlers written before it keep registering; for a handler without
+    ``reconcile`` the effect of an interrupted execution is ``unknown``, and nothing claims it undone.
+    """
+
+    def reconcile(
+        self,
+        ctx: HandlerContext,
+        target: str,
+        params: dict[str, Any],
+        pre_state: dict[str, Any],
+        idempotency_key: str,
+    ) -> Reconciliation:
+        """Does the effect of executing ``params`` (captured as ``pre_state``) exist now? Read-only.
+        ``applied`` / ``not_applied`` only when the handler can prove it; otherwise ``unknown``."""
+        ...
+
+
+def committed_with_completion(action_type: str) -> Reconciliation:
+    """The answer of a store-local handler asked about an action that never completed: its effect commits in
+    the transaction that completes the action, so none exists (ask only for actions that did not complete)."""
+    return Reconciliation(
+        NOT_APPLIED, f"{action_type} is store-local: its effect commits only together with the action's completion"
+    )
+
+
+def reconcile_effect(
+    handler: ActionHandler,
+    ctx: HandlerContext,
+    target: str,
+    params: dict[str, Any],
+    pre_state: dict[str, Any],
+    idempotency_key: str,
+) -> Reconciliation:
+    """Ask ``handler`` whether the effect exists; ``unknown`` when it cannot say or asking fails."""
+    method = getattr(handler, "reconcile", None)
+    if method is None:
+        return Reconciliation(UNKNOWN, f"the {handler.action_type!r} handler cannot reconcile its effect")
+    try:
+        found = method(ctx, target, params, pre_state, idempotency_key)
+    except Exception as exc:  # noqa: BLE001 - a failing check proves nothing either way
+        return Reconciliation(UNKNOWN, f"reconcile failed: {type(exc).__name__}: {exc}"[:500])
+    if not isinstance(found, Reconciliation) or found.status not in (APPLIED, NOT_APPLIED, UNKNOWN):
+        return Reconciliation(UNKNOWN, f"reconcile returned {found!r}"[:500])
+    if found.status == APPLIED and found.rollback_data is None:
+        return Reconciliation(UNKNOWN, f"effect applied but no rollback data: {found.detail}")
+    return found
 
 
 def parse_params(action_type: str, model: type[P], params: Mapping[str, Any]) -> P:

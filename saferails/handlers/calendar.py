@@ -9,7 +9,15 @@ from typing import Any
 
 from saferails.actions.types import CreateCalendarEventParams
 from saferails.clock import as_utc
-from saferails.handlers.base import ExecutionOutcome, HandlerContext, RollbackConflict, parse_params
+from saferails.handlers.base import (
+    APPLIED,
+    NOT_APPLIED,
+    ExecutionOutcome,
+    HandlerContext,
+    Reconciliation,
+    RollbackConflict,
+    parse_params,
+)
 from saferails.org.repository import OrgRepository
 from saferails.org.tables import CalendarEvent
 
@@ -55,6 +63,18 @@ def insert_event(
         result={"event_id": event_id, "calendar_id": calendar_id, "start": as_utc(start).isoformat()},
         rollback_data={"event_id": event_id},
     )
+
+
+def event_reconciliation(ctx: HandlerContext, idempotency_key: str, calendar_id: str) -> Reconciliation:
+    """Applied when the event this action creates (its id derives from the idempotency key) exists."""
+    event_id = event_id_for(idempotency_key)
+    row = OrgRepository(ctx.session).calendar_event(event_id)
+    if row is None:
+        return Reconciliation(NOT_APPLIED, f"no calendar event {event_id}")
+    if row.action_id != ctx.action_id:
+        return Reconciliation(NOT_APPLIED, f"calendar event {event_id} belongs to another action")
+    result = {"event_id": event_id, "calendar_id": calendar_id, "start": as_utc(row.start_at).isoformat()}
+    return Reconciliation(APPLIED, f"calendar event {event_id} exists", result, {"event_id": event_id})
 
 
 def delete_event(ctx: HandlerContext, rollback_data: dict[str, Any]) -> dict[str, Any]:
@@ -113,6 +133,16 @@ class CreateCalendarEventHandler:
             location=p.location,
             attendees=list(p.attendees),
         )
+
+    def reconcile(
+        self,
+        ctx: HandlerContext,
+        target: str,
+        params: dict[str, Any],
+        pre_state: dict[str, Any],
+        idempotency_key: str,
+    ) -> Reconciliation:
+        return event_reconciliation(ctx, idempotency_key, target)
 
     def rollback(self, ctx: HandlerContext, target: str, rollback_data: dict[str, Any]) -> dict[str, Any]:
         return delete_event(ctx, rollback_data)

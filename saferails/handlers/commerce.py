@@ -14,7 +14,15 @@ from typing import Any
 
 from saferails.actions.types import MakePaymentParams, MakePurchaseParams
 from saferails.errors import InvalidParams
-from saferails.handlers.base import ExecutionOutcome, HandlerContext, RollbackConflict, parse_params
+from saferails.handlers.base import (
+    APPLIED,
+    NOT_APPLIED,
+    ExecutionOutcome,
+    HandlerContext,
+    Reconciliation,
+    RollbackConflict,
+    parse_params,
+)
 from saferails.org.repository import OrgRepository
 from saferails.org.tables import LedgerEntry
 
@@ -87,6 +95,22 @@ class _LedgerHandler:
             result={"entry_id": entry_id, "amount_minor": minor, "currency": currency},
             rollback_data={"entry_id": entry_id},
         )
+
+    def reconcile(
+        self,
+        ctx: HandlerContext,
+        target: str,
+        params: dict[str, Any],
+        pre_state: dict[str, Any],
+        idempotency_key: str,
+    ) -> Reconciliation:
+        """Applied when the ledger entry this action books (its id derives from the idempotency key) exists."""
+        entry_id = str(uuid.uuid5(_ENTRY_IDS, idempotency_key))
+        entry = OrgRepository(ctx.session).ledger_entry(entry_id)
+        if entry is None or entry.action_id != ctx.action_id:
+            return Reconciliation(NOT_APPLIED, f"no ledger entry {entry_id} of this action")
+        result = {"entry_id": entry_id, "amount_minor": entry.amount_minor, "currency": entry.currency}
+        return Reconciliation(APPLIED, f"ledger entry {entry_id} exists", result, {"entry_id": entry_id})
 
     def rollback(self, ctx: HandlerContext, target: str, rollback_data: dict[str, Any]) -> dict[str, Any]:
         original = OrgRepository(ctx.session).ledger_entry(str(rollback_data["entry_id"]))

@@ -20,10 +20,14 @@ from typing import Any
 from saferails.actions.types import CreateDocumentParams, MoveFileParams
 from saferails.errors import InvalidParams
 from saferails.handlers.base import (
+    APPLIED,
+    NOT_APPLIED,
+    UNKNOWN,
     ExecutionOutcome,
     FileConflict,
     HandlerContext,
     PathOutsideRoot,
+    Reconciliation,
     RollbackConflict,
     parse_params,
 )
@@ -32,6 +36,8 @@ from saferails.handlers.base import (
 def resolve_inside(ctx: HandlerContext, relative: str, field: str) -> Path:
     """``relative`` under the file root, or ``PathOutsideRoot``. Symlinks are followed before the check."""
     root = ctx.settings.require_file_root().resolve()
+    if not isinstance(relative, str) or "\x00" in relative or "\\" in relative:
+        raise PathOutsideRoot(f"{field} {relative!r} is not a plain relative path", field=field)
     pure = PurePosixPath(relative)
     if pure.is_absolute() or Path(relative).is_absolute() or ".." in pure.parts:
         raise PathOutsideRoot(f"{field} {relative!r} must be a relative path without '..'", field=field)
@@ -125,6 +131,28 @@ class MoveFileHandler:
             _move_no_overwrite(source, destination)
         return ExecutionOutcome(result=result, rollback_data=dict(result))
 
+    def reconcile(
+        self,
+        ctx: HandlerContext,
+        target: str,
+        params: dict[str, Any],
+        pre_state: dict[str, Any],
+        idempotency_key: str,
+    ) -> Reconciliation:
+        """Applied: the source is gone and the destination holds the captured content. Not applied: the
+        source still holds it and the destination is absent. Anything else (both present after an interrupted
+        link-then-unlink, or changed content) is unknown."""
+        source, destination = self._paths(ctx, params)
+        sha = pre_state.get("sha256")
+        dest_is_ours = destination.is_file() and not destination.is_symlink() and sha256_of(destination) == sha
+        source_is_ours = source.is_file() and not source.is_symlink() and sha256_of(source) == sha
+        if dest_is_ours and not source.exists():
+            data = {"source": params["source"], "destination": params["destination"], "sha256": sha}
+            return Reconciliation(APPLIED, "the file is at the destination", dict(data), data)
+        if source_is_ours and not (destination.exists() or destination.is_symlink()):
+            return Reconciliation(NOT_APPLIED, "the file is still at the source")
+        return Reconciliation(UNKNOWN, "source and destination do not match either side of the move")
+
     def rollback(self, ctx: HandlerContext, target: str, rollback_data: dict[str, Any]) -> dict[str, Any]:
         source = resolve_inside(ctx, rollback_data["source"], "source")
         destination = resolve_inside(ctx, rollback_data["destination"], "destination")
@@ -200,6 +228,34 @@ class CreateDocumentHandler:
         return ExecutionOutcome(
             result={"path": p.path, "sha256": written, "overwrote": pre_state["existed"]}, rollback_data=rollback
         )
+
+    def reconcile(
+        self,
+        ctx: HandlerContext,
+        target: str,
+        params: dict[str, Any],
+        pre_state: dict[str, Any],
+        idempotency_key: str,
+    ) -> Reconciliation:
+        """Applied: the document holds exactly the content the action writes (and did not already before).
+        Not applied: the path is still as captured (absent, or the previous content). Otherwise unknown."""
+        path, p = self._path(ctx, params)
+        written = hashlib.sha256(p.content.encode("utf-8")).hexdigest()
+        existed = bool(pre_state.get("existed"))
+        current = sha256_of(path) if path.is_file() and not path.is_symlink() else None
+        if existed and pre_state.get("sha256") == written:
+            return Reconciliation(NOT_APPLIED, "the document already held this content before the action")
+        if current == written:
+            data: dict[str, Any] = {"path": p.path, "sha256": written, "existed": existed}
+            if existed:
+                data["previous_content"] = pre_state["previous_content"]
+            result = {"path": p.path, "sha256": written, "overwrote": existed}
+            return Reconciliation(APPLIED, "the document holds the content the action writes", result, data)
+        if (not existed and not path.exists() and not path.is_symlink()) or (
+            existed and current is not None and current == pre_state.get("sha256")
+        ):
+            return Reconciliation(NOT_APPLIED, "the path is as it was captured")
+        return Reconciliation(UNKNOWN, "the document changed since it was captured")
 
     def rollback(self, ctx: HandlerContext, target: str, rollback_data: dict[str, Any]) -> dict[str, Any]:
         path = resolve_inside(ctx, rollback_data["path"], "path")

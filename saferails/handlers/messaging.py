@@ -19,11 +19,14 @@ from email.utils import format_datetime
 from typing import Any
 
 from saferails.actions.types import SendEmailParams
+from saferails.errors import InvalidParams
 from saferails.handlers.base import (
+    UNKNOWN,
     ExecutionOutcome,
     HandlerContext,
     HandlerSettings,
     PermanentEffectError,
+    Reconciliation,
     parse_params,
 )
 
@@ -42,6 +45,11 @@ def deliver(settings: HandlerSettings, message: EmailMessage) -> None:
             if settings.smtp_username is not None and settings.smtp_password is not None:
                 smtp.login(settings.smtp_username, settings.smtp_password)
             smtp.send_message(message)
+    except smtplib.SMTPNotSupportedError as exc:
+        # e.g. an internationalised address to a server without SMTPUTF8: the same message fails every time.
+        raise PermanentEffectError(f"SMTP server cannot carry this message: {exc}") from exc
+    except (UnicodeError, ValueError) as exc:
+        raise PermanentEffectError(f"message cannot be encoded for SMTP: {exc}") from exc
     except smtplib.SMTPRecipientsRefused as exc:
         codes = [code for code, _ in exc.recipients.values()]
         if all(code >= 500 for code in codes):
@@ -87,21 +95,37 @@ class SendEmailHandler:
     ) -> ExecutionOutcome:
         p = parse_params(self.action_type, SendEmailParams, params)
         msg = EmailMessage()
-        msg["From"] = ctx.settings.require_sender()
-        msg["To"] = ", ".join(p.to)
-        if p.cc:
-            msg["Cc"] = ", ".join(p.cc)
-        msg["Subject"] = p.subject
-        msg["Date"] = format_datetime(ctx.clock.now())
-        msg["Message-ID"] = message_id_for(idempotency_key)
-        msg["X-Saferails-Action"] = ctx.action_id
-        msg.set_content(p.body)
-        if p.html is not None:
-            msg.add_alternative(p.html, subtype="html")
+        try:
+            msg["From"] = ctx.settings.require_sender()
+            msg["To"] = ", ".join(p.to)
+            if p.cc:
+                msg["Cc"] = ", ".join(p.cc)
+            msg["Subject"] = p.subject
+            msg["Date"] = format_datetime(ctx.clock.now())
+            msg["Message-ID"] = message_id_for(idempotency_key)
+            msg["X-Saferails-Action"] = ctx.action_id
+            msg.set_content(p.body)
+            if p.html is not None:
+                msg.add_alternative(p.html, subtype="html")
+        except (ValueError, TypeError, LookupError) as exc:
+            # A malformed message is the request's fault, not the server's: refused for good, never retried.
+            raise InvalidParams(self.action_type, [f"message cannot be built: {exc}"]) from None
         deliver(ctx.settings, msg)
         recipients = [*p.to, *p.cc]
         data = {"message_id": msg["Message-ID"], "recipients": recipients, "subject": p.subject}
         return ExecutionOutcome(result=dict(data), rollback_data=data | {"idempotency_key": idempotency_key})
+
+    def reconcile(
+        self,
+        ctx: HandlerContext,
+        target: str,
+        params: dict[str, Any],
+        pre_state: dict[str, Any],
+        idempotency_key: str,
+    ) -> Reconciliation:
+        """Always unknown: whether the SMTP server accepted the message cannot be observed from here (the
+        Message-ID derived from the idempotency key lets a person find it in the recipients' mail)."""
+        return Reconciliation(UNKNOWN, f"delivery of {message_id_for(idempotency_key)} cannot be checked")
 
     def rollback(self, ctx: HandlerContext, target: str, rollback_data: dict[str, Any]) -> dict[str, Any]:
         original = rollback_data["message_id"]

@@ -22,8 +22,15 @@ from saferails.actions.types import (
 )
 from saferails.clock import as_utc
 from saferails.errors import InvalidParams
-from saferails.handlers.base import ExecutionOutcome, HandlerContext, RollbackConflict, parse_params
-from saferails.handlers.calendar import delete_event, insert_event
+from saferails.handlers.base import (
+    ExecutionOutcome,
+    HandlerContext,
+    Reconciliation,
+    RollbackConflict,
+    committed_with_completion,
+    parse_params,
+)
+from saferails.handlers.calendar import delete_event, event_reconciliation, insert_event
 from saferails.org.repository import OrgRepository
 from saferails.org.tables import Employee, TaskAssignment
 
@@ -83,6 +90,16 @@ class _EmployeeFieldHandler:
             result={"employee_id": target, self.column: new, "previous": old},
             rollback_data={"employee_id": target, "restore": old, "expected": new},
         )
+
+    def reconcile(
+        self,
+        ctx: HandlerContext,
+        target: str,
+        params: dict[str, Any],
+        pre_state: dict[str, Any],
+        idempotency_key: str,
+    ) -> Reconciliation:
+        return committed_with_completion(self.action_type)
 
     def rollback(self, ctx: HandlerContext, target: str, rollback_data: dict[str, Any]) -> dict[str, Any]:
         employee = OrgRepository(ctx.session).require_employee(str(rollback_data["employee_id"]))
@@ -196,6 +213,16 @@ class ReduceMeetingsHandler:
             rollback_data={"employee_id": target, "previous_cap": previous_cap, "cap": cap, "declined": declined},
         )
 
+    def reconcile(
+        self,
+        ctx: HandlerContext,
+        target: str,
+        params: dict[str, Any],
+        pre_state: dict[str, Any],
+        idempotency_key: str,
+    ) -> Reconciliation:
+        return committed_with_completion(self.action_type)
+
     def rollback(self, ctx: HandlerContext, target: str, rollback_data: dict[str, Any]) -> dict[str, Any]:
         repo = OrgRepository(ctx.session)
         employee = repo.require_employee(str(rollback_data["employee_id"]))
@@ -256,6 +283,16 @@ class RedistributeTasksHandler:
         ctx.session.flush()
         return ExecutionOutcome(result={"moved": moves}, rollback_data={"moves": moves})
 
+    def reconcile(
+        self,
+        ctx: HandlerContext,
+        target: str,
+        params: dict[str, Any],
+        pre_state: dict[str, Any],
+        idempotency_key: str,
+    ) -> Reconciliation:
+        return committed_with_completion(self.action_type)
+
     def rollback(self, ctx: HandlerContext, target: str, rollback_data: dict[str, Any]) -> dict[str, Any]:
         restored, skipped = [], []
         for move in rollback_data["moves"]:
@@ -308,6 +345,16 @@ class ScheduleFocusTimeHandler:
             start=p.start,
             end=p.end,
         )
+
+    def reconcile(
+        self,
+        ctx: HandlerContext,
+        target: str,
+        params: dict[str, Any],
+        pre_state: dict[str, Any],
+        idempotency_key: str,
+    ) -> Reconciliation:
+        return event_reconciliation(ctx, idempotency_key, target)
 
     def rollback(self, ctx: HandlerContext, target: str, rollback_data: dict[str, Any]) -> dict[str, Any]:
         return delete_event(ctx, rollback_data)

@@ -9,13 +9,14 @@ from saferails.notify.base import (
     Recipient,
     approval_requested,
 )
-from saferails.notify.outbox_log import JsonLinesNotifier
+from saferails.notify.outbox_log import InboxNotifier, JsonLinesNotifier
 from saferails.notify.signing import WebhookSigner, new_secret, verify_webhook
 from saferails.notify.smtp import SmtpNotifier, SmtpSettings, load_smtp_settings
 from saferails.notify.webhook import WebhookNotifier
 
 __all__ = [
     "ApprovalRequest",
+    "InboxNotifier",
     "JsonLinesNotifier",
     "Notification",
     "NotificationFailed",

@@ -113,6 +113,7 @@ class ApprovalSpec(_Frozen):
     timeout: Duration | None = None
     timeout_action: TimeoutAction | None = None
     require_codes: bool | None = None
+    codes_waiver_reason: str | None = None
 
 
 class ApprovalDefaults(_Frozen):
@@ -122,7 +123,10 @@ class ApprovalDefaults(_Frozen):
     min_approvals: StrictInt = 1
     timeout: Duration = timedelta(hours=24)
     timeout_action: TimeoutAction = "fail"
+    # One-time approval codes are required unless a rule waives them explicitly: ``require_codes: false`` with a
+    # non-empty ``codes_waiver_reason``, which is copied into every decision and audited with each approval.
     require_codes: bool = True
+    codes_waiver_reason: str | None = None
 
     def resolve(self, spec: ApprovalSpec | None) -> ApprovalDefaults:
         """The effective settings for a rule: its own fields where given, these defaults elsewhere."""
@@ -268,6 +272,12 @@ def _check_approval(where: str, approval: ApprovalDefaults) -> None:
         raise _invalid(where, f"min_approvals is {approval.min_approvals} but only {len(set(users))} users may approve")
     if approval.timeout <= timedelta(0):
         raise _invalid(where, f"timeout must be positive, got {format_duration(approval.timeout)}")
+    if not approval.require_codes and not (approval.codes_waiver_reason or "").strip():
+        raise _invalid(
+            where,
+            "require_codes: false waives the one-time codes that prove who approved; "
+            "say why in codes_waiver_reason",
+        )
 
 
 def parse_policy(data: object) -> Policy:

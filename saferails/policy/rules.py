@@ -81,6 +81,8 @@ class ApprovalRequirement:
     timeout_action: TimeoutAction
     require_codes: bool
     rule_ids: tuple[str, ...]
+    # Why codes are waived (None when they are required); shown in the decision and audited with approvals.
+    codes_waiver: str | None = None
 
     @staticmethod
     def combine(requirements: Sequence[ApprovalRequirement]) -> ApprovalRequirement:
@@ -99,12 +101,17 @@ class ApprovalRequirement:
             timeout_action=max((r.timeout_action for r in requirements), key=_TIMEOUT_ACTION_STRICTNESS.__getitem__),
             require_codes=any(r.require_codes for r in requirements),
             rule_ids=tuple(rule_ids),
+            codes_waiver=None
+            if any(r.require_codes for r in requirements)
+            else "; ".join(dict.fromkeys(r.codes_waiver for r in requirements if r.codes_waiver)) or None,
         )
 
     def describe(self) -> str:
         who = [f"users {', '.join(sorted(self.users))}"] if self.users else []
         who += [f"groups {', '.join(sorted(self.groups))}"] if self.groups else []
         codes = "with approval codes" if self.require_codes else "without approval codes"
+        if not self.require_codes and self.codes_waiver:
+            codes += f" (waived: {self.codes_waiver})"
         noun = "approval" if self.min_approvals == 1 else "approvals"
         return (
             f"{self.min_approvals} {noun} from {' or '.join(who)} within {format_duration(self.timeout)} "
@@ -120,6 +127,7 @@ class ApprovalRequirement:
             "timeout_action": self.timeout_action,
             "require_codes": self.require_codes,
             "rule_ids": list(self.rule_ids),
+            "codes_waiver": self.codes_waiver,
         }
 
     @classmethod
@@ -132,6 +140,7 @@ class ApprovalRequirement:
             timeout_action=data["timeout_action"],
             require_codes=bool(data["require_codes"]),
             rule_ids=tuple(data["rule_ids"]),
+            codes_waiver=data.get("codes_waiver"),
         )
 
 
@@ -390,6 +399,7 @@ class ApprovalRule(PolicyRule):
             timeout_action=settings.timeout_action,
             require_codes=settings.require_codes,
             rule_ids=(spec.id,),
+            codes_waiver=None if settings.require_codes else settings.codes_waiver_reason,
         )
         return cls(spec, requirement)
 

@@ -32,6 +32,10 @@ class Principal(Base):
     groups: Mapped[list[Any]] = mapped_column(default=list)
     kyc_verified: Mapped[bool] = mapped_column(default=False)
     created_at: Mapped[datetime]
+    # Identity (migration 0009_identity): roles from saferails.identity.Role; only an admin changes them.
+    roles: Mapped[list[Any]] = mapped_column(default=list)
+    tenant: Mapped[str] = mapped_column(sa.String(100), default="default")
+    disabled_at: Mapped[datetime | None]
 
 
 class PolicyDocument(Base):

@@ -8,6 +8,8 @@ An action decided by someone else between claim and resolution is ``skipped`` (n
 sweeps may run at once (each item is handled by one of them); a re-run after a crash is harmless (claims lapse
 after ``lease``; resolved items are no longer due). Cost follows the due items: the due query is a range scan
 of the index ``ix_actions_state_deadline (state, approval_deadline)`` on SQLite and PostgreSQL.
+An item whose resolution raises anything but a typed error is ended ``timed_out`` with the reason (audited
+``sweep_item_poisoned``) and the sweep carries on with the rest.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
+from saferails import transitions
 from saferails.actions import lifecycle as lc
-from saferails.actions.service import ActionService
+from saferails.actions.service import ACTION_KIND, ENTITY, ActionService
 from saferails.errors import InvalidTransition, SaferailsError
 from saferails.store.db import transaction
 from saferails.store.tables import Action
@@ -94,7 +97,28 @@ class ExpireSweep:
             return SweepItem(action_id, SKIPPED, detail=exc.code)
         except SaferailsError as exc:
             return SweepItem(action_id, FAILED, detail=f"{exc.code}: {exc.message}")
+        except Exception as exc:  # noqa: BLE001 - one poisoned item must not stop the sweep
+            return self._poisoned(action_id, exc)
         return SweepItem(action_id, RESOLVED, state=view.state, flow_run_id=view.flow_run_id)
+
+    def _poisoned(self, action_id: str, exc: Exception) -> SweepItem:
+        """End a pending action whose resolution crashed as ``timed_out`` with the reason; never raises."""
+        reason = f"{type(exc).__name__}: {exc}"[:1000]
+        try:
+            with transaction(self.sessions) as session:
+                now = self.clock.now()
+                row = transitions.lock_row(session, ACTION_KIND, action_id)
+                details = {"sweep": SWEEP, "reason": reason}
+                if row.state == lc.PENDING_APPROVAL:
+                    row = transitions.transition(session, ENTITY, action_id, lc.TIMED_OUT, actor=ACTOR,
+                                                 event="sweep_item_poisoned", now=now, details=details,
+                                                 changes={"decided_at": now, "error": f"poisoned: {reason}"})
+                else:
+                    transitions.record_event(session, ENTITY, row, actor=ACTOR, event="sweep_item_poisoned",
+                                             now=now, details=details)
+                return SweepItem(action_id, FAILED, state=row.state, detail=f"poisoned: {reason}")
+        except Exception as inner:  # noqa: BLE001 - even recording it failed: report and move on
+            return SweepItem(action_id, FAILED, detail=f"poisoned (not recorded: {type(inner).__name__}): {reason}")
 
 
 __all__ = ["ACTOR", "SWEEP", "ExpireSweep", "due_conditions"]

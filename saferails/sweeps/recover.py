@@ -5,9 +5,11 @@ the work and a re-run after a crash is harmless):
 
 1. **Stuck in ``executing``** for longer than ``lease`` (default 15 min, counted from ``executed_at``): if the
    ``effects`` table holds the effect recorded under the action's idempotency key, the action is completed with
-   that result (``execution_recovered``); otherwise it fails with the error ``recovered: execution interrupted``
-   (``execution_interrupted``). The handler is never called again: an external effect that happened but was
-   never recorded stays the operator's to check (the action's pre-state and audit trail say what was attempted).
+   that result (``execution_recovered``). Otherwise (with an execution service) the handler is asked whether
+   the effect exists (``ExecutionService.recover_interrupted``): applied -> ``completed`` with the reconciled
+   rollback data, not applied -> ``failed`` with the error ``recovered: execution interrupted``, unknown ->
+   ``failed`` with an ``effect_unknown`` alert. The effect is never applied again. Without an execution
+   service the action fails with that error, and a later rollback reconciles before claiming anything.
 2. **``approved`` and due, with no live flow run** (no ``flow_run_id``, or the probe says the run is missing or
    finished) and unchanged for ``lease``: re-run through ``ExecutionService.run``, which re-checks approval and
    schedule under the row lock (``approved -> executing`` happens once, so a racing flow cannot run it twice).
@@ -15,6 +17,14 @@ the work and a re-run after a crash is harmless):
    ``paused_run_lost``; the expire sweep still resolves it at its deadline. Each pending action is probed at
    most once per ``recheck`` (its claim is kept as the "recently checked" mark). A Paused run whose process died
    looks Paused to Prefect, so it is found here only once it is gone; the expire sweep ends it at the deadline.
+4. **Stuck in ``rolling_back``** for longer than ``lease`` (counted from ``updated_at``), with an execution
+   service: the rollback is finished (``ExecutionService.resume_rollback``: reconciled, retried, or
+   ``rollback_failed`` with an alert).
+
+A bad item never stops a sweep: an item whose handling raises anything (a typed error or not) is recorded as
+``failed`` in the report, and one whose handling raised something other than a typed error is also moved to a
+final state with the reason (``executing``/``approved`` -> ``failed``, ``rolling_back`` -> ``rollback_failed``;
+audited ``sweep_item_poisoned``); the sweep carries on with the rest.
 
 Whether a run is alive is asked through ``probe`` (flow run id -> Prefect state type such as ``"PAUSED"``, or
 None when no such run exists). Without a probe, parts 2 and 3 only consider actions with no flow run at all.
@@ -23,6 +33,7 @@ None when no such run exists). Without a probe, parts 2 and 3 only consider acti
 from __future__ import annotations
 
 import json
+import logging
 import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -33,7 +44,7 @@ from saferails import transitions
 from saferails.actions import lifecycle as lc
 from saferails.actions.service import ACTION_KIND, ENTITY, ActionService
 from saferails.errors import SaferailsError
-from saferails.execution import ExecutionService, effect_key
+from saferails.execution import INTERRUPTED, ExecutionService, effect_key
 from saferails.org.tables import Effect
 from saferails.store.db import transaction
 from saferails.store.tables import Action, AuditRecord
@@ -50,8 +61,10 @@ from saferails.sweeps.report import (
 )
 
 ACTOR = "system:recovery-sweep"
-INTERRUPTED = "recovered: execution interrupted"
 STUCK, ORPHANED, LOST = "recover-executing", "recover-approved", "recover-pending"
+UNDOING = "recover-rolling-back"
+POISONED_FINAL = {lc.APPROVED: lc.FAILED, lc.EXECUTING: lc.FAILED, lc.ROLLING_BACK: lc.ROLLBACK_FAILED}
+log = logging.getLogger("saferails.sweeps.recover")
 ALIVE = frozenset({"SCHEDULED", "PENDING", "RUNNING", "PAUSED", "CANCELLING"})
 
 RunProbe = Callable[[str], str | None]
@@ -88,6 +101,8 @@ class RecoverSweep:
         if self.execution is not None:
             self._loop(ORPHANED, self._orphan_where, self._rerun, report, progress)
         self._loop(LOST, self._lost_where, self._note_lost, report, progress, keep_claims=True)
+        if self.execution is not None:
+            self._loop(UNDOING, self._undoing_where, self._resume_rollback, report, progress)
         progress.finish()
         return report
 
@@ -118,6 +133,8 @@ class RecoverSweep:
                     item = handle(action_id)
                 except SaferailsError as exc:
                     item = SweepItem(action_id, FAILED, detail=f"{exc.code}: {exc.message}")
+                except Exception as exc:  # noqa: BLE001 - one poisoned item must not starve the others
+                    item = self._poisoned(sweep, action_id, exc)
                 if item is None:
                     continue  # not this part's business now: the kept claim stops re-checking it every batch
                 report.items.append(item)
@@ -127,6 +144,37 @@ class RecoverSweep:
             if not keep_claims:
                 with transaction(self.sessions) as session:
                     claims.release(session, sweep, done, self.worker_id)
+
+    def _poisoned(self, sweep: str, action_id: str, exc: Exception) -> SweepItem:
+        """Put an item whose handling crashed into a final state with the reason, audited; never raises."""
+        reason = f"{sweep}: {type(exc).__name__}: {exc}"[:1000]
+        log.warning("action %s poisoned the %s sweep: %s", action_id, sweep, reason)
+        try:
+            with transaction(self.sessions) as session:
+                row = transitions.lock_row(session, ACTION_KIND, action_id)
+                final = POISONED_FINAL.get(row.state)
+                details = {"sweep": sweep, "reason": reason, "error_type": type(exc).__name__}
+                now = self.clock.now()
+                # An execution cut short keeps the "interrupted" mark: a later rollback then reconciles its
+                # effect instead of assuming there is nothing to undo.
+                error = f"{INTERRUPTED}; poisoned: {reason}" if row.state == lc.EXECUTING else f"poisoned: {reason}"
+                if row.state == lc.APPROVED:  # approved -> failed only runs through executing
+                    transitions.transition(session, ENTITY, action_id, lc.EXECUTING, actor=ACTOR,
+                                           event="execution_started", now=now, details={"stage": "sweep"},
+                                           changes={"executed_at": now})
+                if final is not None:
+                    row = transitions.transition(
+                        session, ENTITY, action_id, final, actor=ACTOR, event="sweep_item_poisoned", now=now,
+                        details=details, changes={"error": error, "finished_at": now}
+                        if final == lc.FAILED else {"error": error},
+                    )
+                else:
+                    transitions.record_event(session, ENTITY, row, actor=ACTOR, event="sweep_item_poisoned",
+                                             now=now, details=details)
+                return SweepItem(action_id, FAILED, row.state, row.flow_run_id, f"poisoned: {reason}")
+        except Exception as inner:  # noqa: BLE001 - even recording it failed: report and move on
+            log.error("could not record poisoned action %s: %s", action_id, inner)
+            return SweepItem(action_id, FAILED, detail=f"poisoned (not recorded: {type(inner).__name__}): {reason}")
 
     def _dead(self, flow_run_id: str | None) -> tuple[bool, str | None]:
         """(is the run gone?, its state type). No run id counts as gone; without a probe a run id counts alive."""
@@ -142,6 +190,13 @@ class RecoverSweep:
         return [Action.state == lc.EXECUTING, Action.executed_at <= now - self.lease]
 
     def _recover_stuck(self, action_id: str) -> SweepItem:
+        if self.execution is not None:
+            before = self.actions.get(action_id)
+            if before.state != lc.EXECUTING:
+                return SweepItem(action_id, SKIPPED, state=before.state, detail="no longer executing")
+            after = self.execution.recover_interrupted(action_id, ACTOR, lease_seconds=self.lease.total_seconds())
+            detail = after.error or "effect found" if after.state == lc.COMPLETED else after.error or after.state
+            return SweepItem(action_id, RESOLVED, after.state, after.flow_run_id, detail)
         now = self.clock.now()
         with transaction(self.sessions) as session:
             row = transitions.lock_row(session, ACTION_KIND, action_id)
@@ -183,6 +238,16 @@ class RecoverSweep:
         return SweepItem(action_id, RESOLVED, after.state, view.flow_run_id,
                          f"re-run: flow run {view.flow_run_id or '-'} is {state or 'gone'}")
 
+    # --- 4. rolling back, undo interrupted ---------------------------------------------------------------------
+    def _undoing_where(self, now: datetime) -> list[sa.ColumnElement[bool]]:
+        return [Action.state == lc.ROLLING_BACK, Action.updated_at <= now - self.lease]
+
+    def _resume_rollback(self, action_id: str) -> SweepItem:
+        assert self.execution is not None  # the part only runs with an execution service
+        after = self.execution.resume_rollback(action_id, ACTOR)
+        return SweepItem(action_id, RESOLVED, after.state, after.flow_run_id,
+                         f"rollback resumed: {after.state}" + (f" ({after.error})" if after.error else ""))
+
     # --- 3. pending, paused run gone -----------------------------------------------------------------------
     def _lost_where(self, _now: datetime) -> list[sa.ColumnElement[bool]]:
         return [Action.state == lc.PENDING_APPROVAL, Action.flow_run_id.is_not(None)]
@@ -214,4 +279,4 @@ class RecoverSweep:
         return SweepItem(action_id, NOTED, lc.PENDING_APPROVAL, run_id, f"flow run is {state or 'gone'}")
 
 
-__all__ = ["ACTOR", "ALIVE", "INTERRUPTED", "RecoverSweep", "RunProbe"]
+__all__ = ["ACTOR", "ALIVE", "INTERRUPTED", "UNDOING", "RecoverSweep", "RunProbe"]

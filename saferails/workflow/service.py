@@ -17,6 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from saferails.boundary import typed_errors
 from saferails.clock import Clock, SystemClock
 from saferails.errors import InvalidInput, InvalidTransition, NotFound, PermissionDenied
 from saferails.store.db import transaction
@@ -266,3 +267,8 @@ def _check_sla(service_area: str, task_type: str, target_minutes: int) -> None:
         problems.append("target_minutes must be an integer between 1 and 525600")
     if problems:
         raise InvalidInput(f"invalid SLA config: {'; '.join(problems)}", problems=problems)
+
+
+# Every public method refuses bad input with a typed error, even when it only surfaces in the driver.
+for _name in [n for n, v in vars(WorkflowService).items() if callable(v) and not n.startswith("_")]:
+    setattr(WorkflowService, _name, typed_errors(getattr(WorkflowService, _name)))

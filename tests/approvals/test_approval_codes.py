@@ -48,7 +48,8 @@ rules:
   - id: demo-no-codes
     kind: requires_approval
     action_types: [reassign_manager]
-    approval: {approvers: {groups: [approvers]}, require_codes: false}
+    approval: {approvers: {groups: [approvers]}, require_codes: false,
+               codes_waiver_reason: "demo data only"}
 """
 
 

@@ -23,7 +23,7 @@ from saferails.api import Store
 from saferails.clock import ManualClock
 from saferails.errors import ConfigurationError
 from saferails.handlers import HandlerSettings
-from saferails.notify.outbox_log import JsonLinesNotifier
+from saferails.notify.outbox_log import InboxNotifier
 from saferails.notify.smtp import SmtpNotifier
 from saferails.settings import Settings
 from saferails.store.db import create_engine, migrate, session_factory
@@ -87,8 +87,8 @@ def test_a_runtime_from_block_settings_is_opened_by_open_store(tmp_path: Path) -
                               approval_secret=SecretStr(SECRET), policy_yaml=POLICY)
     runtime = runtime_from_settings(block.to_settings(), policy=block.to_policy())
     try:
-        assert isinstance(runtime, Store) and runtime.codes_enforced
-        assert isinstance(runtime.notifier, JsonLinesNotifier)  # no sender: codes are not sent to 127.0.0.1:25
+        assert isinstance(runtime, Store) and runtime.codes is not None
+        assert isinstance(runtime.notifier, InboxNotifier)  # no sender: codes are not sent to 127.0.0.1:25
         assert runtime.policy.version == "block-policy"
         assert (tmp_path / "rails.db").exists()
     finally:
@@ -102,7 +102,7 @@ def test_build_runtime_and_runtime_from_store_reuse_the_one_wiring(tmp_path: Pat
         clock = ManualClock(START)
         rt = build_runtime(session_factory(engine), clock=clock, settings=Settings(approval_secret=SECRET),
                            handler_settings=HandlerSettings(file_root=tmp_path), sleeper=lambda _s: None)
-        assert rt.clock is clock and rt.codes_enforced and rt.actions.sessions is rt.sessions
+        assert rt.clock is clock and rt.codes is not None and rt.actions.sessions is rt.sessions
         assert rt.execution.settings.file_root == tmp_path
         assert runtime_from_store(rt) is rt
         moved = runtime_from_store(rt, handler_settings=HandlerSettings())

@@ -20,6 +20,7 @@ from saferails.actions.models import Proposal
 from saferails.api import Store, open_store
 from saferails.clock import ManualClock
 from saferails.execution import ExecutionService
+from saferails.notify.outbox_log import InboxNotifier
 from saferails.orggraph import Interaction
 from saferails.orggraph.service import load_org_data
 from saferails.settings import load_settings
@@ -84,7 +85,8 @@ def _world(store: Store, tmp_path: Path, cli: Cli) -> datetime:
 def _execute(store: Store, action_type: str, target: str, params: dict[str, Any]) -> str:
     view = store.actions.propose(Proposal(action_type=action_type, target=target, params=params, proposer="hr-bot"))
     if view.state == "pending_approval":
-        view = store.actions.approve(view.id, "hana", reason="ok")
+        code = InboxNotifier(store.settings.data_dir / "inbox").latest_code("hana", view.id)
+        view = store.actions.approve(view.id, "hana", reason="ok", code=code)
     executor = ExecutionService(store.sessions, store.clock, None, sleeper=lambda _s: None)
     assert executor.execute(view.id).state == "completed"
     return view.id

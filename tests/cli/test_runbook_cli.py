@@ -134,7 +134,7 @@ def test_a_runbook_with_a_cycle_is_refused_naming_the_steps_and_nothing_is_regis
 
 
 def test_a_high_risk_indicator_waits_for_a_soc_manager_and_contains_the_threat_once_approved(
-    cli: Cli, threat_service: ThreatService,
+    cli: Cli, threat_service: ThreatService, tmp_path: Path,
 ) -> None:
     execution = start_threat(cli, threat_service, "evil-c2.example.net")
     assert execution["state"] == "awaiting"
@@ -144,7 +144,9 @@ def test_a_high_risk_indicator_waits_for_a_soc_manager_and_contains_the_threat_o
     assert f"approve action {waiting['approval_action_id']}" in table.out
     assert threat_service.containments == []
 
-    approved = cli("approve", waiting["approval_action_id"], "--approver", "soc-manager-1", "--reason", "C2 seen")
+    code = cli.code("soc-manager-1", waiting["approval_action_id"])
+    approved = cli("approve", waiting["approval_action_id"], "--approver", "soc-manager-1", "--reason", "C2 seen",
+                   "--code", code)
     assert approved.code == 0, approved.err
     done = cli.ok("runbook", "run", execution["id"])
     assert done["state"] == "completed"

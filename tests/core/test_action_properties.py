@@ -10,11 +10,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from saferails import transitions
-from saferails.actions.service import ActionService, Proposal
+from saferails.actions.service import Proposal
 from saferails.clock import ManualClock
 from saferails.errors import SaferailsError
 from saferails.policy import load_policy_text
 from saferails.store.db import transaction
+from tests.support import TIMING_CHECKS
+from tests.support.approvals import coded_service
 
 POLICY = """
 version: "prop-1"
@@ -62,13 +64,13 @@ def _may_execute(view: Any) -> bool:
     return len(set(view.valid_approvers)) >= view.min_approvals or timed_approve
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(suppress_health_check=[HealthCheck.function_scoped_fixture, *TIMING_CHECKS])
 @given(ops=st.lists(operation, min_size=1, max_size=30))
 def test_no_sequence_of_operations_executes_an_action_without_its_required_decision(
     sqlite_db: Any, ops: list[tuple[str, Any, str]]
 ) -> None:
     clock = ManualClock()
-    svc = ActionService(sqlite_db.sessions, load_policy_text(POLICY), clock)
+    svc = coded_service(sqlite_db.sessions, load_policy_text(POLICY), clock)
     for name in ("ann", "ben", "cat"):
         svc.upsert_principal(name, groups=["approvers"])
     ids: list[str] = []

@@ -10,20 +10,24 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from saferails.actions.service import ActionService, Proposal
+from saferails.actions.repository import ActionFilter
+from saferails.actions.service import Proposal
 from saferails.clock import ManualClock
 from saferails.errors import (
     ActionChanged,
     ApprovalExpired,
     IdempotencyConflict,
+    InvalidInput,
     InvalidParams,
     InvalidTransition,
+    NotFound,
     PermissionDenied,
     SelfApprovalRefused,
     UnknownActionType,
 )
 from saferails.policy import default_policy, load_policy_text
 from saferails.store.tables import Action, Approval, AuditRecord, OutboxEvent
+from tests.support.approvals import CodedActionService, coded_service, reissue
 
 TWO_OF_THREE = """
 version: "test-2of3"
@@ -40,9 +44,9 @@ rules:
 """
 
 
-def service(db: Any, clock: ManualClock, policy_text: str | None = None) -> ActionService:
+def service(db: Any, clock: ManualClock, policy_text: str | None = None) -> CodedActionService:
     policy = load_policy_text(policy_text) if policy_text else default_policy()
-    svc = ActionService(db.sessions, policy, clock)
+    svc = coded_service(db.sessions, policy, clock)
     for name in ("alice", "bob", "carol"):
         svc.upsert_principal(name, groups=["approvers"])
     svc.upsert_principal("buyer", kyc_verified=True)
@@ -51,10 +55,21 @@ def service(db: Any, clock: ManualClock, policy_text: str | None = None) -> Acti
 
 def counts(db: Any) -> tuple[int, int, int, int]:
     with db.engine.connect() as conn:
-        return tuple(  # type: ignore[return-value]
+        return tuple(
             conn.execute(sa.select(sa.func.count()).select_from(t)).scalar_one()
             for t in (Action, Approval, AuditRecord, OutboxEvent)
         )
+
+
+def refusal_written_alone(db: Any, before: tuple[int, int, int, int], action_id: str) -> tuple[str, str]:
+    """Asserts that a refused attempt wrote only its audit record (and the outbox event announcing it): no
+    action, no approval. Returns who the refused record names and the refusal's error code."""
+    actions, approvals, records, events = counts(db)
+    assert (actions, approvals, records, events) == (before[0], before[1], before[2] + 1, before[3] + 1)
+    with db.engine.connect() as conn:
+        last = conn.execute(sa.select(AuditRecord).order_by(AuditRecord.sequence.desc()).limit(1)).one()
+    assert (last.event, last.entity_id) == ("approval_refused", action_id)
+    return last.actor, json.loads(last.details)["error_code"]
 
 
 def reassign(proposer: str = "agent-7", **extra: Any) -> Proposal:
@@ -141,7 +156,7 @@ def test_a_high_impact_action_waits_for_approval_then_is_approved_with_the_trail
             .scalars()
             .all()
         )
-    assert events == ["action_proposed", "approval_requested", "approved"]
+    assert events == ["action_proposed", "approval_requested", "approval_codes_issued", "approved"]
 
 
 def test_two_of_three_counts_a_repeated_approver_once(db: Any, clock: ManualClock) -> None:
@@ -151,7 +166,8 @@ def test_two_of_three_counts_a_repeated_approver_once(db: Any, clock: ManualCloc
     )
     assert action.min_approvals == 2
     assert svc.approve(action.id, "ann").state == "pending_approval"
-    again = svc.approve(action.id, "ann")
+    # A code is single use: approving again takes a fresh one (a re-sent code); it still counts once.
+    again = svc.approve(action.id, "ann", code=reissue(svc, action.id, "ann"))
     assert again.state == "pending_approval" and again.valid_approvers == ("ann",)
     assert svc.approve(action.id, "ben").state == "approved"
 
@@ -163,7 +179,8 @@ def test_the_proposer_may_not_approve_their_own_action(db: Any, clock: ManualClo
     before = counts(db)
     with pytest.raises(SelfApprovalRefused):
         svc.approve(action.id, "agent-7")
-    assert counts(db) == before and svc.get(action.id).state == "pending_approval"
+    assert svc.get(action.id).state == "pending_approval"
+    assert refusal_written_alone(db, before, action.id) == ("agent-7", "SELF_APPROVAL_REFUSED")
 
 
 def test_an_unauthorised_approver_is_refused_and_nothing_is_written(db: Any, clock: ManualClock) -> None:
@@ -173,7 +190,7 @@ def test_an_unauthorised_approver_is_refused_and_nothing_is_written(db: Any, clo
     with pytest.raises(PermissionDenied) as err:
         svc.approve(action.id, "mallory")
     assert err.value.code == "PERMISSION_DENIED" and "mallory" in err.value.message
-    assert counts(db) == before
+    assert refusal_written_alone(db, before, action.id) == ("mallory", "PERMISSION_DENIED")
 
 
 def test_one_rejection_ends_the_approval(db: Any, clock: ManualClock) -> None:
@@ -308,8 +325,10 @@ def test_racing_approve_and_reject_before_the_deadline_give_exactly_one_outcome(
     for a in actions:
         t1 = threading.Thread(target=run, args=(svc.approve, a.id, "alice"))
         t2 = threading.Thread(target=run, args=(svc.reject, a.id, "bob"), kwargs={"reason": "no"})
-        t1.start(), t2.start()
-        t1.join(), t2.join()
+        t1.start()
+        t2.start()
+        t1.join()
+        t2.join()
     states = [svc.get(a.id).state for a in actions]
     assert set(states) <= {"approved", "rejected"}
     assert len(errors) == len(actions)  # each loser was told the action had already been decided
@@ -362,3 +381,53 @@ def test_attaching_a_flow_run_is_audited_once_and_a_new_run_records_the_previous
         ).scalars().all()
     assert [(d["flow_run_id"], d["previous"]) for d in map(json.loads, details)] == [("run-1", None),
                                                                                      ("run-2", "run-1")]
+
+
+def _nested(depth: int) -> Any:
+    value: Any = 1
+    for _ in range(depth):
+        value = [value]
+    return value
+
+
+OUT_OF_BOUNDS: dict[str, dict[str, Any]] = {
+    "params-over-64KiB": {"params": {"new_manager_id": "m" * 70_000}},
+    "params-nested-40-deep": {"params": {"new_manager_id": "mgr", "x": _nested(40)}},
+    "nul-in-a-param": {"params": {"new_manager_id": "mgr\x00"}},
+    "lone-surrogate": {"params": {"new_manager_id": "mgr\ud800"}},
+    "huge-integer": {"params": {"new_manager_id": "mgr", "n": 10**40}},
+    "infinite-float": {"params": {"new_manager_id": "mgr", "f": float("inf")}},
+    "nul-in-target": {"target": "emp\x00"},
+    "newline-in-target": {"target": "emp\nBcc: x"},
+    "proposer-with-spaces": {"proposer": "agent 7"},
+    "tenant-too-long": {"tenant": "t" * 101},
+    "idempotency-key-with-nul": {"idempotency_key": "k\x00"},
+    "action-type-with-dashes": {"action_type": "reassign-manager"},
+    "priority-huge": {"priority": 10**30},
+    "far-future": {"scheduled_for": "9999-12-31T23:59:59-12:00"},
+    "naive-date": {"scheduled_for": "2026-12-01T10:00:00"},
+}
+
+
+@pytest.mark.parametrize("case", sorted(OUT_OF_BOUNDS))
+def test_a_proposal_out_of_bounds_is_refused_with_a_typed_error_and_nothing_is_written(
+    db: Any, clock: ManualClock, case: str
+) -> None:
+    svc = service(db, clock)
+    before = counts(db)
+    fields: dict[str, Any] = {"action_type": "reassign_manager", "target": "emp_1", "proposer": "agent-7",
+                              "params": {"new_manager_id": "mgr"}} | OUT_OF_BOUNDS[case]
+    with pytest.raises(InvalidInput) as refused:
+        svc.propose(Proposal(**fields))
+    assert refused.value.code in ("INVALID_INPUT", "INVALID_PARAMS") and refused.value.exit_code == 2
+    assert counts(db) == before
+
+
+def test_reading_with_ids_the_store_cannot_hold_raises_typed_errors(db: Any, clock: ManualClock) -> None:
+    svc = service(db, clock)
+    for bad in ("a\x00b", "x" * 1000, "\ud800"):
+        with pytest.raises((NotFound, InvalidInput)):
+            svc.get(bad)
+        with pytest.raises(InvalidInput):
+            svc.cancel(bad, "ops", reason="r")
+    assert svc.list(ActionFilter(offset=2**70, limit=-5)) == []

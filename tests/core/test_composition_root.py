@@ -9,7 +9,6 @@ file root.
 from __future__ import annotations
 
 import ast
-import json
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from saferails.api import compose, open_store
 from saferails.clock import ManualClock
 from saferails.errors import ConfigurationError
 from saferails.handlers import load_handler_settings
-from saferails.notify.outbox_log import JsonLinesNotifier
+from saferails.notify.outbox_log import InboxNotifier
 from saferails.notify.smtp import SmtpNotifier, load_smtp_settings
 from saferails.settings import Settings, load_settings
 from saferails.store.db import create_engine, migrate, session_factory
@@ -179,23 +178,26 @@ def test_the_root_built_from_the_environment_uses_its_policy_secret_notifier_and
     env = {"SAFERAILS_DATA_DIR": str(tmp_path), "SAFERAILS_POLICY": str(policy_file),
            "SAFERAILS_APPROVAL_SECRET": SECRET, "SAFERAILS_FILE_ROOT": str(tmp_path)}
     with open_store(load_settings(env), clock=ManualClock(START)) as store:
-        assert store.policy.version == "root-2of3" and store.codes_enforced
-        assert isinstance(store.notifier, JsonLinesNotifier)
+        assert store.policy.version == "root-2of3" and store.codes is not None
+        assert isinstance(store.notifier, InboxNotifier)
         for name in ("alice", "bob"):
             store.actions.upsert_principal(name, email=f"{name}@example.com", groups=["approvers"])
         view = store.actions.propose(Proposal(action_type="reassign_manager", target="emp_1",
                                               params={"new_manager_id": "mgr_2"}, proposer="agent-1", reason="r"))
         assert view.state == "pending_approval" and view.created_at == START
-        sent = [json.loads(line) for line in (tmp_path / "notifications.jsonl").read_text().splitlines()]
-        assert sorted(n["data"]["approver"] for n in sent if n["data"].get("code")) == ["alice", "bob"]
+        inbox = InboxNotifier(tmp_path / "inbox")
+        assert all(inbox.latest_code(name, view.id) for name in ("alice", "bob"))
+        assert not (tmp_path / "notifications.jsonl").exists()  # no shared file a proposer could read
         assert store.execution is store.execution  # one execution service, so breakers see every call
         assert store.execution.settings.file_root == tmp_path.resolve()
         assert store.workflow.clock is store.clock
 
 
-def test_without_a_secret_no_codes_and_with_an_smtp_host_codes_go_by_mail(tmp_path: Path) -> None:
+def test_without_a_secret_a_private_key_is_generated_and_with_an_smtp_host_codes_go_by_mail(tmp_path: Path) -> None:
     with open_store(Settings(data_dir=tmp_path)) as store:
-        assert not store.codes_enforced and store.notifier is None
+        assert store.codes is not None and isinstance(store.notifier, InboxNotifier)
+    key = tmp_path / "keys" / "approval-secret"
+    assert key.is_file() and key.stat().st_mode & 0o077 == 0  # 0600: no unchecked mode, nothing readable by others
     with_mail = Settings(data_dir=tmp_path, approval_secret=SECRET, smtp_host="127.0.0.1", smtp_port=2525,
                          smtp_sender="rails@example.com")
     with open_store(with_mail) as store:

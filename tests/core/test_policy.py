@@ -287,9 +287,9 @@ def test_several_approval_rules_combine_into_the_strictest_requirement() -> None
             "id": "audit",
             "kind": "requires_approval",
             "action_types": ["wire"],
-            "approval": {"timeout": "2h", "require_codes": False},
+            "approval": {"timeout": "2h", "require_codes": False, "codes_waiver_reason": "read-only audit"},
         },
-        approval_defaults={"require_codes": False, "timeout_action": "approve"},
+        approval_defaults={"require_codes": False, "codes_waiver_reason": "test", "timeout_action": "approve"},
     )
     decision = decide("wire", policy=policy, amount=5000)
     assert decision.outcome is Outcome.NEEDS_APPROVAL
@@ -301,6 +301,7 @@ def test_several_approval_rules_combine_into_the_strictest_requirement() -> None
         timeout_action="reject",
         require_codes=False,
         rule_ids=("finance", "big", "audit"),
+        codes_waiver="test; read-only audit",
     )
 
 
@@ -573,7 +574,12 @@ def test_a_policy_round_trips_through_yaml_with_the_same_fingerprint() -> None:
                     {"not": {"field": "x", "operator": "exists"}},
                 ]
             },
-            "approval": {"approvers": {"users": ["carol"]}, "timeout": "PT90M", "require_codes": False},
+            "approval": {
+                "approvers": {"users": ["carol"]},
+                "timeout": "PT90M",
+                "require_codes": False,
+                "codes_waiver_reason": "carol approves in person",
+            },
         },
         on_rate_limit_store_error="allow",
         impact={"default": "medium", "types": {"wire": "high"}},

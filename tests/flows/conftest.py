@@ -12,12 +12,14 @@ import pytest
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 
-from flowkit import Outbox, make_runtime
 from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 from prefect.testing.utilities import prefect_test_harness
 
 from blocks.settings import Runtime, install_runtime
 from saferails.clock import ManualClock
+from tests.support.flowkit import Outbox, flow_runs_finished, make_runtime
+
+__all__ = ["flow_runs_finished"]  # a fixture: importing it here makes it available to the flow tests
 
 
 @pytest.fixture(scope="session", autouse=True)

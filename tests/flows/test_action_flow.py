@@ -7,7 +7,6 @@ from typing import Any
 from uuid import UUID
 
 import pytest
-from flowkit import Outbox, eventually, store_settings
 from prefect import get_client
 from prefect.states import Running
 
@@ -16,6 +15,7 @@ from flows import api
 from flows.action_flow import action_flow
 from saferails.actions.models import ActionView, Proposal
 from saferails.policy import default_policy, load_policy_text, policy_to_yaml
+from tests.support.flowkit import Outbox, eventually, store_settings
 
 pytestmark = pytest.mark.flow
 

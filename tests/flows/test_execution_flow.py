@@ -11,8 +11,6 @@ from uuid import UUID
 import pytest
 import sqlalchemy as sa
 import yaml
-from aiosmtpd.controller import Controller
-from flowkit import Mailbox, Outbox, eventually, free_port, make_runtime
 from prefect import get_client
 from prefect.flow_runs import resume_flow_run
 
@@ -33,13 +31,15 @@ from saferails.handlers import (
 from saferails.policy import Policy, default_policy, load_policy_text
 from saferails.store.db import transaction
 from saferails.store.tables import AuditRecord
+from tests.support import Mailbox
+from tests.support.flowkit import Outbox, eventually, make_runtime
 
 pytestmark = pytest.mark.flow
 
 SENDER = "agent@saferails.test"
-MOVE = {"action_type": "move_file", "target": "inbox/report.txt",
+MOVE: dict[str, Any] = {"action_type": "move_file", "target": "inbox/report.txt",
         "params": {"source": "inbox/report.txt", "destination": "archive/report.txt"}}
-EMAIL = {"action_type": "send_email", "target": "mbx:agent-1",
+EMAIL: dict[str, Any] = {"action_type": "send_email", "target": "mbx:agent-1",
          "params": {"to": ["team@example.com"], "subject": "release notes", "body": "v2 is out"}}
 
 
@@ -88,14 +88,8 @@ class AppendNotes:
 
 
 @pytest.fixture
-def mailbox() -> Iterator[Mailbox]:
-    box = Mailbox("127.0.0.1", free_port())
-    controller = Controller(box, hostname=box.host, port=box.port)
-    controller.start()
-    try:
-        yield box
-    finally:
-        controller.stop()
+def mailbox(smtp_server: Mailbox) -> Mailbox:
+    return smtp_server
 
 
 @pytest.fixture

@@ -7,16 +7,21 @@ from datetime import timedelta
 from itertools import combinations
 
 import pandas as pd
+import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 
 from blocks.settings import Runtime
 from flows.outcomes import monitor_outcomes
-from saferails.actions.service import ActionService, Proposal
+from saferails.actions.service import Proposal
+from saferails.clock import ManualClock
 from saferails.org import OrgRepository
 from saferails.orggraph import insert_interactions
 from saferails.policy import load_policy_text
 from saferails.store.db import transaction
+from tests.support.approvals import coded_service
+
+pytestmark = pytest.mark.flow
 
 OPEN_POLICY = 'version: "outcome-flow"\nimpact: {default: low}\nrules: []\n'
 TEAM = ["lead", "t", "a", "b", "c"]
@@ -36,7 +41,9 @@ def _markdown(key: str) -> str:
     return str(found[0].data)
 
 
-def test_the_flow_rolls_back_an_isolating_intervention_keeps_a_harmless_one_and_shows_both(runtime: Runtime) -> None:
+def test_the_flow_rolls_back_an_isolating_intervention_keeps_a_harmless_one_and_shows_both(
+    runtime: Runtime, clock: ManualClock
+) -> None:
     people = [*TEAM, "other", "x"]
     with transaction(runtime.sessions) as session:
         OrgRepository(session).insert({
@@ -45,7 +52,7 @@ def test_the_flow_rolls_back_an_isolating_intervention_keeps_a_harmless_one_and_
                            "manager_id": None if p in ("lead", "other") else "lead"} for p in people]})
     team_pairs = list(combinations(TEAM, 2))
     _interactions(runtime, [*team_pairs, ("other", "x")], range(-7, 0))
-    actions = ActionService(runtime.sessions, load_policy_text(OPEN_POLICY), runtime.clock)
+    actions = coded_service(runtime.sessions, load_policy_text(OPEN_POLICY), runtime.clock)
     assert runtime.execution is not None
     ids = []
     for action_type, target, params in (("reassign_manager", "t", {"new_manager_id": "other"}),
@@ -56,7 +63,7 @@ def test_the_flow_rolls_back_an_isolating_intervention_keeps_a_harmless_one_and_
 
     first = monitor_outcomes()
     assert (first["scheduled"], first["claimed"]) == (2, 0)
-    runtime.clock.advance(timedelta(days=7))
+    clock.advance(timedelta(days=7))
     second = monitor_outcomes()
 
     assert (second["negative"], second["ok"], second["artifacts"]) == (1, 1, 2)

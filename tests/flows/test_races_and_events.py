@@ -8,7 +8,6 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from flowkit import Outbox, eventually, make_runtime
 from prefect.variables import Variable
 
 from blocks.settings import Runtime, install_runtime
@@ -18,6 +17,7 @@ from saferails.actions.models import Proposal
 from saferails.actions.service import ActionService
 from saferails.clock import ManualClock
 from saferails.errors import SaferailsError
+from tests.support.flowkit import Outbox, eventually, make_runtime
 
 pytestmark = pytest.mark.flow
 
@@ -31,8 +31,11 @@ def any_store_runtime(db: Any, clock: ManualClock, outbox: Outbox) -> Iterator[R
 
 
 def test_approve_reject_and_timeout_racing_on_one_action_give_exactly_one_outcome(
-    any_store_runtime: Runtime, outbox: Outbox, clock: ManualClock
+    any_store_runtime: Runtime, flow_runs_finished: None, outbox: Outbox, clock: ManualClock
 ) -> None:
+    """Whoever wins, the action ends with one outcome and its flow run ends too: a decision that did not go
+    through the run (the sweep, or a direct decision) wakes the paused gate (``flow_runs_finished`` fails the
+    test if the run is still paused at the gate)."""
     rt = any_store_runtime
     sub = api.submit_action(Proposal(action_type="role_change", target="emp_9", params={"new_role": "lead"},
                                      proposer="agent-1"), poll_interval=1)
@@ -86,3 +89,22 @@ def test_every_audit_record_is_relayed_once_as_a_prefect_event(runtime: Runtime)
     assert first > 0
     assert Variable.get(CURSOR_VARIABLE) == first
     assert relay_audit_events() == 0
+
+
+def test_a_run_paused_on_an_action_the_sweep_already_decided_ends_at_the_next_answer(
+    any_store_runtime: Runtime, flow_runs_finished: None, outbox: Outbox, clock: ManualClock
+) -> None:
+    """The sweep decides in the store, not through the run, so the run stays paused at the gate; the next answer
+    through the API is refused (the action is final) and wakes the gate, which then ends the run instead of
+    holding its thread until the pause times out (``flow_runs_finished`` fails the test otherwise)."""
+    rt = any_store_runtime
+    sub = api.submit_action(Proposal(action_type="role_change", target="emp_9", params={"new_role": "lead"},
+                                     proposer="agent-1"), poll_interval=1)
+    eventually(lambda: _paused(sub.flow_run_id))
+    action_id = sub.action.id
+    late = ManualClock(clock.now() + timedelta(hours=25))
+    swept = ActionService(rt.sessions, rt.actions.policy, late).resolve_timeout(action_id)
+    assert swept.state != "pending_approval"
+    with pytest.raises(SaferailsError):
+        api.approve(action_id, "alice", outbox.code_for(action_id, "alice"), "too late")
+    eventually(lambda: not _paused(sub.flow_run_id))

@@ -12,7 +12,6 @@ from typing import Any
 from uuid import UUID
 
 import pytest
-from flowkit import Outbox, eventually, finish_flow_runs
 from prefect import get_client
 from prefect.flow_runs import resume_flow_run
 
@@ -25,6 +24,7 @@ from saferails.clock import ManualClock
 from saferails.runbooks.validation import load_runbook, load_runbook_text
 from saferails.runbooks.views import ExecutionContext, LegalBasis
 from tasks.runbooks import runbook_service
+from tests.support.flowkit import Outbox, eventually, finish_flow_runs
 
 pytestmark = pytest.mark.flow
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
+import pytest
 from prefect import flow, get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
 from prefect.states import Paused
@@ -16,6 +17,8 @@ from saferails.actions.models import Proposal
 from saferails.clock import ManualClock
 from saferails.store.db import transaction
 from saferails.store.tables import Action
+
+pytestmark = pytest.mark.flow
 
 
 @flow(name="sweep-test-paused-gate")

@@ -1,28 +1,17 @@
-"""Fixtures for handler tests: a real SMTP server on 127.0.0.1, a file root, a seeded org, and the services."""
+"""Fixtures for handler tests: a file root, a seeded org, and the services (``smtp_server``, a real SMTP server on
+127.0.0.1, comes from tests/support)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiosmtpd.controller import Controller
-from handlerkit import SENDER, Mailbox, World, free_port, make_world
 
 from saferails.clock import ManualClock
 from saferails.handlers import HandlerSettings
-
-
-@pytest.fixture
-def smtp_server() -> Iterator[Mailbox]:
-    mailbox = Mailbox("127.0.0.1", free_port())
-    controller = Controller(mailbox, hostname=mailbox.host, port=mailbox.port)
-    controller.start()
-    try:
-        yield mailbox
-    finally:
-        controller.stop()
+from tests.support import Mailbox
+from tests.support.handlerkit import SENDER, World, make_world
 
 
 @pytest.fixture

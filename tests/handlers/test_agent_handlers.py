@@ -5,12 +5,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from handlerkit import SENDER, Mailbox, World
+import sqlalchemy as sa
 
+from saferails.errors import InvalidInput
 from saferails.handlers import PathOutsideRoot
 from saferails.handlers.messaging import message_id_for
 from saferails.store.db import transaction
-from saferails.store.tables import AuditRecord
+from saferails.store.tables import Action, AuditRecord
+from tests.support.handlerkit import SENDER, Mailbox, World
 
 
 def files(root: Path) -> dict[str, bytes]:
@@ -35,7 +37,7 @@ def test_an_email_arrives_at_the_smtp_server_with_its_headers(world: World, smtp
     # Derived from the idempotency key: a send repeated after a crash carries the same Message-ID.
     assert message["Message-ID"] == message_id_for(f"default:{action.idempotency_key}")
     assert done.result is not None and message["Message-ID"] == done.result["message_id"]
-    assert message.get_payload().strip() == "Numbers attached."
+    assert str(message.get_payload()).strip() == "Numbers attached."
 
 
 def test_rolling_back_an_email_sends_a_correction_referring_to_the_original(world: World, smtp_server: Mailbox) -> None:
@@ -98,25 +100,43 @@ def test_moving_onto_an_existing_file_is_refused_and_both_files_stay(world: Worl
     assert files(file_root) == before
 
 
+def _row_counts(world: World) -> tuple[int, int]:
+    with transaction(world.db.sessions) as session:
+        actions = session.execute(sa.select(sa.func.count()).select_from(Action)).scalar_one()
+        audit = session.execute(sa.select(sa.func.count()).select_from(AuditRecord)).scalar_one()
+        return int(actions), int(audit)
+
+
 @pytest.mark.parametrize(
     "destination",
-    ["../outside.txt", "/tmp/outside.txt", "archive/../../outside.txt", "escape/outside.txt"],
-    ids=["dotdot", "absolute", "nested-dotdot", "symlink-out-of-root"],
+    ["../outside.txt", "/tmp/outside.txt", "archive/../../outside.txt", "inbox/a\x00b.txt", "inbox\\..\\x"],
+    ids=["dotdot", "absolute", "nested-dotdot", "nul-byte", "backslashes"],
 )
-def test_a_path_escaping_the_file_root_is_refused_and_nothing_is_written(
-    world: World, file_root: Path, tmp_path: Path, destination: str
+def test_a_path_escaping_the_file_root_is_refused_at_proposal_and_nothing_is_recorded(
+    world: World, file_root: Path, destination: str
+) -> None:
+    before, rows = files(file_root), _row_counts(world)
+    with pytest.raises(InvalidInput) as refused:
+        world.propose("move_file", "inbox", {"source": "inbox/report.txt", "destination": destination})
+    assert refused.value.code in ("INVALID_PARAMS", "INVALID_INPUT") and "destination" in refused.value.message
+    assert _row_counts(world) == rows  # no action row, no audit row
+    assert files(file_root) == before
+
+
+def test_a_path_leaving_the_root_through_a_symlink_is_refused_at_execution_and_nothing_is_written(
+    world: World, file_root: Path, tmp_path: Path
 ) -> None:
     outside = tmp_path / "elsewhere"
     outside.mkdir()
     (file_root / "escape").symlink_to(outside, target_is_directory=True)
     before = files(file_root)
-    action = world.propose("move_file", "inbox", {"source": "inbox/report.txt", "destination": destination})
+    action = world.propose("move_file", "inbox", {"source": "inbox/report.txt", "destination": "escape/outside.txt"})
     with pytest.raises(PathOutsideRoot):
         world.executor.preview(action.id)
     failed = world.executor.execute(action.id)
     assert failed.state == "failed" and failed.error is not None and failed.error.startswith("PATH_OUTSIDE_ROOT")
     assert files(file_root) == before
-    assert list(outside.iterdir()) == [] and not (tmp_path / "outside.txt").exists()
+    assert list(outside.iterdir()) == []
 
 
 def test_creating_a_document_and_rolling_back_removes_it(world: World, file_root: Path) -> None:

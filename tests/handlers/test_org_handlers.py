@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from handlerkit import World
 
 from saferails.errors import InvalidParams
 from saferails.org import Employee, MeetingAttendee, TaskAssignment
 from saferails.store.db import transaction
+from tests.support.handlerkit import World
 
 CASES: dict[str, tuple[str, str, dict[str, Any]]] = {
     "reassign_manager": ("reassign_manager", "ann", {"new_manager_id": "mgr2"}),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import socket
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -42,7 +43,7 @@ def test_the_receiver_can_verify_the_signature(webhook_receiver: Any, clock: Man
     headers, body = webhook_receiver.requests[-1]
     assert verify_webhook(SECRET, body, headers, clock=clock) == headers[ID_HEADER]
     assert json.loads(body)["data"] == {"late_by_seconds": 900}
-    refusals = {
+    refusals: dict[str, Callable[[], object]] = {
         "tampered": lambda: verify_webhook(SECRET, body.replace(b"900", b"901"), headers, clock=clock),
         "wrong secret": lambda: verify_webhook(new_secret(), body, headers, clock=clock),
         "replayed an hour later": lambda: verify_webhook(SECRET, body, headers,

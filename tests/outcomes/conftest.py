@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from outcome_world import World
 
 from saferails.clock import ManualClock
+from tests.support.outcome_world import World
 
 
 @pytest.fixture

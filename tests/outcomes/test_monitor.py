@@ -8,10 +8,12 @@ from collections import Counter
 from datetime import timedelta
 
 import pytest
-from outcome_world import World
 
+from saferails.orggraph import MetricParams, Window
 from saferails.outcomes import OutcomeMonitor
+from saferails.outcomes.monitor import floor_hour
 from saferails.outcomes.rules import INCREASED_BURNOUT, RuleBook, TypeRules
+from tests.support.outcome_world import World
 
 
 def test_an_intervention_that_isolates_its_target_is_rolled_back_and_a_neutral_one_is_kept(world: World) -> None:
@@ -149,8 +151,6 @@ def test_snapshot_metrics_are_computed_once_for_many_due_checks(world: World) ->
     assert snapshot.metrics("a1")["degree"] == 5
 
 
-def _current_window(world: World) -> tuple[object, object]:
-    from saferails.orggraph import MetricParams, Window
-    from saferails.outcomes.monitor import floor_hour
+def _current_window(world: World) -> tuple[Window, MetricParams]:
 
     return Window.ending(floor_hour(world.clock.now()), timedelta(days=7)), MetricParams()

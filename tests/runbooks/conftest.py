@@ -18,6 +18,7 @@ from saferails.clock import ManualClock
 from saferails.net.egress import EgressPolicy
 from saferails.policy import default_policy
 from saferails.runbooks import ExecutionContext, RunbookService
+from tests.support.approvals import coded_service
 
 # The test services listen on loopback, which the egress guard refuses unless allowed by name.
 LOOPBACK_ALLOWED = EgressPolicy(allowed_hosts=frozenset({"127.0.0.1"}))
@@ -49,6 +50,7 @@ def service() -> Iterator[Service]:
             length = int(self.headers.get("Content-Length") or 0)
             body = json.loads(self.rfile.read(length) or b"null")
             key = self.headers.get("Idempotency-Key", "")
+            answer: Any
             with state.lock:
                 state.calls[self.path] += 1
                 state.keys.append(key)
@@ -93,7 +95,7 @@ class Kit:
 
 @pytest.fixture
 def kit(db: Any, clock: ManualClock) -> Iterator[Kit]:
-    actions = ActionService(db.sessions, default_policy(), clock)
+    actions = coded_service(db.sessions, default_policy(), clock)
     for who in ("soc-manager-1", "soc-manager-2", "soc-manager-3"):
         actions.upsert_principal(who)
     delays: list[float] = []

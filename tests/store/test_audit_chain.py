@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import sqlalchemy as sa
@@ -27,8 +27,10 @@ from saferails.errors import AuditChainBroken, InvalidInput, SaferailsError
 from saferails.policy import default_policy
 from saferails.store.db import transaction
 from saferails.store.tables import AuditRecord
+from tests.support.approvals import coded_service
 
-COLUMNS = [c.name for c in AuditRecord.__table__.columns]
+AUDIT_TABLE = cast(sa.Table, AuditRecord.__table__)
+COLUMNS = [c.name for c in AUDIT_TABLE.columns]
 SQLITE_GUARDS = ("audit_log_no_update", "audit_log_no_delete", "audit_head_forward_only", "audit_head_no_delete")
 
 
@@ -36,7 +38,7 @@ SQLITE_GUARDS = ("audit_log_no_update", "audit_log_no_delete", "audit_head_forwa
 def service_trail(db: Any, clock: ManualClock) -> ActionService:
     """A realistic trail: principals, an approval, a rejection, a cancellation, a block, an auto-approval, a
     timeout."""
-    svc = ActionService(db.sessions, default_policy(), clock)
+    svc = coded_service(db.sessions, default_policy(), clock)
     for name in ("alice", "bob"):
         svc.upsert_principal(name, groups=["approvers"])
     approved = svc.propose(reassign("emp_1"))
@@ -138,15 +140,15 @@ def set_head(conn: sa.Connection, sequence: int, digest: str) -> None:
 
 
 def insert(conn: sa.Connection, values: dict[str, Any]) -> None:
-    conn.execute(sa.insert(AuditRecord.__table__).values(**values))
+    conn.execute(sa.insert(AUDIT_TABLE).values(**values))
 
 
 def delete(conn: sa.Connection, *sequences: int) -> None:
-    conn.execute(sa.delete(AuditRecord.__table__).where(AuditRecord.sequence.in_(sequences)))
+    conn.execute(sa.delete(AUDIT_TABLE).where(AuditRecord.sequence.in_(sequences)))
 
 
 def replace(conn: sa.Connection, sequence: int, values: dict[str, Any]) -> None:
-    conn.execute(sa.update(AuditRecord.__table__).where(AuditRecord.sequence == sequence).values(**values))
+    conn.execute(sa.update(AUDIT_TABLE).where(AuditRecord.sequence == sequence).values(**values))
 
 
 # --- intact chains ----------------------------------------------------------------------------------------------

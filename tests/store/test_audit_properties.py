@@ -12,8 +12,9 @@ import contextlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
+import pytest
 import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -30,11 +31,13 @@ from saferails.errors import SaferailsError
 from saferails.policy import default_policy
 from saferails.store.db import transaction
 from saferails.store.tables import AuditRecord
+from tests.support import TIMING_CHECKS
+from tests.support.approvals import coded_service
 
 # One key for every example: the database fixture outlives the examples, so its checkpoints accumulate.
 SIGNER = AuditSigner.generate()
 PROPERTY_SETTINGS = settings(
-    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, *TIMING_CHECKS]
 )
 
 # Valid parameters per action type, chosen so the default policy gives every outcome: approval needed
@@ -93,13 +96,14 @@ def apply(svc: ActionService, clock: ManualClock, ids: list[str], op: tuple[str,
             svc.cancel(action_id, who, reason="withdrawn")
 
 
+@pytest.mark.slow
 @PROPERTY_SETTINGS
 @given(ops=operations)
 def test_any_sequence_of_service_operations_leaves_a_chain_that_verifies(
     sqlite_db: Any, clock: ManualClock, ops: list[tuple[str, Any, str, bool]]
 ) -> None:
     install_signer(sqlite_db.sessions, SIGNER)
-    svc = ActionService(sqlite_db.sessions, default_policy(), clock)
+    svc = coded_service(sqlite_db.sessions, default_policy(), clock)
     svc.upsert_principal("alice", groups=["approvers"])
     svc.upsert_principal("bob", groups=["approvers"])
     svc.upsert_principal("buyer", kyc_verified=True)
@@ -119,7 +123,7 @@ def test_any_sequence_of_service_operations_leaves_a_chain_that_verifies(
 
 # --- tampering ----------------------------------------------------------------------------------------------------
 GUARDS = ("audit_log_no_update", "audit_log_no_delete", "audit_head_forward_only", "audit_head_no_delete")
-TABLE = AuditRecord.__table__
+TABLE = cast(sa.Table, AuditRecord.__table__)
 
 entries = st.builds(
     audit.AuditEntry,

@@ -9,19 +9,20 @@ from typing import Any
 import pytest
 
 from saferails import audit
-from saferails.actions.service import ActionService, Proposal
+from saferails.actions.service import Proposal
 from saferails.audit import AuditPage, AuditQuery, AuditQueryInvalid, AuditRecordView, query_audit
 from saferails.clock import ManualClock
 from saferails.errors import InvalidInput
 from saferails.policy import default_policy
 from saferails.store.db import transaction
+from tests.support.approvals import coded_service
 
 START = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
 
 
 def trail(db: Any, clock: ManualClock) -> dict[str, str]:
     """Records spread over three hours, two tenants, several actors, types and targets. Returns action ids."""
-    svc = ActionService(db.sessions, default_policy(), clock)
+    svc = coded_service(db.sessions, default_policy(), clock)
     for name in ("alice", "bob"):
         svc.upsert_principal(name, groups=["approvers"])
     first = svc.propose(
@@ -102,7 +103,7 @@ def test_the_entity_filter_returns_one_actions_whole_history(db: Any, clock: Man
 
     records = run(db, entity_id=ids["first"]).records
 
-    assert [r.event for r in records] == ["action_proposed", "approval_requested", "approved"]
+    assert [r.event for r in records] == ["action_proposed", "approval_requested", "approval_codes_issued", "approved"]
     assert {r.entity_id for r in records} == {ids["first"]}
 
 

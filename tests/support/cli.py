@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from saferails.cli import main
+from saferails.notify.outbox_log import InboxNotifier
 
 
 @dataclass
@@ -37,6 +40,13 @@ class Cli:
         code = main(list(argv))
         captured = self.capsys.readouterr()
         return Run(code, captured.out, captured.err)
+
+    def code(self, approver: str, action_id: str) -> str:
+        """The one-time code ``approver`` was sent for ``action_id``, from its own 0600 inbox in the data directory
+        the command ran with (``SAFERAILS_DATA_DIR``: every test gets its own, see tests/conftest.py)."""
+        found = InboxNotifier(Path(os.environ["SAFERAILS_DATA_DIR"]) / "inbox").latest_code(approver, action_id)
+        assert found is not None, f"{approver} got no code for {action_id}"
+        return found
 
     def ok(self, *argv: str) -> Any:
         """Run a ``--json`` command that must succeed; its JSON result."""

@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
-from sweepkit import events, propose_pending, service, set_flow_run
 
 from saferails.clock import ManualClock
 from saferails.errors import InvalidInput
@@ -17,6 +16,7 @@ from saferails.store.tables import Action
 from saferails.sweeps import ExpireSweep, SweepProgress, claim_due
 from saferails.sweeps.claims import due_query, explain
 from saferails.sweeps.expire import ORDER, SWEEP, due_conditions
+from tests.support.sweepkit import events, propose_pending, service, set_flow_run
 
 
 def test_each_due_approval_gets_its_policys_timeout_action(db: Any, clock: ManualClock) -> None:

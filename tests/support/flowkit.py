@@ -1,13 +1,9 @@
-"""Helpers shared by the flow tests (imported by name: tests/flows is on sys.path under pytest)."""
+"""Helpers shared by the flow tests: a runtime on a ManualClock with an in-memory notifier, and waiting for the
+in-process flow runs a test started."""
 
 from __future__ import annotations
 
-import socket
-import time
-from collections.abc import Callable, Collection, Iterator
-from dataclasses import dataclass, field
-from email import message_from_bytes
-from email.message import Message
+from collections.abc import Collection, Iterator
 from typing import Any
 
 import pytest
@@ -19,6 +15,10 @@ from saferails.clock import ManualClock
 from saferails.handlers import HandlerSettings
 from saferails.notify.base import Notification
 from saferails.settings import Settings, load_settings
+from tests.support import Mailbox, eventually, free_port
+
+__all__ = ["SECRET", "Mailbox", "Outbox", "eventually", "finish_flow_runs", "flow_runs_finished", "free_port",
+           "make_runtime", "store_settings"]
 
 SECRET = "s" * 48
 
@@ -69,35 +69,3 @@ def flow_runs_finished() -> Iterator[None]:
     before = api.flow_threads()  # runs another test left going are that test's to end
     yield
     finish_flow_runs(ignore=before)
-
-
-def eventually(check: Callable[[], Any], timeout: float = 60, interval: float = 0.1) -> Any:
-    """Poll ``check`` until it returns something truthy (never a timed assertion: the limit only stops a hang)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"condition not met within {timeout} s")
-        time.sleep(interval)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-@dataclass
-class Mailbox:
-    """An aiosmtpd handler keeping every message it accepts (run by ``aiosmtpd.controller.Controller``)."""
-
-    host: str
-    port: int
-    messages: list[tuple[list[str], Message]] = field(default_factory=list)
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # aiosmtpd calls this by name
-        self.messages.append((list(envelope.rcpt_tos), message_from_bytes(envelope.content)))
-        return "250 Message accepted for delivery"

@@ -1,5 +1,5 @@
-"""A small crafted org for outcome tests (imported by name: tests/outcomes is on sys.path under pytest): two
-teams, interactions before and after an action, and the real services."""
+"""A small crafted org for outcome tests: two teams, interactions before and after an action, and the real
+services."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from saferails.actions.service import ActionService, Proposal
+from saferails.actions.service import Proposal
 from saferails.clock import ManualClock
 from saferails.execution import ExecutionService
 from saferails.handlers import HandlerSettings
@@ -20,6 +20,7 @@ from saferails.outcomes import OutcomeMonitor
 from saferails.policy import load_policy_text
 from saferails.store.db import transaction
 from saferails.store.tables import AuditRecord
+from tests.support.approvals import coded_service
 
 OPEN_POLICY = 'version: "outcome-test"\nimpact: {default: low}\nrules: []\n'
 TEAM_A = ["ma", "t", "a1", "a2", "a3", "a4"]
@@ -31,7 +32,7 @@ class World:
         self.db = db
         self.clock = clock
         self.executed_on = clock.now()
-        self.actions = ActionService(db.sessions, load_policy_text(OPEN_POLICY), clock)
+        self.actions = coded_service(db.sessions, load_policy_text(OPEN_POLICY), clock)
         self.executor = ExecutionService(db.sessions, clock, HandlerSettings(), sleeper=lambda _s: None)
         self.cache = SnapshotCache()
         self.monitor = self.new_monitor()

@@ -1,16 +1,9 @@
-"""Helpers for handler tests: a real SMTP mailbox (aiosmtpd handler), a seeded org, and the services.
-
-The SMTP server answers ``451`` to the first ``fail_first`` messages (a transient refusal) and keeps every
-message it accepts.
-"""
+"""Helpers for handler tests: a seeded org and the services (the SMTP mailbox is ``tests.support.Mailbox``)."""
 
 from __future__ import annotations
 
-import socket
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from email import message_from_bytes
-from email.message import Message
 from typing import Any
 
 from saferails.actions.models import ActionView
@@ -22,33 +15,14 @@ from saferails.org import OrgRepository
 from saferails.policy import load_policy_text
 from saferails.resilience import BreakerRegistry
 from saferails.store.db import transaction
+from tests.support import Mailbox, free_port
+from tests.support.approvals import coded_service
+
+__all__ = ["OPEN_POLICY", "SENDER", "START", "Mailbox", "World", "free_port", "make_world", "org_document"]
 
 # Everything is allowed without approval: these tests are about effects, not about the gate.
 OPEN_POLICY = 'version: "handlers-test"\nimpact: {default: low}\nrules: []\n'
 SENDER = "agent@saferails.test"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-@dataclass
-class Mailbox:
-    host: str
-    port: int
-    fail_first: int = 0
-    attempts: int = 0
-    messages: list[tuple[list[str], Message]] = field(default_factory=list)
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:  # aiosmtpd calls this by name
-        self.attempts += 1
-        if self.attempts <= self.fail_first:
-            return "451 4.3.0 Temporary failure, try again later"
-        self.messages.append((list(envelope.rcpt_tos), message_from_bytes(envelope.content)))
-        return "250 Message accepted for delivery"
 
 
 START = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
@@ -154,7 +128,7 @@ def make_world(db: Any, clock: ManualClock, settings: HandlerSettings, **executo
     with transaction(db.sessions) as session:
         OrgRepository(session).insert(org_document())
     sleeps: list[float] = []
-    actions = ActionService(db.sessions, load_policy_text(OPEN_POLICY), clock)
+    actions = coded_service(db.sessions, load_policy_text(OPEN_POLICY), clock)
     executor = ExecutionService(
         db.sessions,
         clock,

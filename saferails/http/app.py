@@ -1,0 +1,50 @@
+"""``create_app(store, authenticator)``: the FastAPI application over an open store.
+
+Routes: ``routes`` (JSON API under ``/api/v1`` and the seed aliases) and ``approval_page`` (the e-mail link
+page). Behaviour every route shares: problem+json errors (``problems``), a request id echoed as ``X-Request-ID``,
+a body size limit (413), ``Idempotency-Key`` on POST (``idempotency``). OpenAPI at ``/openapi.json``, docs at
+``/docs``.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+
+from saferails.api import Store
+from saferails.http import approval_page, routes
+from saferails.http.auth import Authenticator
+from saferails.http.idempotency import IdempotencyCache
+from saferails.http.problems import EdgeMiddleware, install_error_handlers
+
+DEFAULT_MAX_BODY_BYTES = 1024 * 1024
+
+
+def create_app(
+    store: Store,
+    authenticator: Authenticator,
+    *,
+    public_url: str | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    idempotency: IdempotencyCache | None = None,
+) -> FastAPI:
+    """The HTTP API over ``store``, authenticating callers with ``authenticator``.
+
+    ``public_url`` is the origin browsers use to reach the API (``https://saferails.example.com``); the approval
+    page only accepts form posts from it. Default: the origin each request was addressed to, right unless a
+    reverse proxy rewrites the Host. The app never closes ``store``: its owner does.
+    """
+    app = FastAPI(
+        title="saferails",
+        version="1",
+        summary="Safety rails for AI agents: propose actions, approve them, audit and undo.",
+        docs_url="/docs",
+        openapi_url="/openapi.json",
+        redoc_url=None,
+    )
+    install_error_handlers(app)
+    page = approval_page.ApprovalPage(store, public_url)
+    app.include_router(approval_page.build_router(page))
+    api = routes.Api(store, authenticator, idempotency or IdempotencyCache(store.clock))
+    app.include_router(routes.build_router(api))
+    app.add_middleware(EdgeMiddleware, max_body_bytes=max_body_bytes)
+    return app
