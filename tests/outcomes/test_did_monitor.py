@@ -7,11 +7,11 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
-from outcome_world import TEAM_A, World
 
 from saferails.errors import OutcomeCheckNotInconclusive
 from saferails.outcomes import OutcomeMonitor
 from saferails.outcomes.rules import RuleBook, TypeRules
+from tests.support.outcome_world import TEAM_A, World
 
 PRE_WEEKS = 8
 
