@@ -9,14 +9,15 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
 
 from blocks.settings import Runtime, current_runtime
-from saferails.outcomes import CheckOutcome, OutcomeMonitor, default_rulebook
+from saferails.outcomes import CheckOutcome, OutcomeMonitor, load_rulebook
 from saferails.outcomes.report import render_markdown
 
 
 def _monitor(rt: Runtime) -> OutcomeMonitor:
     if rt.execution is None:
         raise RuntimeError("the outcome monitor needs saferails.execution installed to roll actions back")
-    return OutcomeMonitor(rt.sessions, rt.clock, rt.execution, default_rulebook())
+    # Per-type delays, judges and thresholds come from the policy in force (its ``outcomes`` section).
+    return OutcomeMonitor(rt.sessions, rt.clock, rt.execution, load_rulebook(rt.policy.outcomes))
 
 
 @task(name="schedule-outcome-checks")
