@@ -59,26 +59,36 @@ def read_weekly(session: Session, people: Sequence[str], *, pre_end: datetime, p
         in_range, sa.or_(Interaction.person_a.in_(list(people)), Interaction.person_b.in_(list(people))))).all()
     target = people[0] if people else None
     for a, b, when in rows:
-        for w, start in enumerate(starts):
-            if start <= as_utc(when) < start + window:
-                # A control's tie to the target is not counted: the change moves it too (an isolated target's
-                # partners lose the target), and the control path must not carry the effect.
-                if a in index and (b != target or a == target):
-                    partners[index[a]][w].add(b)
-                if b in index and (a != target or b == target):
-                    partners[index[b]][w].add(a)
+        w = _week(as_utc(when), starts, window)
+        if w is None:
+            continue
+        # A control's tie to the target is not counted: the change moves it too (an isolated target's partners
+        # lose the target), and the control path must not carry the effect.
+        if a in index and (b != target or a == target):
+            partners[index[a]][w].add(b)
+        if b in index and (a != target or b == target):
+            partners[index[b]][w].add(a)
     degree = np.array([[len(s) for s in person] for person in partners], dtype=float) / max(active - 1, 1)
     sums = np.zeros((len(people), len(starts)))
     counts = np.zeros((len(people), len(starts)))
     obs = session.execute(sa.select(Wellbeing.person, Wellbeing.observed_at, Wellbeing.burnout_score).where(
         Wellbeing.observed_at >= first, Wellbeing.observed_at < last, Wellbeing.person.in_(list(people)))).all()
     for person, when, score in obs:
-        for w, start in enumerate(starts):
-            if start <= as_utc(when) < start + window:
-                sums[index[person], w] += float(score)
-                counts[index[person], w] += 1
+        w = _week(as_utc(when), starts, window)
+        if w is not None:
+            sums[index[person], w] += float(score)
+            counts[index[person], w] += 1
     burnout = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
     return {"degree_centrality": degree, "burnout": burnout}
+
+
+def _week(when: datetime, starts: list[datetime], window: timedelta) -> int | None:
+    """Index of the window holding ``when``: the pre windows are contiguous from ``starts[0]``; the post window
+    (the last) may overlap the pre-period's end or lie after a gap, and wins when it holds ``when``."""
+    if starts[-1] <= when < starts[-1] + window:
+        return len(starts) - 1
+    pre = int((when - starts[0]) // window)
+    return pre if 0 <= pre < len(starts) - 1 else None
 
 
 def series_for(data: dict[str, np.ndarray], pre: int) -> dict[str, MetricSeries]:

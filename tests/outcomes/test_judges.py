@@ -8,6 +8,7 @@ import pytest
 
 from bench.outcomes_quality import HELD_OUT_SEEDS, evaluate
 from saferails.errors import InvalidInput, PolicyInvalid
+from saferails.orggraph.sample import generate_panel
 from saferails.outcomes.judges import (
     DiDJudge,
     MetricSeries,
@@ -129,3 +130,15 @@ def test_on_a_small_held_out_org_the_did_judge_rolls_back_far_fewer_good_changes
     assert did["false_rollback_rate"] < seed_rule["false_rollback_rate"]
     assert did["detection_rate"] >= 0.6
     assert did["inconclusive_rate"] <= 0.3
+
+
+def test_the_noisy_panel_is_deterministic_by_seed_and_carries_team_shocks_and_holidays() -> None:
+    first, again, other = generate_panel(300, seed=5, weeks=12), generate_panel(300, seed=5, weeks=12), \
+        generate_panel(300, seed=6, weeks=12)
+    assert np.array_equal(first.degree, again.degree) and np.array_equal(first.burnout, again.burnout)
+    assert not np.array_equal(first.degree, other.degree)
+    assert first.degree.shape == first.burnout.shape == (300, 12)
+    assert first.shocks > 0 and set(first.role) == {"lead", "member"}
+    assert ((first.burnout > 0) & (first.burnout <= 1)).all()
+    with pytest.raises(InvalidInput):
+        generate_panel(20_001)
