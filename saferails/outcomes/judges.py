@@ -2,20 +2,23 @@
 
 Two judges, selectable per action type (``TypeRules.judge``):
 
-``thresholds`` (seed 000 as written): the target's metric in the last pre-period week against the post-period,
-relative change beyond the rule's threshold -> ``negative``. No control, no uncertainty; kept for comparison.
+``thresholds`` (seed 000 as written, the default): the target's metric in the last pre-period week against the
+post-period, relative change beyond the rule's threshold -> ``negative``. No control, no uncertainty. (The
+monitor applies the same rule to its snapshot windows through ``rules.MetricRule``; this class is its form on
+weekly series, for the benchmark.)
 
-``did`` (the default): a difference in differences against a control group with a bootstrap interval.
-Every unit's weekly series is divided by its own pre-period mean, so changes are relative (like the seed's
-thresholds). The control path is the 20%-trimmed mean of the controls' normalised series, week by week; the
-target's residual is its normalised series minus the control path (a team-wide shock or a holiday moves both and
-cancels). The effect is the residual's post-period mean minus its pre-period mean: the target's relative change
-net of what happened to comparable people. Its interval comes from a residual bootstrap (``n_boot`` replicates,
-``numpy.random.default_rng(seed)``, so the same data always gives the same decision): residuals are the
-controls' and the target's standardised pre-period residuals, rescaled to the target's own noise level (shrunk
-towards the controls' median level with ``prior_weeks`` pseudo-weeks, because a handful of weeks is a poor
-estimate of one person's variability); a replicate is the mean of ``post`` draws minus the mean of ``pre``
-draws. The percentile interval at ``confidence`` follows.
+``did``: a difference in differences against a control group with a placebo-permutation interval. Every unit's
+weekly series is divided by its own pre-period mean, so changes are relative (like the seed's thresholds). The
+control path is the 20%-trimmed mean of the controls' normalised series, week by week; the target's residual is
+its normalised series minus the control path (a team-wide shock or a holiday moves both and cancels). The effect
+is the residual's post-period mean minus its pre-period mean: the target's relative change net of what happened
+to comparable people. Its noise level is the target's own pre-period spread, shrunk towards the controls' median
+spread with ``prior_weeks`` pseudo-weeks (a handful of weeks is a poor estimate of one person's variability).
+The interval multiplies that level by the quantiles at ``confidence`` of the widest of: placebos in time (every
+unit's pre week treated as if it were the post week, against its other weeks, externally studentised), placebos
+in space (each control's own change in the real post-period, when there are ``min_space_placebos`` of them), and
+Student's t with the pre-period's degrees of freedom. No random draws: the same data always gives the same
+decision.
 
 Decision per metric, with ``harm`` the effect oriented so that positive is harmful (a drop for ``drop`` rules)
 and ``[lo, hi]`` its interval:
