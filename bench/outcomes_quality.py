@@ -12,9 +12,11 @@ week of randomly chosen targets:
 Each case is judged by the seed's ``thresholds`` rule and by the ``did`` judge (controls matched by team, role
 and prior activity; 8 pre-period weeks). Reported per judge, separately for the organisations the judge was
 tuned on (seeds 0-1) and held-out ones (seeds 1000+): false rollbacks (neutral or beneficial judged
-``negative``), detection (harm at least the threshold judged ``negative``), inconclusive (all cases), and the
-rollbacks of harm below the threshold. ``--full`` adds 20,000-person organisations and times 1,000 decisions on
-20,000 people (control matching plus judging; the store read is measured by ``bench.outcomes``).
+``negative``), detection (harm at least the threshold judged ``negative``), inconclusive (all cases), harm at
+least the threshold rolled back or sent to a person, and the rollbacks of harm below the threshold; then the
+held-out organisations again with a two-week post-period (``delay_days: 14``). ``--full`` adds 20,000-person
+organisations and times 1,000 decisions on 20,000 people (control matching plus judging; not the monitor's store
+read).
 """
 
 from __future__ import annotations
