@@ -37,7 +37,6 @@ from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, Pydanti
 
 from saferails.errors import ConfigurationError
 from saferails.net.egress import EgressPolicy
-from saferails.notify.signing import webhook_key
 
 if TYPE_CHECKING:
     from saferails.handlers.base import HandlerSettings
@@ -176,6 +175,9 @@ class Settings(BaseSettings):
     @classmethod
     def _standard_webhooks_secret(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None:
+            # Late: the notify package's modules read settings-adjacent files (secrets), which import this module.
+            from saferails.notify.signing import webhook_key
+
             try:
                 webhook_key(value.get_secret_value())
             except ConfigurationError as exc:
