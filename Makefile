@@ -23,13 +23,13 @@ typecheck: $(STAMP)
 	$(PY) -m mypy
 
 unit: $(STAMP)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
 
 test: lint typecheck unit
 
 # The fast lane: lint, types and every test not marked `flow` (Prefect) or `slow`.
 fast: $(STAMP)
-	$(PY) -m pytest -m "not flow and not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -n 2 -m "not flow and not slow" $(PYTEST_ARGS)
 
 check: lint typecheck fast
 
