@@ -116,7 +116,8 @@ def write_decision_artifact(view: ActionView) -> None:
     """When the gate closes: a new version of the request's artifact (same key) saying how it was decided, so
     the artifact no longer reads "Approval requested" once the answer is in."""
     verbs = {"approve": "approved", "reject": "rejected"}
-    lines = [f"- **{a.approver}** {verbs.get(a.decision, a.decision)} via {a.channel} at {a.created_at.isoformat()}: {a.reason or '-'}"
+    lines = [f"- **{a.approver}** {verbs.get(a.decision, a.decision)} via {a.channel} at "
+             f"{a.created_at.isoformat()}: {a.reason or '-'}"
              + ("" if a.action_hash == view.action_hash else " (for an older version: does not count)")
              for a in view.approvals]
     decided = view.decided_at.isoformat() if view.decided_at else "-"
