@@ -28,6 +28,7 @@ from saferails.actions.lifecycle import (
 from saferails.actions.models import ActionView, Proposal
 from saferails.actions.service import ACTION_KIND
 from saferails.actions.service import ENTITY as ACTION_ENTITY
+from saferails.api import refusal_for
 from saferails.approvals.codes import approval_requests
 from saferails.errors import SaferailsError
 from saferails.store.db import transaction
@@ -227,11 +228,10 @@ def final_state(view: ActionView) -> State[dict[str, Any]]:
     if view.state == REJECTED:
         return Completed(data=out, name="Rejected", message=_last_reason(view) or "rejected")
     if view.state == BLOCKED:
-        code = str(view.decision.get("code") or "")
-        name = "RateLimited" if code == "RATE_LIMITED" else "Blocked"
-        reasons = [str(r.get("message")) for r in view.decision.get("reasons", []) if r.get("fired")]
-        retry = f" (retry after {view.decision['retry_after']})" if view.decision.get("retry_after") else ""
-        return Completed(data=out, name=name, message=f"{code}: {'; '.join(reasons) or 'denied by policy'}{retry}")
+        refusal = refusal_for(view)
+        name = "RateLimited" if refusal is not None and refusal.code == "RATE_LIMITED" else "Blocked"
+        why = refusal.message if refusal is not None else f"action {view.id} was blocked by policy"
+        return Completed(data=out, name=name, message=f"{refusal.code if refusal else 'BLOCKED'}: {why}")
     if view.state == ROLLED_BACK:
         return Completed(data=out, name="RolledBack", message=view.error or "rolled back to the captured pre-state")
     if view.state == APPROVED:

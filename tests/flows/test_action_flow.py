@@ -198,7 +198,8 @@ def test_a_blocked_payment_runs_nothing_and_the_run_ends_in_a_state_named_blocke
                                   "params": {"amount": "10", "currency": "EUR", "payee": "p"},
                                   "proposer": "agent-1"}, return_state=True)
     assert (state.type.value, state.name) == ("COMPLETED", "Blocked")
-    assert (state.message or "").startswith("ACTION_BLOCKED: make_payment is blocked")
+    assert (state.message or "").startswith("ACTION_BLOCKED: action ")
+    assert "refused by policy" in (state.message or "") and "rule payments-blocked" in (state.message or "")
     result = state.result()
     assert result["state"] == "blocked"
     assert result["refusal"] == "ACTION_BLOCKED"
