@@ -207,8 +207,9 @@ class Settings(BaseSettings):
             raise ConfigurationError(f"SAFERAILS_METRICS_PORT must be 1-65535, got {self.metrics_port}")
         if not 0 < self.serve_port < 65536:
             raise ConfigurationError(f"SAFERAILS_SERVE_PORT must be 1-65535, got {self.serve_port}")
-        if not self.serve_host.strip() or not self.metrics_host.strip():
-            raise ConfigurationError("SAFERAILS_SERVE_HOST and SAFERAILS_METRICS_HOST must not be empty")
+        for name, host in (("SERVE_HOST", self.serve_host), ("METRICS_HOST", self.metrics_host)):
+            if not host or any(c.isspace() for c in host):
+                raise ConfigurationError(f"SAFERAILS_{name} must be a host name or address, got {host!r}")
         if self.serve_port == self.metrics_port:
             raise ConfigurationError(f"SAFERAILS_SERVE_PORT and SAFERAILS_METRICS_PORT are both {self.serve_port}: "
                                      "the Prefect server and the metrics endpoint need a port each")

@@ -102,7 +102,11 @@ def request_markdown(view: ActionView, preview: dict[str, Any]) -> str:
 
 
 def _code_block(value: Any) -> str:
-    # Indented JSON in a fenced block wraps inside the narrow dialog instead of running off its edge.
+    """``value`` for the narrow dialog: an object as one bullet per key (wraps with the dialog), anything else
+    as indented JSON in a fenced block."""
+    if isinstance(value, dict) and value:
+        return "\n".join(f"- {key}: `{json.dumps(item, sort_keys=True, default=str)}`"
+                         for key, item in sorted(value.items()))
     return f"```json\n{json.dumps(value, sort_keys=True, default=str, indent=2)}\n```"
 
 

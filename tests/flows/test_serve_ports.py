@@ -26,7 +26,8 @@ def test_serve_host_and_ports_are_read_from_saferails_variables() -> None:
 @pytest.mark.parametrize(("env", "names"), [
     ({"SAFERAILS_SERVE_PORT": "70000"}, "SAFERAILS_SERVE_PORT"),
     ({"SAFERAILS_SERVE_PORT": "9464"}, "SAFERAILS_METRICS_PORT"),
-    ({"SAFERAILS_SERVE_HOST": " "}, "SAFERAILS_SERVE_HOST"),
+    ({"SAFERAILS_SERVE_HOST": "local host"}, "SAFERAILS_SERVE_HOST"),
+    ({"SAFERAILS_METRICS_HOST": "a b"}, "SAFERAILS_METRICS_HOST"),
 ])
 def test_an_unusable_serve_address_is_refused_naming_the_variable(env: dict[str, str], names: str) -> None:
     with pytest.raises(ConfigurationError, match=names):
