@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from datetime import timedelta
 from typing import Any
 from uuid import UUID
@@ -10,7 +11,13 @@ import pytest
 import sqlalchemy as sa
 from flowkit import Outbox, eventually, store_settings
 from prefect import get_client
-from prefect.client.schemas.filters import ArtifactCollectionFilter, ArtifactCollectionFilterKey
+from prefect.client.schemas.filters import (
+    ArtifactCollectionFilter,
+    ArtifactCollectionFilterKey,
+    LogFilter,
+    LogFilterFlowRunId,
+)
+from prefect.logging.handlers import APILogWorker
 from prefect.states import Running
 
 from blocks.settings import Runtime, build_runtime, install_runtime
@@ -148,6 +155,27 @@ def test_the_proposer_cannot_approve_and_an_empty_resume_approves_nothing(runtim
     assert view.state == "pending_approval"
     assert view.approvals == ()
     assert ("approval_input_invalid", "prefect-ui:unknown") in audit_events(runtime, sub.action.id)
+
+
+def test_a_refused_answer_in_the_form_is_an_error_in_the_runs_logs_and_the_run_pauses_again(runtime: Runtime,
+                                                                                          outbox: Outbox) -> None:
+    sub = submit(propose())
+    with get_client(sync_client=True) as client:
+        client.resume_flow_run(sub.flow_run_id, run_input={"decision": "approve", "approver": "alice",
+                                                           "code": "WRONG-CODE-0000", "reason": "ok"})
+    eventually(lambda: paused(sub.flow_run_id))
+
+    def refusal_logged() -> list[str]:
+        APILogWorker.drain_all()
+        with get_client(sync_client=True) as client:
+            logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[sub.flow_run_id])))
+        return [log.message for log in logs if log.level >= logging.ERROR and "refused" in log.message]
+
+    [message] = eventually(refusal_logged)
+    assert message.startswith("approve by alice refused (APPROVAL_CODE_INVALID)")
+    assert runtime.actions.get(sub.action.id).approvals == ()
+    api.reject(sub.action.id, "bob", outbox.code_for(sub.action.id, "bob"), "no")
+    final_state(sub.flow_run_id)
 
 
 def test_one_rejection_ends_the_approval_even_when_two_approvals_are_needed(runtime: Runtime,
