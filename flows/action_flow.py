@@ -15,6 +15,7 @@ from tasks.actions import (
     capture_and_preview,
     execute_action,
     final_state,
+    name_flow_run,
     notify_approvers,
     propose_or_load,
     request_markdown,
@@ -37,6 +38,8 @@ def action_flow(
     """
     view = propose_or_load(action_id, proposal)
     attach_flow_run(view.id, str(flow_run.get_id()))
+    if action_id is None:
+        name_flow_run(view, str(flow_run.get_id()))
     if view.state == PENDING_APPROVAL:
         preview = capture_and_preview(view.id)
         description = request_markdown(view, preview)

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from uuid import UUID
 
-from prefect import get_run_logger, task
+from prefect import get_client, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.client.schemas.objects import State
 from prefect.runtime import flow_run
@@ -188,6 +189,18 @@ def rollback_action(action_id: str, actor: str, reason: str) -> ActionView:
     return result
 
 
+def name_of(view: ActionView) -> str:
+    """What a run carrying ``view`` is called: ``reassign_manager emp_21 · 5e2c550c``."""
+    return f"{view.action_type} {view.target} · {view.id[:8]}"
+
+
+@task(name="name-flow-run")
+def name_flow_run(view: ActionView, flow_run_id: str) -> None:
+    """Rename a run started from a proposal (named ``... · new`` before the action had an id)."""
+    with get_client(sync_client=True) as client:
+        client.update_flow_run(UUID(flow_run_id), name=name_of(view))
+
+
 def run_name() -> str:
     """The flow run's name: what it does, then the short action id (``reassign_manager emp_21 · 5e2c550c``).
 
@@ -198,8 +211,7 @@ def run_name() -> str:
     proposal = params.get("proposal") or {}
     try:
         if action_id is not None:
-            view = current_runtime().actions.get(str(action_id))
-            return f"{view.action_type} {view.target} · {view.id[:8]}"
+            return name_of(current_runtime().actions.get(str(action_id)))
         return f"{proposal['action_type']} {proposal['target']} · new"
     except (SaferailsError, RuntimeError, KeyError, TypeError):
         return f"action-{action_id or 'new'}"

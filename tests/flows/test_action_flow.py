@@ -226,6 +226,7 @@ def test_a_blocked_payment_runs_nothing_and_the_run_ends_in_a_state_named_blocke
                                   "params": {"amount": "10", "currency": "EUR", "payee": "p"},
                                   "proposer": "agent-1"}, return_state=True)
     assert (state.type.value, state.name) == ("COMPLETED", "Blocked")
+    assert run_name(str(state.state_details.flow_run_id)) == f"make_payment acct · {state.result()['action_id'][:8]}"
     assert (state.message or "").startswith("ACTION_BLOCKED: action ")
     assert "refused by policy" in (state.message or "") and "rule payments-blocked" in (state.message or "")
     result = state.result()
