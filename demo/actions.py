@@ -265,7 +265,7 @@ class _Scenario:
             "saferails-action flow)",
             "2. in another shell, with PREFECT_API_URL=http://127.0.0.1:4200/api and SAFERAILS_APPROVAL_SECRET set: "
             "flows.api.submit_action(Proposal(...), deployment='saferails-action/action')",
-            "3. open http://127.0.0.1:4200/runs, click the Paused run '<type> <target> · <id>': the request is shown above the "
-            "form; pick a decision, your principal id, the code from your mail, a reason; click Submit",
+            "3. open http://127.0.0.1:4200/runs, click the Paused run '<type> <target> · <id>': the request is shown "
+            "above the form; pick a decision, your principal id, the code from your mail, a reason; click Submit",
         ):
             self.d.say(f"  {line}")

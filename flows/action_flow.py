@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow
-from prefect.client.schemas.objects import State
 from prefect.runtime import flow_run
 
 from flows.approval_gate import approval_gate
@@ -28,10 +27,12 @@ from tasks.actions import (
 @flow(name="saferails-action", flow_run_name=run_name, validate_parameters=True)
 def action_flow(
     action_id: str | None = None, proposal: dict[str, Any] | None = None, poll_interval: int = 10
-) -> State[dict[str, Any]]:
+) -> dict[str, Any]:
     """Carry one action to its outcome. The run's final state says that outcome (``tasks.actions.final_state``:
     Completed, Failed with the error, or a named state such as "Rejected", "Blocked", "RateLimited",
     "RolledBack"); its result is the outcome dict (``state``, and for a refusal ``refusal``/``retry_after``).
+    Called directly it returns that dict (a Failed run raises; pass ``return_state=True`` to get the state).
+    Typed as that dict because Prefect turns the returned state into its result for callers.
 
     A blocked or rate-limited action runs nothing. An action already past the gate (re-run, recovery) is not
     decided again; execution is idempotent in the core, so a completed action's re-run applies nothing.
@@ -49,4 +50,5 @@ def action_flow(
         write_decision_artifact(view)
     if view.state == APPROVED:
         view = execute_action(view.id)
-    return final_state(view)
+    # Prefect resolves a returned state into the run's final state, and into its result (the dict) for callers.
+    return final_state(view)  # type: ignore[return-value]
