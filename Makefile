@@ -39,8 +39,12 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m bench
 
+# `make serve PORT=4300 HOST=0.0.0.0`: only from the command line (a shell's own HOST/PORT must not move the server).
+SERVE_ENV = $(if $(filter command line,$(origin PORT)),SAFERAILS_SERVE_PORT=$(PORT)) \
+	$(if $(filter command line,$(origin HOST)),SAFERAILS_SERVE_HOST=$(HOST))
+
 serve: $(STAMP)
-	$(PY) -m deployments.serve
+	$(SERVE_ENV) $(PY) -m deployments.serve
 
 clean:
 	rm -rf $(VENV) .saferails .demo .mypy_cache .ruff_cache

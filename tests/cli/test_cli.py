@@ -99,7 +99,7 @@ def test_list_filters_pending_actions_and_prints_an_aligned_table(cli: Cli) -> N
 def test_policy_check_explains_the_decision_and_writes_nothing(cli: Cli) -> None:
     result = cli("policy", "check", "make_payment", "--target", "acct", "--param", "amount=10",
                  "--param", "currency=EUR", "--param", "payee=ACME", "--proposer", "agent-1", "--json")
-    assert result.code == 0
+    assert result.code == 6 and result.error()["error_code"] == "ACTION_BLOCKED"
     data = result.json()
     assert (data["outcome"], data["code"]) == ("deny", "ACTION_BLOCKED")
     assert "rule payments-blocked" in data["explanation"]
