@@ -26,6 +26,8 @@ from saferails.audit.signing import AuditSigner
 from saferails.clock import Clock, SystemClock
 from saferails.errors import (
     ActionBlocked,
+    AgentPaused,
+    BudgetExceeded,
     ConfigurationError,
     KycRequired,
     PolicyEvaluationFailed,
@@ -59,7 +61,8 @@ __all__ = [
 
 _REFUSALS: dict[str, type[PolicyRefusal]] = {
     cls.code: cls
-    for cls in (ActionBlocked, RateLimited, KycRequired, PolicyEvaluationFailed, RateLimitStoreUnavailable)
+    for cls in (ActionBlocked, RateLimited, KycRequired, PolicyEvaluationFailed, RateLimitStoreUnavailable,
+                AgentPaused, BudgetExceeded)
 }
 
 
