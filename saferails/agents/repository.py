@@ -156,17 +156,20 @@ class AgentRepository:
             stmt = stmt.where(Agent.state == state)
         return list(self.session.execute(stmt).scalars())
 
-    def in_scope(self, scope: str, target: str, *, state: str) -> builtins.list[Agent]:
-        """The agents ``scope``/``target`` names, in ``state``, locked for this transaction (ordered by id, so two
-        concurrent scope changes lock in the same order). ``agent``: the agent ``target``; ``department``: every
-        agent of that department; ``fleet``: every agent of workspace (tenant) ``target``."""
-        stmt = sa.select(Agent).where(Agent.state == state).order_by(Agent.id).with_for_update()
+    def in_scope(self, scope: str, target: str, *, state: str, tenant: str) -> builtins.list[Agent]:
+        """The agents of workspace ``tenant`` that ``scope``/``target`` names, in ``state``, locked for this
+        transaction (ordered by id, so two concurrent scope changes lock in the same order). ``agent``: the agent
+        ``target``; ``department``: every agent of that department; ``fleet``: every agent of the workspace
+        (``target`` must name ``tenant``: an action of one workspace never reaches another's agents)."""
+        stmt = (sa.select(Agent).where(Agent.state == state, Agent.tenant == tenant).order_by(Agent.id)
+                .with_for_update())
         if scope == "agent":
             stmt = stmt.where(Agent.id == target)
         elif scope == "department":
             stmt = stmt.where(Agent.department == target)
         elif scope == "fleet":
-            stmt = stmt.where(Agent.tenant == target)
+            if target != tenant:
+                return []
         else:
             raise InvalidInput(f"unknown scope {scope!r}; one of {', '.join(SCOPES)}")
         return list(self.session.execute(stmt.execution_options(populate_existing=True)).scalars())

@@ -45,26 +45,25 @@ def _actor(ctx: HandlerContext) -> str:
     return f"action:{ctx.action_id}"
 
 
-def _workspace(ctx: HandlerContext, scope: str, target: str) -> str:
-    if scope == "fleet":
-        return target
-    if scope == "agent":
-        row = AgentRepository(ctx.session).get(target)
-        return row.tenant if row is not None else "default"
-    rows = AgentRepository(ctx.session).list(department=target, limit=1)
-    return rows[0].tenant if rows else "default"
+def _workspace(ctx: HandlerContext) -> str:
+    """The workspace (tenant) of the action being run: the only one whose agents it may reach."""
+    row = ctx.session.get(Action, ctx.action_id)
+    return row.tenant if row is not None else "default"
 
 
 def _check_scope(ctx: HandlerContext, action_type: str, scope: str, target: str) -> None:
     repo = AgentRepository(ctx.session)
+    tenant = _workspace(ctx)
     if scope == "agent":
         row = repo.get(target)
-        if row is None or row.state == RETIRED:
-            raise InvalidParams(action_type, [f"target: {target!r} is not a registered, unretired agent"])
-    elif scope == "department" and not repo.list(department=target, limit=1):
-        raise InvalidParams(action_type, [f"target: no agent in department {target!r}"])
-    elif scope == "fleet" and not repo.list(tenant=target, limit=1):
-        raise InvalidParams(action_type, [f"target: no agent in workspace {target!r}"])
+        if row is None or row.state == RETIRED or row.tenant != tenant:
+            raise InvalidParams(action_type, [f"target: {target!r} is not a registered, unretired agent of "
+                                              f"workspace {tenant!r}"])
+    elif scope == "department" and not repo.list(tenant=tenant, department=target, limit=1):
+        raise InvalidParams(action_type, [f"target: no agent in department {target!r} of workspace {tenant!r}"])
+    elif scope == "fleet" and (target != tenant or not repo.list(tenant=tenant, limit=1)):
+        raise InvalidParams(action_type, [f"target: the fleet target is the action's workspace {tenant!r}, "
+                                          f"got {target!r}"])
 
 
 def _cancel_pending(ctx: HandlerContext, agent_id: str, reason: str, now: datetime) -> list[str]:
@@ -97,7 +96,7 @@ class PauseAgentHandler(_StoreLocal):
 
     def capture(self, ctx: HandlerContext, target: str, params: dict[str, Any]) -> dict[str, Any]:
         p = parse_params(self.action_type, PauseAgentParams, params)
-        active = AgentRepository(ctx.session).in_scope(p.scope, target, state=ACTIVE)
+        active = AgentRepository(ctx.session).in_scope(p.scope, target, state=ACTIVE, tenant=_workspace(ctx))
         return {"scope": p.scope, "target": target, "active_agents": [a.id for a in active]}
 
     def preview(self, ctx: HandlerContext, target: str, params: dict[str, Any], pre_state: dict[str, Any],
@@ -113,12 +112,12 @@ class PauseAgentHandler(_StoreLocal):
         now = ctx.clock.now()
         until = now + timedelta(minutes=p.duration_minutes)
         paused, cancelled = [], {}
-        for row in AgentRepository(ctx.session).in_scope(p.scope, target, state=ACTIVE):
+        for row in AgentRepository(ctx.session).in_scope(p.scope, target, state=ACTIVE, tenant=_workspace(ctx)):
             agents.pause(ctx.session, row, until=until, reason=p.reason, actor=_actor(ctx), now=now,
                          action_id=ctx.action_id)
             paused.append(row.id)
             cancelled[row.id] = _cancel_pending(ctx, row.id, p.reason, now)
-        result = {"workspace": _workspace(ctx, p.scope, target), "scope": p.scope, "target": target,
+        result = {"workspace": _workspace(ctx), "scope": p.scope, "target": target,
                   "new_status": PAUSED, "resume_at": until.isoformat(), "reason": p.reason, "affected": paused,
                   "approvals_cancelled": cancelled, "can_rollback": bool(paused)}
         return ExecutionOutcome(result=result, rollback_data={"scope": p.scope, "target": target, "paused": paused})
@@ -128,7 +127,7 @@ class PauseAgentHandler(_StoreLocal):
         repo = AgentRepository(ctx.session)
         resumed, left = [], []
         for agent_id in rollback_data["paused"]:
-            rows = repo.in_scope("agent", agent_id, state=PAUSED)
+            rows = repo.in_scope("agent", agent_id, state=PAUSED, tenant=_workspace(ctx))
             if rows and rows[0].paused_by_action == ctx.action_id:
                 agents.resume(ctx.session, rows[0], actor=_actor(ctx), now=now, action_id=ctx.action_id,
                               reason=f"pause rolled back: {ctx.reason}", event="agent_pause_rolled_back")
@@ -148,7 +147,7 @@ class ResumeAgentHandler(_StoreLocal):
 
     def capture(self, ctx: HandlerContext, target: str, params: dict[str, Any]) -> dict[str, Any]:
         p = parse_params(self.action_type, ResumeAgentParams, params)
-        rows = AgentRepository(ctx.session).in_scope(p.scope, target, state=PAUSED)
+        rows = AgentRepository(ctx.session).in_scope(p.scope, target, state=PAUSED, tenant=_workspace(ctx))
         return {"scope": p.scope, "target": target, "paused_agents": [a.id for a in rows]}
 
     def preview(self, ctx: HandlerContext, target: str, params: dict[str, Any], pre_state: dict[str, Any],
@@ -161,12 +160,12 @@ class ResumeAgentHandler(_StoreLocal):
         p = parse_params(self.action_type, ResumeAgentParams, params)
         now = ctx.clock.now()
         previous = []
-        for row in AgentRepository(ctx.session).in_scope(p.scope, target, state=PAUSED):
+        for row in AgentRepository(ctx.session).in_scope(p.scope, target, state=PAUSED, tenant=_workspace(ctx)):
             previous.append({"agent_id": row.id, "reason": row.pause_reason or "",
                              "until": None if row.paused_until is None else as_utc(row.paused_until).isoformat(),
                              "paused_by_action": row.paused_by_action})
             agents.resume(ctx.session, row, actor=_actor(ctx), now=now, reason=p.reason, action_id=ctx.action_id)
-        result = {"workspace": _workspace(ctx, p.scope, target), "scope": p.scope, "target": target,
+        result = {"workspace": _workspace(ctx), "scope": p.scope, "target": target,
                   "new_status": ACTIVE, "affected": [x["agent_id"] for x in previous],
                   "can_rollback": bool(previous)}
         return ExecutionOutcome(result=result, rollback_data={"scope": p.scope, "previous": previous})
@@ -176,7 +175,8 @@ class ResumeAgentHandler(_StoreLocal):
         repaused, skipped = [], []
         for item in rollback_data["previous"]:
             until = None if item["until"] is None else datetime.fromisoformat(item["until"])
-            rows = AgentRepository(ctx.session).in_scope("agent", item["agent_id"], state=ACTIVE)
+            rows = AgentRepository(ctx.session).in_scope("agent", item["agent_id"], state=ACTIVE,
+                                                         tenant=_workspace(ctx))
             if rows and until is not None and until > now:
                 agents.pause(ctx.session, rows[0], until=until, reason=item["reason"], actor=_actor(ctx), now=now,
                              action_id=item["paused_by_action"])
@@ -208,8 +208,9 @@ class SetBudgetHandler(_StoreLocal):
 
     def execute(self, ctx: HandlerContext, target: str, params: dict[str, Any], pre_state: dict[str, Any],
                 idempotency_key: str) -> ExecutionOutcome:
-        row = AgentRepository(ctx.session).in_scope("agent", target, state=ACTIVE) or \
-            AgentRepository(ctx.session).in_scope("agent", target, state=PAUSED)
+        repo, tenant = AgentRepository(ctx.session), _workspace(ctx)
+        row = repo.in_scope("agent", target, state=ACTIVE, tenant=tenant) or \
+            repo.in_scope("agent", target, state=PAUSED, tenant=tenant)
         if not row:
             raise InvalidParams(self.action_type, [f"target: {target!r} is not a registered, unretired agent"])
         previous = agents.budget_of(row[0])
