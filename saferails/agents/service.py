@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from saferails import transitions
 from saferails.agents.repository import ENTITY, AgentRepository, AgentView, proposal_cost
 from saferails.agents.tables import Agent
-from saferails.boundary import identifier_problem
+from saferails.boundary import identifier_problem, typed_errors
 from saferails.clock import Clock, SystemClock, as_utc
 from saferails.errors import InvalidInput
 from saferails.policy.rules import AgentFacts
@@ -93,3 +93,8 @@ class AgentService:
 
         report = AutoResumeSweep(self.sessions, self.clock).run()
         return [item.action_id for item in report.items if item.outcome == "resolved"]
+
+
+# Bad input (a NUL byte PostgreSQL will not store, an id outside the identifier charset) is a typed error.
+for _name in ("register", "get", "list", "resume_due"):
+    setattr(AgentService, _name, typed_errors(getattr(AgentService, _name)))

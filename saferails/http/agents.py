@@ -6,7 +6,9 @@
   caller's id so the policy and the approval gate apply. An action the policy lets run is executed at once:
   200 ``{"action_id", "status": "completed", "result"}``; one that needs approval answers 202 with status
   ``pending_approval`` (approve through ``/api/v1/actions/{id}/approve``, then it is executed like any other);
-  a policy refusal is its typed problem (403). An unknown action name is 404.
+  a policy refusal is its typed problem (403). An unknown action name, or a target outside the caller's
+  workspace, is 404 (nothing recorded); a control recorded ``failed`` by its handler is 409 with
+  ``error_message``.
 - ``GET /api/v1/agents``: the agents of the caller's workspaces (permission ``actions:read``).
 """
 
@@ -87,6 +89,8 @@ def build_router(api: Api) -> APIRouter:
                 raise NotFound("agent", target)
         elif body.scope == "department" and not api.store.agents.list(tenant=tenant, department=target):
             raise NotFound("department", target)
+        elif body.scope == "fleet" and not api.store.agents.list(tenant=tenant):
+            raise NotFound("workspace", target)
 
     Caller = Annotated[Principal, Depends(api.principal)]
     store = api.store
@@ -117,7 +121,9 @@ def build_router(api: Api) -> APIRouter:
         if view.state == "approved":
             view = store.execution.execute(view.id)
         out = FleetActionOut(action_id=view.id, status=view.state, result=view.result, error_message=view.error)
-        status = 200 if view.state == "completed" else 202 if view.state == "pending_approval" else 500
+        # A control that could not run against the current world (the agents changed since the check) is
+        # recorded failed with its error: 409, the caller's request was fine and nothing is half-done.
+        status = 200 if view.state == "completed" else 202 if view.state == "pending_approval" else 409
         return JSONResponse(out.model_dump(mode="json"), status_code=status)
 
     @router.get("/api/v1/agents", tags=["fleet controls"])
