@@ -136,3 +136,21 @@ def test_pause_parameters_are_checked_before_anything_is_recorded(sqlite_fleet: 
     with pytest.raises(InvalidParams):
         sqlite_fleet.propose("pause_agent", "buyer-1", params)
     assert sqlite_fleet.store.actions.list() == []
+
+
+def test_the_audit_trail_holds_the_playbooks_fields_and_is_queryable_newest_first(fleet: Fleet) -> None:
+    done = fleet.run("pause_agent", "buyer-1", {"duration_minutes": 15, "reason": "audit me"})
+    fleet.store.execution.rollback(done.id, "olga", reason="undo")
+    with read_transaction(fleet.store.sessions) as session:
+        page = query_audit(session, AuditQuery(tenant="acme", action_type="pause_agent", descending=True))
+        by_actor = query_audit(session, AuditQuery(tenant="acme", actor="olga", entity_id=done.id)).records
+    events = [r.event for r in page.records]
+    assert events[0] == "rolled_back" and events[-1] == "action_proposed"  # newest first
+    assert {"action_proposed", "execution_started", "executed", "rollback_started", "rolled_back"} <= set(events)
+    proposed = next(r for r in page.records if r.event == "action_proposed")
+    assert proposed.actor == "olga" and proposed.details["params"]["scope"] == "agent"
+    completed = next(r for r in page.records if r.event == "executed")
+    result = completed.details["result"]
+    assert (result["workspace"], result["scope"], result["can_rollback"]) == ("acme", "agent", True)
+    assert all(r.entity_id == done.id for r in page.records)  # the rollback is linked to the action it undoes
+    assert [r.event for r in by_actor] == ["action_proposed", "rollback_started", "rolled_back"]
