@@ -205,6 +205,18 @@ class RateLimitStoreUnavailable(PolicyRefusal):
     code = "RATE_LIMIT_STORE_UNAVAILABLE"
 
 
+class AgentPaused(PolicyRefusal):
+    """The proposer is a paused (or retired) agent: an operator stopped it (seed 003)."""
+
+    code = "AGENT_PAUSED"
+
+
+class BudgetExceeded(PolicyRefusal):
+    """The proposal would spend more than the agent's budget has left in its period (seed 003)."""
+
+    code = "BUDGET_EXCEEDED"
+
+
 # --- approvals (exit 7) -------------------------------------------------------------------------------------
 
 

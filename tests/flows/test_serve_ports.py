@@ -7,11 +7,11 @@ from pathlib import Path
 
 import httpx
 import pytest
-from tests.support import free_port
 
 from deployments.serve import start_local_server
 from saferails.errors import ConfigurationError
 from saferails.settings import load_settings
+from tests.support import free_port
 
 
 def test_serve_host_and_ports_are_read_from_saferails_variables() -> None:
