@@ -10,7 +10,13 @@ from typing import Any
 
 from prefect import flow
 
-from tasks.sweeps import end_paused_runs, expire_due_approvals, publish_audit_checkpoint, recover_actions_task
+from tasks.sweeps import (
+    end_paused_runs,
+    expire_due_approvals,
+    publish_audit_checkpoint,
+    recover_actions_task,
+    resume_due_agents,
+)
 
 
 @flow(name="saferails-expire-approvals")
@@ -27,7 +33,9 @@ def expire_approvals(batch_size: int = 500, progress_every: int = 100, max_items
 @flow(name="saferails-recover-actions")
 def recover_actions(lease_minutes: float = 15, batch_size: int = 200) -> dict[str, Any]:
     """Resolve actions stuck in ``executing`` past the lease (recorded effect -> completed, else failed), re-run
-    approved actions whose flow run is gone, and note pending ones whose paused run is gone."""
+    approved actions whose flow run is gone, note pending ones whose paused run is gone, and let paused agents
+    whose pause ran out go back to work."""
     report = recover_actions_task(lease_minutes, batch_size)
+    report["agents_resumed"] = resume_due_agents()
     report["audit_checkpoint_published"] = publish_audit_checkpoint()
     return report

@@ -20,12 +20,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from saferails.actions.models import ActionView
 from saferails.actions.service import ActionService
+from saferails.agents.service import AgentService
 from saferails.approvals.codes import ApprovalCodes, approval_notifications
 from saferails.audit.checkpoints import Checkpoint, publish_checkpoints, signer_of
 from saferails.audit.signing import AuditSigner
 from saferails.clock import Clock, SystemClock
 from saferails.errors import (
     ActionBlocked,
+    AgentPaused,
+    BudgetExceeded,
     ConfigurationError,
     KycRequired,
     PolicyEvaluationFailed,
@@ -59,7 +62,8 @@ __all__ = [
 
 _REFUSALS: dict[str, type[PolicyRefusal]] = {
     cls.code: cls
-    for cls in (ActionBlocked, RateLimited, KycRequired, PolicyEvaluationFailed, RateLimitStoreUnavailable)
+    for cls in (ActionBlocked, RateLimited, KycRequired, PolicyEvaluationFailed, RateLimitStoreUnavailable,
+                AgentPaused, BudgetExceeded)
 }
 
 
@@ -89,6 +93,11 @@ class Store:
     def identity(self) -> IdentityService:
         """The ``IdentityService`` (principals, roles, credentials) over this store's sessions and clock."""
         return IdentityService(self.sessions, self.clock)
+
+    @property
+    def agents(self) -> AgentService:
+        """The ``AgentService`` (register, list, read agents; seed 003) over this store's sessions and clock."""
+        return AgentService(self.sessions, self.clock)
 
     @property
     def workflow(self) -> WorkflowService:

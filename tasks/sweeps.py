@@ -18,6 +18,7 @@ from prefect.states import Cancelled
 
 from blocks.settings import current_runtime
 from saferails.sweeps import ExpireSweep, RecoverSweep, SweepProgress
+from saferails.sweeps.agents import AutoResumeSweep
 from saferails.sweeps.report import ProgressCallback
 
 
@@ -109,3 +110,14 @@ def publish_audit_checkpoint() -> int | None:
     if checkpoint is not None:
         get_run_logger().info("audit checkpoint #%d published", checkpoint.sequence)
     return None if checkpoint is None else checkpoint.sequence
+
+
+@task(name="resume-due-agents")
+def resume_due_agents() -> int:
+    """Paused agents whose pause has run out go back to work (``AutoResumeSweep``, audited); returns how many."""
+    rt = current_runtime()
+    report = AutoResumeSweep(rt.sessions, rt.clock).run()
+    resumed = report.count("resolved")
+    if resumed:
+        get_run_logger().info("%d paused agent(s) resumed: their pause ran out", resumed)
+    return resumed

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import builtins
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -22,6 +22,7 @@ from saferails.actions.approvers import approval_requirement, policy_principal
 from saferails.actions.models import ActionView, Proposal, action_hash
 from saferails.actions.repository import ActionFilter, ActionRepository
 from saferails.actions.types import validate_params
+from saferails.agents.service import agent_facts
 from saferails.approvals.lockout import Lockout, check_lockout, record_refusal
 from saferails.boundary import identifier_problem, typed_errors
 from saferails.clock import Clock, SystemClock, as_utc
@@ -40,6 +41,7 @@ from saferails.errors import (
 from saferails.notify.base import Notification, Notifier
 from saferails.policy import (
     ActionRequest,
+    AgentFacts,
     ApprovalRequirement,
     ApproverStanding,
     Decision,
@@ -118,6 +120,10 @@ class _Counter:
 
     def oldest_since(self, proposer: str, action_type: str, since: datetime) -> datetime | None:
         return self._repo.oldest_since(proposer, action_type, since)
+
+    def agent_facts(self, proposer: str, action_type: str, params: Mapping[str, Any], now: datetime,
+                    ) -> AgentFacts | None:
+        return agent_facts(self._repo.session, proposer, action_type, params, now)
 
 
 class ActionService:

@@ -13,7 +13,7 @@ from datetime import datetime
 from decimal import Decimal
 from email.header import decode_header
 from pathlib import PurePosixPath
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, ValidationError, model_validator
 
@@ -166,6 +166,34 @@ class MakePurchaseParams(Params):
     vendor: Line = Field(min_length=1, max_length=200)
 
 
+# --- seed 003: agent fleet controls (target: an agent id, a department, or a workspace for the fleet) ---------
+Scope = Literal["agent", "department", "fleet"]
+
+
+class PauseAgentParams(Params):
+    """Pause the agents ``scope`` names (``target``: the agent id, the department, or the workspace) for
+    ``duration_minutes`` (1 minute .. 30 days); their new proposals are refused until then."""
+
+    scope: Scope = "agent"
+    duration_minutes: int = Field(default=30, ge=1, le=43_200)
+    reason: Line = Field(min_length=1, max_length=1000)
+
+
+class ResumeAgentParams(Params):
+    """Resume the paused agents ``scope`` names before their pause runs out."""
+
+    scope: Scope = "agent"
+    reason: Line = Field(default="", max_length=1000)
+
+
+class SetBudgetParams(Params):
+    """Cap what the target agent may spend (purchases, payments) per ``period``."""
+
+    amount: Decimal = Field(ge=0, le=Decimal("1e12"), max_digits=16, decimal_places=2)
+    currency: str = Field(pattern=r"^[A-Z]{3}$")
+    period: Literal["day", "week", "month"] = "month"
+
+
 @dataclass(frozen=True)
 class ActionTypeSpec:
     name: str
@@ -225,6 +253,9 @@ _BUILTINS = [
     ActionTypeSpec("create_document", CreateDocumentParams, "Create a document inside the file root", "path"),
     ActionTypeSpec("make_payment", MakePaymentParams, "Pay a payee (blocked by the default policy)", "account"),
     ActionTypeSpec("make_purchase", MakePurchaseParams, "Buy something (needs a KYC-verified proposer)", "account"),
+    ActionTypeSpec("pause_agent", PauseAgentParams, "Pause an agent, a department or the fleet", "agent"),
+    ActionTypeSpec("resume_agent", ResumeAgentParams, "Resume paused agents", "agent"),
+    ActionTypeSpec("set_budget", SetBudgetParams, "Cap an agent's spending per period", "agent"),
 ]
 for _spec in _BUILTINS:
     register_action_type(_spec)

@@ -19,7 +19,7 @@ from saferails.actions.repository import ActionFilter
 from saferails.api import Store, refusal_for
 from saferails.audit.query import MAX_LIMIT, AuditQuery, AuditRecordView, query_audit
 from saferails.cli import output as out
-from saferails.cli.common import Io, JsonFlag, iso_time, params, run
+from saferails.cli.common import Io, JsonFlag, iso_time, params, resolve, run
 from saferails.errors import ExecutionError, InvalidInput, RollbackError
 from saferails.store.db import read_transaction
 
@@ -36,7 +36,7 @@ Proposer = Annotated[str, typer.Option("--proposer")]
 Reason = Annotated[str, typer.Option("--reason")]
 Tenant = Annotated[str, typer.Option("--tenant")]
 Priority = Annotated[int, typer.Option("--priority", help="1 (most urgent) .. 10")]
-ActionId = Annotated[str, typer.Argument(metavar="ID")]
+ActionId = Annotated[str, typer.Argument(metavar="ID", help="action id, or its first 4+ characters")]
 Approver = Annotated[str, typer.Option("--approver")]
 Code = Annotated[str | None, typer.Option("--code", help="one-time approval code")]
 Actor = Annotated[str, typer.Option("--actor")]
@@ -99,7 +99,7 @@ def show(ctx: typer.Context, action_id: ActionId, as_json: JsonFlag = False) -> 
     """an action, its approvals, the decision and its audit trail"""
 
     def command(store: Store, io: Io) -> int:
-        action = store.actions.get(action_id)
+        action = store.actions.get(resolve(store.sessions, "action", action_id))
         records = audit_trail(store, action.id)
 
         def text(stream: TextIO) -> None:
@@ -155,30 +155,34 @@ def _decide(ctx: typer.Context, as_json: bool, decide: Callable[[Store], ActionV
 def approve(ctx: typer.Context, action_id: ActionId, approver: Approver, code: Code = None, reason: Reason = "",
             as_json: JsonFlag = False) -> None:
     """approve a pending action"""
-    _decide(ctx, as_json, lambda store: store.actions.approve(action_id, approver, reason=reason, code=code,
-                                                              channel="cli"))
+    _decide(ctx, as_json, lambda store: store.actions.approve(resolve(store.sessions, "action", action_id), approver,
+                                                              reason=reason, code=code, channel="cli"))
 
 
 def reject(ctx: typer.Context, action_id: ActionId, approver: Approver, reason: Reason, code: Code = None,
            as_json: JsonFlag = False) -> None:
     """reject a pending action"""
-    _decide(ctx, as_json, lambda store: store.actions.reject(action_id, approver, reason=reason, code=code,
-                                                             channel="cli"))
+    _decide(ctx, as_json, lambda store: store.actions.reject(resolve(store.sessions, "action", action_id), approver,
+                                                             reason=reason, code=code, channel="cli"))
 
 
 def cancel(ctx: typer.Context, action_id: ActionId, actor: Actor, reason: Reason, as_json: JsonFlag = False) -> None:
     """withdraw an action that has not started executing"""
-    run(ctx, as_json, lambda store, io: _decided(store.actions.cancel(action_id, actor, reason=reason), io))
+    run(ctx, as_json, lambda store, io: _decided(
+        store.actions.cancel(resolve(store.sessions, "action", action_id), actor, reason=reason), io))
 
 
 def execute(ctx: typer.Context, action_id: ActionId, actor: Actor = "cli:executor", as_json: JsonFlag = False) -> None:
     """execute an approved action now (in this process, through its handler)"""
 
     def command(store: Store, io: Io) -> int:
-        action = store.execution.execute(action_id, actor)
+        action = store.execution.execute(resolve(store.sessions, "action", action_id), actor)
         _decided(action, io)
-        # A handler failure is recorded (state failed, error kept), not raised: the exit code still says so.
-        return ExecutionError.exit_code if action.state == "failed" else 0
+        # A handler failure is recorded (state failed, error kept), not raised: the exit code and stderr say so.
+        if action.state == "failed":
+            return io.error(ExecutionError(f"action {action.id} failed: {action.error or 'no error recorded'}",
+                                           action_id=action.id))
+        return 0
 
     run(ctx, as_json, command)
 
@@ -187,9 +191,12 @@ def rollback(ctx: typer.Context, action_id: ActionId, actor: Actor, reason: Reas
     """restore an action's captured pre-state through its handler"""
 
     def command(store: Store, io: Io) -> int:
-        action = store.execution.rollback(action_id, actor, reason=reason)
+        action = store.execution.rollback(resolve(store.sessions, "action", action_id), actor, reason=reason)
         _decided(action, io)
-        return RollbackError.exit_code if action.state == "rollback_failed" else 0
+        if action.state == "rollback_failed":
+            return io.error(RollbackError(f"rollback of action {action.id} failed: "
+                                          f"{action.error or 'no error recorded'}", action_id=action.id))
+        return 0
 
     run(ctx, as_json, command)
 

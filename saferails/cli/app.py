@@ -18,7 +18,7 @@ from typing import Annotated
 
 import typer
 
-from saferails.cli import actions, audit, db, org, policy, principals, runbook, workflow
+from saferails.cli import actions, agents, audit, db, org, policy, principals, runbook, workflow
 from saferails.cli.common import JsonFlag, State, exit_code_for, state_of
 from saferails.cli.output import is_terminal
 
@@ -41,7 +41,7 @@ def build_app() -> typer.Typer:
                       pretty_exceptions_enable=False, context_settings={"help_option_names": ["-h", "--help"]},
                       rich_markup_mode="rich" if is_terminal(sys.stdout) else None)
     app.callback()(_root)
-    for group in (actions, principals, audit, policy, db, runbook, workflow, org):
+    for group in (actions, principals, audit, policy, db, runbook, workflow, org, agents):
         group.register(app)
     return app
 

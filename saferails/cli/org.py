@@ -26,7 +26,7 @@ CHECK_COLUMNS = ("check", "action", "type", "target", "state", "due")
 ITEM_COLUMNS = ("action", "outcome", "state", "detail")
 
 # The same names as saferails.sweeps.now.SWEEPS, spelled as a type so the argument offers them.
-Sweep = Literal["expire", "recover", "outcomes"]
+Sweep = Literal["expire", "recover", "outcomes", "agents"]
 
 org_app = typer.Typer(help="org data and a person's graph metrics", no_args_is_help=False)
 outcomes_app = typer.Typer(help="outcome checks of executed interventions", no_args_is_help=False)

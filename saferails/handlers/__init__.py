@@ -3,6 +3,7 @@
 Importing this package registers the built-in handlers on their action types.
 """
 
+from saferails.handlers.agents import PauseAgentHandler, ResumeAgentHandler, SetBudgetHandler
 from saferails.handlers.base import (
     ActionHandler,
     ExecutionOutcome,
@@ -46,6 +47,9 @@ BUILTIN_HANDLERS: tuple[ActionHandler, ...] = (
     CreateDocumentHandler(),
     MakePaymentHandler(),
     MakePurchaseHandler(),
+    PauseAgentHandler(),
+    ResumeAgentHandler(),
+    SetBudgetHandler(),
 )
 
 

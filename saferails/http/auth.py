@@ -8,7 +8,8 @@ Roles and what they may do (``ROLE_PERMISSIONS``):
 
 - ``agent``: propose actions, read the actions it proposed, dry-run the policy, cancel its own proposals;
 - ``approver``: read actions, approve and reject (the policy still decides WHICH approvers count);
-- ``operator``: read actions, cancel and roll back, dry-run the policy;
+- ``operator``: read actions, cancel and roll back, dry-run the policy, pause / resume agents and set budgets
+  (``actions:pause_agent``, ``actions:resume_agent``, ``actions:set_budget``);
 - ``auditor``: read actions and their audit trail;
 - ``admin``: everything.
 
@@ -34,13 +35,19 @@ CANCEL = "actions:cancel"
 ROLLBACK = "actions:rollback"
 POLICY_CHECK = "policy:check"
 AUDIT_READ = "audit:read"
+# Seed 003's fleet controls: one permission per action, ``actions:{action_name}``.
+PAUSE_AGENT = "actions:pause_agent"
+RESUME_AGENT = "actions:resume_agent"
+SET_BUDGET = "actions:set_budget"
+FLEET_CONTROLS = frozenset({PAUSE_AGENT, RESUME_AGENT, SET_BUDGET})
 
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
     "agent": frozenset({PROPOSE, READ_OWN, POLICY_CHECK, CANCEL_OWN}),
     "approver": frozenset({READ, READ_OWN, DECIDE}),
-    "operator": frozenset({READ, READ_OWN, CANCEL, CANCEL_OWN, ROLLBACK, POLICY_CHECK}),
+    "operator": frozenset({READ, READ_OWN, CANCEL, CANCEL_OWN, ROLLBACK, POLICY_CHECK}) | FLEET_CONTROLS,
     "auditor": frozenset({READ, READ_OWN, AUDIT_READ}),
-    "admin": frozenset({PROPOSE, READ, READ_OWN, DECIDE, CANCEL, CANCEL_OWN, ROLLBACK, POLICY_CHECK, AUDIT_READ}),
+    "admin": frozenset({PROPOSE, READ, READ_OWN, DECIDE, CANCEL, CANCEL_OWN, ROLLBACK, POLICY_CHECK, AUDIT_READ})
+    | FLEET_CONTROLS,
 }
 
 

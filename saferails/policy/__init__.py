@@ -8,6 +8,8 @@ from saferails.policy.engine import ActionRequest, Decision, PolicyEngine
 from saferails.policy.loader import default_policy, load_policy, load_policy_text, policy_to_yaml
 from saferails.policy.model import Impact, Policy, RuleSpec, parse_policy
 from saferails.policy.rules import (
+    AgentFacts,
+    AgentLookup,
     ApprovalRequirement,
     ApproverStanding,
     DenyCode,
@@ -21,6 +23,8 @@ from saferails.policy.rules import (
 
 __all__ = [
     "ActionRequest",
+    "AgentFacts",
+    "AgentLookup",
     "ApprovalRequirement",
     "ApproverStanding",
     "Decision",

@@ -6,7 +6,8 @@ Pure: the only I/O is the injected rate-limit counter. Contracts of :meth:`Polic
   ``impact:<level>`` pseudo-rule. A rate limit skipped because its store was down (under
   ``on_rate_limit_store_error: allow``) is listed too, with ``fired=False``.
 * Precedence: evaluation failure > blocked > requires_kyc > rate limit exceeded > rate-limit store unavailable
-  (under ``deny``) > requires_approval > allow. Several approval rules combine into the strictest requirement.
+  (under ``deny``) > agent paused > budget exceeded > requires_approval > allow. Several approval rules combine
+  into the strictest requirement.
 * Fail closed: it never raises. Any exception while evaluating (a condition type error, a bug, a naive ``now``)
   gives DENY with code POLICY_EVALUATION_FAILED and the error in the message; if the impact could not be
   classified the decision says HIGH.
@@ -53,6 +54,8 @@ _DENY_PRECEDENCE: dict[DenyCode, int] = {
     DenyCode.KYC_REQUIRED: 2,
     DenyCode.RATE_LIMITED: 3,
     DenyCode.RATE_LIMIT_STORE_UNAVAILABLE: 4,
+    DenyCode.AGENT_PAUSED: 5,
+    DenyCode.BUDGET_EXCEEDED: 6,
 }
 
 

@@ -54,7 +54,7 @@ class Impact(StrEnum):
     HIGH = "high"
 
 
-RuleKind = Literal["blocked", "requires_kyc", "rate_limit", "requires_approval"]
+RuleKind = Literal["blocked", "requires_kyc", "rate_limit", "requires_approval", "agent_controls"]
 TimeoutAction = Literal["fail", "approve", "reject"]
 
 _DURATION_RE: Final = re.compile(r"([0-9]{1,12})\s*([smhd])")

@@ -13,6 +13,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from decimal import Decimal
 from enum import StrEnum
 from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
@@ -20,6 +21,9 @@ from saferails.conditions import Condition
 from saferails.policy.model import Impact, Policy, RuleSpec, TimeoutAction, format_duration
 
 __all__ = [
+    "AgentControlsRule",
+    "AgentFacts",
+    "AgentLookup",
     "ApprovalRequirement",
     "ApprovalRule",
     "ApproverStanding",
@@ -52,6 +56,8 @@ class DenyCode(StrEnum):
     KYC_REQUIRED = "KYC_REQUIRED"
     RATE_LIMITED = "RATE_LIMITED"
     RATE_LIMIT_STORE_UNAVAILABLE = "RATE_LIMIT_STORE_UNAVAILABLE"
+    AGENT_PAUSED = "AGENT_PAUSED"
+    BUDGET_EXCEEDED = "BUDGET_EXCEEDED"
 
 
 class RateLimitCounter(Protocol):
@@ -65,6 +71,34 @@ class OldestEventLookup(Protocol):
     """Optional extra a counter may offer: the time of the oldest event counted since ``since``, if any."""
 
     def oldest_since(self, proposer: str, action_type: str, since: datetime) -> datetime | None: ...
+
+
+@dataclass(frozen=True)
+class AgentFacts:
+    """What the store knows about a proposer that is a registered agent (seed 003), for one proposal.
+
+    ``spent`` is what the agent spent in its current budget period; ``cost`` / ``cost_currency`` what this
+    proposal would spend (None for action types that spend nothing)."""
+
+    agent_id: str
+    status: str  # active | paused | retired
+    paused_until: datetime | None = None
+    pause_reason: str | None = None
+    budget: Decimal | None = None
+    currency: str | None = None
+    period: str | None = None
+    spent: Decimal = Decimal(0)
+    cost: Decimal | None = None
+    cost_currency: str | None = None
+
+
+@runtime_checkable
+class AgentLookup(Protocol):
+    """Optional extra a counter may offer: the agent facts of ``proposer`` (None: not a registered agent)."""
+
+    def agent_facts(
+        self, proposer: str, action_type: str, params: Mapping[str, Any], now: datetime
+    ) -> AgentFacts | None: ...
 
 
 _TIMEOUT_ACTION_STRICTNESS: dict[TimeoutAction, int] = {"approve": 0, "reject": 1, "fail": 2}
@@ -411,8 +445,60 @@ class ApprovalRule(PolicyRule):
         return self._result(Outcome.NEEDS_APPROVAL, message, approval=self.requirement)
 
 
+class AgentControlsRule(PolicyRule):
+    """Hazard: an operator stops an agent (or caps its spending) and the agent carries on anyway.
+
+    For a proposer registered as an agent: a ``paused`` agent whose pause has not run out, or a ``retired`` one,
+    is refused (``AGENT_PAUSED``); a proposal whose cost (a purchase's ``max_total``, a payment's ``amount``)
+    exceeds the budget left in the period, or is in another currency than the budget, is refused
+    (``BUDGET_EXCEEDED``). The facts come from the counter (``AgentLookup``); a lookup that raises denies (the
+    engine turns it into ``POLICY_EVALUATION_FAILED``). A counter without the lookup (a test double, a dry run
+    outside a store) cannot know any agent: the rule stays quiet and says so.
+    """
+
+    kind = "agent_controls"
+
+    def apply(self, facts: Facts) -> RuleResult:
+        if not self.matches(facts):
+            return self._quiet()
+        counter = facts.counter
+        if not isinstance(counter, AgentLookup):
+            return self._quiet("no agent registry to consult")
+        params = facts.context.get("params") or {}
+        agent = counter.agent_facts(facts.proposer.id, facts.action_type, params, facts.now)
+        if agent is None:
+            return self._quiet(f"{facts.proposer.id} is not a registered agent")
+        if agent.status == "retired":
+            return self._result(Outcome.DENY, f"agent {agent.agent_id} is retired", code=DenyCode.AGENT_PAUSED)
+        if agent.status != "active" and (agent.paused_until is None or agent.paused_until > facts.now):
+            until = "until resumed" if agent.paused_until is None else f"until {agent.paused_until.isoformat()}"
+            return self._result(
+                Outcome.DENY,
+                f"agent {agent.agent_id} is paused {until}: {agent.pause_reason or 'no reason given'}",
+                code=DenyCode.AGENT_PAUSED,
+            )
+        if agent.cost is None or agent.budget is None:
+            return self._quiet("within the agent's controls")
+        if agent.cost_currency != agent.currency:
+            return self._result(
+                Outcome.DENY,
+                f"agent {agent.agent_id}'s budget is in {agent.currency}; this costs {agent.cost} "
+                f"{agent.cost_currency}",
+                code=DenyCode.BUDGET_EXCEEDED,
+            )
+        remaining = agent.budget - agent.spent
+        if agent.cost > remaining:
+            return self._result(
+                Outcome.DENY,
+                f"{facts.action_type} costs {agent.cost} {agent.currency}; agent {agent.agent_id} has "
+                f"{remaining} {agent.currency} left of {agent.budget} this {agent.period}",
+                code=DenyCode.BUDGET_EXCEEDED,
+            )
+        return self._quiet(f"{agent.cost} {agent.currency} within the {remaining} left this {agent.period}")
+
+
 RULE_CLASSES: Mapping[str, type[PolicyRule]] = {
-    cls.kind: cls for cls in (BlockedRule, KycRule, RateLimitRule, ApprovalRule)
+    cls.kind: cls for cls in (BlockedRule, KycRule, RateLimitRule, ApprovalRule, AgentControlsRule)
 }
 
 

@@ -1,6 +1,7 @@
 """Sweeps run now, outside their schedule (``saferails sweep run``, ``saferails outcomes due``).
 
-:func:`run_sweep` runs ``expire``, ``recover`` or ``outcomes`` through the core and returns its report as
+:func:`run_sweep` runs ``expire``, ``recover``, ``outcomes`` or ``agents`` (paused agents whose time is up)
+through the core and returns its report as
 JSON-ready data; :func:`due_checks` lists the outcome checks a monitor run now would take. Both take an open
 :class:`~saferails.api.Store` and read time from ``store.clock``. ``recover`` has no Prefect probe here (the
 core never imports Prefect): it resolves actions stuck in ``executing`` and re-runs approved actions that never
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from saferails.errors import InvalidInput
 from saferails.execution import ExecutionService
 from saferails.outcomes.monitor import CheckOutcome, CheckView, OutcomeMonitor
+from saferails.sweeps.agents import AutoResumeSweep
 from saferails.sweeps.expire import ExpireSweep
 from saferails.sweeps.recover import RecoverSweep
 from saferails.sweeps.report import SweepProgress
@@ -26,7 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = ["SWEEPS", "due_checks", "run_sweep"]
 
-SWEEPS = ("expire", "recover", "outcomes")
+SWEEPS = ("expire", "recover", "outcomes", "agents")
 
 
 def _monitor(store: Store, execution: ExecutionService | None = None) -> OutcomeMonitor:
@@ -64,6 +66,8 @@ def run_sweep(
         if on_progress is not None:
             on_progress(p.sweep, p.done, p.total)
 
+    if name == "agents":  # paused agents whose time is up go back to work (audited agent_pause_expired)
+        return AutoResumeSweep(store.sessions, store.clock).run().to_dict()
     if name == "expire":
         return ExpireSweep(store.actions, worker_id=worker).run(max_items=limit, on_progress=progress).to_dict()
     execution = execution or ExecutionService(store.sessions, store.clock)
