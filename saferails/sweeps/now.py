@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 from saferails.errors import InvalidInput
 from saferails.execution import ExecutionService
 from saferails.outcomes.monitor import CheckOutcome, CheckView, OutcomeMonitor
+from saferails.outcomes.rules import load_rulebook
 from saferails.sweeps.agents import AutoResumeSweep
 from saferails.sweeps.expire import ExpireSweep
 from saferails.sweeps.recover import RecoverSweep
@@ -32,7 +33,9 @@ SWEEPS = ("expire", "recover", "outcomes", "agents")
 
 
 def _monitor(store: Store, execution: ExecutionService | None = None) -> OutcomeMonitor:
-    return OutcomeMonitor(store.sessions, store.clock, execution or ExecutionService(store.sessions, store.clock))
+    # The policy in force says which judge, delay and thresholds each action type gets (the same as the flow's).
+    return OutcomeMonitor(store.sessions, store.clock, execution or store.execution,
+                          load_rulebook(store.policy.outcomes))
 
 
 def due_checks(store: Store, *, limit: int = 100) -> list[CheckView]:
@@ -70,7 +73,7 @@ def run_sweep(
         return AutoResumeSweep(store.sessions, store.clock).run().to_dict()
     if name == "expire":
         return ExpireSweep(store.actions, worker_id=worker).run(max_items=limit, on_progress=progress).to_dict()
-    execution = execution or ExecutionService(store.sessions, store.clock)
+    execution = execution or store.execution
     if name == "recover":
         return RecoverSweep(store.actions, execution, worker_id=worker).run(on_progress=progress).to_dict()
     monitor = _monitor(store, execution)
