@@ -100,6 +100,8 @@ class Settings(BaseSettings):
     http_authenticator: str | None = None
     public_url: str | None = None
     audit_checkpoints_file: Path | None = None
+    token: SecretStr | None = None
+    profile: str = "default"
 
     def __init__(self, **values: Any) -> None:
         try:

@@ -3,10 +3,12 @@
 Tasks, action plans, triggers, SLA, the outbox, metadata/statistics and the metrics endpoint. Errors as every
 other command: 2 bad input, 4 not found, 5 invalid transition, 7 permission denied.
 
-Who acts: ``--actor ID`` (default ``cli``) with ``--role ROLE`` (repeatable; default ``user``, which may only
-create tasks and move the tasks it created or is assigned to). Roles are asserted by whoever runs the command:
-the CLI is an operator's edge, as trusted as the database URL it is given. The operational commands (``outbox
-...``, ``sla sweep``, ``metrics serve``, ``workflow metadata``) act as the automation itself and take no actor.
+Who acts: the authenticated principal (``saferails.cli.common.run``); ``--actor ID`` is accepted only with its own
+id. ``--role ROLE`` (repeatable; default ``user``, which may only create tasks and move the tasks it created or is
+assigned to) picks workflow roles the principal HOLDS: ``admin`` needs the identity role admin, ``agency`` the
+role operator (or admin), ``user`` any role; a claimed role the principal lacks is refused (exit 7).
+The operational commands (``outbox ...``, ``sla sweep``, ``metrics serve``, ``workflow metadata``) act
+as the automation itself and take no actor.
 
 The CLI reads time from the system clock; tests that need time to move use the Python API with a ManualClock.
 """
@@ -27,8 +29,17 @@ import yaml
 
 from saferails.api import Store
 from saferails.cli import output as out
-from saferails.cli.common import Io, JsonFlag, iso_time, key_values, run
-from saferails.errors import ConfigurationError, InvalidInput
+from saferails.cli.common import (
+    Io,
+    JsonFlag,
+    acting_as,
+    current_principal,
+    iso_time,
+    key_values,
+    run,
+    workflow_roles,
+)
+from saferails.errors import ConfigurationError, InvalidInput, PermissionDenied
 from saferails.workflow.dispatcher import DispatchReport, OutboxDispatcher
 from saferails.workflow.machines import ACTION_PLAN_MACHINE, TASK_MACHINE
 from saferails.workflow.metrics import METRICS
@@ -75,7 +86,15 @@ outbox_app, workflow_app, metrics_app = groups["outbox"], groups["workflow"], gr
 
 
 def _actor(actor: str, roles: list[str] | None) -> WorkflowActor:
-    return WorkflowActor(actor, frozenset(roles or (DEFAULT_ROLE,)))
+    principal = current_principal()
+    claimed = frozenset(roles or (DEFAULT_ROLE,))
+    # "--actor cli" is the option's default: the principal acts.
+    who = acting_as(principal, None if actor == DEFAULT_ACTOR else actor, "--actor")
+    held = workflow_roles(principal)
+    if not claimed <= held:
+        raise PermissionDenied(f"{who!r} does not hold workflow role(s) {', '.join(sorted(claimed - held))} "
+                               f"(holds {', '.join(sorted(held))})", actor=who, claimed=sorted(claimed))
+    return WorkflowActor(who, claimed)
 
 
 def _document(text: str, what: str) -> Any:
