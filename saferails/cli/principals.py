@@ -1,5 +1,6 @@
-"""``saferails init``, ``saferails principal add|set-roles|set-groups|list`` and ``saferails credential
-issue|revoke|list``: who may call, with which roles, and their credentials.
+"""``saferails init``, ``saferails principal add|set-roles|set-groups|list``, ``saferails credential
+issue|revoke|list`` and ``saferails inbox``: who may call, with which roles, their credentials, and their own
+notifications.
 
 ``init`` is the first run: it creates the first admin (``--admin``, default ``admin``) and its credential, saves
 the credential to the 0600 file ``<data_dir>/credentials.json`` (profile ``SAFERAILS_PROFILE``, default
@@ -17,7 +18,7 @@ import sqlalchemy as sa
 import typer
 
 from saferails.api import Store
-from saferails.cli.common import Io, JsonFlag, duration, principal_of, run, run_unauthenticated
+from saferails.cli.common import Io, JsonFlag, acting_as, duration, principal_of, run, run_unauthenticated
 from saferails.errors import NotFound
 from saferails.identity import (
     DEFAULT_CREDENTIAL_LIFETIME,
@@ -28,6 +29,7 @@ from saferails.identity import (
     credentials_path,
     save_credential,
 )
+from saferails.notify.outbox_log import InboxNotifier
 from saferails.store.db import read_transaction
 
 __all__ = ["register"]
@@ -215,7 +217,27 @@ def list_credentials(ctx: typer.Context,
     run(ctx, as_json, command, permission=Permission.MANAGE_CREDENTIALS)
 
 
+def _code(data: object) -> object:
+    return data.get("code", "-") if isinstance(data, dict) else "-"
+
+
+def inbox(ctx: typer.Context,
+          principal_id: Annotated[str | None, typer.Option(
+              "--principal", metavar="ID", help="must be the authenticated principal (the default)")] = None,
+          as_json: JsonFlag = False) -> None:
+    """your own notifications and one-time approval codes (the local 0600 inbox, when SMTP is not configured)"""
+
+    def command(store: Store, io: Io) -> int:
+        who = acting_as(principal_of(ctx), principal_id, "--principal")
+        notes = InboxNotifier(store.settings.data_dir / "inbox").read(who)
+        rows = [[n.get("kind"), n.get("entity_id") or "-", n.get("subject"), _code(n.get("data"))] for n in notes]
+        return io.table(notes, ("kind", "entity", "subject", "code"), rows, empty="(inbox empty)")
+
+    run(ctx, as_json, command)
+
+
 def register(root: typer.Typer) -> None:
     root.command("init")(init)
+    root.command("inbox")(inbox)
     root.add_typer(app, name="principal")
     root.add_typer(credential_app, name="credential")

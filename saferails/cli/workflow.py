@@ -361,9 +361,10 @@ def trigger_list(ctx: typer.Context, active_only: ActiveOnly = False, as_json: J
     _with_service(ctx, as_json, command)
 
 
-def _set_active(ctx: typer.Context, as_json: bool, trigger_id: str, who: WorkflowActor, active: bool) -> None:
+def _set_active(ctx: typer.Context, as_json: bool, trigger_id: str, actor: str, role: list[str] | None,
+                active: bool) -> None:
     def command(svc: WorkflowService, io: Io) -> int:
-        trigger = svc.update_trigger(who, trigger_id, active=active)
+        trigger = svc.update_trigger(_actor(actor, role), trigger_id, active=active)
         return io.table(trigger.to_dict(), TRIGGER_COLUMNS, _trigger_rows([trigger]))
 
     _with_service(ctx, as_json, command)
@@ -373,14 +374,14 @@ def _set_active(ctx: typer.Context, as_json: bool, trigger_id: str, who: Workflo
 def trigger_disable(ctx: typer.Context, trigger_id: Id, actor: ActorOpt = DEFAULT_ACTOR, role: RoleOpt = None,
                     as_json: JsonFlag = False) -> None:
     """stop a trigger from firing"""
-    _set_active(ctx, as_json, trigger_id, _actor(actor, role), False)
+    _set_active(ctx, as_json, trigger_id, actor, role, False)
 
 
 @trigger_app.command("enable")
 def trigger_enable(ctx: typer.Context, trigger_id: Id, actor: ActorOpt = DEFAULT_ACTOR, role: RoleOpt = None,
                    as_json: JsonFlag = False) -> None:
     """let a disabled trigger fire again"""
-    _set_active(ctx, as_json, trigger_id, _actor(actor, role), True)
+    _set_active(ctx, as_json, trigger_id, actor, role, True)
 
 
 @trigger_app.command("remove")

@@ -6,6 +6,7 @@ Most tests use the ``db`` fixture's URL (SQLite and PostgreSQL); the tampering t
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
@@ -312,7 +313,7 @@ def test_with_an_approval_secret_each_approver_is_sent_a_code_that_approves_once
 ) -> None:
     monkeypatch.setenv("SAFERAILS_APPROVAL_SECRET", "s" * 40)
     action_id = _propose_high(cli)
-    assert not (tmp_path / "data" / "notifications.jsonl").exists()
+    assert not (Path(os.environ["SAFERAILS_DATA_DIR"]) / "notifications.jsonl").exists()
     codes = {name: cli.code(name, action_id) for name in ("alice", "bob")}
     wrong = cli("approve", action_id, "--approver", "alice", "--code", codes["bob"], "--json")
     assert wrong.code == 7 and wrong.error()["error_code"] == "APPROVAL_CODE_INVALID"
@@ -347,5 +348,5 @@ def test_without_an_approval_secret_codes_are_still_required_with_a_generated_ke
     action_id = _propose_high(cli)
     result = cli("approve", action_id, "--approver", "alice", "--json")
     assert result.code == 7 and result.error()["error_code"] == "APPROVAL_CODE_INVALID"
-    assert (tmp_path / "data" / "keys" / "approval-secret").is_file()
+    assert (Path(os.environ["SAFERAILS_DATA_DIR"]) / "keys" / "approval-secret").is_file()
     assert cli("approve", action_id, "--approver", "alice", "--code", cli.code("alice", action_id)).code == 0
