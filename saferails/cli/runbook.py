@@ -194,7 +194,7 @@ WaitTimeout = Annotated[float, typer.Option("--wait-timeout", metavar="SECONDS")
 PollInterval = Annotated[int, typer.Option("--poll-interval", metavar="SECONDS",
                                            help="how often the flow re-checks events and answers")]
 Execution = Annotated[str, typer.Argument(metavar="EXEC", help="execution id")]
-Actor = Annotated[str, typer.Option("--actor")]
+Actor = Annotated[str, typer.Option("--actor", help="must be the authenticated principal (the default)")]
 Reason = Annotated[str, typer.Option("--reason")]
 
 
@@ -229,8 +229,9 @@ def _who(actor: str) -> str:
     return acting_as(current_principal(), None if actor == CLI_ACTOR else actor, "--actor")
 
 
-def _show(ctx: typer.Context, as_json: bool, view: Callable[[RunbookService], ExecutionView]) -> None:
-    run(ctx, as_json, lambda store, io: _execution_result(view(service(store)), io))
+def _show(ctx: typer.Context, as_json: bool, view: Callable[[RunbookService], ExecutionView],
+          permission: Permission = Permission.READ) -> None:
+    run(ctx, as_json, lambda store, io: _execution_result(view(service(store)), io), permission=permission)
 
 
 # --- commands ---------------------------------------------------------------------------------------------------
@@ -382,21 +383,21 @@ def status(ctx: typer.Context, execution: Execution, as_json: JsonFlag = False) 
 
 
 def _control(name: str, help_text: str, change: Callable[[RunbookService, str, str, str], ExecutionView]) -> None:
-    """``runbook NAME EXEC --actor A --reason R``: an operator's change, then the execution."""
+    """``runbook NAME EXEC --reason R``: an operator's change, then the execution."""
 
-    def command(ctx: typer.Context, execution: Execution, actor: Actor, reason: Reason,
+    def command(ctx: typer.Context, execution: Execution, reason: Reason, actor: Actor = CLI_ACTOR,
                 as_json: JsonFlag = False) -> None:
-        _show(ctx, as_json, lambda svc: change(svc, execution, _who(actor), reason))
+        _show(ctx, as_json, lambda svc: change(svc, execution, _who(actor), reason), permission=Permission.OPERATE)
 
     app.command(name, help=help_text)(command)
 
 
 def _carried_control(name: str, help_text: str,
                      change: Callable[[RunbookService, str, str, str], ExecutionView]) -> None:
-    """``runbook NAME EXEC --actor A [--reason R] [--prefect ...]``: an operator's change, then the execution is
+    """``runbook NAME EXEC [--reason R] [--prefect ...]``: an operator's change, then the execution is
     carried on (in this process or through the runbook runner)."""
 
-    def command(ctx: typer.Context, execution: Execution, actor: Actor, reason: Reason = "",
+    def command(ctx: typer.Context, execution: Execution, actor: Actor = CLI_ACTOR, reason: Reason = "",
                 prefect: PrefectFlag = False, deployment: Deployment = None, wait: Wait = False,
                 wait_timeout: WaitTimeout = 3600.0, poll_interval: PollInterval = 10, as_json: JsonFlag = False,
                 ) -> None:
@@ -412,9 +413,10 @@ _control("cancel", "cancel an execution", RunbookService.cancel)
 
 
 @app.command("retry-step")
-def retry_step(ctx: typer.Context, execution: Execution, step: Annotated[str, typer.Argument()], actor: Actor,
-               reason: Reason = "", prefect: PrefectFlag = False, deployment: Deployment = None, wait: Wait = False,
-               wait_timeout: WaitTimeout = 3600.0, poll_interval: PollInterval = 10, as_json: JsonFlag = False,
+def retry_step(ctx: typer.Context, execution: Execution, step: Annotated[str, typer.Argument()],
+               actor: Actor = CLI_ACTOR, reason: Reason = "", prefect: PrefectFlag = False,
+               deployment: Deployment = None, wait: Wait = False, wait_timeout: WaitTimeout = 3600.0,
+               poll_interval: PollInterval = 10, as_json: JsonFlag = False,
                ) -> None:
     """re-run one failed step and continue from there"""
     _carry_on(ctx, as_json, Carry(prefect, deployment, wait, wait_timeout, poll_interval),
