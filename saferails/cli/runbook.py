@@ -110,7 +110,7 @@ def render_execution(view: ExecutionView, stream: TextIO) -> None:
     out.render_table(STEP_COLUMNS, execution_rows(view), stream)
     for step in view.steps:
         if step.state == "awaiting_approval":
-            stream.write(f"\nnext: saferails approve {step.approval_action_id} --approver ID [--code CODE], then "
+            stream.write(f"\nnext: saferails approve {step.approval_action_id} [--code CODE] (as the approver), then "
                          f"saferails runbook run {view.id}\n")
         elif step.state == "awaiting_event":
             stream.write(f"\nnext: saferails runbook send-event {step.correlation_id} --tenant {view.tenant} "
