@@ -207,12 +207,18 @@ def run(ctx: typer.Context, as_json: bool, command: Command, *, opening: str | N
             _CURRENT.reset(reset)
 
 
-def run_unauthenticated(ctx: typer.Context, as_json: bool, command: Command) -> None:
+def run_unauthenticated(ctx: typer.Context, as_json: bool, command: Command, *, opening: str | None = None) -> None:
     """Open the store and run ``command`` without a caller: only ``saferails init`` (the first admin has no
-    credential yet; the identity service refuses once an admin exists)."""
+    credential yet; the identity service refuses once an admin exists) and ``saferails db upgrade`` (opening the
+    store migrates it anyway: whoever holds the database URL can, see docs/security.md)."""
     state = state_of(ctx)
     state.io = io = Io(sys.stdout, sys.stderr, as_json or state.json)
-    with open_store() as store:
+    with ExitStack() as stack:
+        if opening is None:
+            store = stack.enter_context(open_store())
+        else:
+            with io.progress(opening):
+                store = stack.enter_context(open_store())
         state.exit_code = command(store, io)
 
 

@@ -40,6 +40,7 @@ from saferails.cli.common import (
     workflow_roles,
 )
 from saferails.errors import ConfigurationError, InvalidInput, PermissionDenied
+from saferails.identity import Permission
 from saferails.workflow.dispatcher import DispatchReport, OutboxDispatcher
 from saferails.workflow.machines import ACTION_PLAN_MACHINE, TASK_MACHINE
 from saferails.workflow.metrics import METRICS
@@ -454,7 +455,7 @@ def sla_sweep(ctx: typer.Context, limit: Limit = 500, as_json: JsonFlag = False)
         return io.table([asdict(b) for b in breaches], ("task", "target_minutes", "overdue_minutes"), rows,
                         empty="(no SLA breaches)")
 
-    run(ctx, as_json, command)
+    run(ctx, as_json, command, permission=Permission.OPERATE)
 
 
 # --- outbox -----------------------------------------------------------------------------------------------------
@@ -487,7 +488,7 @@ def outbox_dispatch(
         io.result(data, lambda s: s.write(", ".join(f"{k.replace('_', ' ')} {v}" for k, v in data.items()) + "\n"))
         return 0
 
-    run(ctx, as_json, command)
+    run(ctx, as_json, command, permission=Permission.OPERATE)
 
 
 @outbox_app.command("dead-letters")
@@ -514,7 +515,7 @@ def outbox_requeue(ctx: typer.Context, event_id: Id, as_json: JsonFlag = False) 
         io.result({"requeued": event_id}, lambda s: s.write(f"event {event_id} requeued\n"))
         return 0
 
-    run(ctx, as_json, command)
+    run(ctx, as_json, command, permission=Permission.OPERATE)
 
 
 # --- introspection and serving ----------------------------------------------------------------------------------
