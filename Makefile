@@ -23,13 +23,13 @@ typecheck: $(STAMP)
 	$(PY) -m mypy
 
 unit: $(STAMP)
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest -n 2 $(PYTEST_ARGS)
 
 test: lint typecheck unit
 
 # The fast lane: lint, types and every test not marked `flow` (Prefect) or `slow`.
 fast: $(STAMP)
-	$(PY) -m pytest -m "not flow and not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -n 2 -m "not flow and not slow" $(PYTEST_ARGS)
 
 check: lint typecheck fast
 
@@ -39,8 +39,12 @@ demo: $(STAMP)
 bench: $(STAMP)
 	$(PY) -m bench
 
+# `make serve PORT=4300 HOST=0.0.0.0`: only from the command line (a shell's own HOST/PORT must not move the server).
+SERVE_ENV = $(if $(filter command line,$(origin PORT)),SAFERAILS_SERVE_PORT=$(PORT)) \
+	$(if $(filter command line,$(origin HOST)),SAFERAILS_SERVE_HOST=$(HOST))
+
 serve: $(STAMP)
-	$(PY) -m deployments.serve
+	$(SERVE_ENV) $(PY) -m deployments.serve
 
 clean:
 	rm -rf $(VENV) .saferails .demo .mypy_cache .ruff_cache

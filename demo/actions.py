@@ -247,7 +247,7 @@ class _Scenario:
         payment = self.earlier.get("payment", "not run")
         email = self.earlier.get("email_51", "not run")
         self.d.say(f"Blocked payment (above): {payment}; the 51st email (above): {email}. A refused action "
-                   "never reaches a handler: its flow run completes at once with the refusal")
+                   "never reaches a handler: its flow run ends at once in a state named Blocked or RateLimited")
 
     def _rollback(self, high: ActionView) -> None:
         self.d.clock.advance(timedelta(minutes=10))
@@ -261,10 +261,11 @@ class _Scenario:
     def _ui(self) -> None:
         self.d.say("Watch the same in the Prefect UI:")
         for line in (
-            "1. `make serve` (starts a Prefect server on http://127.0.0.1:4200 and serves the saferails-action flow)",
+            "1. `make serve` (starts a Prefect server on http://127.0.0.1:4200, or PORT=4300, and serves the "
+            "saferails-action flow)",
             "2. in another shell, with PREFECT_API_URL=http://127.0.0.1:4200/api and SAFERAILS_APPROVAL_SECRET set: "
             "flows.api.submit_action(Proposal(...), deployment='saferails-action/action')",
-            "3. open http://127.0.0.1:4200/runs, click the Paused run 'action-<id>': the request is shown above the "
-            "form; pick a decision, your principal id, the code from your mail, a reason; click Submit",
+            "3. open http://127.0.0.1:4200/runs, click the Paused run '<type> <target> · <id>': the request is shown "
+            "above the form; pick a decision, your principal id, the code from your mail, a reason; click Submit",
         ):
             self.d.say(f"  {line}")

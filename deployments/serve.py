@@ -1,9 +1,11 @@
 """Serve every saferails deployment from one process.
 
 Without ``PREFECT_API_URL`` a local Prefect server is started first (``prefect server start`` on
-127.0.0.1:4200, its SQLite data under ``.saferails/prefect``) and awaited until healthy. A paused run holds a
-runner slot, so the runner limit is sized for pending approvals (``SAFERAILS_RUNNER_LIMIT``, default 50). Our
-settings (limit, metrics port, data directory, store) come from ``saferails.settings.load_settings`` once.
+``SAFERAILS_SERVE_HOST``:``SAFERAILS_SERVE_PORT``, default 127.0.0.1:4200, its SQLite data under
+``.saferails/prefect``) and awaited until healthy; the UI's API URL (``PREFECT_UI_API_URL``) is set to match, so
+the UI works on any port. A paused run holds a runner slot, so the runner limit is sized for pending approvals
+(``SAFERAILS_RUNNER_LIMIT``, default 50). Our settings (hosts, ports, limit, data directory, store) come from
+``saferails.settings.load_settings`` once.
 Every scheduled sweep in :data:`SCHEDULED` is served with its schedule. Ctrl-C or SIGTERM stops the runner
 (schedules paused), then the local server.
 """
@@ -22,8 +24,6 @@ import httpx
 
 from saferails.settings import Settings, load_settings
 
-HOST, PORT = "127.0.0.1", 4200
-
 
 def _healthy(url: str) -> bool:
     try:
@@ -32,16 +32,31 @@ def _healthy(url: str) -> bool:
         return False
 
 
-def start_local_server(data_dir: Path) -> tuple[subprocess.Popen[bytes], str]:
-    url = f"http://{HOST}:{PORT}/api"
+def server_urls(host: str, port: int) -> tuple[str, str]:
+    """(the URL this process calls the API on, the API URL the UI in a browser is given). A server bound to all
+    interfaces is called on loopback; the browser is given the host it was told (behind a proxy, set
+    ``PREFECT_UI_API_URL`` yourself: it is kept)."""
+    local = "127.0.0.1" if host in ("0.0.0.0", "") else "[::1]" if host == "::" else _bracketed(host)
+    api = f"http://{local}:{port}/api"
+    return api, os.environ.get("PREFECT_UI_API_URL") or api
+
+
+def _bracketed(host: str) -> str:
+    return f"[{host}]" if ":" in host and not host.startswith("[") else host
+
+
+def start_local_server(data_dir: Path, host: str, port: int) -> tuple[subprocess.Popen[bytes], str]:
+    url, ui_api_url = server_urls(host, port)
     if _healthy(url):
         # Without this check the new server dies on the busy port and we would silently serve into whatever
         # server (another checkout, another store) already answers there.
-        raise SystemExit(f"something already answers on {HOST}:{PORT}; stop it, or use it with "
-                         f"PREFECT_API_URL={url} make serve")
+        raise SystemExit(f"something already answers on {host}:{port}; stop it, pick another port "
+                         f"(make serve PORT=4300), or use it with PREFECT_API_URL={url} make serve")
     data_dir.mkdir(parents=True, exist_ok=True)
-    env = os.environ | {"PREFECT_HOME": str(data_dir), "PREFECT_SERVER_ANALYTICS_ENABLED": "false"}
-    proc = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", HOST, "--port", str(PORT)],
+    env = os.environ | {"PREFECT_HOME": str(data_dir), "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+                        # Without it the UI calls the API on the default port 4200, whatever port it runs on.
+                        "PREFECT_UI_API_URL": ui_api_url}
+    proc = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", host, "--port", str(port)],
                             env=env, stdout=(data_dir / "server.log").open("ab"), stderr=subprocess.STDOUT,
                             # Own session: Ctrl-C reaches the runner alone, which stops cleanly while the API is
                             # still up; then main() stops the server. (Killed together, the runner hangs.)
@@ -128,7 +143,7 @@ def main() -> None:
     settings = load_settings()
     proc = None
     if not os.environ.get("PREFECT_API_URL"):
-        proc, url = start_local_server(settings.data_dir / "prefect")
+        proc, url = start_local_server(settings.data_dir / "prefect", settings.serve_host, settings.serve_port)
         os.environ["PREFECT_API_URL"] = url
     print(f"Prefect UI: {os.environ['PREFECT_API_URL'].removesuffix('/api')}", flush=True)
     metrics = start_metrics(settings)
@@ -150,7 +165,7 @@ def start_metrics(settings: Settings) -> Any:
     from saferails.workflow.server import serve_metrics
 
     store = open_store(settings)
-    server = serve_metrics("127.0.0.1", settings.metrics_port, store.sessions)
+    server = serve_metrics(settings.metrics_host, settings.metrics_port, store.sessions)
     print(f"Metrics: {server.url}/metrics (health: /health/live, /health/ready)", flush=True)
     return server
 

@@ -13,32 +13,42 @@ from tasks.actions import (
     attach_flow_run,
     capture_and_preview,
     execute_action,
+    final_state,
+    name_flow_run,
     notify_approvers,
-    outcome,
     propose_or_load,
     request_markdown,
+    run_name,
+    write_decision_artifact,
     write_request_artifact,
 )
 
 
-@flow(name="saferails-action", flow_run_name="action-{action_id}", validate_parameters=True)
+@flow(name="saferails-action", flow_run_name=run_name, validate_parameters=True)
 def action_flow(
     action_id: str | None = None, proposal: dict[str, Any] | None = None, poll_interval: int = 10
 ) -> dict[str, Any]:
-    """Carry one action to its outcome and return it (``state``, and for a refusal ``refusal``/``retry_after``).
+    """Carry one action to its outcome. The run's final state says that outcome (``tasks.actions.final_state``:
+    Completed, Failed with the error, or a named state such as "Rejected", "Blocked", "RateLimited",
+    "RolledBack"); its result is the outcome dict (``state``, and for a refusal ``refusal``/``retry_after``).
+    Called directly it returns that dict (a Failed run raises; pass ``return_state=True`` to get the state).
+    Typed as that dict because Prefect turns the returned state into its result for callers.
 
-    A blocked or rate-limited action runs nothing: the refusal is the result of a Completed run. An action
-    already past the gate (re-run, recovery) is not decided again; execution is idempotent in the core, so a
-    completed action's re-run applies nothing.
+    A blocked or rate-limited action runs nothing. An action already past the gate (re-run, recovery) is not
+    decided again; execution is idempotent in the core, so a completed action's re-run applies nothing.
     """
     view = propose_or_load(action_id, proposal)
     attach_flow_run(view.id, str(flow_run.get_id()))
+    if action_id is None:
+        name_flow_run(view, str(flow_run.get_id()))
     if view.state == PENDING_APPROVAL:
         preview = capture_and_preview(view.id)
         description = request_markdown(view, preview)
         write_request_artifact(view.id, description)
         notify_approvers(view.id)
         view = approval_gate(view, description, poll_interval=poll_interval)
+        write_decision_artifact(view)
     if view.state == APPROVED:
         view = execute_action(view.id)
-    return outcome(view)
+    # Prefect resolves a returned state into the run's final state, and into its result (the dict) for callers.
+    return final_state(view)  # type: ignore[return-value]

@@ -79,7 +79,9 @@ def submit_action(
 
 def start_in_process(flow: Flow[Any, Any], run: FlowRun, parameters: dict[str, Any], *, name: str) -> None:
     """Run the created ``run`` of ``flow`` on a daemon thread of this process; ``join_flow_threads`` waits for it."""
-    thread = threading.Thread(target=run_flow, kwargs={"flow": flow, "flow_run": run, "parameters": parameters},
+    # return_type="state": a run that ends Failed (a failed execution) is an outcome, not a crash of the thread.
+    thread = threading.Thread(target=run_flow, kwargs={"flow": flow, "flow_run": run, "parameters": parameters,
+                                                       "return_type": "state"},
                               name=name, daemon=True)
     with _threads_lock:
         _threads[:] = [t for t in _threads if t.is_alive()]

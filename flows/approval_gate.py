@@ -1,14 +1,16 @@
 """The approval gate: pause the flow run with a form until the store says approved or rejected.
 
 Each answer is checked by ``ActionService.approve`` / ``reject`` (authorised, not the proposer, counted once,
-bound to the action hash shown in the request, one-time code). A refused answer is logged and the run pauses
-again without counting; so does an answer that fails validation (an empty resume has no ``decision``). Each
-pause gets a fresh key (Prefect numbers them), so n-of-m approvals are n resumes of the same run.
+bound to the action hash shown in the request, one-time code); the service audits what it refuses. A refused
+answer is logged as an error in the run's logs and the run pauses again without counting; so does an answer
+that fails validation (an empty resume has no ``decision``), which never reaches the service and is audited
+here (``approval_input_invalid``). Prefect's UI only says "resumed", so the next pause's form starts with the
+refusal. Each pause gets a fresh key (Prefect numbers them), so n-of-m approvals are n resumes of the same run.
 
 Time: the pause lasts until the action's ``approval_deadline`` by the runtime clock. When Prefect's pause
 times out the run is forced back to Running (a real server's pause-expiry service may already have failed
 it) and the store decides: past the deadline, ``resolve_timeout`` applies the policy's timeout action;
-otherwise the gate pauses again for the time left. The flow then ends Completed with the outcome.
+otherwise the gate pauses again for the time left. The flow's final state then says the outcome.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from blocks.settings import current_runtime
 from saferails.actions.lifecycle import PENDING_APPROVAL
 from saferails.actions.models import ActionView
 from saferails.errors import ApprovalError, InvalidInput, InvalidTransition
+from tasks.actions import audit_invalid_resume
 
 CHANNEL = "prefect-ui"
 
@@ -54,6 +57,7 @@ def approval_gate(view: ActionView, description: str, *, poll_interval: int = 10
     requirement = view.decision.get("approval") or {}
     form = ApprovalInput if requirement.get("require_codes", True) else ApprovalInputCodeWaived
     shown_hash = view.action_hash
+    refusal = ""
     while view.state == PENDING_APPROVAL:
         left = 0.0 if view.approval_deadline is None else (view.approval_deadline - rt.clock.now()).total_seconds()
         if view.approval_deadline is not None and left <= 0:
@@ -61,20 +65,24 @@ def approval_gate(view: ActionView, description: str, *, poll_interval: int = 10
             break
         timeout = max(1, math.ceil(left)) if view.approval_deadline is not None else 3600
         try:
-            answer = pause_flow_run(wait_for_input=form.with_initial_data(description=description),
+            answer = pause_flow_run(wait_for_input=form.with_initial_data(description=refusal + description),
                                     timeout=timeout, poll_interval=max(1, min(poll_interval, timeout)))
         except FlowPauseTimeout:
             _reclaim_run()
         except ValidationError as exc:
-            logger.warning("resume ignored, the input was not a valid decision: %s", exc.errors()[0]["msg"])
+            why = f"the input was not a valid decision: {exc.errors()[0]['msg']}"
+            logger.error("resume refused, %s", why)
+            audit_invalid_resume(view.id, why)
+            refusal = _refusal_banner("An answer", why)
         else:
-            _decide(view.id, answer, shown_hash)
+            refusal = _decide(view.id, answer, shown_hash)
         view = rt.actions.get(view.id)
     logger.info("approval gate closed: action %s is %s", view.id, view.state)
     return view
 
 
-def _decide(action_id: str, answer: ApprovalInput, shown_hash: str) -> None:
+def _decide(action_id: str, answer: ApprovalInput, shown_hash: str) -> str:
+    """Record ``answer`` through the service; returns a banner for the next form if it was refused, else ""."""
     rt = current_runtime()
     code = answer.code or None
     try:
@@ -85,7 +93,14 @@ def _decide(action_id: str, answer: ApprovalInput, shown_hash: str) -> None:
             rt.actions.reject(action_id, answer.approver, reason=answer.reason, code=code, action_hash=shown_hash,
                               channel=CHANNEL)
     except (ApprovalError, InvalidInput, InvalidTransition) as exc:
-        get_run_logger().warning("%s by %s refused (%s): %s", answer.decision, answer.approver, exc.code, exc.message)
+        get_run_logger().error("%s by %s refused (%s): %s", answer.decision, answer.approver, exc.code, exc.message)
+        return _refusal_banner(f"{answer.approver}'s {answer.decision}", f"{exc.code}: {exc.message}")
+    get_run_logger().info("%s by %s recorded", answer.decision, answer.approver)
+    return ""
+
+
+def _refusal_banner(who: str, why: str) -> str:
+    return f"> **Refused, nothing was recorded.** {who} was refused ({why}). Try again below.\n\n"
 
 
 def _resolve_timeout(action_id: str) -> ActionView:

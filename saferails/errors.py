@@ -102,6 +102,21 @@ class NotFound(SaferailsError):
         super().__init__(f"{entity_type} {entity_id!r} not found", entity_type=entity_type, entity_id=entity_id)
 
 
+class AmbiguousId(InvalidInput):
+    """A short id prefix matches more than one entity; the message lists the candidates (up to ten)."""
+
+    code = "AMBIGUOUS_ID"
+
+    def __init__(self, entity_type: str, prefix: str, candidates: list[str]) -> None:
+        super().__init__(
+            f"{entity_type} id {prefix!r} is ambiguous, it starts several ids: {', '.join(candidates)} "
+            "(give more characters)",
+            entity_type=entity_type,
+            prefix=prefix,
+            candidates=candidates,
+        )
+
+
 # --- lifecycle (exit 5) -------------------------------------------------------------------------------------
 
 

@@ -39,7 +39,6 @@ from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, Pydanti
 
 from saferails.errors import ConfigurationError
 from saferails.net.egress import EgressPolicy
-from saferails.notify.signing import webhook_key
 
 if TYPE_CHECKING:
     from saferails.handlers.base import HandlerSettings
@@ -95,6 +94,9 @@ class Settings(BaseSettings):
     ledger_account: str = "operating"
     runner_limit: int = 50
     metrics_port: int = 9464
+    metrics_host: str = "127.0.0.1"
+    serve_host: str = "127.0.0.1"
+    serve_port: int = 4200
     cli_extensions: Annotated[list[str], NoDecode] = []
     egress_allowed_hosts: Annotated[list[str], NoDecode] = []
     egress_allow_private: bool = False
@@ -180,6 +182,9 @@ class Settings(BaseSettings):
     @classmethod
     def _standard_webhooks_secret(cls, value: SecretStr | None) -> SecretStr | None:
         if value is not None:
+            # Late: the notify package's modules read settings-adjacent files (secrets), which import this module.
+            from saferails.notify.signing import webhook_key
+
             try:
                 webhook_key(value.get_secret_value())
             except ConfigurationError as exc:
@@ -209,6 +214,14 @@ class Settings(BaseSettings):
             raise ConfigurationError(f"SAFERAILS_RUNNER_LIMIT must be at least 1, got {self.runner_limit}")
         if not 0 < self.metrics_port < 65536:
             raise ConfigurationError(f"SAFERAILS_METRICS_PORT must be 1-65535, got {self.metrics_port}")
+        if not 0 < self.serve_port < 65536:
+            raise ConfigurationError(f"SAFERAILS_SERVE_PORT must be 1-65535, got {self.serve_port}")
+        for name, host in (("SERVE_HOST", self.serve_host), ("METRICS_HOST", self.metrics_host)):
+            if not host or any(c.isspace() for c in host):
+                raise ConfigurationError(f"SAFERAILS_{name} must be a host name or address, got {host!r}")
+        if self.serve_port == self.metrics_port:
+            raise ConfigurationError(f"SAFERAILS_SERVE_PORT and SAFERAILS_METRICS_PORT are both {self.serve_port}: "
+                                     "the Prefect server and the metrics endpoint need a port each")
         if any(not ref or any(c.isspace() for c in ref) for ref in self.cli_extensions):
             raise ConfigurationError("SAFERAILS_CLI_EXTENSIONS must be comma-separated references without spaces")
         return self

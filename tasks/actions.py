@@ -5,15 +5,34 @@ from __future__ import annotations
 
 import json
 from typing import Any
+from uuid import UUID
 
-from prefect import get_run_logger, task
+from prefect import get_client, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
+from prefect.client.schemas.objects import State
+from prefect.runtime import flow_run
+from prefect.states import Cancelled, Completed, Failed
 
 from blocks.settings import current_runtime
-from saferails.actions.lifecycle import APPROVED, COMPLETED, FAILED, ROLLED_BACK
+from saferails import transitions
+from saferails.actions.lifecycle import (
+    APPROVED,
+    BLOCKED,
+    CANCELLED,
+    COMPLETED,
+    FAILED,
+    REJECTED,
+    ROLLBACK_FAILED,
+    ROLLED_BACK,
+    TIMED_OUT,
+)
 from saferails.actions.models import ActionView, Proposal
+from saferails.actions.service import ACTION_KIND
+from saferails.actions.service import ENTITY as ACTION_ENTITY
+from saferails.api import refusal_for
 from saferails.approvals.codes import approval_requests
 from saferails.errors import SaferailsError
+from saferails.store.db import transaction
 
 FLOW_ACTOR = "system:flow"
 
@@ -46,39 +65,86 @@ def capture_and_preview(action_id: str) -> dict[str, Any]:
 
 
 def request_markdown(view: ActionView, preview: dict[str, Any]) -> str:
-    """The approval request as markdown: shown above the pause form and saved as the artifact."""
+    """The approval request as markdown: shown above the pause form and saved as the artifact.
+
+    A vertical list (a bold label line, the value below it), not a table: the Resume dialog is narrow, and a
+    wide table cut off the pre-state and preview. After a one-line summary come the pre-state and the preview
+    (what the approver most needs), then who asked and why, the policy's reasons, and the bookkeeping."""
     approval = view.decision.get("approval") or {}
     fired = [f"`{r['rule_id']}`: {r['message']}" for r in view.decision.get("reasons", []) if r.get("fired")]
     deadline = view.approval_deadline.isoformat() if view.approval_deadline else "-"
-    rows = [
-        ("What", f"`{view.action_type}`"),
-        ("On whom", f"`{view.target}`"),
-        ("Parameters", f"`{_json(view.params)}`"),
+    if "pre_state" in preview:
+        pre_state = _code_block(preview.get("pre_state"))
+    elif "error" in preview:
+        pre_state = f"unavailable: {preview['error']}"
+    else:
+        pre_state = "-"
+    shown = preview.get("preview", preview.get("error")) if preview else None
+    entries = [
+        ("Pre-state (now)", pre_state),
+        ("Preview (after approval)", _code_block(shown) if shown is not None else "-"),
+        ("Parameters", _code_block(view.params)),
         ("Who asked", view.proposer),
         ("Why", view.reason or "(no reason given)"),
         ("Impact", view.impact.upper()),
-        ("Rules fired", "<br>".join(fired) or "-"),
+        ("Rules fired", "\n".join(f"- {f}" for f in fired) or "-"),
         ("Approvals needed", f"{view.min_approvals} of users {approval.get('users') or '-'} "
                              f"/ groups {approval.get('groups') or '-'}"),
         ("Deadline", f"{deadline} (then: {view.timeout_action or 'fail'})"),
-        ("Pre-state", f"`{_json(preview.get('pre_state'))}`" if "pre_state" in preview else "-"),
-        ("Preview", f"`{_json(preview.get('preview', preview.get('error')))}`" if preview else "-"),
+        ("Action", f"`{view.id}`"),
         ("Action hash", f"`{view.action_hash}`"),
     ]
     codes = "your one-time approval code (sent to you)" if approval.get("require_codes") else "not required"
-    table = "\n".join(f"| {k} | {str(v).replace('|', '/')} |" for k, v in rows)
-    return (f"### Approval requested: `{view.action_type}` on `{view.target}`\n\n| | |\n|---|---|\n{table}\n\n"
-            f"Action `{view.id}`. Choose a decision, give your principal id, the code ({codes}) and a reason.")
+    body = "\n\n".join(f"**{label}**\n\n{value}" for label, value in entries)
+    return (f"### Approval requested: `{view.action_type}` on `{view.target}`\n\n"
+            f"{view.proposer} asks to run `{view.action_type}` on `{view.target}` ({view.impact} impact).\n\n"
+            f"{body}\n\n"
+            f"Choose a decision, give your principal id, the code ({codes}) and a reason.")
 
 
-def _json(value: Any) -> str:
-    return json.dumps(value, sort_keys=True, default=str)
+def _code_block(value: Any) -> str:
+    """``value`` for the narrow dialog: an object as one bullet per key (wraps with the dialog), anything else
+    as indented JSON in a fenced block."""
+    if isinstance(value, dict) and value:
+        return "\n".join(f"- {key}: `{json.dumps(item, sort_keys=True, default=str)}`"
+                         for key, item in sorted(value.items()))
+    return f"```json\n{json.dumps(value, sort_keys=True, default=str, indent=2)}\n```"
 
 
 @task(name="write-request-artifact")
 def write_request_artifact(action_id: str, markdown: str) -> None:
     # The key names the action so the UI lists every request of one action together.
     create_markdown_artifact(markdown=markdown, key=f"approval-{action_id}", description="saferails approval request")
+
+
+@task(name="write-decision-artifact")
+def write_decision_artifact(view: ActionView) -> None:
+    """When the gate closes: a new version of the request's artifact (same key) saying how it was decided, so
+    the artifact no longer reads "Approval requested" once the answer is in."""
+    verbs = {"approve": "approved", "reject": "rejected"}
+    lines = [f"- **{a.approver}** {verbs.get(a.decision, a.decision)} via {a.channel} at "
+             f"{a.created_at.isoformat()}: {a.reason or '-'}"
+             + ("" if a.action_hash == view.action_hash else " (for an older version: does not count)")
+             for a in view.approvals]
+    decided = view.decided_at.isoformat() if view.decided_at else "-"
+    markdown = (f"### Approval {view.state.replace('_', ' ')}: `{view.action_type}` on `{view.target}`\n\n"
+                f"Decided at {decided}. {len(view.valid_approvers)} of {view.min_approvals} approvals counted.\n\n"
+                + ("\n".join(lines) or "No decision was recorded (the deadline passed).")
+                + f"\n\nAction `{view.id}`")
+    create_markdown_artifact(markdown=markdown, key=f"approval-{view.id}",
+                             description=f"saferails approval: {view.state}")
+
+
+def audit_invalid_resume(action_id: str, why: str) -> None:
+    """Audit a resume of the paused run whose input was not a valid decision (it never reaches
+    ``ActionService``, which audits the refusals it makes itself). State unchanged; nobody is named, since the
+    input named nobody valid."""
+    rt = current_runtime()
+    with transaction(rt.sessions) as session:
+        row = transitions.lock_row(session, ACTION_KIND, action_id)
+        transitions.record_event(session, ACTION_ENTITY, row, actor="prefect-ui:unknown",
+                                 event="approval_input_invalid", now=rt.clock.now(),
+                                 details={"channel": "prefect-ui", "reason": why})
 
 
 @task(name="notify-approvers")
@@ -121,6 +187,82 @@ def rollback_action(action_id: str, actor: str, reason: str) -> ActionView:
     rt = current_runtime()
     result: ActionView = rt.execution.rollback(action_id, actor, reason=reason)
     return result
+
+
+def name_of(view: ActionView) -> str:
+    """What a run carrying ``view`` is called: ``reassign_manager emp_21 · 5e2c550c``."""
+    return f"{view.action_type} {view.target} · {view.id[:8]}"
+
+
+@task(name="name-flow-run")
+def name_flow_run(view: ActionView, flow_run_id: str) -> None:
+    """Rename a run started from a proposal (named ``... · new`` before the action had an id)."""
+    with get_client(sync_client=True) as client:
+        client.update_flow_run(UUID(flow_run_id), name=name_of(view))
+
+
+def run_name() -> str:
+    """The flow run's name: what it does, then the short action id (``reassign_manager emp_21 · 5e2c550c``).
+
+    Evaluated by Prefect when the run starts, from the run's parameters; a proposal not yet recorded is named
+    from the proposal. Never fails a run: anything unreadable falls back to ``action-<id>``."""
+    params = flow_run.parameters
+    action_id = params.get("action_id")
+    proposal = params.get("proposal") or {}
+    try:
+        if action_id is not None:
+            return name_of(current_runtime().actions.get(str(action_id)))
+        return f"{proposal['action_type']} {proposal['target']} · new"
+    except (SaferailsError, RuntimeError, KeyError, TypeError):
+        return f"action-{action_id or 'new'}"
+
+
+def final_state(view: ActionView) -> State[dict[str, Any]]:
+    """The flow run's final state, saying the action's outcome (the run's result is ``outcome(view)``).
+
+    - ``completed`` -> Completed; ``failed``, ``rollback_failed`` -> Failed with the error as message;
+      ``timed_out`` (the policy's timeout action ``fail``) -> Failed named "TimedOut".
+    - ``rejected``, ``blocked`` (named "Blocked", or "RateLimited" when the policy's code is RATE_LIMITED),
+      ``rolled_back`` -> Completed-typed states named "Rejected", "Blocked", "RateLimited", "RolledBack";
+      ``approved`` (scheduled for later, left to the sweep) -> Completed named "Approved"; ``cancelled`` ->
+      Cancelled.
+
+    Why Completed-typed for refusals: the flow did its job (the rails held), so nothing about the run itself
+    failed and no retry or failure automation should fire; the UI shows the state's name, so the outcome is
+    still visible at a glance. Cancelled-typed is kept for a withdrawn action, which is what Cancelled means in
+    Prefect. The reason is the state's message."""
+    out = outcome(view)
+    if view.state == COMPLETED:
+        return Completed(data=out, message=f"{view.action_type} on {view.target} completed")
+    if view.state in (FAILED, ROLLBACK_FAILED):
+        return Failed(data=out, message=view.error or f"action {view.id} is {view.state}")
+    if view.state == TIMED_OUT:
+        return Failed(data=out, name="TimedOut",
+                      message=f"nobody decided before {view.approval_deadline}: the policy fails it on timeout")
+    if view.state == CANCELLED:
+        return Cancelled(data=out, message=_last_reason(view) or f"action {view.id} was cancelled")
+    if view.state == REJECTED:
+        return Completed(data=out, name="Rejected", message=_last_reason(view) or "rejected")
+    if view.state == BLOCKED:
+        refusal = refusal_for(view)
+        name = "RateLimited" if refusal is not None and refusal.code == "RATE_LIMITED" else "Blocked"
+        why = refusal.message if refusal is not None else f"action {view.id} was blocked by policy"
+        return Completed(data=out, name=name, message=f"{refusal.code if refusal else 'BLOCKED'}: {why}")
+    if view.state == ROLLED_BACK:
+        return Completed(data=out, name="RolledBack", message=view.error or "rolled back to the captured pre-state")
+    if view.state == APPROVED:
+        return Completed(data=out, name="Approved",
+                         message=f"approved; the scheduled-execution sweep runs it at {view.scheduled_for}")
+    return Completed(data=out, name=view.state.replace("_", " ").title().replace(" ", ""),
+                     message=f"action {view.id} is {view.state}")
+
+
+def _last_reason(view: ActionView) -> str:
+    """The reason of the deciding rejection (who and why), for the state message."""
+    for approval in reversed(view.approvals):
+        if approval.decision == "reject":
+            return f"rejected by {approval.approver}: {approval.reason or '(no reason given)'}"
+    return ""
 
 
 def outcome(view: ActionView) -> dict[str, Any]:

@@ -25,7 +25,7 @@ from saferails.actions.repository import ActionFilter
 from saferails.api import Store, refusal_for
 from saferails.audit.query import MAX_LIMIT, AuditQuery, AuditRecordView, query_audit
 from saferails.cli import output as out
-from saferails.cli.common import Io, JsonFlag, acting_as, iso_time, params, principal_of, run
+from saferails.cli.common import Io, JsonFlag, acting_as, iso_time, params, principal_of, resolve, run
 from saferails.errors import ExecutionError, InvalidInput, RollbackError
 from saferails.identity import Permission, require
 from saferails.store.db import read_transaction
@@ -44,7 +44,7 @@ Proposer = Annotated[str | None, typer.Option(
 Reason = Annotated[str, typer.Option("--reason")]
 Tenant = Annotated[str, typer.Option("--tenant")]
 Priority = Annotated[int, typer.Option("--priority", help="1 (most urgent) .. 10")]
-ActionId = Annotated[str, typer.Argument(metavar="ID")]
+ActionId = Annotated[str, typer.Argument(metavar="ID", help="action id, or its first 4+ characters")]
 Approver = Annotated[str | None, typer.Option(
     "--approver", help="must be the authenticated principal (the default)")]
 Code = Annotated[str | None, typer.Option("--code", help="one-time approval code")]
@@ -109,7 +109,7 @@ def show(ctx: typer.Context, action_id: ActionId, as_json: JsonFlag = False) -> 
     """an action, its approvals, the decision and its audit trail"""
 
     def command(store: Store, io: Io) -> int:
-        action = store.actions.get(action_id)
+        action = store.actions.get(resolve(store.sessions, "action", action_id))
         records = audit_trail(store, action.id)
 
         def text(stream: TextIO) -> None:
@@ -166,15 +166,15 @@ def _decide(ctx: typer.Context, as_json: bool, approver: str | None,
 def approve(ctx: typer.Context, action_id: ActionId, approver: Approver = None, code: Code = None,
             reason: Reason = "", as_json: JsonFlag = False) -> None:
     """approve a pending action (as the authenticated principal)"""
-    _decide(ctx, as_json, approver, lambda store, who: store.actions.approve(action_id, who, reason=reason, code=code,
-                                                                             channel="cli"))
+    _decide(ctx, as_json, approver, lambda store, who: store.actions.approve(
+        resolve(store.sessions, "action", action_id), who, reason=reason, code=code, channel="cli"))
 
 
 def reject(ctx: typer.Context, action_id: ActionId, reason: Reason, approver: Approver = None, code: Code = None,
            as_json: JsonFlag = False) -> None:
     """reject a pending action (as the authenticated principal)"""
-    _decide(ctx, as_json, approver, lambda store, who: store.actions.reject(action_id, who, reason=reason, code=code,
-                                                                            channel="cli"))
+    _decide(ctx, as_json, approver, lambda store, who: store.actions.reject(
+        resolve(store.sessions, "action", action_id), who, reason=reason, code=code, channel="cli"))
 
 
 def cancel(ctx: typer.Context, action_id: ActionId, reason: Reason, actor: Actor = None,
@@ -184,9 +184,10 @@ def cancel(ctx: typer.Context, action_id: ActionId, reason: Reason, actor: Actor
     def command(store: Store, io: Io) -> int:
         principal = principal_of(ctx)
         who = acting_as(principal, actor, "--actor")
-        if not (store.actions.get(action_id).proposer == who and principal.can(Permission.PROPOSE_ACTION)):
+        full_id = resolve(store.sessions, "action", action_id)
+        if not (store.actions.get(full_id).proposer == who and principal.can(Permission.PROPOSE_ACTION)):
             require(principal, Permission.OPERATE)
-        return _decided(store.actions.cancel(action_id, who, reason=reason), io)
+        return _decided(store.actions.cancel(full_id, who, reason=reason), io)
 
     run(ctx, as_json, command)
 
@@ -195,10 +196,14 @@ def execute(ctx: typer.Context, action_id: ActionId, actor: Actor = None, as_jso
     """execute an approved action now (in this process, through its handler)"""
 
     def command(store: Store, io: Io) -> int:
-        action = store.execution.execute(action_id, acting_as(principal_of(ctx), actor, "--actor"))
+        action = store.execution.execute(resolve(store.sessions, "action", action_id),
+                                         acting_as(principal_of(ctx), actor, "--actor"))
         _decided(action, io)
-        # A handler failure is recorded (state failed, error kept), not raised: the exit code still says so.
-        return ExecutionError.exit_code if action.state == "failed" else 0
+        # A handler failure is recorded (state failed, error kept), not raised: the exit code and stderr say so.
+        if action.state == "failed":
+            return io.error(ExecutionError(f"action {action.id} failed: {action.error or 'no error recorded'}",
+                                           action_id=action.id))
+        return 0
 
     run(ctx, as_json, command, permission=Permission.OPERATE)
 
@@ -208,9 +213,13 @@ def rollback(ctx: typer.Context, action_id: ActionId, reason: Reason, actor: Act
     """restore an action's captured pre-state through its handler"""
 
     def command(store: Store, io: Io) -> int:
-        action = store.execution.rollback(action_id, acting_as(principal_of(ctx), actor, "--actor"), reason=reason)
+        action = store.execution.rollback(resolve(store.sessions, "action", action_id),
+                                          acting_as(principal_of(ctx), actor, "--actor"), reason=reason)
         _decided(action, io)
-        return RollbackError.exit_code if action.state == "rollback_failed" else 0
+        if action.state == "rollback_failed":
+            return io.error(RollbackError(f"rollback of action {action.id} failed: "
+                                          f"{action.error or 'no error recorded'}", action_id=action.id))
+        return 0
 
     run(ctx, as_json, command, permission=Permission.OPERATE)
 

@@ -11,6 +11,8 @@
 - Value parsers for options: :func:`iso_time`, :func:`duration`, :func:`params`, :func:`json_object`,
   :func:`key_values`.
 - ``JsonFlag``, the ``--json`` option of every command.
+- :func:`resolve`, the one place an id argument becomes a full id: every command taking an action, task, plan or
+  execution id accepts the full id or a prefix of at least 4 hex characters (``saferails.store.ids``).
 """
 
 from __future__ import annotations
@@ -23,10 +25,11 @@ from contextlib import AbstractContextManager, ExitStack
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Annotated, Any, TextIO
+from typing import Annotated, Any, Literal, TextIO
 
 import typer
 from sqlalchemy.exc import OperationalError
+from sqlalchemy.orm import Session, sessionmaker
 from typer.exceptions import TyperException
 
 from saferails.api import Store, open_store
@@ -35,6 +38,11 @@ from saferails.cli.extensions import Registry, load_registry
 from saferails.errors import InternalError, InvalidInput, PermissionDenied, SaferailsError, StoreUnavailable
 from saferails.identity import Permission, Principal, Role, credentials_path, require, resolve_token
 from saferails.policy.model import parse_duration
+from saferails.runbooks.tables import RunbookExecution
+from saferails.store.db import read_transaction
+from saferails.store.ids import resolve_id
+from saferails.store.tables import Action
+from saferails.workflow.tables import ActionPlan, Task
 
 __all__ = [
     "Command",
@@ -51,6 +59,7 @@ __all__ = [
     "key_values",
     "params",
     "principal_of",
+    "resolve",
     "run",
     "run_unauthenticated",
     "workflow_roles",
@@ -220,6 +229,18 @@ def run_unauthenticated(ctx: typer.Context, as_json: bool, command: Command, *, 
             with io.progress(opening):
                 store = stack.enter_context(open_store())
         state.exit_code = command(store, io)
+
+
+IdKind = Literal["action", "task", "action plan", "runbook execution"]
+_ID_MODELS: dict[str, Any] = {"action": Action, "task": Task, "action plan": ActionPlan,
+                              "runbook execution": RunbookExecution}
+
+
+def resolve(sessions: sessionmaker[Session], kind: IdKind, value: str) -> str:
+    """The full id ``value`` names: itself, or the one id of ``kind`` it is a prefix of (at least 4 hex
+    characters). ``NotFound`` (exit 4) or ``AmbiguousId`` (exit 2, listing the candidates) otherwise."""
+    with read_transaction(sessions) as session:
+        return resolve_id(session, _ID_MODELS[kind], value, kind)
 
 
 def run_offline(ctx: typer.Context, as_json: bool, command: Callable[[Io], int]) -> None:

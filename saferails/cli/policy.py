@@ -1,4 +1,7 @@
-"""``saferails policy show|check``: the policy in force, and what it would decide for an action."""
+"""``saferails policy show|check``: the policy in force, and what it would decide for an action.
+
+``policy check`` exits 0 when the action would be allowed or would need approval, and 6 (with
+``error[CODE]: ...`` on stderr, the refusal's code) when the policy would deny it, as ``propose`` does."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ import typer
 from saferails.api import Store
 from saferails.cli.actions import ActionType, Param, ParamsJson, Priority, Proposer, Reason, Target, Tenant, proposal
 from saferails.cli.common import Io, JsonFlag, principal_of, run
+from saferails.errors import PolicyRefusal
 from saferails.policy import Decision, policy_to_yaml
 
 __all__ = ["register"]
@@ -51,9 +55,20 @@ def check(
         decision: Decision = store.actions.check(proposal(fields | {"proposer": who}, param, params_json))
         io.result(decision.to_dict() | {"explanation": decision.explanation},
                   lambda s: s.write(decision.explanation + "\n"))
-        return 0
+        return 0 if decision.code is None else io.error(_refusal(decision))
 
     run(ctx, as_json, command)
+
+
+def _refusal(decision: Decision) -> PolicyRefusal:
+    """The typed refusal a DENY would be at ``propose`` (same code, so the same exit code)."""
+    code = str(decision.code)
+    cls = next((c for c in PolicyRefusal.__subclasses__() if c.code == code), PolicyRefusal)
+    deciding = next((r for r in decision.reasons if r.fired and r.code == decision.code), None)
+    why = f"rule {deciding.rule_id}: {deciding.message}" if deciding else code
+    retry = f"; retry after {decision.retry_after.isoformat()}" if decision.retry_after else ""
+    return cls(f"the policy would refuse this action: {why}{retry}", decision_code=code,
+               rule_id=deciding.rule_id if deciding else None)
 
 
 def register(root: typer.Typer) -> None:

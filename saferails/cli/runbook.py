@@ -29,6 +29,7 @@ from saferails.cli.common import (
     current_principal,
     json_object,
     key_values,
+    resolve,
     run,
     state_of,
 )
@@ -193,9 +194,13 @@ Wait = Annotated[bool, typer.Option("--wait", help="with --deployment: also wait
 WaitTimeout = Annotated[float, typer.Option("--wait-timeout", metavar="SECONDS")]
 PollInterval = Annotated[int, typer.Option("--poll-interval", metavar="SECONDS",
                                            help="how often the flow re-checks events and answers")]
-Execution = Annotated[str, typer.Argument(metavar="EXEC", help="execution id")]
+Execution = Annotated[str, typer.Argument(metavar="EXEC", help="execution id, or its first 4+ characters")]
 Actor = Annotated[str, typer.Option("--actor", help="must be the authenticated principal (the default)")]
 Reason = Annotated[str, typer.Option("--reason")]
+
+
+def _execution(svc: RunbookService, value: str) -> str:
+    return resolve(svc.sessions, "runbook execution", value)
 
 
 def _carry_on(ctx: typer.Context, as_json: bool, carry: Carry, change: Callable[[RunbookService], ExecutionView],
@@ -373,13 +378,13 @@ def run_execution(ctx: typer.Context, execution: Execution, prefect: PrefectFlag
                   poll_interval: PollInterval = 10, as_json: JsonFlag = False) -> None:
     """carry an execution forward until it is final or waits"""
     _carry_on(ctx, as_json, Carry(prefect, deployment, wait, wait_timeout, poll_interval),
-              lambda svc: svc.status(execution))
+              lambda svc: svc.status(_execution(svc, execution)))
 
 
 @app.command("status")
 def status(ctx: typer.Context, execution: Execution, as_json: JsonFlag = False) -> None:
     """an execution and each step's state"""
-    _show(ctx, as_json, lambda svc: svc.status(execution))
+    _show(ctx, as_json, lambda svc: svc.status(_execution(svc, execution)))
 
 
 def _control(name: str, help_text: str, change: Callable[[RunbookService, str, str, str], ExecutionView]) -> None:
@@ -387,7 +392,8 @@ def _control(name: str, help_text: str, change: Callable[[RunbookService, str, s
 
     def command(ctx: typer.Context, execution: Execution, reason: Reason, actor: Actor = CLI_ACTOR,
                 as_json: JsonFlag = False) -> None:
-        _show(ctx, as_json, lambda svc: change(svc, execution, _who(actor), reason), permission=Permission.OPERATE)
+        _show(ctx, as_json, lambda svc: change(svc, _execution(svc, execution), _who(actor), reason),
+              permission=Permission.OPERATE)
 
     app.command(name, help=help_text)(command)
 
@@ -402,7 +408,7 @@ def _carried_control(name: str, help_text: str,
                 wait_timeout: WaitTimeout = 3600.0, poll_interval: PollInterval = 10, as_json: JsonFlag = False,
                 ) -> None:
         _carry_on(ctx, as_json, Carry(prefect, deployment, wait, wait_timeout, poll_interval),
-                  lambda svc: change(svc, execution, _who(actor), reason))
+                  lambda svc: change(svc, _execution(svc, execution), _who(actor), reason))
 
     app.command(name, help=help_text)(command)
 
@@ -420,7 +426,7 @@ def retry_step(ctx: typer.Context, execution: Execution, step: Annotated[str, ty
                ) -> None:
     """re-run one failed step and continue from there"""
     _carry_on(ctx, as_json, Carry(prefect, deployment, wait, wait_timeout, poll_interval),
-              lambda svc: svc.retry_step(execution, step, _who(actor), reason))
+              lambda svc: svc.retry_step(_execution(svc, execution), step, _who(actor), reason))
 
 
 _carried_control("replay", "a new execution with the same inputs and template version", RunbookService.replay)
@@ -431,7 +437,7 @@ def logs(ctx: typer.Context, execution: Execution, as_json: JsonFlag = False) ->
     """an execution's log lines"""
 
     def command(store: Store, io: Io) -> int:
-        lines: list[LogLine] = service(store).logs(execution)
+        lines: list[LogLine] = service(store).logs(resolve(store.sessions, "runbook execution", execution))
         rows = [[ln.at, ln.step_id or "-", ln.level, ln.message] for ln in lines]
         return io.table(jsonable(lines), LOG_COLUMNS, rows, empty="(no log lines)")
 
@@ -443,7 +449,7 @@ def evidence(ctx: typer.Context, execution: Execution, as_json: JsonFlag = False
     """an execution's evidence"""
 
     def command(store: Store, io: Io) -> int:
-        items: list[Evidence] = service(store).evidence(execution)
+        items: list[Evidence] = service(store).evidence(resolve(store.sessions, "runbook execution", execution))
         rows = [[e.at, e.step_id, e.kind, _cell(e.content, 90)] for e in items]
         return io.table(jsonable(items), EVIDENCE_COLUMNS, rows, empty="(no evidence)")
 

@@ -36,6 +36,7 @@ from saferails.cli.common import (
     current_principal,
     iso_time,
     key_values,
+    resolve,
     run,
     workflow_roles,
 )
@@ -68,7 +69,7 @@ Priority = Literal["low", "medium", "high", "critical"]
 ActorOpt = Annotated[str, typer.Option("--actor", help=f"who acts (recorded in audit; default {DEFAULT_ACTOR})")]
 RoleOpt = Annotated[list[str] | None, typer.Option(
     "--role", metavar="ROLE", help=f"a role of the actor, repeatable: admin, agency, user (default {DEFAULT_ROLE})")]
-Id = Annotated[str, typer.Argument(metavar="ID")]
+Id = Annotated[str, typer.Argument(metavar="ID", help="the id, or its first 4+ characters")]
 Limit = Annotated[int, typer.Option("--limit")]
 ActiveOnly = Annotated[bool, typer.Option("--active-only")]
 Meta = Annotated[list[str] | None, typer.Option("--meta", metavar="KEY=VALUE",
@@ -185,7 +186,8 @@ def task_create(
 
     def command(svc: WorkflowService, io: Io) -> int:
         task = svc.create_task(_actor(actor, role), title=title, description=description, task_type=task_type,
-                               priority=priority, assigned_to=assign, due_date=due, action_plan_id=plan,
+                               priority=priority, assigned_to=assign, due_date=due,
+                               action_plan_id=None if plan is None else resolve(svc.sessions, "action plan", plan),
                                metadata=metadata)
         return _show_task(svc, task, io)
 
@@ -195,7 +197,8 @@ def task_create(
 @task_app.command("show")
 def task_show(ctx: typer.Context, task_id: Id, as_json: JsonFlag = False) -> None:
     """a task and its SLA record"""
-    _with_service(ctx, as_json, lambda svc, io: _show_task(svc, svc.get_task(task_id), io))
+    _with_service(ctx, as_json, lambda svc, io: _show_task(svc, svc.get_task(resolve(svc.sessions, "task", task_id)),
+                                                           io))
 
 
 @task_app.command("list")
@@ -213,7 +216,8 @@ def task_list(
         raise InvalidInput(f"unknown task state {state!r}; known: {', '.join(sorted(TASK_MACHINE.states))}")
 
     def command(svc: WorkflowService, io: Io) -> int:
-        tasks = svc.list_tasks(state=state, task_type=task_type, assigned_to=assignee, action_plan_id=plan,
+        plan_id = None if plan is None else resolve(svc.sessions, "action plan", plan)
+        tasks = svc.list_tasks(state=state, task_type=task_type, assigned_to=assignee, action_plan_id=plan_id,
                                limit=limit)
         return io.table([asdict(t) for t in tasks], TASK_COLUMNS, _task_rows(tasks), empty="(no tasks)")
 
@@ -230,7 +234,9 @@ def task_transition(
     """move a task to another state"""
 
     def command(svc: WorkflowService, io: Io) -> int:
-        return _show_task(svc, svc.transition_task(_actor(actor, role), task_id, target, reason=reason), io)
+        task = svc.transition_task(_actor(actor, role), resolve(svc.sessions, "task", task_id), target,
+                                   reason=reason)
+        return _show_task(svc, task, io)
 
     _with_service(ctx, as_json, command)
 
@@ -256,7 +262,8 @@ def plan_create(
 @plan_app.command("show")
 def plan_show(ctx: typer.Context, plan_id: Id, as_json: JsonFlag = False) -> None:
     """one action plan"""
-    _with_service(ctx, as_json, lambda svc, io: _show_plan(svc.get_action_plan(plan_id), io))
+    _with_service(ctx, as_json, lambda svc, io: _show_plan(
+        svc.get_action_plan(resolve(svc.sessions, "action plan", plan_id)), io))
 
 
 @plan_app.command("list")
@@ -279,14 +286,16 @@ def plan_list(ctx: typer.Context, state: Annotated[str | None, typer.Option("--s
 def plan_activate(ctx: typer.Context, plan_id: Id, actor: ActorOpt = DEFAULT_ACTOR, role: RoleOpt = None,
                   as_json: JsonFlag = False) -> None:
     """activate a draft plan (needs a goal)"""
-    _with_service(ctx, as_json, lambda svc, io: _show_plan(svc.activate_action_plan(_actor(actor, role), plan_id), io))
+    _with_service(ctx, as_json, lambda svc, io: _show_plan(
+        svc.activate_action_plan(_actor(actor, role), resolve(svc.sessions, "action plan", plan_id)), io))
 
 
 @plan_app.command("archive")
 def plan_archive(ctx: typer.Context, plan_id: Id, actor: ActorOpt = DEFAULT_ACTOR, role: RoleOpt = None,
                  as_json: JsonFlag = False) -> None:
     """archive a plan"""
-    _with_service(ctx, as_json, lambda svc, io: _show_plan(svc.archive_action_plan(_actor(actor, role), plan_id), io))
+    _with_service(ctx, as_json, lambda svc, io: _show_plan(
+        svc.archive_action_plan(_actor(actor, role), resolve(svc.sessions, "action plan", plan_id)), io))
 
 
 # --- triggers ---------------------------------------------------------------------------------------------------

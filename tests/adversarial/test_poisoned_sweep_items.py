@@ -143,7 +143,7 @@ def test_the_expire_sweep_ends_a_poisoned_item_timed_out_with_a_reason_and_resol
     policy = load_policy_text(
         'version: "poison-expire"\nimpact: {default: high}\n'
         "approval_defaults: {approvers: {groups: [approvers]}, min_approvals: 1, timeout: 1h, timeout_action: fail,"
-        " require_codes: false}\n"
+        " require_codes: false, codes_waiver_reason: \"the sweep, not the approver, is under test\"}\n"
         "rules:\n  - id: all-need-approval\n    kind: requires_approval\n    action_types: [poison_pill]\n"
     )
     actions = _ChokingActions(db.sessions, policy, clock)

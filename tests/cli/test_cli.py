@@ -99,7 +99,7 @@ def test_list_filters_pending_actions_and_prints_an_aligned_table(cli: Cli) -> N
 def test_policy_check_explains_the_decision_and_writes_nothing(cli: Cli) -> None:
     result = cli("policy", "check", "make_payment", "--target", "acct", "--param", "amount=10",
                  "--param", "currency=EUR", "--param", "payee=ACME", "--proposer", "agent-1", "--json")
-    assert result.code == 0
+    assert result.code == 6 and result.error()["error_code"] == "ACTION_BLOCKED"
     data = result.json()
     assert (data["outcome"], data["code"]) == ("deny", "ACTION_BLOCKED")
     assert "rule payments-blocked" in data["explanation"]
@@ -344,9 +344,10 @@ def test_executing_an_action_still_waiting_for_approval_is_refused(cli: Cli) -> 
     assert result.code == 5 and result.error()["error_code"] == "INVALID_TRANSITION"
 
 
-def test_without_an_approval_secret_codes_are_still_required_with_a_generated_key(cli: Cli, tmp_path: Path) -> None:
+def test_without_an_approval_secret_codes_are_still_required_with_a_generated_key(cli: Cli) -> None:
     action_id = _propose_high(cli)
     result = cli("approve", action_id, "--approver", "alice", "--json")
     assert result.code == 7 and result.error()["error_code"] == "APPROVAL_CODE_INVALID"
-    assert (Path(os.environ["SAFERAILS_DATA_DIR"]) / "keys" / "approval-secret").is_file()
+    key = Path(os.environ["SAFERAILS_DATA_DIR"]) / "keys" / "approval-secret"
+    assert key.is_file() and key.stat().st_mode & 0o077 == 0
     assert cli("approve", action_id, "--approver", "alice", "--code", cli.code("alice", action_id)).code == 0

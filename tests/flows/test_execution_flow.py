@@ -210,8 +210,11 @@ def test_rolling_back_through_the_api_puts_the_moved_file_back(world: Runtime, o
 def test_a_handler_failing_after_a_partial_effect_is_compensated_and_the_flow_ends_failed(
     world: Runtime, file_root: Path
 ) -> None:
-    result = action_flow(proposal={"action_type": "append_notes_flowtest", "target": "notes", "proposer": "agent-1",
-                                   "params": {"path": "notes.txt", "lines": ["one", "two"]}})
+    state = action_flow(proposal={"action_type": "append_notes_flowtest", "target": "notes", "proposer": "agent-1",
+                                  "params": {"path": "notes.txt", "lines": ["one", "two"]}}, return_state=True)
+    assert state.is_failed() and "second line was refused" in (state.message or "")
+    result = state.result(raise_on_failure=False)
+    assert isinstance(result, dict)
     assert result["state"] == "failed" and "second line was refused" in (result["error"] or "")
     assert not (file_root / "notes.txt").exists()
     assert "compensated" in _events(world, result["action_id"])

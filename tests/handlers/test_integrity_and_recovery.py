@@ -399,7 +399,7 @@ APPROVAL_POLICY = """
 version: "tamper-approval"
 impact: {default: high}
 approval_defaults: {approvers: {users: [alice]}, min_approvals: 1, timeout: 1h, timeout_action: fail,
-                    require_codes: false}
+                    require_codes: false, codes_waiver_reason: "the tampering, not the code, is under test"}
 rules:
   - id: documents-need-approval
     kind: requires_approval

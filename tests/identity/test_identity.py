@@ -111,7 +111,7 @@ def test_credentials_expire(ids: IdentityService, clock: ManualClock) -> None:
     with pytest.raises(Unauthenticated) as err:
         ids.authenticate(token)
     assert err.value.details["internal_reason"] == "expired" and err.value.http_status == 401
-    assert err.value.exit_code == 10
+    assert err.value.exit_code == 12
 
 
 def test_a_revoked_credential_stops_working_at_once_and_others_keep_working(ids: IdentityService) -> None:

@@ -1,0 +1,47 @@
+"""``make serve``'s hosts and ports come from the one settings model, and the UI it serves calls the API on the
+port the server really runs on (a real ``prefect server start`` subprocess on a free port)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import httpx
+import pytest
+from tests.support import free_port
+
+from deployments.serve import start_local_server
+from saferails.errors import ConfigurationError
+from saferails.settings import load_settings
+
+
+def test_serve_host_and_ports_are_read_from_saferails_variables() -> None:
+    settings = load_settings({"SAFERAILS_SERVE_PORT": "4300", "SAFERAILS_SERVE_HOST": "0.0.0.0",
+                              "SAFERAILS_METRICS_PORT": "9500", "SAFERAILS_METRICS_HOST": "0.0.0.0"})
+    assert (settings.serve_host, settings.serve_port) == ("0.0.0.0", 4300)
+    assert (settings.metrics_host, settings.metrics_port) == ("0.0.0.0", 9500)
+    defaults = load_settings({})
+    assert (defaults.serve_host, defaults.serve_port, defaults.metrics_port) == ("127.0.0.1", 4200, 9464)
+
+
+@pytest.mark.parametrize(("env", "names"), [
+    ({"SAFERAILS_SERVE_PORT": "70000"}, "SAFERAILS_SERVE_PORT"),
+    ({"SAFERAILS_SERVE_PORT": "9464"}, "SAFERAILS_METRICS_PORT"),
+    ({"SAFERAILS_SERVE_HOST": "local host"}, "SAFERAILS_SERVE_HOST"),
+    ({"SAFERAILS_METRICS_HOST": "a b"}, "SAFERAILS_METRICS_HOST"),
+])
+def test_an_unusable_serve_address_is_refused_naming_the_variable(env: dict[str, str], names: str) -> None:
+    with pytest.raises(ConfigurationError, match=names):
+        load_settings(env)
+
+
+def test_a_server_on_another_port_gives_its_ui_the_api_url_of_that_port(tmp_path: Path) -> None:
+    port = free_port()
+    proc, url = start_local_server(tmp_path / "prefect", "127.0.0.1", port)
+    try:
+        assert url == f"http://127.0.0.1:{port}/api"
+        assert httpx.get(f"{url}/health", timeout=10).status_code == 200
+        ui = httpx.get(f"http://127.0.0.1:{port}/ui-settings", timeout=10).json()
+        assert ui["api_url"] == f"http://127.0.0.1:{port}/api"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
