@@ -20,6 +20,8 @@ Variables (all optional; an empty value counts as unset):
 - ``SAFERAILS_LEDGER_ACCOUNT``: the account payments and purchases are booked against (``operating``).
 - ``SAFERAILS_RUNNER_LIMIT`` (50) and ``SAFERAILS_METRICS_PORT`` (9464): ``deployments.serve``.
 - ``SAFERAILS_CLI_EXTENSIONS``: comma-separated CLI extension references, read by the CLI's extension registry.
+- ``SAFERAILS_TOKEN``: the CLI's credential (``sr_...``); unset, the CLI reads the ``SAFERAILS_PROFILE`` profile
+  (default ``default``) of ``<data_dir>/credentials.json``.
 """
 
 from __future__ import annotations
@@ -102,6 +104,8 @@ class Settings(BaseSettings):
     http_authenticator: str | None = None
     public_url: str | None = None
     audit_checkpoints_file: Path | None = None
+    token: SecretStr | None = None
+    profile: str = "default"
 
     def __init__(self, **values: Any) -> None:
         try:

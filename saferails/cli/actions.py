@@ -3,6 +3,12 @@
 ``propose`` of an action the policy refuses prints the recorded (blocked) action and then fails with the
 refusal's code (exit 6). ``execute`` and ``rollback`` print the action and exit 8 when its handler failed (the
 failure is recorded, not raised).
+
+Who acts is the authenticated principal (``saferails.cli.common.run``): the proposer of ``propose``, the approver
+of ``approve``/``reject``, the actor of ``cancel``/``execute``/``rollback``. ``--proposer``, ``--approver`` and
+``--actor`` are still accepted for scripts, but only with the principal's own id (anything else is refused with
+``PERMISSION_DENIED``, exit 7). Permissions: ``propose`` needs the agent role, ``approve``/``reject`` approver,
+``execute``/``rollback`` operator; ``cancel`` is the proposer's own or an operator's; reading needs ``read``.
 """
 
 from __future__ import annotations
@@ -19,8 +25,9 @@ from saferails.actions.repository import ActionFilter
 from saferails.api import Store, refusal_for
 from saferails.audit.query import MAX_LIMIT, AuditQuery, AuditRecordView, query_audit
 from saferails.cli import output as out
-from saferails.cli.common import Io, JsonFlag, iso_time, params, resolve, run
+from saferails.cli.common import Io, JsonFlag, acting_as, iso_time, params, principal_of, resolve, run
 from saferails.errors import ExecutionError, InvalidInput, RollbackError
+from saferails.identity import Permission, require
 from saferails.store.db import read_transaction
 
 __all__ = ["ActionType", "Param", "ParamsJson", "Priority", "Proposer", "Reason", "Target", "Tenant", "proposal",
@@ -32,14 +39,16 @@ Param = Annotated[list[str] | None, typer.Option("--param", metavar="KEY=VALUE",
                                                  help="one parameter; repeat (JSON if [..] {..})")]
 ParamsJson = Annotated[str | None, typer.Option("--params-json", metavar="JSON",
                                                 help="all parameters as one JSON object")]
-Proposer = Annotated[str, typer.Option("--proposer")]
+Proposer = Annotated[str | None, typer.Option(
+    "--proposer", help="must be the authenticated principal (the default)")]
 Reason = Annotated[str, typer.Option("--reason")]
 Tenant = Annotated[str, typer.Option("--tenant")]
 Priority = Annotated[int, typer.Option("--priority", help="1 (most urgent) .. 10")]
 ActionId = Annotated[str, typer.Argument(metavar="ID", help="action id, or its first 4+ characters")]
-Approver = Annotated[str, typer.Option("--approver")]
+Approver = Annotated[str | None, typer.Option(
+    "--approver", help="must be the authenticated principal (the default)")]
 Code = Annotated[str | None, typer.Option("--code", help="one-time approval code")]
-Actor = Annotated[str, typer.Option("--actor")]
+Actor = Annotated[str | None, typer.Option("--actor", help="must be the authenticated principal (the default)")]
 
 
 def proposal(fields: dict[str, Any], param: list[str] | None, params_json: str | None) -> Proposal:
@@ -74,7 +83,7 @@ def audit_trail(store: Store, action_id: str) -> list[AuditRecordView]:
 
 
 def propose(
-    ctx: typer.Context, action_type: ActionType, target: Target, proposer: Proposer, param: Param = None,
+    ctx: typer.Context, action_type: ActionType, target: Target, proposer: Proposer = None, param: Param = None,
     params_json: ParamsJson = None, reason: Reason = "", tenant: Tenant = "default", priority: Priority = 5,
     scheduled_for: Annotated[datetime | None, typer.Option(
         "--scheduled-for", parser=iso_time, metavar="ISO", help="not before this time (with timezone)")] = None,
@@ -82,17 +91,18 @@ def propose(
     as_json: JsonFlag = False,
 ) -> None:
     """propose an action; prints the policy's decision"""
-    fields = {"action_type": action_type, "target": target, "proposer": proposer, "reason": reason,
+    fields = {"action_type": action_type, "target": target, "reason": reason,
               "tenant": tenant, "priority": priority, "scheduled_for": scheduled_for,
               "idempotency_key": idempotency_key}
 
     def command(store: Store, io: Io) -> int:
-        action = store.actions.propose(proposal(fields, param, params_json))
+        who = acting_as(principal_of(ctx), proposer, "--proposer")
+        action = store.actions.propose(proposal(fields | {"proposer": who}, param, params_json))
         io.result(action.to_dict() | {"explanation": out.explanation(action)}, _action_text(action))
         refusal = refusal_for(action)
         return 0 if refusal is None else io.error(refusal)
 
-    run(ctx, as_json, command)
+    run(ctx, as_json, command, permission=Permission.PROPOSE_ACTION)
 
 
 def show(ctx: typer.Context, action_id: ActionId, as_json: JsonFlag = False) -> None:
@@ -142,41 +152,52 @@ def list_actions(
     run(ctx, as_json, command)
 
 
-def _decide(ctx: typer.Context, as_json: bool, decide: Callable[[Store], ActionView]) -> None:
-    """An approver's decision: applied, then the action; the warning when codes are not checked."""
+def _decide(ctx: typer.Context, as_json: bool, approver: str | None,
+            decide: Callable[[Store, str], ActionView]) -> None:
+    """An approver's decision, as the authenticated principal: applied, then the action."""
 
     def command(store: Store, io: Io) -> int:
-        action = decide(store)
+        action = decide(store, acting_as(principal_of(ctx), approver, "--approver"))
         return _decided(action, io)
+
+    run(ctx, as_json, command, permission=Permission.DECIDE_ACTION)
+
+
+def approve(ctx: typer.Context, action_id: ActionId, approver: Approver = None, code: Code = None,
+            reason: Reason = "", as_json: JsonFlag = False) -> None:
+    """approve a pending action (as the authenticated principal)"""
+    _decide(ctx, as_json, approver, lambda store, who: store.actions.approve(
+        resolve(store.sessions, "action", action_id), who, reason=reason, code=code, channel="cli"))
+
+
+def reject(ctx: typer.Context, action_id: ActionId, reason: Reason, approver: Approver = None, code: Code = None,
+           as_json: JsonFlag = False) -> None:
+    """reject a pending action (as the authenticated principal)"""
+    _decide(ctx, as_json, approver, lambda store, who: store.actions.reject(
+        resolve(store.sessions, "action", action_id), who, reason=reason, code=code, channel="cli"))
+
+
+def cancel(ctx: typer.Context, action_id: ActionId, reason: Reason, actor: Actor = None,
+           as_json: JsonFlag = False) -> None:
+    """withdraw an action that has not started executing (its proposer, or an operator)"""
+
+    def command(store: Store, io: Io) -> int:
+        principal = principal_of(ctx)
+        who = acting_as(principal, actor, "--actor")
+        full_id = resolve(store.sessions, "action", action_id)
+        if not (store.actions.get(full_id).proposer == who and principal.can(Permission.PROPOSE_ACTION)):
+            require(principal, Permission.OPERATE)
+        return _decided(store.actions.cancel(full_id, who, reason=reason), io)
 
     run(ctx, as_json, command)
 
 
-def approve(ctx: typer.Context, action_id: ActionId, approver: Approver, code: Code = None, reason: Reason = "",
-            as_json: JsonFlag = False) -> None:
-    """approve a pending action"""
-    _decide(ctx, as_json, lambda store: store.actions.approve(resolve(store.sessions, "action", action_id), approver,
-                                                              reason=reason, code=code, channel="cli"))
-
-
-def reject(ctx: typer.Context, action_id: ActionId, approver: Approver, reason: Reason, code: Code = None,
-           as_json: JsonFlag = False) -> None:
-    """reject a pending action"""
-    _decide(ctx, as_json, lambda store: store.actions.reject(resolve(store.sessions, "action", action_id), approver,
-                                                             reason=reason, code=code, channel="cli"))
-
-
-def cancel(ctx: typer.Context, action_id: ActionId, actor: Actor, reason: Reason, as_json: JsonFlag = False) -> None:
-    """withdraw an action that has not started executing"""
-    run(ctx, as_json, lambda store, io: _decided(
-        store.actions.cancel(resolve(store.sessions, "action", action_id), actor, reason=reason), io))
-
-
-def execute(ctx: typer.Context, action_id: ActionId, actor: Actor = "cli:executor", as_json: JsonFlag = False) -> None:
+def execute(ctx: typer.Context, action_id: ActionId, actor: Actor = None, as_json: JsonFlag = False) -> None:
     """execute an approved action now (in this process, through its handler)"""
 
     def command(store: Store, io: Io) -> int:
-        action = store.execution.execute(resolve(store.sessions, "action", action_id), actor)
+        action = store.execution.execute(resolve(store.sessions, "action", action_id),
+                                         acting_as(principal_of(ctx), actor, "--actor"))
         _decided(action, io)
         # A handler failure is recorded (state failed, error kept), not raised: the exit code and stderr say so.
         if action.state == "failed":
@@ -184,21 +205,23 @@ def execute(ctx: typer.Context, action_id: ActionId, actor: Actor = "cli:executo
                                            action_id=action.id))
         return 0
 
-    run(ctx, as_json, command)
+    run(ctx, as_json, command, permission=Permission.OPERATE)
 
 
-def rollback(ctx: typer.Context, action_id: ActionId, actor: Actor, reason: Reason, as_json: JsonFlag = False) -> None:
+def rollback(ctx: typer.Context, action_id: ActionId, reason: Reason, actor: Actor = None,
+             as_json: JsonFlag = False) -> None:
     """restore an action's captured pre-state through its handler"""
 
     def command(store: Store, io: Io) -> int:
-        action = store.execution.rollback(resolve(store.sessions, "action", action_id), actor, reason=reason)
+        action = store.execution.rollback(resolve(store.sessions, "action", action_id),
+                                          acting_as(principal_of(ctx), actor, "--actor"), reason=reason)
         _decided(action, io)
         if action.state == "rollback_failed":
             return io.error(RollbackError(f"rollback of action {action.id} failed: "
                                           f"{action.error or 'no error recorded'}", action_id=action.id))
         return 0
 
-    run(ctx, as_json, command)
+    run(ctx, as_json, command, permission=Permission.OPERATE)
 
 
 def register(app: typer.Typer) -> None:

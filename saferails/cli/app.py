@@ -5,9 +5,9 @@ stdout (tables, or one JSON document with ``--json``); errors go to stderr as ``
 error's JSON with ``--json``) and the exit code comes from the error class (``SaferailsError.exit_code``: 2 bad
 input, including every usage error such as an unknown flag, a missing argument or a bad value; 3 audit chain
 broken, 4 not found, 5 invalid transition, 6 refused by policy, 7 approval refused, 8 execution failed, 9 store
-unavailable, 11 runbook wait timeout). An unexpected failure is ``error[INTERNAL_ERROR]`` with exit 1 and no
-traceback unless ``--debug`` is given. ``propose`` of an action the policy refuses prints the recorded (blocked)
-action and then fails with the refusal's code and exit code 6.
+unavailable, 11 runbook wait timeout, 12 unauthenticated). An unexpected failure is ``error[INTERNAL_ERROR]`` with
+exit 1 and no traceback unless ``--debug`` is given. ``propose`` of an action the policy refuses prints the recorded
+(blocked) action and then fails with the refusal's code and exit code 6.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Annotated
 
 import typer
 
-from saferails.cli import actions, agents, audit, db, org, policy, principals, runbook, workflow
+from saferails.cli import actions, agents, audit, db, http_api, org, policy, principals, runbook, workflow
 from saferails.cli.common import JsonFlag, State, exit_code_for, state_of
 from saferails.cli.output import is_terminal
 
@@ -41,7 +41,7 @@ def build_app() -> typer.Typer:
                       pretty_exceptions_enable=False, context_settings={"help_option_names": ["-h", "--help"]},
                       rich_markup_mode="rich" if is_terminal(sys.stdout) else None)
     app.callback()(_root)
-    for group in (actions, principals, audit, policy, db, runbook, workflow, org, agents):
+    for group in (actions, principals, audit, policy, db, runbook, workflow, org, agents, http_api):
         group.register(app)
     return app
 

@@ -15,6 +15,7 @@ from saferails.audit.signing import AuditVerifierKey, public_key_path_for
 from saferails.audit.verify import verify_chain
 from saferails.cli import output as out
 from saferails.cli.common import Io, JsonFlag, iso_time, run
+from saferails.identity import Permission
 from saferails.store.db import read_transaction
 
 __all__ = ["register"]
@@ -57,7 +58,7 @@ def query(
         io.result(page.to_dict(), text)
         return 0
 
-    run(ctx, as_json, command)
+    run(ctx, as_json, command, permission=Permission.READ_AUDIT)
 
 
 @app.command("verify")
@@ -90,7 +91,7 @@ def verify(
             out.render_verify_report(report, io.stdout)
         return io.error(out.chain_broken(report))
 
-    run(ctx, as_json, command)
+    run(ctx, as_json, command, permission=Permission.VERIFY_AUDIT)
 
 
 @app.command("publish")
@@ -106,7 +107,7 @@ def publish(ctx: typer.Context, as_json: JsonFlag = False) -> None:
             else f"{path} already holds the newest checkpoint\n"))
         return 0
 
-    run(ctx, as_json, command)
+    run(ctx, as_json, command, permission=Permission.READ_AUDIT)
 
 
 @app.command("export-head")
@@ -122,7 +123,7 @@ def export_head(ctx: typer.Context, file: Annotated[str, typer.Argument(metavar=
                   lambda s: s.write(f"chain head #{head.sequence} {head.hash} written to {path}\n"))
         return 0
 
-    run(ctx, as_json, command)
+    run(ctx, as_json, command, permission=Permission.READ_AUDIT)
 
 
 def register(root: typer.Typer) -> None:

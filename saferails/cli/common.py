@@ -2,8 +2,12 @@
 
 - :class:`Io`, the one output protocol: a result as text (tables) or, with ``--json``, one JSON document on
   stdout; an error on stderr as ``error[CODE]: message`` (or the error's JSON) with its class's exit code.
-- :func:`run`, the body of every command: open the store (``saferails.api.open_store``), run the command, record
-  its exit code. Errors are mapped to exit codes once, by :func:`exit_code_for` (called from ``saferails.cli.app``).
+- :func:`run`, the body of every command: open the store (``saferails.api.open_store``), authenticate the caller
+  (``SAFERAILS_TOKEN``, else the 0600 credentials file ``saferails init`` wrote: ``error[UNAUTHENTICATED]``, exit 12,
+  without one), check the command's permission (``error[PERMISSION_DENIED]``, exit 7), run the command, record
+  its exit code. The caller is :func:`principal_of`; a name given in a flag (``--approver``, ``--proposer``,
+  ``--actor``) is only accepted when it IS the caller (:func:`acting_as`).
+  Errors are mapped to exit codes once, by :func:`exit_code_for` (called from ``saferails.cli.app``).
 - Value parsers for options: :func:`iso_time`, :func:`duration`, :func:`params`, :func:`json_object`,
   :func:`key_values`.
 - ``JsonFlag``, the ``--json`` option of every command.
@@ -18,6 +22,7 @@ import sys
 import traceback
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, ExitStack
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Annotated, Any, Literal, TextIO
@@ -30,7 +35,8 @@ from typer.exceptions import TyperException
 from saferails.api import Store, open_store
 from saferails.cli import output as out
 from saferails.cli.extensions import Registry, load_registry
-from saferails.errors import InternalError, InvalidInput, SaferailsError, StoreUnavailable
+from saferails.errors import InternalError, InvalidInput, PermissionDenied, SaferailsError, StoreUnavailable
+from saferails.identity import Permission, Principal, Role, credentials_path, require, resolve_token
 from saferails.policy.model import parse_duration
 from saferails.runbooks.tables import RunbookExecution
 from saferails.store.db import read_transaction
@@ -43,14 +49,20 @@ __all__ = [
     "Io",
     "JsonFlag",
     "State",
+    "acting_as",
+    "authenticate",
+    "current_principal",
     "duration",
     "exit_code_for",
     "iso_time",
     "json_object",
     "key_values",
     "params",
+    "principal_of",
     "resolve",
     "run",
+    "run_unauthenticated",
+    "workflow_roles",
 ]
 
 JsonFlag = Annotated[bool, typer.Option("--json", help="print JSON instead of a table")]
@@ -107,6 +119,7 @@ class State:
     debug: bool = False
     exit_code: int = 0
     io: Io | None = None
+    principal: Principal | None = None
     _registry: Registry | None = field(default=None, repr=False)
 
     def output(self) -> Io:
@@ -128,9 +141,85 @@ def state_of(ctx: typer.Context) -> State:
 Command = Callable[[Store, Io], int]
 
 
-def run(ctx: typer.Context, as_json: bool, command: Command, *, opening: str | None = None) -> None:
-    """Open the store, run ``command`` and record its exit code. ``opening`` names a progress bar shown while the
-    store opens (it migrates the schema on first use)."""
+# The authenticated caller of the command running in this context (for helpers that get no ``ctx``).
+_CURRENT: ContextVar[Principal | None] = ContextVar("saferails_cli_principal", default=None)
+
+
+def authenticate(store: Store) -> Principal:
+    """The caller: the token of ``SAFERAILS_TOKEN``, else of the credentials file's profile
+    (``SAFERAILS_PROFILE``), checked by the store's identity service. ``Unauthenticated`` (exit 12) without a
+    valid one: the CLI never acts as a name the caller merely claims."""
+    settings = store.settings
+    env_token = settings.token.get_secret_value() if settings.token is not None else None
+    token = resolve_token(env_token, credentials_path(settings.data_dir), settings.profile)
+    return store.identity.authenticate(token)
+
+
+def principal_of(ctx: typer.Context) -> Principal:
+    """The authenticated caller of the running command (set by :func:`run`)."""
+    principal = state_of(ctx).principal
+    if principal is None:
+        raise InternalError("no authenticated principal: the command did not go through run()")
+    return principal
+
+
+def current_principal() -> Principal:
+    """The authenticated caller of the command running now (set by :func:`run`)."""
+    principal = _CURRENT.get()
+    if principal is None:
+        raise InternalError("no authenticated principal: the command did not go through run()")
+    return principal
+
+
+def acting_as(principal: Principal, claimed: str | None, flag: str) -> str:
+    """The id a command records as its actor: always the authenticated ``principal``. A name given in ``flag``
+    is accepted only when it is that principal (kept for scripts that pass it); any other is refused with
+    ``PermissionDenied``, so nobody acts under another name."""
+    if claimed is not None and claimed != principal.id:
+        raise PermissionDenied(
+            f"{flag} {claimed!r} is not the authenticated principal {principal.id!r}; the CLI acts only as the "
+            "principal whose credential it holds", actor=principal.id, claimed=claimed)
+    return principal.id
+
+
+def workflow_roles(principal: Principal) -> frozenset[str]:
+    """The workflow layer's roles (``saferails.workflow.permissions``) a principal may act with: ``user`` always,
+    ``agency`` for an operator or admin, ``admin`` for an admin."""
+    held = {"user"}
+    if Role.OPERATOR in principal.roles or Role.ADMIN in principal.roles:
+        held.add("agency")
+    if Role.ADMIN in principal.roles:
+        held.add("admin")
+    return frozenset(held)
+
+
+def run(ctx: typer.Context, as_json: bool, command: Command, *, opening: str | None = None,
+        permission: Permission | None = Permission.READ) -> None:
+    """Open the store, authenticate the caller, require ``permission`` of it, run ``command`` and record its exit
+    code. ``opening`` names a progress bar shown while the store opens (it migrates the schema on first use).
+    ``permission=None`` only authenticates (the command checks finer rules itself)."""
+    state = state_of(ctx)
+    state.io = io = Io(sys.stdout, sys.stderr, as_json or state.json)
+    with ExitStack() as stack:
+        if opening is None:
+            store = stack.enter_context(open_store())
+        else:
+            with io.progress(opening):
+                store = stack.enter_context(open_store())
+        state.principal = principal = authenticate(store)
+        if permission is not None:
+            require(principal, permission)
+        reset = _CURRENT.set(principal)
+        try:
+            state.exit_code = command(store, io)
+        finally:
+            _CURRENT.reset(reset)
+
+
+def run_unauthenticated(ctx: typer.Context, as_json: bool, command: Command, *, opening: str | None = None) -> None:
+    """Open the store and run ``command`` without a caller: only ``saferails init`` (the first admin has no
+    credential yet; the identity service refuses once an admin exists) and ``saferails db upgrade`` (opening the
+    store migrates it anyway: whoever holds the database URL can, see docs/security.md)."""
     state = state_of(ctx)
     state.io = io = Io(sys.stdout, sys.stderr, as_json or state.json)
     with ExitStack() as stack:

@@ -9,7 +9,7 @@ import sqlalchemy as sa
 import typer
 
 from saferails.api import Store
-from saferails.cli.common import Io, JsonFlag, run, run_offline
+from saferails.cli.common import Io, JsonFlag, run_offline, run_unauthenticated
 from saferails.store.roles import init_roles
 
 __all__ = ["register"]
@@ -19,7 +19,7 @@ app = typer.Typer(help="database maintenance", no_args_is_help=False)
 
 @app.command("upgrade")
 def upgrade(ctx: typer.Context, as_json: JsonFlag = False) -> None:
-    """migrate the schema to the latest revision"""
+    """migrate the schema to the latest revision (needs the database URL, no credential)"""
 
     def command(store: Store, io: Io) -> int:
         # Opening the store migrated it to every head; report where the schema is now.
@@ -30,7 +30,7 @@ def upgrade(ctx: typer.Context, as_json: JsonFlag = False) -> None:
                   lambda s: s.write(f"{url}: schema at revision(s) {', '.join(heads)}\n"))
         return 0
 
-    run(ctx, as_json, command, opening="migrating the schema")
+    run_unauthenticated(ctx, as_json, command, opening="migrating the schema")
 
 
 @app.command("init-roles")

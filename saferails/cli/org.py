@@ -16,6 +16,7 @@ import typer
 from saferails.api import Store
 from saferails.cli import output as out
 from saferails.cli.common import Io, JsonFlag, duration, iso_time, run
+from saferails.identity import Permission
 from saferails.orggraph.service import generate_sample_org, load_org_data, person_metrics
 from saferails.sweeps.now import due_checks, run_sweep
 
@@ -63,7 +64,7 @@ def load(
         io.result(counts, lambda s: s.write("loaded " + ", ".join(f"{n} {kind}" for kind, n in counts.items()) + "\n"))
         return 0
 
-    run(ctx, as_json, command)
+    run(ctx, as_json, command, permission=Permission.OPERATE)
 
 
 @org_app.command("generate")
@@ -85,7 +86,7 @@ def generate(
                                     f"readings over {days} days\n"))
         return 0
 
-    run(ctx, as_json, command)
+    run(ctx, as_json, command, permission=Permission.OPERATE)
 
 
 @org_app.command("metrics")
@@ -162,7 +163,7 @@ def sweep(
         io.result(report, text)
         return 0
 
-    run(ctx, as_json, command)
+    run(ctx, as_json, command, permission=Permission.OPERATE)
 
 
 def register(root: typer.Typer) -> None:

@@ -11,7 +11,7 @@ import typer
 
 from saferails.api import Store
 from saferails.cli.actions import ActionType, Param, ParamsJson, Priority, Proposer, Reason, Target, Tenant, proposal
-from saferails.cli.common import Io, JsonFlag, run
+from saferails.cli.common import Io, JsonFlag, principal_of, run
 from saferails.errors import PolicyRefusal
 from saferails.policy import Decision, policy_to_yaml
 
@@ -42,16 +42,17 @@ def show(ctx: typer.Context, as_json: JsonFlag = False) -> None:
 
 @app.command("check")
 def check(
-    ctx: typer.Context, action_type: ActionType, target: Target, proposer: Proposer, param: Param = None,
+    ctx: typer.Context, action_type: ActionType, target: Target, proposer: Proposer = None, param: Param = None,
     params_json: ParamsJson = None, reason: Reason = "", tenant: Tenant = "default", priority: Priority = 5,
     as_json: JsonFlag = False,
 ) -> None:
     """what would this action get, and why (writes nothing)"""
-    fields = {"action_type": action_type, "target": target, "proposer": proposer, "reason": reason,
-              "tenant": tenant, "priority": priority}
+    fields = {"action_type": action_type, "target": target, "reason": reason, "tenant": tenant, "priority": priority}
 
     def command(store: Store, io: Io) -> int:
-        decision: Decision = store.actions.check(proposal(fields, param, params_json))
+        # A dry run writes nothing: any proposer may be asked about (default: the caller).
+        who = proposer or principal_of(ctx).id
+        decision: Decision = store.actions.check(proposal(fields | {"proposer": who}, param, params_json))
         io.result(decision.to_dict() | {"explanation": decision.explanation},
                   lambda s: s.write(decision.explanation + "\n"))
         return 0 if decision.code is None else io.error(_refusal(decision))

@@ -22,8 +22,19 @@ import typer
 
 from saferails.api import Store
 from saferails.cli import output as out
-from saferails.cli.common import Io, JsonFlag, json_object, key_values, resolve, run, state_of
+from saferails.cli.common import (
+    Io,
+    JsonFlag,
+    acting_as,
+    current_principal,
+    json_object,
+    key_values,
+    resolve,
+    run,
+    state_of,
+)
 from saferails.errors import InvalidInput, RunbookWaitTimeout
+from saferails.identity import Permission
 from saferails.runbooks.definition import RunbookDefinition
 from saferails.runbooks.lifecycle import EXECUTION_MACHINE
 from saferails.runbooks.schema import runbook_json_schema
@@ -100,7 +111,7 @@ def render_execution(view: ExecutionView, stream: TextIO) -> None:
     out.render_table(STEP_COLUMNS, execution_rows(view), stream)
     for step in view.steps:
         if step.state == "awaiting_approval":
-            stream.write(f"\nnext: saferails approve {step.approval_action_id} --approver ID [--code CODE], then "
+            stream.write(f"\nnext: saferails approve {step.approval_action_id} [--code CODE] (as the approver), then "
                          f"saferails runbook run {view.id}\n")
         elif step.state == "awaiting_event":
             stream.write(f"\nnext: saferails runbook send-event {step.correlation_id} --tenant {view.tenant} "
@@ -184,7 +195,7 @@ WaitTimeout = Annotated[float, typer.Option("--wait-timeout", metavar="SECONDS")
 PollInterval = Annotated[int, typer.Option("--poll-interval", metavar="SECONDS",
                                            help="how often the flow re-checks events and answers")]
 Execution = Annotated[str, typer.Argument(metavar="EXEC", help="execution id, or its first 4+ characters")]
-Actor = Annotated[str, typer.Option("--actor")]
+Actor = Annotated[str, typer.Option("--actor", help="must be the authenticated principal (the default)")]
 Reason = Annotated[str, typer.Option("--reason")]
 
 
@@ -215,11 +226,17 @@ def _carry_on(ctx: typer.Context, as_json: bool, carry: Carry, change: Callable[
                                          execution_id=view.id, flow_run_id=str(run_id)) from None
         return _execution_result(view, io, flow_run_id=str(run_id))
 
-    run(ctx, as_json, command)
+    run(ctx, as_json, command, permission=Permission.OPERATE)
 
 
-def _show(ctx: typer.Context, as_json: bool, view: Callable[[RunbookService], ExecutionView]) -> None:
-    run(ctx, as_json, lambda store, io: _execution_result(view(service(store)), io))
+def _who(actor: str) -> str:
+    """The authenticated principal; ``--actor`` only with its own id (the default ``cli`` means the principal)."""
+    return acting_as(current_principal(), None if actor == CLI_ACTOR else actor, "--actor")
+
+
+def _show(ctx: typer.Context, as_json: bool, view: Callable[[RunbookService], ExecutionView],
+          permission: Permission = Permission.READ) -> None:
+    run(ctx, as_json, lambda store, io: _execution_result(view(service(store)), io), permission=permission)
 
 
 # --- commands ---------------------------------------------------------------------------------------------------
@@ -245,7 +262,7 @@ def register_template(ctx: typer.Context, file: Annotated[str, typer.Argument()]
     """register a runbook YAML file as a template version"""
 
     def command(store: Store, io: Io) -> int:
-        view = service(store).register(load_runbook(Path(file)), actor)
+        view = service(store).register(load_runbook(Path(file)), _who(actor))
         io.result(jsonable(view), _template_text(view))
         return 0
 
@@ -287,7 +304,7 @@ def start(
                                                     help="all inputs as one JSON object")] = None,
     version: Annotated[str | None, typer.Option("--version", help="template version (default: the latest)")] = None,
     tenant: Annotated[str, typer.Option("--tenant")] = "default",
-    user: Annotated[str, typer.Option("--user", help="the initiating user")] = CLI_ACTOR,
+    user: Annotated[str, typer.Option("--user", help="the initiating user: the authenticated principal")] = CLI_ACTOR,
     authority: Annotated[str | None, typer.Option(
         "--authority", help="legal basis: the authority (with --classification, --retention-days)")] = None,
     classification: Annotated[str | None, typer.Option("--classification",
@@ -313,8 +330,10 @@ def start(
     inputs = _inputs(input_, inputs_json)
 
     def change(svc: RunbookService) -> ExecutionView:
-        runbook_id, registered = _definition_or_id(svc, runbook, user)
-        return svc.start(runbook_id, inputs, context=context, version=registered or version)
+        who = _who(user)
+        runbook_id, registered = _definition_or_id(svc, runbook, who)
+        return svc.start(runbook_id, inputs, context=context.model_copy(update={"initiated_by": who}),
+                         version=registered or version)
 
     _carry_on(ctx, as_json, Carry(prefect, deployment, wait, wait_timeout, poll_interval), change)
 
@@ -369,26 +388,27 @@ def status(ctx: typer.Context, execution: Execution, as_json: JsonFlag = False) 
 
 
 def _control(name: str, help_text: str, change: Callable[[RunbookService, str, str, str], ExecutionView]) -> None:
-    """``runbook NAME EXEC --actor A --reason R``: an operator's change, then the execution."""
+    """``runbook NAME EXEC --reason R``: an operator's change, then the execution."""
 
-    def command(ctx: typer.Context, execution: Execution, actor: Actor, reason: Reason,
+    def command(ctx: typer.Context, execution: Execution, reason: Reason, actor: Actor = CLI_ACTOR,
                 as_json: JsonFlag = False) -> None:
-        _show(ctx, as_json, lambda svc: change(svc, _execution(svc, execution), actor, reason))
+        _show(ctx, as_json, lambda svc: change(svc, _execution(svc, execution), _who(actor), reason),
+              permission=Permission.OPERATE)
 
     app.command(name, help=help_text)(command)
 
 
 def _carried_control(name: str, help_text: str,
                      change: Callable[[RunbookService, str, str, str], ExecutionView]) -> None:
-    """``runbook NAME EXEC --actor A [--reason R] [--prefect ...]``: an operator's change, then the execution is
+    """``runbook NAME EXEC [--reason R] [--prefect ...]``: an operator's change, then the execution is
     carried on (in this process or through the runbook runner)."""
 
-    def command(ctx: typer.Context, execution: Execution, actor: Actor, reason: Reason = "",
+    def command(ctx: typer.Context, execution: Execution, actor: Actor = CLI_ACTOR, reason: Reason = "",
                 prefect: PrefectFlag = False, deployment: Deployment = None, wait: Wait = False,
                 wait_timeout: WaitTimeout = 3600.0, poll_interval: PollInterval = 10, as_json: JsonFlag = False,
                 ) -> None:
         _carry_on(ctx, as_json, Carry(prefect, deployment, wait, wait_timeout, poll_interval),
-                  lambda svc: change(svc, _execution(svc, execution), actor, reason))
+                  lambda svc: change(svc, _execution(svc, execution), _who(actor), reason))
 
     app.command(name, help=help_text)(command)
 
@@ -399,13 +419,14 @@ _control("cancel", "cancel an execution", RunbookService.cancel)
 
 
 @app.command("retry-step")
-def retry_step(ctx: typer.Context, execution: Execution, step: Annotated[str, typer.Argument()], actor: Actor,
-               reason: Reason = "", prefect: PrefectFlag = False, deployment: Deployment = None, wait: Wait = False,
-               wait_timeout: WaitTimeout = 3600.0, poll_interval: PollInterval = 10, as_json: JsonFlag = False,
+def retry_step(ctx: typer.Context, execution: Execution, step: Annotated[str, typer.Argument()],
+               actor: Actor = CLI_ACTOR, reason: Reason = "", prefect: PrefectFlag = False,
+               deployment: Deployment = None, wait: Wait = False, wait_timeout: WaitTimeout = 3600.0,
+               poll_interval: PollInterval = 10, as_json: JsonFlag = False,
                ) -> None:
     """re-run one failed step and continue from there"""
     _carry_on(ctx, as_json, Carry(prefect, deployment, wait, wait_timeout, poll_interval),
-              lambda svc: svc.retry_step(_execution(svc, execution), step, actor, reason))
+              lambda svc: svc.retry_step(_execution(svc, execution), step, _who(actor), reason))
 
 
 _carried_control("replay", "a new execution with the same inputs and template version", RunbookService.replay)
@@ -449,7 +470,7 @@ def send_event(
     payload = json_object(payload_json, "--payload-json") if payload_json else {}
 
     def command(store: Store, io: Io) -> int:
-        event_id = service(store).send_event(correlation_id, payload, actor=actor, tenant=tenant)
+        event_id = service(store).send_event(correlation_id, payload, actor=_who(actor), tenant=tenant)
         io.result({"correlation_id": correlation_id, "tenant": tenant, "event_id": event_id},
                   lambda s: s.write(f"event for {correlation_id!r} stored; waiting executions match it on their "
                                     "next run\n"))

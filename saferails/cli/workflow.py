@@ -3,10 +3,12 @@
 Tasks, action plans, triggers, SLA, the outbox, metadata/statistics and the metrics endpoint. Errors as every
 other command: 2 bad input, 4 not found, 5 invalid transition, 7 permission denied.
 
-Who acts: ``--actor ID`` (default ``cli``) with ``--role ROLE`` (repeatable; default ``user``, which may only
-create tasks and move the tasks it created or is assigned to). Roles are asserted by whoever runs the command:
-the CLI is an operator's edge, as trusted as the database URL it is given. The operational commands (``outbox
-...``, ``sla sweep``, ``metrics serve``, ``workflow metadata``) act as the automation itself and take no actor.
+Who acts: the authenticated principal (``saferails.cli.common.run``); ``--actor ID`` is accepted only with its own
+id. ``--role ROLE`` (repeatable; default ``user``, which may only create tasks and move the tasks it created or is
+assigned to) picks workflow roles the principal HOLDS: ``admin`` needs the identity role admin, ``agency`` the
+role operator (or admin), ``user`` any role; a claimed role the principal lacks is refused (exit 7).
+The operational commands (``outbox ...``, ``sla sweep``, ``metrics serve``, ``workflow metadata``) act
+as the automation itself and take no actor.
 
 The CLI reads time from the system clock; tests that need time to move use the Python API with a ManualClock.
 """
@@ -27,8 +29,19 @@ import yaml
 
 from saferails.api import Store
 from saferails.cli import output as out
-from saferails.cli.common import Io, JsonFlag, iso_time, key_values, resolve, run
-from saferails.errors import ConfigurationError, InvalidInput
+from saferails.cli.common import (
+    Io,
+    JsonFlag,
+    acting_as,
+    current_principal,
+    iso_time,
+    key_values,
+    resolve,
+    run,
+    workflow_roles,
+)
+from saferails.errors import ConfigurationError, InvalidInput, PermissionDenied
+from saferails.identity import Permission
 from saferails.workflow.dispatcher import DispatchReport, OutboxDispatcher
 from saferails.workflow.machines import ACTION_PLAN_MACHINE, TASK_MACHINE
 from saferails.workflow.metrics import METRICS
@@ -75,7 +88,15 @@ outbox_app, workflow_app, metrics_app = groups["outbox"], groups["workflow"], gr
 
 
 def _actor(actor: str, roles: list[str] | None) -> WorkflowActor:
-    return WorkflowActor(actor, frozenset(roles or (DEFAULT_ROLE,)))
+    principal = current_principal()
+    claimed = frozenset(roles or (DEFAULT_ROLE,))
+    # "--actor cli" is the option's default: the principal acts.
+    who = acting_as(principal, None if actor == DEFAULT_ACTOR else actor, "--actor")
+    held = workflow_roles(principal)
+    if not claimed <= held:
+        raise PermissionDenied(f"{who!r} does not hold workflow role(s) {', '.join(sorted(claimed - held))} "
+                               f"(holds {', '.join(sorted(held))})", actor=who, claimed=sorted(claimed))
+    return WorkflowActor(who, claimed)
 
 
 def _document(text: str, what: str) -> Any:
@@ -350,9 +371,10 @@ def trigger_list(ctx: typer.Context, active_only: ActiveOnly = False, as_json: J
     _with_service(ctx, as_json, command)
 
 
-def _set_active(ctx: typer.Context, as_json: bool, trigger_id: str, who: WorkflowActor, active: bool) -> None:
+def _set_active(ctx: typer.Context, as_json: bool, trigger_id: str, actor: str, role: list[str] | None,
+                active: bool) -> None:
     def command(svc: WorkflowService, io: Io) -> int:
-        trigger = svc.update_trigger(who, trigger_id, active=active)
+        trigger = svc.update_trigger(_actor(actor, role), trigger_id, active=active)
         return io.table(trigger.to_dict(), TRIGGER_COLUMNS, _trigger_rows([trigger]))
 
     _with_service(ctx, as_json, command)
@@ -362,14 +384,14 @@ def _set_active(ctx: typer.Context, as_json: bool, trigger_id: str, who: Workflo
 def trigger_disable(ctx: typer.Context, trigger_id: Id, actor: ActorOpt = DEFAULT_ACTOR, role: RoleOpt = None,
                     as_json: JsonFlag = False) -> None:
     """stop a trigger from firing"""
-    _set_active(ctx, as_json, trigger_id, _actor(actor, role), False)
+    _set_active(ctx, as_json, trigger_id, actor, role, False)
 
 
 @trigger_app.command("enable")
 def trigger_enable(ctx: typer.Context, trigger_id: Id, actor: ActorOpt = DEFAULT_ACTOR, role: RoleOpt = None,
                    as_json: JsonFlag = False) -> None:
     """let a disabled trigger fire again"""
-    _set_active(ctx, as_json, trigger_id, _actor(actor, role), True)
+    _set_active(ctx, as_json, trigger_id, actor, role, True)
 
 
 @trigger_app.command("remove")
@@ -442,7 +464,7 @@ def sla_sweep(ctx: typer.Context, limit: Limit = 500, as_json: JsonFlag = False)
         return io.table([asdict(b) for b in breaches], ("task", "target_minutes", "overdue_minutes"), rows,
                         empty="(no SLA breaches)")
 
-    run(ctx, as_json, command)
+    run(ctx, as_json, command, permission=Permission.OPERATE)
 
 
 # --- outbox -----------------------------------------------------------------------------------------------------
@@ -475,7 +497,7 @@ def outbox_dispatch(
         io.result(data, lambda s: s.write(", ".join(f"{k.replace('_', ' ')} {v}" for k, v in data.items()) + "\n"))
         return 0
 
-    run(ctx, as_json, command)
+    run(ctx, as_json, command, permission=Permission.OPERATE)
 
 
 @outbox_app.command("dead-letters")
@@ -502,7 +524,7 @@ def outbox_requeue(ctx: typer.Context, event_id: Id, as_json: JsonFlag = False) 
         io.result({"requeued": event_id}, lambda s: s.write(f"event {event_id} requeued\n"))
         return 0
 
-    run(ctx, as_json, command)
+    run(ctx, as_json, command, permission=Permission.OPERATE)
 
 
 # --- introspection and serving ----------------------------------------------------------------------------------

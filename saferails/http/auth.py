@@ -1,17 +1,23 @@
 """The authentication seam of the HTTP API: who is calling, and may they do this.
 
 The app only needs an :class:`Authenticator` (``authenticate(token) -> Principal``, raising
-``Unauthenticated`` for an unknown, expired or revoked token) and :func:`require`. The identity service
-(principals with hashed API keys and roles) plugs in here; tests use a small hashed-key table.
+``Unauthenticated`` for an unknown, expired or revoked token) and :func:`require`. The default is
+:class:`IdentityAuthenticator`: the store's principals and credentials (``saferails.identity``), the same tokens
+the CLI uses (``saferails init``, ``saferails credential issue``). Tests may plug in a small hashed-key table.
 
-Roles and what they may do (``ROLE_PERMISSIONS``):
+There is ONE role table: ``saferails.identity.ROLE_PERMISSIONS``. The HTTP permissions below are finer (own vs
+any action) and are derived from it by ``HTTP_GRANTS`` (identity permission -> HTTP permissions), so a role
+means the same on the CLI and over HTTP:
 
-- ``agent``: propose actions, read the actions it proposed, dry-run the policy, cancel its own proposals;
-- ``approver``: read actions, approve and reject (the policy still decides WHICH approvers count);
-- ``operator``: read actions, cancel and roll back, dry-run the policy, pause / resume agents and set budgets
-  (``actions:pause_agent``, ``actions:resume_agent``, ``actions:set_budget``);
-- ``auditor``: read actions and their audit trail;
-- ``admin``: everything.
+- ``agent`` (propose_action, read): propose actions, read the actions it proposed, dry-run the policy, cancel
+  its own proposals;
+- ``approver`` (decide_action, read): read actions, approve and reject (the policy still decides WHICH approvers
+  count);
+- ``operator`` (operate, read, read_audit): read actions and their audit trail, cancel and roll back, dry-run,
+  pause / resume agents and set budgets (seed 003's ``actions:{action_name}``);
+- ``auditor`` (read, read_audit, verify_audit): read actions and their audit trail;
+- ``admin`` (manage principals / credentials / policy, read, read_audit): read actions and their audit trail; an
+  admin neither proposes nor approves unless also given those roles (separation of duties).
 
 A principal sees only the tenants in ``tenants`` (``"*"`` means every tenant); an object of another tenant is
 reported as not found, never as forbidden, so its existence does not leak.
@@ -23,6 +29,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from saferails.errors import InsufficientPermissions
+from saferails.identity import ROLE_PERMISSIONS as IDENTITY_ROLE_PERMISSIONS
+from saferails.identity import IdentityService, Permission
+from saferails.identity import Principal as IdentityPrincipal
 
 ALL_TENANTS = "*"
 
@@ -41,13 +50,30 @@ RESUME_AGENT = "actions:resume_agent"
 SET_BUDGET = "actions:set_budget"
 FLEET_CONTROLS = frozenset({PAUSE_AGENT, RESUME_AGENT, SET_BUDGET})
 
+# What each identity permission allows over HTTP. ``read`` alone is "read your own"; seeing every action of a
+# tenant comes with deciding, operating or reading the audit trail.
+HTTP_GRANTS: dict[Permission, frozenset[str]] = {
+    Permission.PROPOSE_ACTION: frozenset({PROPOSE, CANCEL_OWN, POLICY_CHECK}),
+    Permission.DECIDE_ACTION: frozenset({DECIDE, READ}),
+    Permission.OPERATE: frozenset({READ, CANCEL, CANCEL_OWN, ROLLBACK, POLICY_CHECK}) | FLEET_CONTROLS,
+    Permission.READ: frozenset({READ_OWN}),
+    Permission.READ_AUDIT: frozenset({READ, AUDIT_READ}),
+    Permission.VERIFY_AUDIT: frozenset(),
+    Permission.MANAGE_PRINCIPALS: frozenset(),
+    Permission.MANAGE_CREDENTIALS: frozenset(),
+    Permission.MANAGE_POLICY: frozenset(),
+}
+
+
+def _http_permissions(permissions: frozenset[Permission]) -> frozenset[str]:
+    granted: set[str] = set()
+    for permission in permissions:
+        granted |= HTTP_GRANTS[permission]
+    return frozenset(granted)
+
+
 ROLE_PERMISSIONS: dict[str, frozenset[str]] = {
-    "agent": frozenset({PROPOSE, READ_OWN, POLICY_CHECK, CANCEL_OWN}),
-    "approver": frozenset({READ, READ_OWN, DECIDE}),
-    "operator": frozenset({READ, READ_OWN, CANCEL, CANCEL_OWN, ROLLBACK, POLICY_CHECK}) | FLEET_CONTROLS,
-    "auditor": frozenset({READ, READ_OWN, AUDIT_READ}),
-    "admin": frozenset({PROPOSE, READ, READ_OWN, DECIDE, CANCEL, CANCEL_OWN, ROLLBACK, POLICY_CHECK, AUDIT_READ})
-    | FLEET_CONTROLS,
+    role.value: _http_permissions(permissions) for role, permissions in IDENTITY_ROLE_PERMISSIONS.items()
 }
 
 
@@ -79,4 +105,24 @@ def require(principal: Principal, permission: str) -> None:
         raise InsufficientPermissions(principal.id, sorted(principal.roles), permission)
 
 
-__all__ = ["ALL_TENANTS", "ROLE_PERMISSIONS", "Authenticator", "Principal", "require"]
+def to_http_principal(principal: IdentityPrincipal) -> Principal:
+    """The HTTP view of an identity principal: its role names, and its one tenant (every tenant for an admin or
+    an auditor, who oversee the whole store)."""
+    roles = frozenset(role.value for role in principal.roles)
+    oversees = bool(roles & {"admin", "auditor"})
+    return Principal(principal.id, roles, frozenset({ALL_TENANTS} if oversees else {principal.tenant}))
+
+
+class IdentityAuthenticator:
+    """The default :class:`Authenticator`: tokens issued by ``saferails init`` / ``saferails credential issue``,
+    checked by ``IdentityService.authenticate`` (hashed, expiring, revocable; a disabled principal is refused)."""
+
+    def __init__(self, identity: IdentityService) -> None:
+        self.identity = identity
+
+    def authenticate(self, token: str) -> Principal:
+        return to_http_principal(self.identity.authenticate(token))
+
+
+__all__ = ["ALL_TENANTS", "HTTP_GRANTS", "ROLE_PERMISSIONS", "Authenticator", "IdentityAuthenticator", "Principal",
+           "require", "to_http_principal"]

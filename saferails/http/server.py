@@ -2,10 +2,12 @@
 
 Each worker process builds its own app with :func:`build_app`: it opens the store from the ``SAFERAILS_*``
 settings (``saferails.settings.load_settings``; ``SAFERAILS_DATABASE_URL`` must be PostgreSQL or an SQLite file
-for more than one worker to share it) and the authenticator named by ``SAFERAILS_HTTP_AUTHENTICATOR``
-(``module:function``, a function taking the open ``Store`` and returning an ``Authenticator``).
+for more than one worker to share it) and its authenticator: by default the store's own principals and
+credentials (:class:`saferails.http.auth.IdentityAuthenticator`: the tokens ``saferails init`` and ``saferails
+credential issue`` print), or the one named by ``SAFERAILS_HTTP_AUTHENTICATOR`` (``module:function``, a
+function taking the open ``Store`` and returning an ``Authenticator``).
 ``SAFERAILS_PUBLIC_URL`` is the origin browsers use (the approval page only accepts form posts from it; default:
-the origin each request was addressed to). There is no default authenticator: without one nothing is served.
+the origin each request was addressed to). Every request is authenticated; there is no anonymous mode.
 
 The CLI's ``saferails api serve --host --port --workers`` calls :func:`serve`.
 """
@@ -23,7 +25,7 @@ from fastapi import FastAPI
 from saferails.api import Store, open_store
 from saferails.errors import ConfigurationError
 from saferails.http.app import create_app
-from saferails.http.auth import Authenticator
+from saferails.http.auth import Authenticator, IdentityAuthenticator
 from saferails.settings import load_settings
 
 AUTHENTICATOR_ENV = "SAFERAILS_HTTP_AUTHENTICATOR"
@@ -46,13 +48,17 @@ def load_authenticator_factory(spec: str) -> AuthenticatorFactory:
     return cast(AuthenticatorFactory, factory)
 
 
+def identity_authenticator(store: Store) -> Authenticator:
+    """The default authenticator factory: the store's identity service."""
+    return IdentityAuthenticator(store.identity)
+
+
 def build_app() -> FastAPI:
     """The app of one worker, from the environment (uvicorn calls this with ``factory=True``). The store is
     closed when the worker shuts down."""
     settings = load_settings()
-    if not settings.http_authenticator:
-        raise ConfigurationError(f"{AUTHENTICATOR_ENV} is not set: the HTTP API never runs without authentication")
-    factory = load_authenticator_factory(settings.http_authenticator)
+    factory = (load_authenticator_factory(settings.http_authenticator) if settings.http_authenticator
+               else identity_authenticator)
     store = open_store(settings)
     try:
         app = create_app(store, factory(store), public_url=settings.public_url)
@@ -78,8 +84,7 @@ def serve(*, host: str = "127.0.0.1", port: int = 8000, workers: int = 1, log_le
     if workers < 1:
         raise ConfigurationError(f"workers must be at least 1, got {workers}")
     spec = load_settings().http_authenticator
-    if not spec:
-        raise ConfigurationError(f"{AUTHENTICATOR_ENV} is not set: the HTTP API never runs without authentication")
-    load_authenticator_factory(spec)
+    if spec:
+        load_authenticator_factory(spec)
     uvicorn.run("saferails.http.server:build_app", factory=True, host=host, port=port, workers=workers,
                 log_level=log_level, proxy_headers=False)

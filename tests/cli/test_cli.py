@@ -313,7 +313,7 @@ def test_with_an_approval_secret_each_approver_is_sent_a_code_that_approves_once
 ) -> None:
     monkeypatch.setenv("SAFERAILS_APPROVAL_SECRET", "s" * 40)
     action_id = _propose_high(cli)
-    assert not (tmp_path / "data" / "notifications.jsonl").exists()
+    assert not (Path(os.environ["SAFERAILS_DATA_DIR"]) / "notifications.jsonl").exists()
     codes = {name: cli.code(name, action_id) for name in ("alice", "bob")}
     wrong = cli("approve", action_id, "--approver", "alice", "--code", codes["bob"], "--json")
     assert wrong.code == 7 and wrong.error()["error_code"] == "APPROVAL_CODE_INVALID"

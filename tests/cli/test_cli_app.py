@@ -20,7 +20,7 @@ def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureF
 @pytest.mark.parametrize("argv", [
     pytest.param(["list", "--no-such-flag"], id="unknown flag"),
     pytest.param(["show"], id="missing argument"),
-    pytest.param(["approve", "some-id"], id="missing required option"),
+    pytest.param(["reject", "some-id"], id="missing required option"),
     pytest.param(["list", "--limit", "many"], id="not a number"),
     pytest.param(["audit", "query", "--since", "yesterday"], id="not an ISO time"),
     pytest.param(["audit", "query", "--since", "2026-11-22T10:00:00"], id="a time without timezone"),

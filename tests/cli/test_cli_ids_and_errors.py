@@ -37,7 +37,8 @@ def test_the_eight_character_id_that_list_prints_works_for_show_approve_and_the_
     short = action_id[:8]
     assert short in cli("list").out
     assert cli.ok("show", short)["id"] == action_id
-    approved = cli("approve", short, "--approver", "alice", "--reason", "fine", "--json")
+    approved = cli("approve", short, "--approver", "alice", "--reason", "fine", "--code", cli.code("alice", action_id),
+                   "--json")
     assert approved.code == 0, approved.err
     assert approved.json()["id"] == action_id and approved.json()["state"] == "approved"
 

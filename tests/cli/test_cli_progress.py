@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.cli import Cli, use_database
+from tests.support.cli import Cli, provision, use_database
 
 
 def on_a_terminal(argv: list[str], database_url: str) -> tuple[int, str]:
     """Run ``saferails argv`` with stdout on a pseudo-terminal; its exit code and everything it drew."""
     env = {**os.environ, "SAFERAILS_DATABASE_URL": database_url, "TERM": "xterm-256color", "COLUMNS": "120",
-           "LINES": "40"}
+           "LINES": "40", "SAFERAILS_TOKEN": provision("cli", database_url=database_url)}
     env.pop("NO_COLOR", None)
     main, follower = pty.openpty()
     proc = subprocess.Popen([sys.executable, "-m", "saferails.cli", *argv], stdin=subprocess.DEVNULL,

@@ -22,7 +22,7 @@ from saferails.policy import default_policy
 from saferails.settings import Settings
 from saferails.workflow.permissions import WorkflowActor
 from saferails.workflow.sla import SlaMonitor
-from tests.support.cli import Cli, use_database
+from tests.support.cli import Cli, provision, use_database
 
 ADMIN = ("--actor", "ada", "--role", "admin")
 
@@ -203,7 +203,8 @@ def test_bad_arguments_exit_2_with_invalid_input(cli: Cli) -> None:
 
 
 def test_metrics_serve_answers_metrics_and_health_on_127_0_0_1(db: Any, tmp_path: Path) -> None:
-    env = {**os.environ, "SAFERAILS_DATABASE_URL": db.url, "SAFERAILS_DATA_DIR": str(tmp_path)}
+    env = {**os.environ, "SAFERAILS_DATABASE_URL": db.url, "SAFERAILS_DATA_DIR": str(tmp_path),
+           "SAFERAILS_TOKEN": provision("cli", database_url=db.url, data_dir=str(tmp_path))}
     proc = subprocess.Popen([sys.executable, "-m", "saferails.cli", "metrics", "serve", "--port", "0", "--json"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:

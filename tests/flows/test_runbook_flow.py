@@ -24,6 +24,7 @@ from saferails.clock import ManualClock
 from saferails.runbooks.validation import load_runbook, load_runbook_text
 from saferails.runbooks.views import ExecutionContext, LegalBasis
 from tasks.runbooks import runbook_service
+from tests.support.cli import provision
 from tests.support.flowkit import Outbox, eventually, finish_flow_runs
 
 pytestmark = pytest.mark.flow
@@ -144,6 +145,7 @@ def test_the_cli_with_prefect_waits_while_the_run_is_paused_and_prints_the_compl
     monkeypatch.setenv("SAFERAILS_DATABASE_URL", sqlite_db.url)
     monkeypatch.setenv("SAFERAILS_CLI_EXTENSIONS", "flows.cli_extension:register")
     monkeypatch.delenv("SAFERAILS_APPROVAL_SECRET", raising=False)
+    monkeypatch.setenv("SAFERAILS_TOKEN", provision("analyst-7"))  # the CLI acts as an authenticated operator
     # The CLI opens its own store on the system clock; the flows' runtime must agree on what time it is.
     clock.set(datetime.now(UTC))
     argv = ["runbook", "start", str(EXAMPLE), "--input", "indicator=evil-c2.example.net",

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from fastapi.testclient import TestClient
 
 from saferails.errors import ConfigurationError
 from saferails.http import server
@@ -21,12 +22,15 @@ from tests.support.http_auth import KEYS_ENV
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_the_api_is_never_built_without_an_authenticator(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_without_a_named_authenticator_the_store_credentials_are_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.delenv(server.AUTHENTICATOR_ENV, raising=False)
-    with pytest.raises(ConfigurationError, match="never runs without authentication"):
-        server.build_app()
-    with pytest.raises(ConfigurationError, match="never runs without authentication"):
-        server.serve(port=1)
+    monkeypatch.setenv("SAFERAILS_DATABASE_URL", f"sqlite:///{tmp_path / 'api.db'}")
+    app = server.build_app()
+    with TestClient(app, raise_server_exceptions=False) as client:
+        assert client.get("/api/v1/actions").status_code == 401
+        assert client.get("/api/v1/actions", headers={"Authorization": "Bearer sr_00_x"}).status_code == 401
 
 
 @pytest.mark.parametrize("spec", ["no-colon", "tests.support.http_auth:missing", "not.a.module:factory",

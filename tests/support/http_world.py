@@ -76,7 +76,8 @@ PRINCIPALS: dict[str, tuple[set[str], set[str], list[str]]] = {
     "carol": ({"approver"}, {"default"}, ["approvers"]),
     "olga": ({"operator"}, {"default"}, ["operators"]),
     "aude": ({"auditor"}, {"default"}, []),
-    "root": ({"admin"}, {"*"}, ["admins"]),
+    # Every role (an admin alone neither proposes nor decides): the fuzz test's caller reaches every handler.
+    "root": ({"admin", "agent", "approver", "operator", "auditor"}, {"*"}, ["admins"]),
     "agent-acme": ({"agent"}, {"acme"}, ["agents"]),
     "bob-acme": ({"approver"}, {"acme"}, ["approvers"]),
     "dual": ({"agent", "approver"}, {"default"}, ["approvers"]),

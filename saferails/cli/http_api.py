@@ -1,0 +1,41 @@
+"""``saferails api serve``: the HTTP API (``saferails.http.server.serve``) on a host and port.
+
+Serving needs no CLI credential: every request is authenticated by the API itself (by default with the store's
+credentials, ``saferails.http.auth.IdentityAuthenticator``; ``SAFERAILS_HTTP_AUTHENTICATOR`` names another).
+"""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from saferails.cli.common import Io, JsonFlag, run_offline
+
+__all__ = ["register"]
+
+app = typer.Typer(help="the HTTP API", no_args_is_help=False)
+
+
+@app.command("serve")
+def serve(
+    ctx: typer.Context,
+    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port")] = 8000,
+    workers: Annotated[int, typer.Option("--workers", help="worker processes (each opens the store)")] = 1,
+    as_json: JsonFlag = False,
+) -> None:
+    """serve the HTTP API until interrupted"""
+
+    def command(io: Io) -> int:
+        # Imported here: only this command pays for uvicorn and FastAPI.
+        from saferails.http.server import serve as serve_http
+
+        serve_http(host=host, port=port, workers=workers)
+        return 0
+
+    run_offline(ctx, as_json, command)
+
+
+def register(root: typer.Typer) -> None:
+    root.add_typer(app, name="api")
