@@ -25,6 +25,7 @@ flow runs build their runtime from those variables (``blocks.settings.current_ru
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import subprocess
@@ -34,6 +35,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
+from typing import cast
 
 import httpx
 import sqlalchemy as sa
@@ -46,6 +48,8 @@ from saferails.store.roles import init_roles
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 POOL = "saferails"
 STOP_GRACE = 20.0
+HEARTBEAT_SECONDS = 30  # the smallest value Prefect accepts
+ZOMBIE_AUTOMATION = "saferails-crash-zombie-flow-runs"
 
 
 @dataclass(frozen=True)
@@ -87,6 +91,8 @@ class ClusterConfig:
             "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
             "DO_NOT_TRACK": "1",
             "PREFECT_UI_API_URL": self.api_url,
+            # Heartbeats let the server notice a flow run whose process died (ZOMBIE_AUTOMATION).
+            "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(HEARTBEAT_SECONDS),
         }
 
     def server_env(self) -> dict[str, str]:
@@ -133,6 +139,43 @@ def prepare_store(config: ClusterConfig, settings: Settings) -> Settings:
     return settings.with_changes(database_url=urls.app_url, data_dir=config.data_dir)
 
 
+def ensure_zombie_automation(config: ClusterConfig, missing_for: int = 3 * HEARTBEAT_SECONDS) -> None:
+    """Prefect's documented zombie detection: a flow run that sent a heartbeat and then neither another one nor a
+    final state for ``missing_for`` seconds is marked Crashed. Without it a run whose worker was SIGKILLed stays
+    Running (or Paused) for ever, and the recover sweep's probe would take it for alive."""
+    from datetime import timedelta
+
+    from prefect.automations import Automation
+    from prefect.events.actions import ChangeFlowRunState
+    from prefect.events.schemas.automations import EventTrigger, Posture
+    from prefect.exceptions import ObjectNotFound
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+    from prefect.client.schemas.objects import StateType
+
+    with temporary_settings({PREFECT_API_URL: config.api_url}):
+        try:
+            Automation.read(name=ZOMBIE_AUTOMATION)
+            return
+        except (ValueError, ObjectNotFound):
+            pass
+        # Automation.create is typed sync-or-async; called outside an event loop it returns the automation.
+        automation = Automation(
+            name=ZOMBIE_AUTOMATION,
+            trigger=EventTrigger(
+                after={"prefect.flow-run.heartbeat"},
+                expect={"prefect.flow-run.heartbeat", "prefect.flow-run.Completed", "prefect.flow-run.Failed",
+                        "prefect.flow-run.Cancelled", "prefect.flow-run.Crashed"},
+                match={"prefect.resource.id": ["prefect.flow-run.*"]},
+                for_each={"prefect.resource.id"},
+                posture=Posture.Proactive,
+                threshold=1,
+                within=timedelta(seconds=missing_for),
+            ),
+            actions=[ChangeFlowRunState(state=StateType.CRASHED, message="no heartbeat: the worker is gone")],
+        )
+        cast(Automation, automation.create())
+
+
 def _healthy(url: str) -> bool:
     try:
         return httpx.get(f"{url}/health", timeout=2).status_code == 200
@@ -165,6 +208,7 @@ class Cluster:
         self.prefect("work-pool", "inspect", POOL, check=False) or self.prefect(
             "work-pool", "create", "--type", "process", POOL)
         self.prefect("--no-prompt", "deploy", "--all")
+        ensure_zombie_automation(self.config)
         for i in range(1, self.config.workers + 1):
             self.start_worker(f"worker-{i}")
 
@@ -228,19 +272,15 @@ class Cluster:
 
 
 def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
-    try:
+    with contextlib.suppress(ProcessLookupError):
         os.killpg(proc.pid, sig)
-    except ProcessLookupError:
-        pass
 
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
     """SIGTERM to the group, SIGKILL to the group after ``STOP_GRACE`` s; the group is gone either way."""
     _signal_group(proc, signal.SIGTERM)
-    try:
+    with contextlib.suppress(subprocess.TimeoutExpired):
         proc.wait(timeout=STOP_GRACE)
-    except subprocess.TimeoutExpired:
-        pass
     # Children (flow-run subprocesses, uvicorn) may outlive their leader: the group gets SIGKILL regardless.
     _signal_group(proc, signal.SIGKILL)
     proc.wait()
