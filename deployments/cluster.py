@@ -146,16 +146,16 @@ def ensure_zombie_automation(config: ClusterConfig, missing_for: int = 3 * HEART
     from datetime import timedelta
 
     from prefect.automations import Automation
+    from prefect.client.schemas.objects import StateType
     from prefect.events.actions import ChangeFlowRunState
     from prefect.events.schemas.automations import EventTrigger, Posture
     from prefect.exceptions import ObjectNotFound
     from prefect.settings import PREFECT_API_URL, temporary_settings
-    from prefect.client.schemas.objects import StateType
 
     with temporary_settings({PREFECT_API_URL: config.api_url}):
         try:
-            Automation.read(name=ZOMBIE_AUTOMATION)
-            return
+            if cast(Automation, Automation.read(name=ZOMBIE_AUTOMATION)) is not None:
+                return
         except (ValueError, ObjectNotFound):
             pass
         # Automation.create is typed sync-or-async; called outside an event loop it returns the automation.
@@ -173,7 +173,8 @@ def ensure_zombie_automation(config: ClusterConfig, missing_for: int = 3 * HEART
             ),
             actions=[ChangeFlowRunState(state=StateType.CRASHED, message="no heartbeat: the worker is gone")],
         )
-        cast(Automation, automation.create())
+        created = cast(Automation, automation.create())
+        print(f"automation {created.name}: flow runs without a heartbeat for {missing_for} s are marked Crashed")
 
 
 def _healthy(url: str) -> bool:
