@@ -242,12 +242,18 @@ def approve_loop(api: Any, store: Any, runs: dict[str, str], kinds: dict[str, st
     while not stop.is_set():
         todo = [a for a, k in list(kinds.items()) if k in ("approve", "reject") and a not in decided]
         for action_id in todo:
-            view = store.actions.get(action_id)
+            try:
+                view = store.actions.get(action_id)
+            except Exception:  # noqa: BLE001 - a transient store error: ask again next pass
+                continue
             if view.state != PENDING_APPROVAL:
                 decided.add(action_id)
                 continue
             run_id = view.flow_run_id or runs[action_id]
-            state = prefect_run_probe(run_id)
+            try:
+                state = prefect_run_probe(run_id)
+            except Exception:  # noqa: BLE001 - the server is restarting: ask again next pass
+                continue
             waited = time.monotonic() - first_seen.setdefault(action_id, time.monotonic())
             if state != "PAUSED" and (state in ALIVE or waited < GIVE_UP):
                 continue
