@@ -50,6 +50,8 @@ POOL = "saferails"
 STOP_GRACE = 20.0
 HEARTBEAT_SECONDS = 30  # the smallest value Prefect accepts
 ZOMBIE_AUTOMATION = "saferails-crash-zombie-flow-runs"
+STUCK_PENDING_AUTOMATION = "saferails-crash-stuck-pending-flow-runs"
+PENDING_SECONDS = 120
 
 
 @dataclass(frozen=True)
@@ -139,10 +141,13 @@ def prepare_store(config: ClusterConfig, settings: Settings) -> Settings:
     return settings.with_changes(database_url=urls.app_url, data_dir=config.data_dir)
 
 
-def ensure_zombie_automation(config: ClusterConfig, missing_for: int = 3 * HEARTBEAT_SECONDS) -> None:
-    """Prefect's documented zombie detection: a flow run that sent a heartbeat and then neither another one nor a
-    final state for ``missing_for`` seconds is marked Crashed. Without it a run whose worker was SIGKILLed stays
-    Running (or Paused) for ever, and the recover sweep's probe would take it for alive."""
+def ensure_zombie_automation(config: ClusterConfig, missing_for: int = 3 * HEARTBEAT_SECONDS,
+                             pending_for: int = PENDING_SECONDS) -> None:
+    """Prefect's documented zombie detection, twice: a flow run that sent a heartbeat and then neither another
+    one nor a final state for ``missing_for`` seconds is marked Crashed; so is a run that went Pending (a worker
+    claimed it) and neither started nor ended within ``pending_for`` seconds (its worker died while submitting
+    it: it never sends a heartbeat). Without them such runs stay Running, Paused or Pending for ever and the
+    recover sweep's probe takes them for alive."""
     from datetime import timedelta
 
     from prefect.automations import Automation
@@ -152,29 +157,32 @@ def ensure_zombie_automation(config: ClusterConfig, missing_for: int = 3 * HEART
     from prefect.exceptions import ObjectNotFound
     from prefect.settings import PREFECT_API_URL, temporary_settings
 
+    final = {"prefect.flow-run.Completed", "prefect.flow-run.Failed", "prefect.flow-run.Cancelled",
+             "prefect.flow-run.Crashed"}
+    rules = (
+        (ZOMBIE_AUTOMATION, "prefect.flow-run.heartbeat", {"prefect.flow-run.heartbeat", *final}, missing_for,
+         "no heartbeat: the worker is gone"),
+        (STUCK_PENDING_AUTOMATION, "prefect.flow-run.Pending", {"prefect.flow-run.Running", *final}, pending_for,
+         "never started: the worker died while submitting it"),
+    )
     with temporary_settings({PREFECT_API_URL: config.api_url}):
-        try:
-            if cast(Automation, Automation.read(name=ZOMBIE_AUTOMATION)) is not None:
-                return
-        except (ValueError, ObjectNotFound):
-            pass
-        # Automation.create is typed sync-or-async; called outside an event loop it returns the automation.
-        automation = Automation(
-            name=ZOMBIE_AUTOMATION,
-            trigger=EventTrigger(
-                after={"prefect.flow-run.heartbeat"},
-                expect={"prefect.flow-run.heartbeat", "prefect.flow-run.Completed", "prefect.flow-run.Failed",
-                        "prefect.flow-run.Cancelled", "prefect.flow-run.Crashed"},
-                match={"prefect.resource.id": ["prefect.flow-run.*"]},
-                for_each={"prefect.resource.id"},
-                posture=Posture.Proactive,
-                threshold=1,
-                within=timedelta(seconds=missing_for),
-            ),
-            actions=[ChangeFlowRunState(state=StateType.CRASHED, message="no heartbeat: the worker is gone")],
-        )
-        created = cast(Automation, automation.create())
-        print(f"automation {created.name}: flow runs without a heartbeat for {missing_for} s are marked Crashed")
+        for name, after, expect, seconds, message in rules:
+            try:
+                if cast(Automation, Automation.read(name=name)) is not None:
+                    continue
+            except (ValueError, ObjectNotFound):
+                pass
+            automation = Automation(
+                name=name,
+                trigger=EventTrigger(after={after}, expect=expect,
+                                     match={"prefect.resource.id": ["prefect.flow-run.*"]},
+                                     for_each={"prefect.resource.id"}, posture=Posture.Proactive, threshold=1,
+                                     within=timedelta(seconds=seconds)),
+                actions=[ChangeFlowRunState(state=StateType.CRASHED, message=message)],
+            )
+            # Automation.create is typed sync-or-async; called outside an event loop it returns the automation.
+            created = cast(Automation, automation.create())
+            print(f"automation {created.name}: {message} after {seconds} s -> Crashed", flush=True)
 
 
 def _healthy(url: str) -> bool:
