@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install test check lint typecheck unit fast demo bench serve clean
+.PHONY: install test check lint typecheck unit fast demo bench serve cluster cluster-test clean
 
 $(STAMP): pyproject.toml requirements.lock
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "saferails needs Python 3.11+")'
@@ -45,6 +45,16 @@ SERVE_ENV = $(if $(filter command line,$(origin PORT)),SAFERAILS_SERVE_PORT=$(PO
 
 serve: $(STAMP)
 	$(SERVE_ENV) $(PY) -m deployments.serve
+
+# The production shape on this machine: Prefect server on PostgreSQL, process work pool, three workers.
+cluster: $(STAMP)
+	$(PY) -m deployments.cluster $(CLUSTER_ARGS)
+
+# Scale test of that shape on throw-away databases (not part of `make test`: it takes minutes).
+# COUNT=50 for a quick run; the default is 1,000 actions.
+COUNT ?= 1000
+cluster-test: $(STAMP)
+	$(PY) -m deployments.cluster_test --count $(COUNT) $(CLUSTER_TEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .saferails .demo .mypy_cache .ruff_cache

@@ -1,0 +1,356 @@
+"""The production shape on one machine: a Prefect server on PostgreSQL, a process work pool, several workers.
+
+``make cluster`` (or ``python -m deployments.cluster`` from the project directory) does, in order:
+
+1. creates the Prefect server's database and the saferails store's database on the local PostgreSQL if they are
+   missing (``--pg-admin-url``, default ``postgresql://postgres@127.0.0.1:5432/postgres``);
+2. runs ``saferails.store.roles.init_roles`` on the store database: an owner role migrates the schema, an
+   application role (no DDL, append-only audit tables) is what every worker connects as;
+3. starts ONE ``prefect server start`` process on 127.0.0.1 with
+   ``PREFECT_SERVER_DATABASE_CONNECTION_URL=postgresql+asyncpg://...``. One server process keeps its messaging
+   in memory, so Redis is not needed; running several API processes needs ``prefect-redis`` (see the README);
+4. creates the process work pool ``saferails`` (if missing) and runs ``prefect --no-prompt deploy --all`` from
+   ``prefect.yaml``;
+5. starts ``--workers`` (3) ``prefect worker start --pool saferails`` processes, each in its own process group;
+6. prints the UI address and waits. Ctrl-C or SIGTERM stops the workers (SIGTERM, then SIGKILL to the whole
+   group after ``STOP_GRACE`` seconds: a worker's flow-run subprocesses die with it), then the server.
+
+Settings: the saferails part of every process's environment comes from the one settings model
+(``saferails.settings.load_settings`` reads ``SAFERAILS_*`` here, once); :func:`store_env` writes it back as the
+variables the workers' flow runs read, with ``SAFERAILS_DATABASE_URL`` replaced by the application role's URL.
+The Prefect part (API URL, server database, analytics off) comes from :class:`ClusterConfig`. The workers'
+flow runs build their runtime from those variables (``blocks.settings.current_runtime``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+from typing import cast
+
+import httpx
+import sqlalchemy as sa
+from pydantic import SecretStr
+from sqlalchemy.engine import make_url
+
+from saferails.settings import Settings, load_settings
+from saferails.store.roles import init_roles
+
+PROJECT_DIR = Path(__file__).resolve().parent.parent
+POOL = "saferails"
+STOP_GRACE = 20.0
+HEARTBEAT_SECONDS = 30  # the smallest value Prefect accepts
+ZOMBIE_AUTOMATION = "saferails-crash-zombie-flow-runs"
+STUCK_PENDING_AUTOMATION = "saferails-crash-stuck-pending-flow-runs"
+PENDING_SECONDS = 120
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    """Everything about the cluster that is not a saferails setting. Every address is on 127.0.0.1."""
+
+    pg_admin_url: str = "postgresql://postgres@127.0.0.1:5432/postgres"
+    prefect_database: str = "saferails_prefect"
+    store_database: str = "saferails_store"
+    owner_role: str = "saferails_owner"
+    app_role: str = "saferails_app"
+    host: str = "127.0.0.1"
+    port: int = 4200
+    workers: int = 3
+    worker_limit: int = 50
+    data_dir: Path = field(default_factory=lambda: PROJECT_DIR / ".saferails" / "cluster")
+
+    @property
+    def api_url(self) -> str:
+        return f"http://{self.host}:{self.port}/api"
+
+    @property
+    def ui_url(self) -> str:
+        return f"http://{self.host}:{self.port}"
+
+    def database_url(self, database: str, *, driver: str = "postgresql") -> str:
+        url = make_url(self.pg_admin_url).set(drivername=driver, database=database)
+        return url.render_as_string(hide_password=False)
+
+    @property
+    def prefect_database_url(self) -> str:
+        return self.database_url(self.prefect_database, driver="postgresql+asyncpg")
+
+    def prefect_env(self) -> dict[str, str]:
+        """What every Prefect process (server, CLI, workers, flow runs) of this cluster reads."""
+        return {
+            "PREFECT_API_URL": self.api_url,
+            "PREFECT_HOME": str(self.data_dir / "prefect-home"),
+            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
+            "DO_NOT_TRACK": "1",
+            "PREFECT_UI_API_URL": self.api_url,
+            # Heartbeats let the server notice a flow run whose process died (ZOMBIE_AUTOMATION).
+            "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(HEARTBEAT_SECONDS),
+        }
+
+    def server_env(self) -> dict[str, str]:
+        return self.prefect_env() | {"PREFECT_SERVER_DATABASE_CONNECTION_URL": self.prefect_database_url}
+
+
+def store_env(settings: Settings) -> dict[str, str]:
+    """``settings`` as the ``SAFERAILS_*`` variables ``load_settings`` reads back (unset fields are omitted)."""
+    env: dict[str, str] = {}
+    for name in type(settings).model_fields:
+        value = getattr(settings, name)
+        if value is None or value == []:
+            continue
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        if isinstance(value, list):
+            value = ",".join(value)
+        if isinstance(value, bool):
+            value = "true" if value else "false"
+        env[f"SAFERAILS_{'POLICY' if name == 'policy_path' else name.upper()}"] = str(value)
+    return env
+
+
+def ensure_database(admin_url: str, database: str) -> bool:
+    """Create ``database`` if it does not exist; True when it was created."""
+    engine = sa.create_engine(make_url(admin_url).set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT",
+                              poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            if conn.execute(sa.text("SELECT 1 FROM pg_database WHERE datname = :d"), {"d": database}).first():
+                return False
+            conn.execute(sa.text(f'CREATE DATABASE "{database}"'))
+            return True
+    finally:
+        engine.dispose()
+
+
+def prepare_store(config: ClusterConfig, settings: Settings) -> Settings:
+    """Create the store database and its roles (schema migrated by the owner); ``settings`` pointing at it as the
+    application role, with the data directory under the cluster's."""
+    ensure_database(config.pg_admin_url, config.store_database)
+    admin = config.database_url(config.store_database, driver="postgresql+psycopg")
+    urls = init_roles(admin, owner=config.owner_role, app=config.app_role)
+    return settings.with_changes(database_url=urls.app_url, data_dir=config.data_dir)
+
+
+def ensure_zombie_automation(config: ClusterConfig, missing_for: int = 3 * HEARTBEAT_SECONDS,
+                             pending_for: int = PENDING_SECONDS) -> None:
+    """Prefect's documented zombie detection, twice: a flow run that sent a heartbeat and then neither another
+    one nor a final state for ``missing_for`` seconds is marked Crashed; so is a run that went Pending (a worker
+    claimed it) and neither started nor ended within ``pending_for`` seconds (its worker died while submitting
+    it: it never sends a heartbeat). Without them such runs stay Running, Paused or Pending for ever and the
+    recover sweep's probe takes them for alive."""
+    from datetime import timedelta
+
+    from prefect.automations import Automation
+    from prefect.client.schemas.objects import StateType
+    from prefect.events.actions import ChangeFlowRunState
+    from prefect.events.schemas.automations import EventTrigger, Posture
+    from prefect.exceptions import ObjectNotFound
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    final = {"prefect.flow-run.Completed", "prefect.flow-run.Failed", "prefect.flow-run.Cancelled",
+             "prefect.flow-run.Crashed"}
+    rules = (
+        (ZOMBIE_AUTOMATION, "prefect.flow-run.heartbeat", {"prefect.flow-run.heartbeat", *final}, missing_for,
+         "no heartbeat: the worker is gone"),
+        (STUCK_PENDING_AUTOMATION, "prefect.flow-run.Pending", {"prefect.flow-run.Running", *final}, pending_for,
+         "never started: the worker died while submitting it"),
+    )
+    with temporary_settings({PREFECT_API_URL: config.api_url}):
+        for name, after, expect, seconds, message in rules:
+            try:
+                if cast(Automation, Automation.read(name=name)) is not None:
+                    continue
+            except (ValueError, ObjectNotFound):
+                pass
+            automation = Automation(
+                name=name,
+                trigger=EventTrigger(after={after}, expect=expect,
+                                     match={"prefect.resource.id": ["prefect.flow-run.*"]},
+                                     for_each={"prefect.resource.id"}, posture=Posture.Proactive, threshold=1,
+                                     within=timedelta(seconds=seconds)),
+                actions=[ChangeFlowRunState(state=StateType.CRASHED, message=message)],
+            )
+            # Automation.create is typed sync-or-async; called outside an event loop it returns the automation.
+            created = cast(Automation, automation.create())
+            print(f"automation {created.name}: {message} after {seconds} s -> Crashed", flush=True)
+
+
+def _healthy(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/health", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
+class Cluster:
+    """The running processes; :meth:`stop` leaves none behind (each is the leader of its own process group)."""
+
+    def __init__(self, config: ClusterConfig, settings: Settings) -> None:
+        self.config = config
+        self.settings = settings
+        self.server: subprocess.Popen[bytes] | None = None
+        self.workers: dict[str, subprocess.Popen[bytes]] = {}
+        self.logs = config.data_dir / "logs"
+
+    # --- environments -----------------------------------------------------------------------------------------
+    def worker_env(self) -> dict[str, str]:
+        base = {k: v for k, v in os.environ.items() if not k.startswith(("SAFERAILS_", "PREFECT_"))}
+        return base | store_env(self.settings) | self.config.prefect_env()
+
+    def cli_env(self) -> dict[str, str]:
+        return self.worker_env()
+
+    # --- start ------------------------------------------------------------------------------------------------
+    def start(self) -> None:
+        self.logs.mkdir(parents=True, exist_ok=True)
+        self.start_server()
+        self.prefect("work-pool", "inspect", POOL, check=False) or self.prefect(
+            "work-pool", "create", "--type", "process", POOL)
+        self.prefect("--no-prompt", "deploy", "--all")
+        ensure_zombie_automation(self.config)
+        for i in range(1, self.config.workers + 1):
+            self.start_worker(f"worker-{i}")
+
+    def start_server(self) -> None:
+        if _healthy(self.config.api_url):
+            raise SystemExit(f"something already answers on {self.config.ui_url}; stop it or pick --port")
+        ensure_database(self.config.pg_admin_url, self.config.prefect_database)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")} | self.config.server_env()
+        self.server = subprocess.Popen(
+            [sys.executable, "-m", "prefect", "server", "start", "--host", self.config.host,
+             "--port", str(self.config.port)],
+            env=env, cwd=PROJECT_DIR, stdout=(self.logs / "server.log").open("ab"), stderr=subprocess.STDOUT,
+            start_new_session=True)
+        for _ in range(480):
+            if self.server.poll() is not None:
+                raise SystemExit(f"prefect server exited ({self.server.returncode}); see {self.logs / 'server.log'}")
+            if _healthy(self.config.api_url):
+                return
+            time.sleep(0.5)
+        raise SystemExit(f"prefect server not healthy after 240 s; see {self.logs / 'server.log'}")
+
+    def start_worker(self, name: str) -> subprocess.Popen[bytes]:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "prefect", "worker", "start", "--pool", POOL, "--type", "process",
+             "--name", name, "--limit", str(self.config.worker_limit)],
+            env=self.worker_env(), cwd=PROJECT_DIR, stdout=(self.logs / f"{name}.log").open("ab"),
+            stderr=subprocess.STDOUT, start_new_session=True)
+        self.workers[name] = proc
+        return proc
+
+    def prefect(self, *args: str, check: bool = True) -> bool:
+        """Run one ``prefect`` CLI command against this cluster's server; its output goes to ``cli.log``."""
+        with (self.logs / "cli.log").open("ab") as log:
+            rc = subprocess.run([sys.executable, "-m", "prefect", *args], env=self.cli_env(), cwd=PROJECT_DIR,
+                                stdout=log, stderr=subprocess.STDOUT, timeout=600).returncode
+        if check and rc != 0:
+            raise SystemExit(f"prefect {' '.join(args)} failed ({rc}); see {self.logs / 'cli.log'}")
+        return rc == 0
+
+    # --- stop -------------------------------------------------------------------------------------------------
+    def kill_worker(self, name: str) -> None:
+        """SIGKILL the worker's whole process group (the worker and the flow runs it started): a lost machine."""
+        proc = self.workers.pop(name)
+        _signal_group(proc, signal.SIGKILL)
+        proc.wait()
+
+    def stop_worker(self, name: str) -> None:
+        _stop(self.workers.pop(name))
+
+    def stop(self) -> None:
+        """Workers first (their runs report to the server while it is up), then the server."""
+        for name in list(self.workers):
+            self.stop_worker(name)
+        if self.server is not None:
+            _stop(self.server)
+            self.server = None
+
+    def pids(self) -> list[int]:
+        procs = [*self.workers.values(), *([self.server] if self.server else [])]
+        return [p.pid for p in procs]
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, sig)
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    """SIGTERM to the group, SIGKILL to the group after ``STOP_GRACE`` s; the group is gone either way."""
+    _signal_group(proc, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(timeout=STOP_GRACE)
+    # Children (flow-run subprocesses, uvicorn) may outlive their leader: the group gets SIGKILL regardless.
+    _signal_group(proc, signal.SIGKILL)
+    proc.wait()
+
+
+def group_alive(pgid: int) -> bool:
+    """True while any process of group ``pgid`` exists."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def parse_args(argv: list[str] | None = None) -> ClusterConfig:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
+    defaults = ClusterConfig()
+    parser.add_argument("--pg-admin-url", default=defaults.pg_admin_url)
+    parser.add_argument("--prefect-database", default=defaults.prefect_database)
+    parser.add_argument("--store-database", default=defaults.store_database)
+    parser.add_argument("--port", type=int, default=defaults.port)
+    parser.add_argument("--workers", type=int, default=defaults.workers)
+    parser.add_argument("--worker-limit", type=int, default=defaults.worker_limit)
+    parser.add_argument("--data-dir", type=Path, default=defaults.data_dir)
+    ns = parser.parse_args(argv)
+    return ClusterConfig(pg_admin_url=ns.pg_admin_url, prefect_database=ns.prefect_database,
+                         store_database=ns.store_database, port=ns.port, workers=ns.workers,
+                         worker_limit=ns.worker_limit, data_dir=ns.data_dir.resolve())
+
+
+def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) -> None:
+    config = parse_args(argv)
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    settings = prepare_store(config, load_settings(env))
+    cluster = Cluster(config, settings)
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        cluster.start()
+        print(f"Prefect UI: {config.ui_url}", flush=True)
+        print(f"Workers: {', '.join(cluster.workers)} (pool {POOL}); logs in {cluster.logs}", flush=True)
+        print(f"Store: {config.store_database} as role {config.app_role}; Ctrl-C stops everything", flush=True)
+        while True:
+            for name, proc in list(cluster.workers.items()):
+                if proc.poll() is not None:
+                    print(f"{name} exited ({proc.returncode}); restarting it", flush=True)
+                    cluster.start_worker(name)
+            time.sleep(2)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        cluster.stop()
+        print("stopped", flush=True)
+
+
+if __name__ == "__main__":
+    main()
