@@ -163,14 +163,14 @@ def heartbeats_off() -> Iterator[None]:
 def _decide(action_id: str, answer: dict[str, Any]) -> ActionView:
     rt = current_runtime()
     view = rt.actions.get(action_id)
-    if view.state == PENDING_APPROVAL and _paused(view.flow_run_id):
-        before = view.version
+    pause = _pause_state_id(view.flow_run_id) if view.state == PENDING_APPROVAL else None
+    if pause is not None:
         try:
             resume_flow_run(UUID(str(view.flow_run_id)), run_input=answer)
         except (RuntimeError, NotPausedError, FlowPauseTimeout, ObjectNotFound):
             pass  # resumed by someone else first, expired or refused: decide directly below
         else:
-            return _settled(action_id, before)
+            return _settled(action_id, pause)
     code = answer["code"] or None
     try:
         if answer["decision"] == "approve":
@@ -199,26 +199,33 @@ def _wake_gate(action_id: str) -> None:
 
 
 def _paused(flow_run_id: str | None) -> bool:
+    return _pause_state_id(flow_run_id) is not None
+
+
+def _pause_state_id(flow_run_id: str | None) -> UUID | None:
+    """The id of the run's current state when it is paused (each pause is a new state), else None."""
     if flow_run_id is None:
-        return False
+        return None
     try:
         with get_client(sync_client=True) as client:
             run = client.read_flow_run(UUID(flow_run_id))
     except ObjectNotFound:
-        return False
-    return run.state is not None and run.state.is_paused()
+        return None
+    return run.state.id if run.state is not None and run.state.is_paused() else None
 
 
-def _settled(action_id: str, version_before: int, timeout: float = 120) -> ActionView:
-    """After a resume, wait until the flow has recorded (or refused) the answer: the run pauses again, the
-    action changes, or it is final. A refused answer is not an exception here; the view shows the state."""
+def _settled(action_id: str, pause_before: UUID, timeout: float = 120) -> ActionView:
+    """After a resume, wait until the flow has recorded (or refused) the answer: the action is no longer pending,
+    or the run is paused again in a NEW pause (the gate pauses afresh after every answer it handled). A version
+    change alone is not enough: the gate may write before it records the approval, and the count printed must
+    include it. A refused answer is not an exception here; the view shows the state."""
     rt = current_runtime()
     deadline = time.monotonic() + timeout
-    time.sleep(0.1)
     while True:
         view = rt.actions.get(action_id)
-        if view.version != version_before or view.state != PENDING_APPROVAL or _paused(view.flow_run_id):
+        if view.state != PENDING_APPROVAL:
             return view
-        if time.monotonic() >= deadline:
+        pause_now = _pause_state_id(view.flow_run_id)
+        if (pause_now is not None and pause_now != pause_before) or time.monotonic() >= deadline:
             return view
         time.sleep(0.1)
