@@ -21,7 +21,7 @@ import json
 import sys
 import traceback
 from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, ExitStack
+from contextlib import AbstractContextManager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -200,12 +200,7 @@ def run(ctx: typer.Context, as_json: bool, command: Command, *, opening: str | N
     ``permission=None`` only authenticates (the command checks finer rules itself)."""
     state = state_of(ctx)
     state.io = io = Io(sys.stdout, sys.stderr, as_json or state.json)
-    with ExitStack() as stack:
-        if opening is None:
-            store = stack.enter_context(open_store())
-        else:
-            with io.progress(opening):
-                store = stack.enter_context(open_store())
+    with _opened(io, opening) as store:
         state.principal = principal = authenticate(store)
         if permission is not None:
             require(principal, permission)
@@ -222,13 +217,16 @@ def run_unauthenticated(ctx: typer.Context, as_json: bool, command: Command, *, 
     store migrates it anyway: whoever holds the database URL can, see docs/security.md)."""
     state = state_of(ctx)
     state.io = io = Io(sys.stdout, sys.stderr, as_json or state.json)
-    with ExitStack() as stack:
-        if opening is None:
-            store = stack.enter_context(open_store())
-        else:
-            with io.progress(opening):
-                store = stack.enter_context(open_store())
+    with _opened(io, opening) as store:
         state.exit_code = command(store, io)
+
+
+def _opened(io: Io, opening: str | None) -> Store:
+    """The store, opened under a progress bar named ``opening`` when given (the first open migrates)."""
+    if opening is None:
+        return open_store()
+    with io.progress(opening):
+        return open_store()
 
 
 IdKind = Literal["action", "task", "action plan", "runbook execution"]
