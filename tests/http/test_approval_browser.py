@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.http_server import running
+from tests.support.uvicorn_server import running
 from tests.support.http_world import HttpWorld
 
 CHROMIUM = Path(os.environ.get("SAFERAILS_TEST_CHROMIUM", "/usr/bin/chromium"))

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.http_server import running
+from tests.support.uvicorn_server import running
 from tests.support.http_world import HttpWorld
 
 
