@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.uvicorn_server import running
 from tests.support.http_world import HttpWorld
+from tests.support.uvicorn_server import running
 
 CHROMIUM = Path(os.environ.get("SAFERAILS_TEST_CHROMIUM", "/usr/bin/chromium"))
 SCREENSHOT = Path("/tmp/h-http-approve.png")

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from tests.support.uvicorn_server import running
 from tests.support.http_world import HttpWorld
+from tests.support.uvicorn_server import running
 
 
 @pytest.fixture
