@@ -27,9 +27,10 @@ unit: $(STAMP)
 
 test: lint typecheck unit
 
-# The fast lane: lint, types and every test not marked `flow` (Prefect) or `slow`.
+# The fast lane: lint, types and every SQLite test not marked `flow` (Prefect), `slow` or `browser`;
+# `make test` runs everything, on SQLite and PostgreSQL.
 fast: $(STAMP)
-	$(PY) -m pytest -n 2 -m "not flow and not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -n 2 -m "not flow and not slow and not browser" -k "not postgresql" $(PYTEST_ARGS)
 
 check: lint typecheck fast
 

@@ -18,6 +18,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # seconds each (a demo run, a subprocess, a wheel build, a fuzz run)
+
 PROJECT = Path(__file__).resolve().parents[1]
 COPIED = ("pyproject.toml", "README.md", "prefect.yaml", "saferails", "flows", "tasks", "blocks", "deployments", "demo")
 

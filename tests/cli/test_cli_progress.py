@@ -15,6 +15,8 @@ import pytest
 
 from tests.support.cli import Cli, provision, use_database
 
+pytestmark = pytest.mark.slow  # seconds each (a demo run, a subprocess, a wheel build, a fuzz run)
+
 
 def on_a_terminal(argv: list[str], database_url: str) -> tuple[int, str]:
     """Run ``saferails argv`` with stdout on a pseudo-terminal; its exit code and everything it drew."""

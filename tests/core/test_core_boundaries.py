@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+pytestmark = pytest.mark.slow  # seconds each (a demo run, a subprocess, a wheel build, a fuzz run)
+
 PROJECT = Path(__file__).resolve().parents[2]
 CORE = PROJECT / "saferails"
 FORBIDDEN = frozenset({"prefect", "flows", "tasks", "blocks", "deployments", "demo"})

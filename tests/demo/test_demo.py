@@ -9,6 +9,8 @@ import pytest
 
 from demo.run import DemoReport, main, run_demo
 
+pytestmark = pytest.mark.slow  # seconds each (a demo run, a subprocess, a wheel build, a fuzz run)
+
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[DemoReport, str]:

@@ -16,6 +16,8 @@ from saferails.execution import ExecutionService
 from saferails.policy import default_policy
 from saferails.settings import Settings
 
+pytestmark = pytest.mark.slow  # seconds each (a demo run, a subprocess, a wheel build, a fuzz run)
+
 START = datetime(2026, 11, 22, 14, 0, tzinfo=UTC)
 
 

@@ -17,6 +17,8 @@ from saferails.policy import default_policy
 from saferails.settings import Settings
 from saferails.store.db import transaction
 
+pytestmark = pytest.mark.slow  # seconds each (a demo run, a subprocess, a wheel build, a fuzz run)
+
 
 @pytest.fixture(scope="module")
 def ran(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Store, WorkflowDemoReport, str]]:

@@ -10,11 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
 from saferails.clock import ManualClock
 from tests.support.http_world import open_world
+
+pytestmark = pytest.mark.slow  # seconds each (a demo run, a subprocess, a wheel build, a fuzz run)
 
 
 def test_no_generated_request_gets_a_server_error(sqlite_db: Any, tmp_path: Path, clock: ManualClock) -> None:

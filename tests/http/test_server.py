@@ -19,6 +19,8 @@ from saferails.errors import ConfigurationError
 from saferails.http import server
 from tests.support.http_auth import KEYS_ENV
 
+pytestmark = pytest.mark.slow  # seconds each (a demo run, a subprocess, a wheel build, a fuzz run)
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
