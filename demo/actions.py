@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -174,11 +175,24 @@ class _Scenario:
     def decide(self, decide: Callable[..., ActionView], view: ActionView, approver: str, reason: str) -> ActionView:
         self.d.clock.advance(timedelta(minutes=3))
         after: ActionView = decide(view.id, approver, self.code(view.id, approver), reason)
+        after = self._recorded(after, approver)
         verb = "approves" if decide is self.api.approve else "rejects"
         # The count, not the state: once the quorum is in, execution races this line.
         self.d.say(f"  {approver} {verb} with code from notifications.jsonl "
                    f"({len(after.valid_approvers)}/{after.min_approvals} approvals)")
         return after
+
+    def _recorded(self, view: ActionView, approver: str, within: float = 30) -> ActionView:
+        """The action once the store shows ``approver``'s answer counted (or the action decided). Under load the
+        answer can come back before the gate's write is visible here; the printed count must be the store's.
+        A refused answer never shows up: after ``within`` seconds the view is what the store holds."""
+        deadline = time.monotonic() + within
+        while view.state == "pending_approval" and approver not in view.valid_approvers:
+            if time.monotonic() >= deadline:
+                break
+            time.sleep(0.1)
+            view = self.store.actions.get(view.id)
+        return view
 
     def final(self, label: str, action_id: str) -> ActionView:
         view: ActionView = self.api.wait_for_outcome(action_id, 120)
