@@ -12,6 +12,9 @@ from fastapi import FastAPI
 
 from saferails.api import Store
 from saferails.http import agents, approval_page, routes
+from saferails.http import aliases as alias_routes
+from saferails.http import runbooks as runbook_routes
+from saferails.http import workflow as workflow_routes
 from saferails.http.auth import Authenticator
 from saferails.http.idempotency import IdempotencyCache
 from saferails.http.problems import EdgeMiddleware, install_error_handlers
@@ -47,5 +50,8 @@ def create_app(
     api = routes.Api(store, authenticator, idempotency or IdempotencyCache(store.clock))
     app.include_router(routes.build_router(api))
     app.include_router(agents.build_router(api))
+    app.include_router(alias_routes.build_router(api))
+    app.include_router(runbook_routes.build_router(api))
+    app.include_router(workflow_routes.build_router(api))
     app.add_middleware(EdgeMiddleware, max_body_bytes=max_body_bytes)
     return app

@@ -49,19 +49,33 @@ PAUSE_AGENT = "actions:pause_agent"
 RESUME_AGENT = "actions:resume_agent"
 SET_BUDGET = "actions:set_budget"
 FLEET_CONTROLS = frozenset({PAUSE_AGENT, RESUME_AGENT, SET_BUDGET})
+EXECUTE = "actions:execute"
+SWEEP = "sweeps:run"
+# Runbooks (seed 002): reading templates and executions; starting and controlling executions; registering templates.
+RUNBOOKS_READ = "runbooks:read"
+RUNBOOKS_OPERATE = "runbooks:operate"
+RUNBOOKS_REGISTER = "runbooks:register"
+# The workflow layer (seed 004): reading, and the workflow roles a caller acts with (the workflow service checks
+# its own permissions against them; ``saferails.cli.common.workflow_roles`` grants the same on the CLI).
+WORKFLOW_READ = "workflow:read"
+WORKFLOW_USER = "workflow:user"
+WORKFLOW_AGENCY = "workflow:agency"
+WORKFLOW_ADMIN = "workflow:admin"
+WORKFLOW_ROLES = {WORKFLOW_USER: "user", WORKFLOW_AGENCY: "agency", WORKFLOW_ADMIN: "admin"}
 
 # What each identity permission allows over HTTP. ``read`` alone is "read your own"; seeing every action of a
 # tenant comes with deciding, operating or reading the audit trail.
 HTTP_GRANTS: dict[Permission, frozenset[str]] = {
     Permission.PROPOSE_ACTION: frozenset({PROPOSE, CANCEL_OWN, POLICY_CHECK}),
     Permission.DECIDE_ACTION: frozenset({DECIDE, READ}),
-    Permission.OPERATE: frozenset({READ, CANCEL, CANCEL_OWN, ROLLBACK, POLICY_CHECK}) | FLEET_CONTROLS,
-    Permission.READ: frozenset({READ_OWN}),
+    Permission.OPERATE: frozenset({READ, CANCEL, CANCEL_OWN, ROLLBACK, POLICY_CHECK, EXECUTE, SWEEP,
+                                   RUNBOOKS_OPERATE, RUNBOOKS_REGISTER, WORKFLOW_AGENCY}) | FLEET_CONTROLS,
+    Permission.READ: frozenset({READ_OWN, RUNBOOKS_READ, WORKFLOW_READ, WORKFLOW_USER}),
     Permission.READ_AUDIT: frozenset({READ, AUDIT_READ}),
     Permission.VERIFY_AUDIT: frozenset(),
     Permission.MANAGE_PRINCIPALS: frozenset(),
     Permission.MANAGE_CREDENTIALS: frozenset(),
-    Permission.MANAGE_POLICY: frozenset(),
+    Permission.MANAGE_POLICY: frozenset({WORKFLOW_AGENCY, WORKFLOW_ADMIN}),
 }
 
 

@@ -79,6 +79,19 @@ class WorkflowService:
             row = session.execute(sa.select(SlaRecord).where(SlaRecord.task_id == task_id)).scalar_one_or_none()
             return None if row is None else SlaRecordView.of(row)
 
+    def list_sla_records(self, *, breached: bool | None = None, open_only: bool = False,
+                         limit: int = 100) -> list[SlaRecordView]:
+        """SLA records, most overdue first (earliest ``due_at``); ``breached=True`` lists the breaches."""
+        if not 1 <= limit <= 1000:
+            raise InvalidInput("limit must be between 1 and 1000", limit=limit)
+        stmt = sa.select(SlaRecord).order_by(SlaRecord.due_at, SlaRecord.id).limit(limit)
+        if breached is not None:
+            stmt = stmt.where(SlaRecord.breached.is_(breached))
+        if open_only:
+            stmt = stmt.where(SlaRecord.completed_at.is_(None))
+        with transaction(self.sessions) as session:
+            return [SlaRecordView.of(r) for r in session.execute(stmt).scalars()]
+
     # --- action plans -------------------------------------------------------------------------------------
     def create_action_plan(self, actor: WorkflowActor, **fields: Any) -> ActionPlanView:
         """Create a plan in ``draft`` (title, description, goals, metadata). Needs CREATE_ACTION_PLAN."""
