@@ -192,7 +192,7 @@ def build_router(api: Api) -> APIRouter:
         action_type: str | None = None,
         employee_id: str | None = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-        cursor: Annotated[int | None, Query(ge=0)] = None,
+        cursor: Annotated[int | None, Query(ge=0, le=2**62)] = None,
     ) -> dict[str, Any]:
         """Audit records of the caller's tenants, oldest first (``employee_id`` is the target)."""
         require(caller, auth.AUDIT_READ)
