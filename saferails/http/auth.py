@@ -19,6 +19,10 @@ means the same on the CLI and over HTTP:
 - ``admin`` (manage principals / credentials / policy, read, read_audit): read actions and their audit trail; an
   admin neither proposes nor approves unless also given those roles (separation of duties).
 
+Beyond actions: ``read`` reads runbooks, executions and the workflow layer and acts there as workflow ``user``;
+``operate`` also starts and controls executions, registers runbooks, executes approved actions, runs sweeps and
+acts as workflow ``agency``; ``manage_policy`` acts as workflow ``agency`` and ``admin``.
+
 A principal sees only the tenants in ``tenants`` (``"*"`` means every tenant); an object of another tenant is
 reported as not found, never as forbidden, so its existence does not leak.
 """
