@@ -101,7 +101,7 @@ def build_router(api: Api) -> APIRouter:
         windows: list[dict[str, Any]] = []
         with read_transaction(store.sessions) as session:
             counter = ActionRepository(session)
-            for rule in store.policy.rules:
+            for rule in store.actions.policy.rules:  # the policy proposals are judged by
                 if rule.kind != "rate_limit" or rule.limits is None:
                     continue
                 if rule.action_types is not None and action_type not in rule.action_types:
