@@ -7,6 +7,10 @@ from typing import Any
 
 import pytest
 
+from saferails.cli.common import workflow_roles
+from saferails.http import auth
+from saferails.identity import Principal as IdentityPrincipal
+from saferails.identity import Role
 from tests.http.test_actions_api import assert_problem
 from tests.support.http_world import HttpWorld
 
@@ -180,3 +184,10 @@ def test_a_post_with_an_idempotency_key_creates_one_task(sqlite_world: HttpWorld
     assert_problem(w.client.post(f"{V1}/tasks", json={"title": "twice"}, headers=headers),
                    422, "IDEMPOTENCY_KEY_REUSED")
     assert len(w.store.workflow.list_tasks()) == 1
+
+
+def test_http_workflow_roles_match_the_clis_for_every_identity_role() -> None:
+    for role in Role:
+        principal = auth.Principal("p", frozenset({role.value}), frozenset({"default"}))
+        over_http = {name for permission, name in auth.WORKFLOW_ROLES.items() if principal.can(permission)}
+        assert over_http == set(workflow_roles(IdentityPrincipal("p", frozenset({role})))), role
