@@ -78,6 +78,41 @@ class EventIn(_Body):
     tenant: str | None = Field(default=None, min_length=1, max_length=100)
 
 
+class TemplateOut(BaseModel):
+    """A registered template version (``saferails.runbooks.TemplateView``)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    runbook_id: str
+    version: str
+    name: str
+    content_hash: str
+    registered_by: str
+    created_at: str
+    definition: dict[str, Any]
+
+
+class ExecutionOut(BaseModel):
+    """An execution and its steps (``saferails.runbooks.ExecutionView``); a step awaiting approval names its
+    ``approval_action_id``."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    runbook_id: str
+    runbook_version: str
+    state: str
+    tenant: str
+    initiated_by: str
+    inputs: dict[str, Any]
+    context: dict[str, Any]
+    error: str | None
+    replay_of: str | None
+    deadline: str
+    created_at: str
+    steps: list[dict[str, Any]]
+
+
 class Page(BaseModel):
     items: list[dict[str, Any]]
     next_cursor: str | None = Field(description="pass as ?cursor= for the next page; null on the last page")
@@ -116,7 +151,7 @@ def build_router(api: Api) -> APIRouter:
         require(caller, auth.RUNBOOKS_READ)
         return page(svc.templates(), limit, cursor)
 
-    @router.post("/api/v1/runbooks", status_code=201)
+    @router.post("/api/v1/runbooks", status_code=201, response_model=TemplateOut)
     def register(request: Request, body: DocumentIn, caller: Caller) -> JSONResponse:
         """Register a template version (the runbook document as JSON). The same content again answers the
         stored version; other content under the same id and version is 409 ``RUNBOOK_VERSION_CONFLICT``."""
@@ -124,14 +159,14 @@ def build_router(api: Api) -> APIRouter:
         return api.idempotent(request, caller, body, 201,
                               lambda: _json(svc.register(validate_data(body.model_dump()), caller.id)))
 
-    @router.get("/api/v1/runbooks/{runbook_id}")
+    @router.get("/api/v1/runbooks/{runbook_id}", response_model=TemplateOut)
     def get_runbook(runbook_id: str, caller: Caller, version: str | None = None) -> Any:
         """One template version (default: the latest registered), with its definition."""
         require(caller, auth.RUNBOOKS_READ)
         return _json(svc.template(runbook_id, version))
 
     # --- executions ---------------------------------------------------------------------------------------
-    @router.post("/api/v1/executions", status_code=201)
+    @router.post("/api/v1/executions", status_code=201, response_model=ExecutionOut)
     def start(request: Request, body: StartIn, caller: Caller) -> JSONResponse:
         """Start an execution as the authenticated principal (in the caller's tenant unless ``tenant`` names
         another it belongs to). Bad inputs are 422 ``RUNBOOK_INPUT_INVALID``; nothing is written then."""
@@ -175,14 +210,14 @@ def build_router(api: Api) -> APIRouter:
         views = svc.list_executions(runbook_id=runbook_id, state=state, tenant=tenant, limit=offset + limit + 1)
         return page(views, limit, cursor)
 
-    @router.get("/api/v1/executions/{execution_id}")
+    @router.get("/api/v1/executions/{execution_id}", response_model=ExecutionOut)
     def get_execution(execution_id: str, caller: Caller) -> Any:
         """An execution and each step's state (an approval step names the action to approve)."""
         require(caller, auth.RUNBOOKS_READ)
         return _json(visible(caller, execution_id))
 
     # --- control ------------------------------------------------------------------------------------------
-    @router.post("/api/v1/executions/{execution_id}/pause")
+    @router.post("/api/v1/executions/{execution_id}/pause", response_model=ExecutionOut)
     def pause(request: Request, execution_id: str, caller: Caller, body: ReasonIn | None = None) -> JSONResponse:
         """No new step starts until resume; waits keep their deadlines. 409 unless running or waiting."""
         require(caller, auth.RUNBOOKS_OPERATE)
@@ -191,7 +226,7 @@ def build_router(api: Api) -> APIRouter:
         return api.idempotent(request, caller, reason, 200,
                               lambda: _json(svc.pause(execution_id, caller.id, reason.reason)))
 
-    @router.post("/api/v1/executions/{execution_id}/resume")
+    @router.post("/api/v1/executions/{execution_id}/resume", response_model=ExecutionOut)
     def resume(request: Request, execution_id: str, caller: Caller, body: CarryIn | None = None) -> JSONResponse:
         """Resume a paused execution (then carry it on unless ``run`` is false)."""
         require(caller, auth.RUNBOOKS_OPERATE)
@@ -200,7 +235,7 @@ def build_router(api: Api) -> APIRouter:
         return api.idempotent(request, caller, carry, 200,
                               lambda: carried(svc.resume(execution_id, caller.id, carry.reason), carry.run))
 
-    @router.post("/api/v1/executions/{execution_id}/cancel")
+    @router.post("/api/v1/executions/{execution_id}/cancel", response_model=ExecutionOut)
     def cancel(request: Request, execution_id: str, caller: Caller, body: ReasonIn | None = None) -> JSONResponse:
         """Cancel the execution and its open steps; pending approval requests are withdrawn."""
         require(caller, auth.RUNBOOKS_OPERATE)
@@ -209,7 +244,7 @@ def build_router(api: Api) -> APIRouter:
         return api.idempotent(request, caller, reason, 200,
                               lambda: _json(svc.cancel(execution_id, caller.id, reason.reason)))
 
-    @router.post("/api/v1/executions/{execution_id}/steps/{step_id}/retry")
+    @router.post("/api/v1/executions/{execution_id}/steps/{step_id}/retry", response_model=ExecutionOut)
     def retry_step(request: Request, execution_id: str, step_id: str, caller: Caller,
                    body: CarryIn | None = None) -> JSONResponse:
         """Bring a failed step of a failed execution back (409 ``RUNBOOK_STEP_NOT_RETRYABLE`` otherwise) and
@@ -221,7 +256,7 @@ def build_router(api: Api) -> APIRouter:
             request, caller, carry, 200,
             lambda: carried(svc.retry_step(execution_id, step_id, caller.id, carry.reason), carry.run))
 
-    @router.post("/api/v1/executions/{execution_id}/replay", status_code=201)
+    @router.post("/api/v1/executions/{execution_id}/replay", status_code=201, response_model=ExecutionOut)
     def replay(request: Request, execution_id: str, caller: Caller, body: CarryIn | None = None) -> JSONResponse:
         """A new execution of the same template version with the same inputs and context (201, the new one)."""
         require(caller, auth.RUNBOOKS_OPERATE)
@@ -230,7 +265,7 @@ def build_router(api: Api) -> APIRouter:
         return api.idempotent(request, caller, carry, 201,
                               lambda: carried(svc.replay(execution_id, caller.id, carry.reason), carry.run))
 
-    @router.post("/api/v1/executions/{execution_id}/run")
+    @router.post("/api/v1/executions/{execution_id}/run", response_model=ExecutionOut)
     def run_execution(request: Request, execution_id: str, caller: Caller) -> JSONResponse:
         """Carry the execution forward in this process until it is final, paused or only waits are left."""
         require(caller, auth.RUNBOOKS_OPERATE)
@@ -278,4 +313,4 @@ def build_router(api: Api) -> APIRouter:
     return router
 
 
-__all__ = ["CarryIn", "DocumentIn", "EventIn", "ReasonIn", "StartIn", "build_router"]
+__all__ = ["CarryIn", "DocumentIn", "EventIn", "ExecutionOut", "ReasonIn", "StartIn", "TemplateOut", "build_router"]

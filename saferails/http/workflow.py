@@ -83,6 +83,35 @@ class TriggerPatch(_Body):
     active: bool | None = None
 
 
+class TaskOut(BaseModel):
+    """A task (``saferails.workflow.views.TaskView``); ``GET /tasks/{id}`` adds its SLA record as ``sla``."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    title: str
+    task_type: str
+    priority: str
+    state: str
+    assigned_to: str | None
+    created_by: str
+    action_plan_id: str | None
+    version: int
+    created_at: str
+    updated_at: str
+
+
+class PlanOut(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    title: str
+    goals: list[str]
+    state: str
+    created_by: str
+    version: int
+
+
 class Page(BaseModel):
     items: list[dict[str, Any]]
     next_cursor: str | None = Field(description="pass as ?cursor= for the next page; null on the last page")
@@ -133,7 +162,7 @@ def build_router(api: Api) -> APIRouter:
         return min(wanted, MAX_TASKS)
 
     # --- tasks --------------------------------------------------------------------------------------------
-    @route("POST", "/tasks", status_code=201)
+    @route("POST", "/tasks", status_code=201, response_model=TaskOut)
     def create_task(request: Request, body: TaskInput, caller: Caller) -> JSONResponse:
         """Create a task in ``new`` as the authenticated principal (opens its SLA record)."""
         who = actor(caller)
@@ -157,7 +186,7 @@ def build_router(api: Api) -> APIRouter:
                                           action_plan_id=action_plan_id, limit=bounded(limit, cursor))
         return page(tasks, limit, cursor)
 
-    @route("GET", "/tasks/{task_id}")
+    @route("GET", "/tasks/{task_id}", response_model=TaskOut)
     def get_task(task_id: str, caller: Caller) -> Any:
         """A task and its SLA record (``sla``: null when no SLA config covers its type)."""
         if not reader(caller):
@@ -165,7 +194,7 @@ def build_router(api: Api) -> APIRouter:
         task = store.workflow.get_task(task_id)
         return jsonable(task) | {"sla": jsonable(store.workflow.sla_record(task_id))}
 
-    @route("POST", "/tasks/{task_id}/transition")
+    @route("POST", "/tasks/{task_id}/transition", response_model=TaskOut)
     def transition_task(request: Request, task_id: str, body: TransitionIn, caller: Caller) -> JSONResponse:
         """Move a task (409 ``INVALID_TRANSITION`` / ``TRANSITION_GUARD_FAILED`` when the machine refuses)."""
         existing(caller, TASK, task_id)
@@ -174,7 +203,7 @@ def build_router(api: Api) -> APIRouter:
             who, task_id, body.target_state, reason=body.reason or body.notes, context=body.context or None)))
 
     # --- action plans -------------------------------------------------------------------------------------
-    @route("POST", "/action-plans", status_code=201)
+    @route("POST", "/action-plans", status_code=201, response_model=PlanOut)
     def create_plan(request: Request, body: PlanInput, caller: Caller) -> JSONResponse:
         """Create an action plan in ``draft`` (needs the ``agency`` or ``admin`` workflow role)."""
         who = actor(caller)
@@ -193,7 +222,7 @@ def build_router(api: Api) -> APIRouter:
             return _empty()
         return page(store.workflow.list_action_plans(state=state, limit=bounded(limit, cursor)), limit, cursor)
 
-    @route("GET", "/action-plans/{plan_id}")
+    @route("GET", "/action-plans/{plan_id}", response_model=PlanOut)
     def get_plan(plan_id: str, caller: Caller) -> Any:
         if not reader(caller):
             raise NotFound(ACTION_PLAN, plan_id)
@@ -206,16 +235,16 @@ def build_router(api: Api) -> APIRouter:
         return api.idempotent(request, caller, body, 200, lambda: jsonable(
             store.workflow.transition_action_plan(who, plan_id, target, reason=reason)))
 
-    @route("POST", "/action-plans/{plan_id}/activate")
+    @route("POST", "/action-plans/{plan_id}/activate", response_model=PlanOut)
     def activate_plan(request: Request, plan_id: str, caller: Caller) -> JSONResponse:
         """``draft -> active`` (needs ACTIVATE_ACTION_PLAN)."""
         return plan_change(request, caller, plan_id, "active", "", None)
 
-    @route("POST", "/action-plans/{plan_id}/archive")
+    @route("POST", "/action-plans/{plan_id}/archive", response_model=PlanOut)
     def archive_plan(request: Request, plan_id: str, caller: Caller) -> JSONResponse:
         return plan_change(request, caller, plan_id, "archived", "", None)
 
-    @route("POST", "/action-plans/{plan_id}/transition")
+    @route("POST", "/action-plans/{plan_id}/transition", response_model=PlanOut)
     def transition_plan(request: Request, plan_id: str, body: PlanTransitionIn, caller: Caller) -> JSONResponse:
         return plan_change(request, caller, plan_id, body.target_state, body.reason, body)
 
