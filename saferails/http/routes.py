@@ -374,7 +374,7 @@ def build_router(api: Api) -> APIRouter:
         action_id: str,
         caller: Caller,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-        cursor: Annotated[int | None, Query(ge=0)] = None,
+        cursor: Annotated[int | None, Query(ge=0, le=2**62)] = None,
     ) -> dict[str, Any]:
         """The action's audit trail, oldest first (hash-chained records; page with ``next_cursor``)."""
         return api.audit(caller, action_id, limit, cursor)

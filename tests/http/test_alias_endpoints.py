@@ -154,3 +154,11 @@ def test_rate_limit_status_counts_the_proposers_accepted_actions(world: HttpWorl
 def test_every_alias_needs_credentials(sqlite_world: HttpWorld, method: str, path: str) -> None:
     response = sqlite_world.client.request(method, path, json={})
     assert_problem(response, 401, "UNAUTHENTICATED")
+
+
+@pytest.mark.parametrize("path", ["/api/v1/actions/{id}/audit", "/api/interventions/audit/query"])
+def test_an_audit_cursor_too_large_for_the_database_is_422_not_500(sqlite_world: HttpWorld, path: str) -> None:
+    action = sqlite_world.propose()
+    response = sqlite_world.client.get(f"{path.format(id=action['id'])}?cursor=99999999999999999999999",
+                                       headers=sqlite_world.headers("aude"))
+    assert_problem(response, 422, "REQUEST_INVALID")
