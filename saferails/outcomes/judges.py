@@ -275,7 +275,10 @@ class DiDJudge:
                    "control_change": float(path[-s.post:].mean() - path[:s.pre].mean()), "slope": slope,
                    "noise_sd": weekly, "own_sd": own, "controls_sd": pop, "effect_sd": scale,
                    "z": float(harm / scale) if scale > 0 else None, "controls_used": int(usable.sum()),
-                   "pre_weeks": s.pre, "post_weeks": s.post}
+                   "pre_weeks": s.pre, "post_weeks": s.post,
+                   # What the evidence shows a person: both normalised to their own pre-period mean (1 = usual).
+                   "target_series": [round(float(v), 4) for v in y_t],
+                   "control_series": [round(float(v), 4) for v in path]}
         return MetricDecision(rule.name, rule.metric, verdict, effect, harm, (low, high), rule.threshold,
                               details=details)
 
