@@ -156,7 +156,7 @@ def resolve_check(
             raise InvalidInput("say --rollback or --keep")
         outcome = resolve_outcome(store, resolve(store.sessions, "action", action_id), principal_of(ctx).id,
                                   roll_back=rollback, reason=reason, code=code, channel="cli")
-        return io.table([asdict(outcome)], ("action", "outcome", "state", "detail"),
+        return io.table(asdict(outcome), ("action", "outcome", "state", "detail"),
                         [[out.short_id(outcome.action_id), outcome.state, outcome.rollback_state or "-",
                           outcome.note]])
 
