@@ -7,28 +7,28 @@ post-period, relative change beyond the rule's threshold -> ``negative``. No con
 monitor applies the same rule to its snapshot windows through ``rules.MetricRule``; this class is its form on
 weekly series, for the benchmark.)
 
-``did``: a difference in differences against a control group with a placebo-permutation interval. Every unit's
-weekly series is divided by its own pre-period mean, so changes are relative (like the seed's thresholds). The
-control path is the 20%-trimmed mean of the controls' normalised series, week by week; the target's residual is
-its normalised series minus the control path (a team-wide shock or a holiday moves both and cancels). The effect
-is the residual's post-period mean minus its pre-period mean: the target's relative change net of what happened
-to comparable people. Its noise level is the target's own pre-period spread, shrunk towards the controls' median
-spread with ``prior_weeks`` pseudo-weeks (a handful of weeks is a poor estimate of one person's variability).
-The interval multiplies that level by the quantiles at ``confidence`` of the widest of: placebos in time (every
-unit's pre week treated as if it were the post week, against its other weeks, externally studentised), placebos
-in space (each control's own change in the real post-period, when there are ``min_space_placebos`` of them), and
-Student's t with the pre-period's degrees of freedom. No random draws: the same data always gives the same
-decision.
+``did``: a difference in differences against a control group, standardised by the target's own noise. Every
+unit's weekly series is divided by its own pre-period mean, so changes are relative (like the seed's thresholds).
+The control path is the 20%-trimmed mean of the controls' normalised series, week by week (a team-wide shock or a
+holiday moves both). The target's sensitivity to that path is fitted over the pre-period by least squares pulled
+towards 1 with ``slope_prior`` pseudo-weeks (someone who already meets everyone they can loses less in a quiet
+week; a pre-period without such weeks leaves the slope near 1). The target's residual is its normalised series
+minus ``1 + slope * (path - 1)``; the effect is the residual's post-period mean minus its pre-period mean. Its
+noise level is the target's own pre-period residual spread, shrunk towards the controls' median spread with
+``prior_weeks`` pseudo-weeks (heavy-tailed people get their own, wider scale; a handful of weeks is a poor
+estimate alone), times ``sqrt(1/post + 1/pre)``; the interval is normal at ``confidence``. No random draws: the
+same data always gives the same decision.
 
 Decision per metric, with ``harm`` the effect oriented so that positive is harmful (a drop for ``drop`` rules)
-and ``[lo, hi]`` its interval:
+and ``[lo, hi]`` the interval of ``harm``:
 
-* ``negative``: ``lo > 0`` (confidently harmful), ``harm >= threshold / 2`` (large) and ``hi >= threshold`` (a
-  harm that matters is plausible);
-* ``inconclusive``: ``lo <= 0`` but ``harm >= ask_from * threshold`` (default 3/4) and ``hi >= threshold`` (a
-  large effect the data cannot separate from noise: ask a person). ``ask_from`` was chosen on the benchmark's
-  tuning organisations as the largest value that still sends at least 95% of real harms to a rollback or a person;
-* ``ok``: otherwise (the harm is confidently below the threshold, or small).
+* ``negative``: ``lo > 0`` (confidently harmful) and ``harm >= min_share * threshold`` (large);
+* ``inconclusive``: not negative but ``harm >= ask_from * threshold`` (a large effect the data cannot separate
+  from that person's ordinary weeks: ask a person);
+* ``ok``: otherwise.
+
+``confidence``, ``min_share``, ``ask_from``, ``prior_weeks`` and ``slope_prior`` were chosen on the benchmark's
+tuning organisations only (``bench/outcomes_quality.py``, seeds 0-1; held-out seeds are reported separately).
 
 The check's decision is the worst over its metrics (negative > inconclusive > ok). A metric without a usable
 pre-period (a zero pre-period mean, missing weeks, fewer than 2 pre weeks or no controls) is ``inconclusive``

@@ -26,6 +26,7 @@ from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from saferails import transitions
@@ -45,6 +46,9 @@ from saferails.store.db import transaction
 from saferails.store.tables import Action, Principal
 
 ACTOR = "system:outcome-monitor"
+SCHEDULE_BATCH = 200  # checks created per transaction by ``schedule``
+# A check to create: action id, action type, target, due at, baseline.
+_NewCheck = tuple[str, str, str, datetime, dict[str, Any]]
 Progress = Callable[[int, int], None]
 
 
@@ -187,6 +191,7 @@ class OutcomeMonitor:
             candidates = session.execute(stmt).all()
         created = 0
         snapshots: dict[Window, Snapshot] = {}
+        batch: list[_NewCheck] = []
         for done, (action_id, action_type, target, executed_at, finished_at) in enumerate(candidates, start=1):
             rules = self.rules.for_type(action_type)
             assert rules is not None  # selected by monitored type
@@ -196,28 +201,48 @@ class OutcomeMonitor:
                 snapshots[window] = self.cache.get(self.sessions, window, self.params, self.clock.now())
             snapshot = snapshots[window]
             neighbours = list(snapshot.metrics(target)["neighbours"])
-            created += self._create_check(action_id, action_type, target, executed + rules.delay,
-                                          _capture(snapshot, target, neighbours))
+            batch.append((action_id, action_type, target, executed + rules.delay,
+                          _capture(snapshot, target, neighbours)))
+            if len(batch) >= SCHEDULE_BATCH or done == len(candidates):
+                created += self._create_checks(batch)
+                batch = []
             if progress is not None:
                 progress(done, len(candidates))
         return created
 
-    def _create_check(self, action_id: str, action_type: str, target: str, due_at: datetime,
+    def _create_checks(self, batch: list[_NewCheck]) -> int:
+        """Create ``batch``'s checks in one transaction (one commit, one pass over the audit chain head); if
+        any of them fails, each is tried on its own, so one bad item costs only itself."""
+        try:
+            with transaction(self.sessions) as session:
+                return sum(self._create_check(session, *item) for item in batch)
+        except (SaferailsError, SQLAlchemyError):
+            if len(batch) == 1:
+                raise
+        created = 0
+        for item in batch:
+            try:
+                with transaction(self.sessions) as session:
+                    created += self._create_check(session, *item)
+            except (SaferailsError, SQLAlchemyError):
+                continue  # that action stays unchecked; the next sweep tries it again (scheduling is idempotent)
+        return created
+
+    def _create_check(self, session: Session, action_id: str, action_type: str, target: str, due_at: datetime,
                       baseline: dict[str, Any]) -> int:
         now = self.clock.now()
-        with transaction(self.sessions) as session:
-            insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-            inserted = session.execute(insert(OutcomeCheck).values(
-                id=str(uuid.uuid4()), action_id=action_id, action_type=action_type, target=target, due_at=due_at,
-                state="pending", baseline=baseline, baseline_snapshot_hash=baseline["snapshot_hash"], attempts=0,
-                created_at=now).on_conflict_do_nothing(index_elements=["action_id"]).returning(OutcomeCheck.id))
-            if inserted.first() is None:
-                return 0
-            row = transitions.lock_row(session, ACTION_KIND, action_id)
-            transitions.record_event(session, ENTITY, row, actor=ACTOR, event="outcome_check_scheduled", now=now,
-                                     details={"due_at": due_at.isoformat(),
-                                              "baseline_snapshot": baseline["snapshot_hash"]})
-            return 1
+        insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+        inserted = session.execute(insert(OutcomeCheck).values(
+            id=str(uuid.uuid4()), action_id=action_id, action_type=action_type, target=target, due_at=due_at,
+            state="pending", baseline=baseline, baseline_snapshot_hash=baseline["snapshot_hash"], attempts=0,
+            created_at=now).on_conflict_do_nothing(index_elements=["action_id"]).returning(OutcomeCheck.id))
+        if inserted.first() is None:
+            return 0
+        row = transitions.lock_row(session, ACTION_KIND, action_id)
+        transitions.record_event(session, ENTITY, row, actor=ACTOR, event="outcome_check_scheduled", now=now,
+                                 details={"due_at": due_at.isoformat(),
+                                          "baseline_snapshot": baseline["snapshot_hash"]})
+        return 1
 
     # --- queries ----------------------------------------------------------------------------------------------
     def due(self, *, limit: int = 100) -> list[CheckView]:
