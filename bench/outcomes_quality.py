@@ -10,13 +10,16 @@ week of randomly chosen targets:
 * ``burnout``: the target's burnout rises 5-60%.
 
 Each case is judged by the seed's ``thresholds`` rule and by the ``did`` judge (controls matched by team, role
-and prior activity; 8 pre-period weeks). Reported per judge, separately for the organisations the judge was
-tuned on (seeds 0-1) and held-out ones (seeds 1000+): false rollbacks (neutral or beneficial judged
-``negative``), detection (harm at least the threshold judged ``negative``), inconclusive (all cases), harm at
+and prior activity; 24 pre-period weeks), with a one-week and a two-week post-period (``delay_days`` 7 and 14).
+A case's TRUE effect is what the intervention did to the measured metric over the post-period (the changed panel
+against the same panel unchanged), so "harm at least the threshold" is decided by the data the judge sees, not by
+the drawn size. Reported per judge, separately for the organisations the judge was tuned on (seeds 0-1) and
+held-out ones (seeds 1000+, never used to choose a parameter): false rollbacks (neutral or beneficial judged
+``negative``), detection (true harm at least the threshold judged ``negative``), inconclusive (all cases), harm at
 least the threshold rolled back or sent to a person, and the rollbacks of harm below the threshold; then the
-held-out organisations again with a two-week post-period (``delay_days: 14``). ``--full`` adds 20,000-person
-organisations and times 1,000 decisions on 20,000 people (control matching plus judging; not the monitor's store
-read).
+held-out quality table (judge x organisation size x kind: share rolled back, share asked) and the goal figures
+with verdicts. ``--full`` adds 20,000-person organisations and times 1,000 decisions on 20,000 people (control
+matching plus judging; not the monitor's store read).
 """
 
 from __future__ import annotations
@@ -33,19 +36,21 @@ from saferails.orggraph.sample import WeeklyPanel, generate_panel
 from saferails.outcomes.judges import DiDJudge, Judge, MetricSeries, RuleSpec, ThresholdJudge, match_controls
 
 AREA = "outcomes_quality"
-PRE_WEEKS, POST_WEEKS = 8, 1
+PRE_WEEKS, POST_WEEKS = 24, 1
+GOAL_POST = 2  # the goal figures: did with delay_days 14 (see README "Which judge")
 RULES = (RuleSpec("isolation", "degree_centrality", "drop", 0.30),
          RuleSpec("increased_burnout", "burnout", "rise", 0.20))
 KINDS = ("neutral", "beneficial", "isolating", "burnout")
 TUNED_SEEDS = (0, 1)
-HELD_OUT_SEEDS = (1000, 1001)
+HELD_OUT_SEEDS = (1000, 1001, 1002)
 
 
 @dataclass(frozen=True)
 class Case:
     kind: str
-    size: float  # the true effect's magnitude (fraction), 0 for neutral
+    size: float  # the drawn magnitude (fraction), 0 for neutral
     target: int
+    effect: float = 0.0  # the TRUE relative change of the rule's metric over the post-period, oriented as harm
 
 
 @dataclass
@@ -69,7 +74,7 @@ class Tally:
             self.false_rollbacks += verdict == "negative"
             return
         threshold = 0.30 if case.kind == "isolating" else 0.20
-        if case.size >= threshold:
+        if case.effect >= threshold:
             self.harmful += 1
             self.detected += verdict == "negative"
             self.harmful_asked += verdict == "inconclusive"
@@ -112,9 +117,22 @@ def make_cases(panel: WeeklyPanel, per_kind: int, seed: int, post: int = POST_WE
             burnout[target, -post:] = np.minimum(1.0, burnout[target, -post:] * (1 + size))
         elif kind == "beneficial":
             burnout[target, -post:] *= 1 - size
-        cases.append(Case(kind, float(size), int(target)))
+        cases.append(Case(kind, float(size), int(target), _true_harm(kind, panel, degree, burnout, int(target), post)))
     changed = WeeklyPanel(panel.team, panel.role, degree, burnout, panel.holiday_weeks, panel.shocks)
     return changed, cases
+
+
+def _true_harm(kind: str, panel: WeeklyPanel, degree: np.ndarray, burnout: np.ndarray, target: int,
+               post: int) -> float:
+    """The realised relative change of the harmed metric over the post-period (a drop in degree, a rise in
+    burnout), against the unchanged panel: rounding of lost partners and burnout's ceiling of 1 make it differ
+    from the drawn size."""
+    if kind == "isolating":
+        before = float(panel.degree[target, -post:].sum())
+        return 0.0 if before == 0 else 1 - float(degree[target, -post:].sum()) / before
+    if kind == "burnout":
+        return float(burnout[target, -post:].sum() / panel.burnout[target, -post:].sum()) - 1
+    return 0.0
 
 
 def judge_case(judge: Judge, panel: WeeklyPanel, target: int, exclude: list[int], post: int = POST_WEEKS) -> str:
@@ -128,9 +146,10 @@ def judge_case(judge: Judge, panel: WeeklyPanel, target: int, exclude: list[int]
 
 
 def evaluate(sizes: list[int], seeds: tuple[int, ...], per_kind: int,
-             judges: dict[str, Judge], post: int = POST_WEEKS) -> dict[str, Tally]:
+             judges: dict[str, Judge], post: int = POST_WEEKS,
+             cells: Counter[tuple[str, int, str, str]] | None = None) -> dict[str, Tally]:
     """Run every judge on every (size, seed) organisation with a ``post``-week post-period (the policy's
-    ``delay_days`` / 7); one tally per judge."""
+    ``delay_days`` / 7); one tally per judge. ``cells`` (when given) counts ``(judge, size, kind, verdict)``."""
     tallies = {name: Tally() for name in judges}
     for size in sizes:
         for seed in seeds:
@@ -140,7 +159,10 @@ def evaluate(sizes: list[int], seeds: tuple[int, ...], per_kind: int,
             for name, judge in judges.items():
                 start = time.perf_counter()
                 for case in cases:
-                    tallies[name].add(case, judge_case(judge, panel, case.target, targets, post))
+                    verdict = judge_case(judge, panel, case.target, targets, post)
+                    tallies[name].add(case, verdict)
+                    if cells is not None:
+                        cells[(name, size, case.kind, verdict)] += 1
                 tallies[name].seconds += time.perf_counter() - start
     return tallies
 
@@ -162,10 +184,42 @@ def _results(split: str, tallies: dict[str, Tally], sizes: list[int]) -> list[Re
     for name, tally in tallies.items():
         fig = tally.figures()
         details: dict[str, Any] = {**fig, "sizes": sizes, "judge_seconds": round(tally.seconds, 2)}
-        for metric, unit in (("false_rollback_rate", "%"), ("detection_rate", "%"), ("inconclusive_rate", "%"),
-                             ("detected_or_asked_rate", "%"), ("small_harm_rollback_rate", "%")):
+        for metric in ("false_rollback_rate", "detection_rate", "inconclusive_rate", "detected_or_asked_rate",
+                       "small_harm_rollback_rate"):
             out.append(Result(AREA, f"{split} {name}: {metric.replace('_', ' ')}", "memory",
-                              round(100 * fig[metric], 2), unit, int(fig["cases"]), details=details))
+                              round(100 * fig[metric], 2), "%", int(fig["cases"]), details=details))
+    return out
+
+
+def _table(cells: Counter[tuple[str, int, str, str]], judges: list[str], sizes: list[int]) -> list[Result]:
+    """The held-out quality table: per judge, organisation size and kind, the share rolled back (value) and the
+    share sent to a person (note)."""
+    out = []
+    for name in judges:
+        for size in sizes:
+            for kind in KINDS:
+                n = sum(cells[(name, size, kind, v)] for v in ("ok", "negative", "inconclusive"))
+                if n == 0:
+                    continue
+                rolled = 100 * cells[(name, size, kind, "negative")] / n
+                asked = 100 * cells[(name, size, kind, "inconclusive")] / n
+                out.append(Result(AREA, f"table {name} {size:>6,} people {kind}: rolled back", "memory",
+                                  round(rolled, 1), "%", n, f"asked a person {asked:.1f}%"))
+    return out
+
+
+def _goals(did: Tally, seed_rule: Tally, post: int) -> list[Result]:
+    """The issue's goals on the held-out organisations, each beside the seed rule's figure from the same run."""
+    d, t = did.figures(), seed_rule.figures()
+    goals = (("false rollbacks", "false_rollback_rate", "<=", 0.01), ("detection of harm >= threshold",
+             "detection_rate", ">=", 0.95), ("inconclusive", "inconclusive_rate", "<=", 0.05))
+    out = []
+    for label, key, op, goal in goals:
+        met = d[key] <= goal if op == "<=" else d[key] >= goal
+        out.append(Result(AREA, f"GOAL held-out did ({post}-week post): {label}", "memory",
+                          round(100 * d[key], 2), "%", int(d["cases"]),
+                          f"goal {op} {100 * goal:.0f}%: {'MET' if met else 'NOT MET'}; "
+                          f"seed rule {100 * t[key]:.2f}%"))
     return out
 
 
@@ -176,14 +230,14 @@ def run(args: BenchArgs) -> list[Result]:
     per_kind = args.size(250, 60)
     judges: dict[str, Judge] = {"thresholds": ThresholdJudge(), "did": DiDJudge()}
     results: list[Result] = []
-    counts: Counter[str] = Counter()
-    for split, seeds in (("tuned", TUNED_SEEDS), ("held-out", HELD_OUT_SEEDS)):
-        tallies = evaluate(sizes, seeds, per_kind, judges)
-        results += _results(split, tallies, sizes)
-        counts[split] = tallies["did"].cases
-    # The same held-out organisations judged two weeks after the change (delay_days: 14): the lever the policy
-    # offers when one week of data cannot separate a 30% change from a person's own variability.
-    results += _results("held-out, 2-week post", evaluate(sizes, HELD_OUT_SEEDS, per_kind, judges, post=2), sizes)
+    for post in (POST_WEEKS, GOAL_POST):
+        for split, seeds in (("tuned", TUNED_SEEDS), ("held-out", HELD_OUT_SEEDS)):
+            cells: Counter[tuple[str, int, str, str]] = Counter()
+            tallies = evaluate(sizes, seeds, per_kind, judges, post, cells)
+            results += _results(f"{split}, {post}-week post", tallies, sizes)
+            if split == "held-out" and post == GOAL_POST:
+                table, goals = _table(cells, list(judges), sizes), _goals(tallies["did"], tallies["thresholds"], post)
+    results += table + goals
     if args.full:
         seconds = time_decisions(20_000, 1000)
         results.append(Result(AREA, "did: decide 1,000 due checks on 20,000 people", "memory", round(seconds, 2),

@@ -251,10 +251,13 @@ def run_demo(directory: Path = DEFAULT_DIR, out: TextIO | None = None) -> DemoRe
             step(demo)
         report.outcomes.update(runbook_demo(store, out))
         workflow_demo(store, clock, out)
+        from demo.outcome_gate import outcome_gate_demo
         from demo.outcomes import outcomes_demo  # here, so hooking in stayed a one-place change
         from saferails.execution import ExecutionService
 
         outcomes_demo(store, clock, out, ExecutionService(store.sessions, clock, None, sleeper=lambda s: None))
+        report.outcomes["outcome_gate"] = outcome_gate_demo(
+            store, clock, out, ExecutionService(store.sessions, clock, None, sleeper=lambda s: None))
         # Last, so the verification covers every record the demo wrote (actions, runbooks, workflow).
         _trail(demo)
         _verify(demo)

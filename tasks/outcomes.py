@@ -13,17 +13,19 @@ from saferails.outcomes import CheckOutcome, OutcomeMonitor, load_rulebook
 from saferails.outcomes.report import render_markdown
 
 
-def _monitor(rt: Runtime) -> OutcomeMonitor:
+def monitor_for(rt: Runtime) -> OutcomeMonitor:
     if rt.execution is None:
         raise RuntimeError("the outcome monitor needs saferails.execution installed to roll actions back")
     # Per-type delays, judges and thresholds come from the policy in force (its ``outcomes`` section).
-    return OutcomeMonitor(rt.sessions, rt.clock, rt.execution, load_rulebook(rt.policy.outcomes))
+    # Inconclusive checks issue one-time codes to the people who may decide (as approvals do).
+    return OutcomeMonitor(rt.sessions, rt.clock, rt.execution, load_rulebook(rt.policy.outcomes), codes=rt.codes,
+                          notifier=rt.notifier)
 
 
 @task(name="schedule-outcome-checks")
 def schedule_outcome_checks(limit: int) -> int:
     """Create checks (with baselines) for completed, monitored actions that have none."""
-    created = _monitor(current_runtime()).schedule(limit=limit)
+    created = monitor_for(current_runtime()).schedule(limit=limit)
     get_run_logger().info("scheduled %d outcome checks", created)
     return created
 
@@ -44,7 +46,7 @@ def run_due_outcome_checks(worker_id: str, limit: int) -> dict[str, Any]:
             update_progress_artifact(artifact_id=progress_id, progress=float(percent))
             logger.info("outcome checks: %d / %d", done, total)
 
-    report = _monitor(current_runtime()).run_due(worker_id=worker_id, limit=limit, progress=progress)
+    report = monitor_for(current_runtime()).run_due(worker_id=worker_id, limit=limit, progress=progress)
     update_progress_artifact(artifact_id=progress_id, progress=100.0)
     return report.as_dict()
 

@@ -41,6 +41,8 @@ CODE_CHARS = 12  # 12 x 5 bits = 60 bits
 _CONFUSABLE = str.maketrans({"I": "1", "L": "1", "O": "0"})
 PUBLIC_REASON = "approval code invalid, expired or already used"
 GROUP_PREFIX = "group:"
+# What an outcome-decision code is bound to instead of an action hash: ``outcome:<check id>``.
+OUTCOME_BINDING = "outcome:"
 # The action entity by name, not by importing the action service: that service imports this package (lockout).
 ENTITY = "action"
 
@@ -188,7 +190,7 @@ class ApprovalCodes:
             .where(ApprovalCode.action_id == action_row.id, ApprovalCode.approver == approver)
             .with_for_update()
         ).one_or_none()
-        reason = self._problem(record, action_row, approver, code, now)
+        reason = self._problem(record, action_row.id, approver, code, now, action_row.action_hash)
         if reason is None and record is not None:
             spent = session.execute(
                 sa.update(ApprovalCode)
@@ -203,13 +205,14 @@ class ApprovalCodes:
         raise ApprovalCodeInvalid(PUBLIC_REASON, action_id=action_row.id, approver=approver,
                                   internal_reason=reason or "not_issued")
 
-    def _problem(self, record: ApprovalCode | None, row: Action, approver: str, code: str | None,
-                 now: datetime) -> str | None:
-        """The precise reason a code fails, or None. The digest comparison runs whenever a record exists."""
+    def _problem(self, record: ApprovalCode | None, action_id: str, approver: str, code: str | None,
+                 now: datetime, binding: str) -> str | None:
+        """The precise reason a code fails, or None; ``binding`` is what the code must be bound to (the action's
+        current hash, or an outcome check). The digest comparison runs whenever a record exists."""
         if record is None:
             return "not_issued"
         expected = record.code_hash.encode()
-        given = self._hash(row.id, approver, record.action_hash, normalise_code(code or "")).encode()
+        given = self._hash(action_id, approver, record.action_hash, normalise_code(code or "")).encode()
         matches = hmac.compare_digest(expected, given)
         if not code or not matches:
             return "missing" if not code else "mismatch"
@@ -217,9 +220,70 @@ class ApprovalCodes:
             return "already_used"
         if now >= as_utc(record.expires_at):
             return "expired"
-        if record.action_hash != row.action_hash:
+        if record.action_hash != binding:
             return "action_changed"
         return None
+
+    # --- codes for a person's decision on an inconclusive outcome check ----------------------------------
+    def issue_outcome(self, session: Session, action_row: Action, check_id: str,
+                      expires_at: datetime) -> dict[str, str]:
+        """A fresh one-time code for each of :func:`outcome_deciders`, bound to outcome check ``check_id``
+        instead of an action version (so it can never approve anything); returns ``{decider: code}``. Replaces
+        any earlier code of that person for the action (approval codes of a completed action are spent or
+        expired anyway). Audited ``outcome_codes_issued``."""
+        binding = OUTCOME_BINDING + check_id
+        now = self.clock.now()
+        issued: dict[str, str] = {}
+        for decider in outcome_deciders(session, action_row):
+            nonce = secrets.token_hex(16)
+            message = "|".join((action_row.id, binding, decider, nonce)).encode()
+            code = format_code(hmac.new(self._derive_key, message, hashlib.sha256).digest())
+            session.execute(sa.delete(ApprovalCode).where(ApprovalCode.action_id == action_row.id,
+                                                          ApprovalCode.approver == decider))
+            session.add(ApprovalCode(
+                id=str(uuid.uuid4()), action_id=action_row.id, approver=decider, action_hash=binding,
+                code_hash=self._hash(action_row.id, decider, binding, normalise_code(code)),
+                issued_at=now, expires_at=expires_at, used_at=None))
+            issued[decider] = code
+        session.flush()
+        transitions.record_event(session, ENTITY, action_row, actor="system:approval-codes",
+                                 event="outcome_codes_issued", now=now,
+                                 details={"deciders": sorted(issued), "check_id": check_id})
+        return issued
+
+    def verify_outcome(self, session: Session, action_row: Action, check_id: str, decider: str,
+                       code: str | None, now: datetime) -> None:
+        """Spend ``decider``'s code for outcome check ``check_id`` or raise: ``PermissionDenied`` when
+        ``decider`` may not decide (:func:`outcome_deciders`), ``ApprovalCodeInvalid`` (same public reason as
+        approvals) when the code is missing, wrong, spent, expired or bound to something else."""
+        if decider not in outcome_deciders(session, action_row):
+            raise PermissionDenied(f"{decider} may not decide on the outcome of action {action_row.id}",
+                                   action_id=action_row.id, approver=decider)
+        record = session.scalars(sa.select(ApprovalCode).where(
+            ApprovalCode.action_id == action_row.id, ApprovalCode.approver == decider).with_for_update()
+        ).one_or_none()
+        reason = self._problem(record, action_row.id, decider, code, now, OUTCOME_BINDING + check_id)
+        if reason is None and record is not None:
+            spent = session.execute(sa.update(ApprovalCode).where(
+                ApprovalCode.id == record.id, ApprovalCode.used_at.is_(None)).values(used_at=now)
+                .execution_options(synchronize_session=False))
+            if getattr(spent, "rowcount", 0) == 1:
+                session.expire(record)
+                return
+            reason = "already_used"
+        raise ApprovalCodeInvalid(PUBLIC_REASON, action_id=action_row.id, approver=decider,
+                                  internal_reason=reason or "not_issued")
+
+
+def outcome_deciders(session: Session, row: Action) -> list[str]:
+    """Who may decide whether to roll back ``row`` after an inconclusive outcome check: the action's own
+    authorised approvers when it needed approval, otherwise every enabled principal holding the ``approver``
+    role. Never the proposer (the agent does not judge its own change)."""
+    approvers = authorised_approvers(session, row)
+    if approvers:
+        return approvers
+    return sorted(p.id for p in session.scalars(sa.select(Principal)).all()
+                  if "approver" in (p.roles or []) and p.disabled_at is None and p.id != row.proposer)
 
 
 def approval_notifications(session: Session, row: Action, codes: Mapping[str, str]) -> list[Notification]:

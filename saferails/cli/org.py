@@ -15,10 +15,11 @@ import typer
 
 from saferails.api import Store
 from saferails.cli import output as out
-from saferails.cli.common import Io, JsonFlag, duration, iso_time, run
+from saferails.cli.common import Io, JsonFlag, duration, iso_time, principal_of, resolve, run
+from saferails.errors import InvalidInput
 from saferails.identity import Permission
 from saferails.orggraph.service import generate_sample_org, load_org_data, person_metrics
-from saferails.sweeps.now import due_checks, run_sweep
+from saferails.sweeps.now import due_checks, resolve_outcome, run_sweep
 
 __all__ = ["register"]
 
@@ -136,6 +137,30 @@ def due(ctx: typer.Context, limit: Annotated[int, typer.Option("--limit")] = 100
         return io.table([asdict(c) for c in checks], CHECK_COLUMNS, rows, empty="(no outcome checks due)")
 
     run(ctx, as_json, command)
+
+
+@outcomes_app.command("resolve")
+def resolve_check(
+    ctx: typer.Context,
+    action_id: Annotated[str, typer.Argument(metavar="ACTION", help="the action whose check is inconclusive")],
+    rollback: Annotated[bool | None, typer.Option("--rollback/--keep",
+                                                  help="roll the change back, or keep it")] = None,
+    code: Annotated[str | None, typer.Option("--code", help="your one-time code for this decision")] = None,
+    reason: Annotated[str, typer.Option("--reason", help="why (recorded in the audit trail)")] = "",
+    as_json: JsonFlag = False,
+) -> None:
+    """decide an inconclusive outcome check: roll the change back or keep it (as the authenticated principal)"""
+
+    def command(store: Store, io: Io) -> int:
+        if rollback is None:
+            raise InvalidInput("say --rollback or --keep")
+        outcome = resolve_outcome(store, resolve(store.sessions, "action", action_id), principal_of(ctx).id,
+                                  roll_back=rollback, reason=reason, code=code, channel="cli")
+        return io.table(asdict(outcome), ("action", "outcome", "state", "detail"),
+                        [[out.short_id(outcome.action_id), outcome.state, outcome.rollback_state or "-",
+                          outcome.note]])
+
+    run(ctx, as_json, command, permission=Permission.DECIDE_ACTION)
 
 
 @sweep_app.command("run")

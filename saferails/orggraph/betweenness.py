@@ -3,7 +3,8 @@ Riondato-Kornaropoulos estimator (RK, WSDM 2014) with a stated error bound.
 
 RK bound: draw ``r = ceil((c / eps^2) * (floor(log2(VD - 2)) + 1 + ln(1 / delta)))`` ordered node pairs (u, v)
 uniformly (c = 0.5, VD the vertex diameter: nodes on the longest shortest path); for each, pick one shortest
-u-v path uniformly at random and add ``1 / r`` to each interior node. Then with probability at least
+u-v path uniformly at random (balanced bidirectional BFS, ``_Csr.sample_path``) and add ``1 / r`` to each
+interior node. Then with probability at least
 ``1 - delta``, for EVERY node at once, ``|estimate - b(v)| <= eps`` where ``b(v)`` is betweenness normalised by
 ``n (n - 1)`` ordered pairs. VD is bounded from above by ``2 * ecc + 1`` (one BFS per connected component), which
 only makes ``r`` larger, so the guarantee holds. Results are returned on networkx's normalised scale
@@ -74,6 +75,73 @@ class _Csr:
             frontier, level = nxt, level + 1
         return dist, sigma
 
+    def _step(self, frontier: np.ndarray, dist: np.ndarray, sigma: np.ndarray) -> np.ndarray:
+        """Expand ``frontier`` (all at one distance) by one level in place: the new nodes' distances and
+        shortest-path counts; returns the new level. Costs the frontier's edges, not the graph's size."""
+        begin, counts = self.indptr[frontier], self.indptr[frontier + 1] - self.indptr[frontier]
+        total = int(counts.sum())
+        if total == 0:
+            return np.zeros(0, dtype=np.int64)
+        offsets = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
+        src = np.repeat(frontier, counts)
+        dst = self.indices[np.repeat(begin, counts) + offsets]
+        fresh = dist[dst] < 0
+        src, dst = src[fresh], dst[fresh]
+        nxt = np.unique(dst)
+        dist[nxt] = dist[frontier[0]] + 1
+        np.add.at(sigma, dst, sigma[src])
+        return nxt
+
+    def _walk(self, start: int, dist: np.ndarray, sigma: np.ndarray, draws: np.ndarray) -> list[int]:
+        """A shortest path from ``start`` back to the search's source (excluded ``start``, included source),
+        each predecessor drawn with probability proportional to its shortest-path count: uniform over the
+        shortest paths."""
+        path, current = [], start
+        for draw in draws:
+            if dist[current] == 0:
+                break
+            preds = self.neighbours(current)
+            preds = preds[dist[preds] == dist[current] - 1]
+            if preds.size > 1:
+                cumulative = np.cumsum(sigma[preds])
+                current = int(preds[min(int(np.searchsorted(cumulative, draw * cumulative[-1], side="right")),
+                                        preds.size - 1)])
+            else:
+                current = int(preds[0])
+            path.append(current)
+        return path
+
+    def sample_path(self, u: int, v: int, draws: np.ndarray) -> list[int]:
+        """The interior nodes of one shortest u-v path drawn uniformly at random ([] if none, or adjacent).
+
+        Balanced bidirectional BFS (as in KADABRA, Borassi & Natale 2016): the side whose frontier has fewer
+        edges grows by one level until a new level touches the other side. Then every shortest path crosses
+        exactly one node ``x`` of that meeting set, ``sigma_u(x) * sigma_v(x)`` of them; drawing ``x`` in that
+        proportion and walking back to each end by predecessors weighted by their counts gives each shortest
+        path probability ``1 / sum(sigma_u * sigma_v)``: the uniform draw RK asks for, at the cost of two small
+        balls instead of one BFS over most of a small-world graph. ``draws``: uniform numbers, at least the
+        path's length + 1."""
+        degree = self.indptr[1:] - self.indptr[:-1]
+        dists = (np.full(self.n, -1, dtype=np.int64), np.full(self.n, -1, dtype=np.int64))
+        sigmas = (np.zeros(self.n), np.zeros(self.n))
+        frontiers = [np.array([u], dtype=np.int64), np.array([v], dtype=np.int64)]
+        for side, node in ((0, u), (1, v)):
+            dists[side][node], sigmas[side][node] = 0, 1.0
+        while True:
+            side = 0 if int(degree[frontiers[0]].sum()) <= int(degree[frontiers[1]].sum()) else 1
+            frontiers[side] = self._step(frontiers[side], dists[side], sigmas[side])
+            if frontiers[side].size == 0:
+                return []  # that side's component is exhausted: no path
+            meet = frontiers[side][dists[1 - side][frontiers[side]] >= 0]
+            if meet.size:
+                break
+        weights = np.cumsum(sigmas[0][meet] * sigmas[1][meet])
+        x = int(meet[min(int(np.searchsorted(weights, draws[0] * weights[-1], side="right")), meet.size - 1)])
+        half = (len(draws) - 1) // 2
+        path = [x, *self._walk(x, dists[0], sigmas[0], draws[1:1 + half]),
+                *self._walk(x, dists[1], sigmas[1], draws[1 + half:])]
+        return [node for node in path if node not in (u, v)]
+
 
 def vertex_diameter_bound(csr: _Csr) -> int:
     """An upper bound on the vertex diameter: ``2 * ecc(v) + 1`` for one node v per connected component."""
@@ -111,25 +179,10 @@ def rk_betweenness(graph: nx.Graph, *, epsilon: float, delta: float, seed: int) 
     estimate = np.zeros(n)
     sources = rng.integers(0, n, size=samples)
     targets = (sources + rng.integers(1, n, size=samples)) % n
-    draws = rng.random(size=(samples, 2 * vd + 2))
+    draws = rng.random(size=(samples, 2 * vd + 3))
     for k, (u, v) in enumerate(zip(sources.tolist(), targets.tolist(), strict=True)):
-        dist, sigma = csr.bfs(u, stop=v)
-        if dist[v] < 0:
-            continue
-        current, step = v, 0
-        while True:
-            preds = csr.neighbours(current)
-            preds = preds[dist[preds] == dist[current] - 1]
-            if preds.size > 1:
-                cumulative = np.cumsum(sigma[preds])
-                current = int(preds[min(int(np.searchsorted(cumulative, draws[k, step] * cumulative[-1],
-                                                            side="right")), preds.size - 1)])
-            else:
-                current = int(preds[0])
-            step += 1
-            if current == u:
-                break
-            estimate[current] += 1.0
+        for node in csr.sample_path(u, v, draws[k]):
+            estimate[node] += 1.0
     scale = n / (n - 2) / samples
     return BetweennessResult({node: float(estimate[i] * scale) for i, node in enumerate(csr.nodes)},
                              "riondato-kornaropoulos", params)

@@ -7,28 +7,28 @@ post-period, relative change beyond the rule's threshold -> ``negative``. No con
 monitor applies the same rule to its snapshot windows through ``rules.MetricRule``; this class is its form on
 weekly series, for the benchmark.)
 
-``did``: a difference in differences against a control group with a placebo-permutation interval. Every unit's
-weekly series is divided by its own pre-period mean, so changes are relative (like the seed's thresholds). The
-control path is the 20%-trimmed mean of the controls' normalised series, week by week; the target's residual is
-its normalised series minus the control path (a team-wide shock or a holiday moves both and cancels). The effect
-is the residual's post-period mean minus its pre-period mean: the target's relative change net of what happened
-to comparable people. Its noise level is the target's own pre-period spread, shrunk towards the controls' median
-spread with ``prior_weeks`` pseudo-weeks (a handful of weeks is a poor estimate of one person's variability).
-The interval multiplies that level by the quantiles at ``confidence`` of the widest of: placebos in time (every
-unit's pre week treated as if it were the post week, against its other weeks, externally studentised), placebos
-in space (each control's own change in the real post-period, when there are ``min_space_placebos`` of them), and
-Student's t with the pre-period's degrees of freedom. No random draws: the same data always gives the same
-decision.
+``did``: a difference in differences against a control group, standardised by the target's own noise. Every
+unit's weekly series is divided by its own pre-period mean, so changes are relative (like the seed's thresholds).
+The control path is the 20%-trimmed mean of the controls' normalised series, week by week (a team-wide shock or a
+holiday moves both). The target's sensitivity to that path is fitted over the pre-period by least squares pulled
+towards 1 with ``slope_prior`` pseudo-weeks (someone who already meets everyone they can loses less in a quiet
+week; a pre-period without such weeks leaves the slope near 1). The target's residual is its normalised series
+minus ``1 + slope * (path - 1)``; the effect is the residual's post-period mean minus its pre-period mean. Its
+noise level is the target's own pre-period residual spread, shrunk towards the controls' median spread with
+``prior_weeks`` pseudo-weeks (heavy-tailed people get their own, wider scale; a handful of weeks is a poor
+estimate alone), times ``sqrt(1/post + 1/pre)``; the interval is normal at ``confidence``. No random draws: the
+same data always gives the same decision.
 
 Decision per metric, with ``harm`` the effect oriented so that positive is harmful (a drop for ``drop`` rules)
-and ``[lo, hi]`` its interval:
+and ``[lo, hi]`` the interval of ``harm``:
 
-* ``negative``: ``lo > 0`` (confidently harmful), ``harm >= threshold / 2`` (large) and ``hi >= threshold`` (a
-  harm that matters is plausible);
-* ``inconclusive``: ``lo <= 0`` but ``harm >= ask_from * threshold`` (default 3/4) and ``hi >= threshold`` (a
-  large effect the data cannot separate from noise: ask a person). ``ask_from`` was chosen on the benchmark's
-  tuning organisations as the largest value that still sends at least 95% of real harms to a rollback or a person;
-* ``ok``: otherwise (the harm is confidently below the threshold, or small).
+* ``negative``: ``lo > 0`` (confidently harmful) and ``harm >= min_share * threshold`` (large);
+* ``inconclusive``: not negative but ``harm >= ask_from * threshold`` (a large effect the data cannot separate
+  from that person's ordinary weeks: ask a person);
+* ``ok``: otherwise.
+
+``confidence``, ``min_share``, ``ask_from``, ``prior_weeks`` and ``slope_prior`` were chosen on the benchmark's
+tuning organisations only (``bench/outcomes_quality.py``, seeds 0-1; held-out seeds are reported separately).
 
 The check's decision is the worst over its metrics (negative > inconclusive > ok). A metric without a usable
 pre-period (a zero pre-period mean, missing weeks, fewer than 2 pre weeks or no controls) is ``inconclusive``
@@ -41,6 +41,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
+from statistics import NormalDist
 from typing import Any, Literal, Protocol
 
 import numpy as np
@@ -175,26 +176,33 @@ def _trimmed_mean(values: FloatArray, proportion: float = 0.2) -> FloatArray:
 
 @dataclass(frozen=True)
 class DiDJudge:
-    """Difference in differences against a control group, residual-bootstrap interval (module docstring)."""
+    """Difference in differences against a control group, standardised by the target's own noise (module
+    docstring). Parameters: ``confidence`` of the two-sided interval; ``prior_weeks`` of shrinkage of the target's
+    noise level towards the controls' median; ``slope_prior`` pseudo-weeks pulling the target's sensitivity to
+    the control path towards 1; ``min_share`` of the threshold the effect itself must reach for a rollback;
+    ``ask_from`` (share of the threshold) from which an effect that is not confidently harmful goes to a person."""
 
-    confidence: float = 0.99
+    confidence: float = 0.994
     prior_weeks: float = 4.0
-    min_space_placebos: int = 4
-    ask_from: float = 0.75
+    slope_prior: float = 2.0
+    min_share: float = 0.8
+    ask_from: float = 0.8
     name: str = "did"
 
     def __post_init__(self) -> None:
-        if not 0.5 < self.confidence < 1 or self.prior_weeks < 0 or self.min_space_placebos < 1 \
-                or not 0 < self.ask_from <= 1:
-            raise InvalidInput("did judge: confidence must be in (0.5, 1), prior_weeks >= 0, "
-                               "min_space_placebos >= 1, 0 < ask_from <= 1")
+        if not 0.5 < self.confidence < 1 or self.prior_weeks < 0 or self.slope_prior < 0 \
+                or not 0 < self.min_share <= 1 or not 0 < self.ask_from <= 1:
+            raise InvalidInput("did judge: confidence must be in (0.5, 1), prior_weeks >= 0, slope_prior >= 0, "
+                               "0 < min_share <= 1, 0 < ask_from <= 1")
 
     @property
     def params(self) -> dict[str, Any]:
-        return {"confidence": self.confidence, "prior_weeks": self.prior_weeks,
-                "min_space_placebos": self.min_space_placebos, "ask_from": self.ask_from,
-                "interval": "placebo permutation: leave-one-week-out in time, controls' post change in space",
-                "control_path": "20% trimmed mean of pre-normalised controls"}
+        return {"confidence": self.confidence, "prior_weeks": self.prior_weeks, "slope_prior": self.slope_prior,
+                "min_share": self.min_share, "ask_from": self.ask_from,
+                "interval": "normal, standardised by the target's pre-period residual spread shrunk towards the "
+                            "controls' median spread",
+                "control_path": "20% trimmed mean of pre-normalised controls, target's slope on it ridge-fitted "
+                                "over the pre-period towards 1"}
 
     def judge(self, rules: Sequence[RuleSpec], series: Mapping[str, MetricSeries],
               controls: Sequence[str] = ()) -> Judgement:
@@ -235,70 +243,52 @@ class DiDJudge:
         y_t = target / t_base
         y_c = controls[usable] / c_base[usable, None]
         path = _trimmed_mean(y_c)
-        resid = y_t - path
+        # The target's sensitivity to what moves its controls (a holiday or a team deadline): a person already
+        # meeting everyone they can loses less in a quiet week than one who meets few. Fitted on the pre-period,
+        # pulled towards 1 with ``slope_prior`` pseudo-weeks (a quiet pre-period says nothing about it).
+        x = path[:s.pre] - path[:s.pre].mean()
+        r = y_t[:s.pre] - y_t[:s.pre].mean()
+        slope = float(np.clip((x @ r + self.slope_prior) / (x @ x + self.slope_prior), 0.0, 2.0)) \
+            if self.slope_prior > 0 or x @ x > 0 else 1.0
+        resid = y_t - 1 - slope * (path - 1)
         pre_r, post_r = resid[:s.pre], resid[-s.post:]
         effect = float(post_r.mean() - pre_r.mean())
-        # Noise level: the target's own pre-period spread, shrunk towards the controls' median spread.
+        # Noise level: the target's own pre-period spread (per week), shrunk towards the controls' median spread.
         own = float(np.std(pre_r, ddof=1))
         c_resid = y_c - path
-        c_sd = np.std(c_resid[:, :s.pre], axis=1, ddof=1)
-        pop = float(np.median(c_sd)) if c_sd.size else own
+        pop = float(np.median(np.std(c_resid[:, :s.pre], axis=1, ddof=1)))
         dof = s.pre - 1
-        scale = float(np.sqrt((dof * own**2 + self.prior_weeks * pop**2) / (dof + self.prior_weeks)))
-        # Placebos in time: every unit's pre week, treated as if it were the post week, against the mean of its
-        # other pre weeks, divided by the (shrunk) spread of those other weeks: the same statistic as the
-        # target's, so autocorrelation and heavy tails carry over (externally studentised, like the target's).
-        units = np.vstack([resid[None, :s.pre], c_resid[:, :s.pre]])
-        n = s.pre
-        total, squares = units.sum(axis=1, keepdims=True), (units**2).sum(axis=1, keepdims=True)
-        loo_mean = (total - units) / (n - 1)
-        time_placebos = np.zeros(0)
-        if n >= 3:
-            loo_var = np.maximum((squares - units**2 - (n - 1) * loo_mean**2) / (n - 2), 0.0)
-            loo_sd = np.sqrt(((n - 2) * loo_var + self.prior_weeks * pop**2) / (n - 2 + self.prior_weeks))
-            usable_sd = loo_sd > 0
-            time_placebos = ((units - loo_mean)[usable_sd] / loo_sd[usable_sd]).ravel()
-        # Placebos in space: each control's own change in the actual post-period (a holiday or a team shock
-        # moves people unequally; pre-period weeks cannot show that).
-        c_scale = np.sqrt((dof * c_sd**2 + self.prior_weeks * pop**2) / (dof + self.prior_weeks))
-        space = (c_resid[:, -s.post:].mean(axis=1) - c_resid[:, :s.pre].mean(axis=1))[c_scale > 0] \
-            / c_scale[c_scale > 0]
-        alpha = 1 - self.confidence
-        qs = [alpha / 2, 1 - alpha / 2]
-        # A few dozen placebos cannot show the far tail: never narrower than Student's t with the pre-period's
-        # degrees of freedom.
-        t_q = _t_quantile(s.pre - 1, 1 - alpha / 2)
-        q_lo, q_hi = (scale * np.quantile(time_placebos, qs)) if time_placebos.size else (0.0, 0.0)
-        q_lo, q_hi = min(q_lo, -scale * t_q), max(q_hi, scale * t_q)
-        if space.size >= self.min_space_placebos:
-            s_lo, s_hi = scale * np.quantile(space, qs, method="linear")
-            q_lo, q_hi = min(q_lo, s_lo), max(q_hi, s_hi)
-        alpha = 1 - self.confidence
-        low, high = effect - float(q_hi), effect - float(q_lo)
+        weekly = float(np.sqrt((dof * own**2 + self.prior_weeks * pop**2) / (dof + self.prior_weeks)))
+        scale = weekly * float(np.sqrt(1 / s.post + 1 / s.pre))
+        z = _normal_quantile(1 - (1 - self.confidence) / 2)
+        low, high = effect - z * scale, effect + z * scale
         sign = -1.0 if rule.direction == "drop" else 1.0
         harm = sign * effect
-        harm_lo, harm_hi = sorted((sign * low, sign * high))
-        if harm_lo > 0 and harm >= rule.threshold / 2 and harm_hi >= rule.threshold:
+        harm_lo = min(sign * low, sign * high)
+        if harm_lo > 0 and harm >= rule.threshold * self.min_share:
             verdict: Verdict = "negative"
-        elif harm >= rule.threshold * self.ask_from and harm_hi >= rule.threshold:
+        elif harm >= rule.threshold * self.ask_from:
             verdict = "inconclusive"
         else:
             verdict = "ok"
-        details = {"target_change": float(y_t[-s.post:].mean() - 1), "control_change": float(path[-s.post:].mean()
-                   - path[:s.pre].mean()), "noise_sd": scale, "own_sd": own, "controls_sd": pop,
-                   "controls_used": int(usable.sum()), "pre_weeks": s.pre, "post_weeks": s.post}
+        details = {"target_change": float(y_t[-s.post:].mean() - 1),
+                   "control_change": float(path[-s.post:].mean() - path[:s.pre].mean()), "slope": slope,
+                   "noise_sd": weekly, "own_sd": own, "controls_sd": pop, "effect_sd": scale,
+                   "z": float(harm / scale) if scale > 0 else None, "controls_used": int(usable.sum()),
+                   "pre_weeks": s.pre, "post_weeks": s.post,
+                   # What the evidence shows a person: both normalised to their own pre-period mean (1 = usual).
+                   "target_series": [round(float(v), 4) for v in y_t],
+                   "control_series": [round(float(v), 4) for v in path]}
         return MetricDecision(rule.name, rule.metric, verdict, effect, harm, (low, high), rule.threshold,
                               details=details)
 
 
 @lru_cache(maxsize=64)
-def _t_quantile(dof: int, level: float) -> float:
-    """Student's t quantile, by a fixed-seed simulation (scipy is not a dependency): deterministic, +-1%."""
-    draws = np.random.default_rng(12345).standard_t(max(dof, 1), size=400_000)
-    return float(np.quantile(draws, level))
+def _normal_quantile(level: float) -> float:
+    return float(NormalDist().inv_cdf(level))
 
 
-def make_judge(name: str, *, confidence: float = 0.99) -> Judge:
+def make_judge(name: str, *, confidence: float = 0.994) -> Judge:
     """The judge called ``name`` (one of :data:`JUDGES`); ``InvalidInput`` otherwise."""
     if name == "did":
         return DiDJudge(confidence=confidence)

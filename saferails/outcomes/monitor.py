@@ -26,13 +26,16 @@ from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from saferails import transitions
 from saferails.actions import lifecycle as lc
 from saferails.actions.service import ACTION_KIND, ENTITY
+from saferails.approvals.codes import ApprovalCodes
 from saferails.clock import Clock, as_utc
-from saferails.errors import OutcomeCheckNotInconclusive, SaferailsError
+from saferails.errors import ApprovalError, OutcomeCheckNotInconclusive, SaferailsError
+from saferails.notify.base import Notification, NotificationFailed, Notifier, Recipient
 from saferails.orggraph.metrics import MetricParams, Window
 from saferails.orggraph.snapshots import Snapshot, SnapshotCache, default_cache
 from saferails.orggraph.tables import OutcomeCheck
@@ -40,9 +43,12 @@ from saferails.outcomes.judges import DiDJudge, Judgement, RuleSpec
 from saferails.outcomes.rules import METRICS, Finding, RuleBook, TypeRules, default_rulebook
 from saferails.outcomes.series import choose_controls, read_weekly, series_for
 from saferails.store.db import transaction
-from saferails.store.tables import Action
+from saferails.store.tables import Action, Principal
 
 ACTOR = "system:outcome-monitor"
+SCHEDULE_BATCH = 200  # checks created per transaction by ``schedule``
+# A check to create: action id, action type, target, due at, baseline.
+_NewCheck = tuple[str, str, str, datetime, dict[str, Any]]
 Progress = Callable[[int, int], None]
 
 
@@ -153,6 +159,9 @@ class OutcomeMonitor:
         cache: SnapshotCache | None = None,
         params: MetricParams | None = None,
         claim_ttl: timedelta = timedelta(minutes=30),
+        codes: ApprovalCodes | None = None,
+        notifier: Notifier | None = None,
+        decide_within: timedelta = timedelta(days=7),
     ) -> None:
         self.sessions = sessions
         self.clock = clock
@@ -161,6 +170,11 @@ class OutcomeMonitor:
         self.cache = cache or default_cache()
         self.params = params or MetricParams()
         self.claim_ttl = claim_ttl
+        # With ``codes``, an inconclusive check issues one-time codes to the people who may decide
+        # (``outcome_deciders``), sent through ``notifier``, valid ``decide_within``; resolving then requires one.
+        self.codes = codes
+        self.notifier = notifier
+        self.decide_within = decide_within
 
     # --- scheduling -------------------------------------------------------------------------------------------
     def schedule(self, *, limit: int = 1000, progress: Progress | None = None) -> int:
@@ -177,6 +191,7 @@ class OutcomeMonitor:
             candidates = session.execute(stmt).all()
         created = 0
         snapshots: dict[Window, Snapshot] = {}
+        batch: list[_NewCheck] = []
         for done, (action_id, action_type, target, executed_at, finished_at) in enumerate(candidates, start=1):
             rules = self.rules.for_type(action_type)
             assert rules is not None  # selected by monitored type
@@ -186,28 +201,48 @@ class OutcomeMonitor:
                 snapshots[window] = self.cache.get(self.sessions, window, self.params, self.clock.now())
             snapshot = snapshots[window]
             neighbours = list(snapshot.metrics(target)["neighbours"])
-            created += self._create_check(action_id, action_type, target, executed + rules.delay,
-                                          _capture(snapshot, target, neighbours))
+            batch.append((action_id, action_type, target, executed + rules.delay,
+                          _capture(snapshot, target, neighbours)))
+            if len(batch) >= SCHEDULE_BATCH or done == len(candidates):
+                created += self._create_checks(batch)
+                batch = []
             if progress is not None:
                 progress(done, len(candidates))
         return created
 
-    def _create_check(self, action_id: str, action_type: str, target: str, due_at: datetime,
+    def _create_checks(self, batch: list[_NewCheck]) -> int:
+        """Create ``batch``'s checks in one transaction (one commit, one pass over the audit chain head); if
+        any of them fails, each is tried on its own, so one bad item costs only itself."""
+        try:
+            with transaction(self.sessions) as session:
+                return sum(self._create_check(session, *item) for item in batch)
+        except (SaferailsError, SQLAlchemyError):
+            if len(batch) == 1:
+                raise
+        created = 0
+        for item in batch:
+            try:
+                with transaction(self.sessions) as session:
+                    created += self._create_check(session, *item)
+            except (SaferailsError, SQLAlchemyError):
+                continue  # that action stays unchecked; the next sweep tries it again (scheduling is idempotent)
+        return created
+
+    def _create_check(self, session: Session, action_id: str, action_type: str, target: str, due_at: datetime,
                       baseline: dict[str, Any]) -> int:
         now = self.clock.now()
-        with transaction(self.sessions) as session:
-            insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
-            inserted = session.execute(insert(OutcomeCheck).values(
-                id=str(uuid.uuid4()), action_id=action_id, action_type=action_type, target=target, due_at=due_at,
-                state="pending", baseline=baseline, baseline_snapshot_hash=baseline["snapshot_hash"], attempts=0,
-                created_at=now).on_conflict_do_nothing(index_elements=["action_id"]).returning(OutcomeCheck.id))
-            if inserted.first() is None:
-                return 0
-            row = transitions.lock_row(session, ACTION_KIND, action_id)
-            transitions.record_event(session, ENTITY, row, actor=ACTOR, event="outcome_check_scheduled", now=now,
-                                     details={"due_at": due_at.isoformat(),
-                                              "baseline_snapshot": baseline["snapshot_hash"]})
-            return 1
+        insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+        inserted = session.execute(insert(OutcomeCheck).values(
+            id=str(uuid.uuid4()), action_id=action_id, action_type=action_type, target=target, due_at=due_at,
+            state="pending", baseline=baseline, baseline_snapshot_hash=baseline["snapshot_hash"], attempts=0,
+            created_at=now).on_conflict_do_nothing(index_elements=["action_id"]).returning(OutcomeCheck.id))
+        if inserted.first() is None:
+            return 0
+        row = transitions.lock_row(session, ACTION_KIND, action_id)
+        transitions.record_event(session, ENTITY, row, actor=ACTOR, event="outcome_check_scheduled", now=now,
+                                 details={"due_at": due_at.isoformat(),
+                                          "baseline_snapshot": baseline["snapshot_hash"]})
+        return 1
 
     # --- queries ----------------------------------------------------------------------------------------------
     def due(self, *, limit: int = 100) -> list[CheckView]:
@@ -309,28 +344,40 @@ class OutcomeMonitor:
                        "baseline_snapshot": row.baseline_snapshot_hash, "algorithm": snapshot.algorithm,
                        "judge": rules.judge, "judgement": result["judgement"]}
             view = (row.id, row.action_id, row.action_type, row.target)
+            notes: list[Notification] = []
             if verdict == "inconclusive":
                 # A large effect the data cannot separate from noise: neither roll back nor wave through;
                 # a person decides (resolve_inconclusive).
                 if action.state == lc.COMPLETED:
                     transitions.record_event(session, ENTITY, action, actor=ACTOR, event="outcome_inconclusive",
                                              now=now, details=details)
+                    if self.codes is not None:
+                        issued = self.codes.issue_outcome(session, action, row.id, now + self.decide_within)
+                        notes = _decision_requests(session, row, judgement, issued, now + self.decide_within)
+                        result["deciders"] = sorted(issued)
+                        result["decide_by"] = (now + self.decide_within).isoformat()
                 row.state, row.decided_at, row.result = "inconclusive", now, result
-                return CheckOutcome(*view, "inconclusive", found, baseline["target"], after["target"],
-                                    note="a person must decide whether to roll back")
-            if verdict == "ok":
+                early = CheckOutcome(*view, "inconclusive", found, baseline["target"], after["target"],
+                                     note="a person must decide whether to roll back")
+            elif verdict == "ok":
                 if action.state == lc.COMPLETED:
                     transitions.record_event(session, ENTITY, action, actor=ACTOR, event="outcome_ok", now=now,
                                              details=details)
                 row.state, row.decided_at, row.result = "ok", now, result
-                return CheckOutcome(*view, "ok", found, baseline["target"], after["target"],
-                                    note="" if action.state == lc.COMPLETED else f"action is {action.state}")
-            if not recorded:
-                transitions.record_event(session, ENTITY, action, actor=ACTOR, event="negative_outcome_detected",
-                                         now=now, details=details)
-                result["negative_recorded"] = True
-            row.result = result
-            action_state = action.state
+                early = CheckOutcome(*view, "ok", found, baseline["target"], after["target"],
+                                     note="" if action.state == lc.COMPLETED else f"action is {action.state}")
+            else:
+                early = None
+                if not recorded:
+                    transitions.record_event(session, ENTITY, action, actor=ACTOR,
+                                             event="negative_outcome_detected", now=now, details=details)
+                    result["negative_recorded"] = True
+                row.result = result
+                action_state = action.state
+        if early is not None:
+            if early.state == "inconclusive":
+                self._send(notes)
+            return early
         rollback_state, note = self._roll_back(row.action_id, action_state, _reason(negative, judgement))
         with transaction(self.sessions) as session:
             locked = self._locked_check(session, check_id, worker_id)
@@ -356,12 +403,28 @@ class OutcomeMonitor:
         specs = [RuleSpec(r.name, r.metric, r.direction, r.threshold) for r in rules.rules]
         return judge.judge(specs, series_for(data, rules.pre_weeks), controls)
 
-    def resolve_inconclusive(self, action_id: str, actor: str, *, roll_back: bool, reason: str) -> CheckOutcome:
+    def resolve_inconclusive(self, action_id: str, actor: str, *, roll_back: bool, reason: str,
+                             code: str | None = None, channel: str = "api") -> CheckOutcome:
         """A person's decision on an ``inconclusive`` check: ``roll_back`` rolls the action back (audited
         ``outcome_inconclusive_resolved`` with the decision, then ``ExecutionService.rollback``), otherwise the
         change is kept and the check becomes ``ok``. Raises ``OutcomeCheckNotInconclusive`` when the action has
-        no inconclusive check (already resolved, never inconclusive); the caller authenticates ``actor``."""
+        no inconclusive check (already resolved, never inconclusive). ``actor`` must be the AUTHENTICATED
+        principal. A monitor with ``codes`` requires ``actor`` to be one of ``outcome_deciders`` and ``code`` its
+        one-time code (``PermissionDenied`` / ``ApprovalCodeInvalid``; the refusal is audited
+        ``outcome_resolution_refused`` and nothing else changes), as an approval does."""
         now = self.clock.now()
+        try:
+            return self._resolve(action_id, actor, roll_back, reason, code, channel, now)
+        except ApprovalError as exc:
+            with transaction(self.sessions) as session:
+                action = transitions.lock_row(session, ACTION_KIND, action_id)
+                transitions.record_event(session, ENTITY, action, actor=actor, event="outcome_resolution_refused",
+                                         now=now, details={"channel": channel, "error": exc.code,
+                                                           "internal_reason": exc.details.get("internal_reason")})
+            raise
+
+    def _resolve(self, action_id: str, actor: str, roll_back: bool, reason: str, code: str | None, channel: str,
+                 now: datetime) -> CheckOutcome:
         with transaction(self.sessions) as session:
             row = session.execute(sa.select(OutcomeCheck).where(OutcomeCheck.action_id == action_id)
                                   .with_for_update().execution_options(populate_existing=True)).scalar()
@@ -370,9 +433,13 @@ class OutcomeMonitor:
                     f"action {action_id} has no inconclusive outcome check"
                     + ("" if row is None else f" (the check is {row.state})"), action_id=action_id)
             action = transitions.lock_row(session, ACTION_KIND, action_id)
+            if self.codes is not None:
+                self.codes.verify_outcome(session, action, row.id, actor, code, now)
             decision = "roll_back" if roll_back else "keep"
             transitions.record_event(session, ENTITY, action, actor=actor, event="outcome_inconclusive_resolved",
-                                     now=now, details={"check_id": row.id, "decision": decision, "reason": reason})
+                                     now=now, details={"check_id": row.id, "decision": decision, "reason": reason,
+                                                       "channel": channel,
+                                                       "codes": "verified" if self.codes is not None else "none"})
             result = dict(row.result or {})
             result.update({"resolved_by": actor, "resolution": decision, "resolution_reason": reason,
                            "negative": roll_back, "negative_recorded": roll_back})
@@ -390,6 +457,17 @@ class OutcomeMonitor:
             locked.result = {**(locked.result or {}), "rollback_state": rollback_state, "rollback_note": note}
         return CheckOutcome(*view, "negative", found, before, after, rollback_state, note)
 
+    def _send(self, notes: list[Notification]) -> None:
+        # Best effort after the commit, as approval requests: a failed delivery leaves the check inconclusive
+        # (the codes can be re-sent by a later run's pause, and the CLI and flow still accept them).
+        if self.notifier is None:
+            return
+        for note in notes:
+            try:
+                self.notifier.send(note)
+            except NotificationFailed:
+                continue
+
     def _roll_back(self, action_id: str, action_state: str, reason: str) -> tuple[str | None, str]:
         if action_state != lc.COMPLETED:
             # A re-run after a crash, or someone undid it meanwhile: never roll back twice.
@@ -399,3 +477,27 @@ class OutcomeMonitor:
         except SaferailsError as exc:
             return None, f"rollback refused: {exc.code}: {exc.message}"
         return str(getattr(view, "state", None)), reason
+
+
+def _decision_requests(session: Session, row: OutcomeCheck, judgement: Judgement | None, codes: dict[str, str],
+                       deadline: datetime) -> list[Notification]:
+    """One message per decider: the evidence in short, the decider's one-time code and how to answer."""
+    lines = [f"{m.rule}: {m.metric} {m.effect:+.0%} net of controls, interval {m.interval[0]:+.0%}.."
+             f"{m.interval[1]:+.0%} (threshold {m.threshold:.0%}): {m.verdict}"
+             for m in (judgement.metrics if judgement is not None else ())
+             if m.effect is not None and m.interval is not None]
+    notes = []
+    for decider, code in sorted(codes.items()):
+        principal = session.get(Principal, decider)
+        text = (f"The outcome check of action {row.action_id} ({row.action_type} on {row.target}) is inconclusive:\n"
+                + "\n".join(f"  {line}" for line in lines)
+                + f"\n\nDecide by {deadline.isoformat()} whether to roll it back:\n"
+                f"  saferails outcomes resolve {row.action_id} --rollback|--keep --code {code} --reason ...\n"
+                f"or answer the paused monitor run in the Prefect UI with this code.\n")
+        notes.append(Notification(
+            kind="alert", subject=f"[saferails] decide: roll back {row.action_type} on {row.target}?", text=text,
+            recipients=(Recipient(decider, principal.email if principal is not None else None),),
+            entity_type="action", entity_id=row.action_id,
+            data={"purpose": "outcome_decision", "check_id": row.id, "approver": decider, "code": code,
+                  "deadline": deadline.isoformat()}))
+    return notes

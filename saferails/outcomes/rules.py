@@ -78,8 +78,8 @@ class TypeRules:
     window: timedelta = timedelta(days=7)
     rules: tuple[MetricRule, ...] = (ISOLATION, INCREASED_BURNOUT)
     judge: Literal["thresholds", "did"] = "thresholds"
-    pre_weeks: int = 8
-    confidence: float = 0.99
+    pre_weeks: int = 24
+    confidence: float = 0.994
 
     def evaluate(self, before: Mapping[str, Any], after: Mapping[str, Any]) -> list[Finding]:
         return [rule.evaluate(before, after) for rule in self.rules]
@@ -118,8 +118,8 @@ class _TypeIn(BaseModel):
     window_days: float = Field(default=7, gt=0)
     rules: list[_RuleIn] | None = None
     judge: Literal["thresholds", "did"] = "thresholds"
-    pre_weeks: int = Field(default=8, ge=2, le=52)
-    confidence: float = Field(default=0.99, gt=0.5, lt=1)
+    pre_weeks: int = Field(default=24, ge=2, le=52)
+    confidence: float = Field(default=0.994, gt=0.5, lt=1)
 
 
 def load_rulebook(document: Mapping[str, Any], *, base: RuleBook | None = None) -> RuleBook:

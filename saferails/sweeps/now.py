@@ -27,7 +27,7 @@ from saferails.sweeps.report import SweepProgress
 if TYPE_CHECKING:
     from saferails.api import Store
 
-__all__ = ["SWEEPS", "due_checks", "run_sweep"]
+__all__ = ["SWEEPS", "due_checks", "resolve_outcome", "run_sweep"]
 
 SWEEPS = ("expire", "recover", "outcomes", "agents")
 
@@ -35,7 +35,7 @@ SWEEPS = ("expire", "recover", "outcomes", "agents")
 def _monitor(store: Store, execution: ExecutionService | None = None) -> OutcomeMonitor:
     # The policy in force says which judge, delay and thresholds each action type gets (the same as the flow's).
     return OutcomeMonitor(store.sessions, store.clock, execution or store.execution,
-                          load_rulebook(store.policy.outcomes))
+                          load_rulebook(store.policy.outcomes), codes=store.codes, notifier=store.notifier)
 
 
 def due_checks(store: Store, *, limit: int = 100) -> list[CheckView]:
@@ -44,6 +44,15 @@ def due_checks(store: Store, *, limit: int = 100) -> list[CheckView]:
     if limit < 1:
         raise InvalidInput("--limit must be at least 1")
     return _monitor(store).due(limit=limit)
+
+
+def resolve_outcome(store: Store, action_id: str, actor: str, *, roll_back: bool, reason: str, code: str | None,
+                    channel: str = "api") -> CheckOutcome:
+    """A person's decision on action ``action_id``'s inconclusive outcome check, with their one-time code (the
+    monitor of the policy in force, with the store's codes): ``OutcomeMonitor.resolve_inconclusive``. ``actor``
+    must be the authenticated principal."""
+    return _monitor(store).resolve_inconclusive(action_id, actor, roll_back=roll_back, reason=reason, code=code,
+                                                channel=channel)
 
 
 def run_sweep(

@@ -23,10 +23,14 @@ from saferails.execution import ExecutionService
 from saferails.notify.outbox_log import InboxNotifier
 from saferails.orggraph import Interaction
 from saferails.orggraph.service import load_org_data
+from saferails.outcomes import OutcomeMonitor
+from saferails.outcomes.rules import RuleBook, TypeRules
 from saferails.settings import load_settings
 from saferails.store.db import transaction
 from saferails.sweeps.now import due_checks, run_sweep
+from tests.outcomes.test_did_monitor import PRE_WEEKS, _erratic_target_then_a_drop
 from tests.support.cli import Cli, use_database
+from tests.support.outcome_world import World
 
 TEAM_A = ["ma", "t", "a1", "a2", "a3", "a4"]
 TEAM_B = ["mb", "x", "b1", "b2", "b3", "b4"]
@@ -194,3 +198,29 @@ def test_the_recover_sweep_runs_now_and_an_unknown_sweep_is_refused(cli: Cli) ->
     assert ran.code == 0 and ran.json()["sweep"] == "recover" and ran.json()["items"] == []
     assert cli("sweep", "run", "everything").code == 2
     assert cli("sweep", "run", "expire", "--limit", "0").err.startswith("error[INVALID_INPUT]")
+
+
+def test_a_person_resolves_an_inconclusive_outcome_from_the_cli_with_their_code(cli: Cli, past: Store) -> None:
+    cli.token_of("alice")  # an approver before the check is decided: she gets a code
+    assert isinstance(past.clock, ManualClock)
+    world = World(past, past.clock)
+    action_id = _erratic_target_then_a_drop(world)
+    monitor = OutcomeMonitor(past.sessions, past.clock, world.executor,
+                             RuleBook({"reassign_manager": TypeRules(judge="did", pre_weeks=PRE_WEEKS)}),
+                             codes=past.codes, notifier=past.notifier)
+    monitor.schedule()
+    past.clock.advance(timedelta(days=7))
+    assert [o.state for o in monitor.run_due(worker_id="w").outcomes] == ["inconclusive"]
+
+    wrong = cli.as_("alice")("outcomes", "resolve", action_id, "--keep", "--code", "AAAA-BBBB-CCCC",
+                             "--reason", "guess")
+    neither = cli.as_("alice")("outcomes", "resolve", action_id, "--code", "x")
+    kept = cli.as_("alice")("outcomes", "resolve", action_id, "--keep", "--code", cli.code("alice", action_id),
+                            "--reason", "t is on leave", "--json")
+
+    assert wrong.code != 0 and "APPROVAL_CODE_INVALID" in wrong.err
+    assert neither.code == 2 and "--rollback or --keep" in neither.err
+    assert kept.code == 0, kept.err
+    assert kept.json()["state"] == "ok" and cli("show", action_id, "--json").json()["state"] == "completed"
+    check = monitor.check_for(action_id)
+    assert check is not None and check.result is not None and check.result["resolved_by"] == "alice"

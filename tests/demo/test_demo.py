@@ -62,6 +62,14 @@ def test_the_demo_needs_two_of_three_approvers_rejects_checks_kyc_and_times_out(
     assert report.outcomes["timeout"] == "timed_out"
 
 
+def test_the_demo_sends_an_inconclusive_outcome_to_a_person_who_rolls_it_back(demo: tuple[DemoReport, str]) -> None:
+    report, text = demo
+    section = text.split("an inconclusive check decided by a person", 1)[1].split("\n== ", 1)[0]
+    assert "-> inconclusive" in section and "not rolled back automatically" in section
+    assert "bob answers with his code: roll back" in section
+    assert report.outcomes["outcome_gate"] == "rolled_back"
+
+
 def test_the_demo_prints_the_tail_of_the_audit_trail(demo: tuple[DemoReport, str]) -> None:
     _, text = demo
     trail = text.split("== Audit trail", 1)[1].split("== Verification", 1)[0]

@@ -46,7 +46,7 @@ def test_a_clear_harm_against_steady_controls_is_negative_with_its_interval_reco
     assert metric.effect is not None and metric.effect == pytest.approx(-0.6, abs=0.08)
     assert metric.interval is not None and metric.interval[1] < 0  # confidently a drop
     recorded = judgement.as_dict()
-    assert recorded["method"] == "did" and recorded["params"]["confidence"] == 0.99
+    assert recorded["method"] == "did" and recorded["params"]["confidence"] == 0.994
     assert recorded["controls"] == ["c1", "c2"] and len(recorded["metrics"][0]["interval"]) == 2
 
 
@@ -113,7 +113,7 @@ def test_the_policy_selects_the_judge_and_its_settings_per_action_type() -> None
     team = book.for_type("team_restructure")
     assert team is not None and team.judge == "thresholds"
     default = load_rulebook(default_policy().outcomes).for_type("schedule_focus_time")
-    assert default is not None and default.judge == "thresholds" and default.pre_weeks == 8
+    assert default is not None and default.judge == "thresholds" and default.pre_weeks == 24
 
 
 @pytest.mark.parametrize("bad", [{"judge": "magic"}, {"confidence": 1.5}, {"pre_weeks": 1}])
