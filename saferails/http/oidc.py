@@ -124,9 +124,9 @@ class JwksCache:
         """The key ``kid``, or ``Unauthenticated`` when the provider does not publish it."""
         with self._lock:
             now = self.clock.now()
-            if self._loaded_at is None or now - self._loaded_at >= self.config.jwks_ttl:
-                self._load(now)
-            elif kid not in self._keys and now - self._loaded_at >= self.config.min_refresh:
+            age = None if self._loaded_at is None else now - self._loaded_at
+            stale = age is None or age >= self.config.jwks_ttl
+            if stale or (kid not in self._keys and age is not None and age >= self.config.min_refresh):
                 self._load(now)
             found = self._keys.get(kid)
         if found is None:
@@ -264,7 +264,8 @@ class OidcAuthenticator:
             raise _refused("principal_disabled")
 
 
-def from_settings(settings: Settings, clock: Clock, identity: IdentityService | None = None) -> OidcAuthenticator | None:
+def from_settings(settings: Settings, clock: Clock,
+                  identity: IdentityService | None = None) -> OidcAuthenticator | None:
     """The OIDC authenticator the settings describe (``SAFERAILS_OIDC_*``), or None when OIDC is not configured.
     The JWKS URL is fetched through the settings' egress policy."""
     if settings.oidc_issuer is None or settings.oidc_audience is None or settings.oidc_jwks is None:

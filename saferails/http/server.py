@@ -1,11 +1,12 @@
 """Serve the HTTP API with uvicorn: ``serve(host=..., port=..., workers=..., authenticator=...)``.
 
 Each worker process builds its own app with :func:`build_app`: it opens the store from the ``SAFERAILS_*``
-settings (``saferails.settings.load_settings``; ``SAFERAILS_DATABASE_URL`` must be PostgreSQL for more than one worker:
-:func:`serve` refuses several workers over SQLite, which serialises writers) and its authenticator: by default the store's own principals and
-credentials (:class:`saferails.http.auth.IdentityAuthenticator`: the tokens ``saferails init`` and ``saferails
-credential issue`` print), or the one named by ``SAFERAILS_HTTP_AUTHENTICATOR`` (``module:function``, a
-function taking the open ``Store`` and returning an ``Authenticator``).
+settings (``saferails.settings.load_settings``; more than one worker needs ``SAFERAILS_DATABASE_URL`` on
+PostgreSQL: :func:`serve` refuses several workers over SQLite, which serialises writers) and its authenticator:
+by default the store's own principals and credentials (:class:`saferails.http.auth.IdentityAuthenticator`: the
+tokens ``saferails init`` and ``saferails credential issue`` print), plus OIDC bearer tokens when
+``SAFERAILS_OIDC_*`` is set (``saferails.http.oidc``), or the one named by ``SAFERAILS_HTTP_AUTHENTICATOR``
+(``module:function``, a function taking the open ``Store`` and returning an ``Authenticator``).
 ``SAFERAILS_PUBLIC_URL`` is the origin browsers use (the approval page only accepts form posts from it; default:
 the origin each request was addressed to). Every request is authenticated; there is no anonymous mode.
 
