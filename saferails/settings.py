@@ -239,6 +239,8 @@ class Settings(BaseSettings):
                                      "the Prefect server and the metrics endpoint need a port each")
         if any(not ref or any(c.isspace() for c in ref) for ref in self.cli_extensions):
             raise ConfigurationError("SAFERAILS_CLI_EXTENSIONS must be comma-separated references without spaces")
+        if self.public_url is not None and not self.public_url.startswith(("https://", "http://")):
+            raise ConfigurationError(f"SAFERAILS_PUBLIC_URL must be the API's http(s) origin, got {self.public_url!r}")
         self._check_oidc()
         return self
 
