@@ -49,8 +49,13 @@ class Signer:
     @property
     def jwk(self) -> dict[str, Any]:
         public = self.private.public_key()
-        tool = {"RS256": RSAAlgorithm, "ES256": ECAlgorithm, "EdDSA": OKPAlgorithm}[self.alg]
-        data: dict[str, Any] = json.loads(tool.to_jwk(public))
+        if self.alg == "RS256":
+            text = RSAAlgorithm.to_jwk(public)
+        elif self.alg == "ES256":
+            text = ECAlgorithm.to_jwk(public)
+        else:
+            text = OKPAlgorithm.to_jwk(public)
+        data: dict[str, Any] = json.loads(text)
         return data | {"kid": self.kid, "use": "sig"}
 
     def public_pem(self) -> bytes:
