@@ -42,6 +42,8 @@ from saferails.store.db import read_transaction
 from saferails.store.tables import AuditCheckpoint
 from saferails.workflow.metrics import METRICS, StoreCollector
 
+# The largest sequence number a store holds (a signed 64-bit integer in both databases).
+MAX_SEQUENCE = 2**63 - 1
 _STORE_GAUGES = frozenset({"active_tasks_total", "saferails_actions_total", "saferails_pending_approvals"})
 
 
@@ -173,7 +175,8 @@ def build_router(api: Api) -> APIRouter:
         event: str | None = None,
         newest_first: bool = False,
         limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
-        cursor: Annotated[int | None, Query(ge=0, description="the next_cursor of the previous page")] = None,
+        cursor: Annotated[int | None, Query(ge=0, le=MAX_SEQUENCE,
+                                            description="the next_cursor of the previous page")] = None,
     ) -> dict[str, Any]:
         """Audit records (hash-chained, append-only), oldest first unless ``newest_first``; every filter given
         must match. ``start`` (inclusive) and ``end`` (exclusive) need a timezone."""
@@ -194,7 +197,7 @@ def build_router(api: Api) -> APIRouter:
     def checkpoints(
         caller: Caller,
         limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
-        cursor: Annotated[int | None, Query(ge=0)] = None,
+        cursor: Annotated[int | None, Query(ge=0, le=MAX_SEQUENCE)] = None,
     ) -> dict[str, Any]:
         """Signed checkpoints, newest first, and the last one published outside the database."""
         return audit.checkpoints(caller, limit, cursor)
