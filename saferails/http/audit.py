@@ -34,6 +34,7 @@ from saferails.audit import AuditQuery, AuditVerifierKey, query_audit, verify_ch
 from saferails.audit.checkpoints import Checkpoint, last_published
 from saferails.audit.query import MAX_LIMIT
 from saferails.audit.signing import public_key_path_for
+from saferails.boundary import typed_errors
 from saferails.errors import InvalidInput
 from saferails.http import auth
 from saferails.http.auth import Principal, require
@@ -109,6 +110,7 @@ class AuditApi:
         self.registry.register(_ProcessCounters())
         self.registry.register(StoreCollector(api.store.sessions))
 
+    @typed_errors
     def query(self, principal: Principal, spec: dict[str, Any]) -> dict[str, Any]:
         require(principal, auth.AUDIT_READ)
         tenant, visible = _tenant_filter(principal, spec.pop("tenant"))
@@ -132,6 +134,7 @@ class AuditApi:
             report = verify_chain(session, key=key, published=published if published.exists() else None)
         return report.to_dict()
 
+    @typed_errors
     def checkpoints(self, principal: Principal, limit: int, cursor: int | None) -> dict[str, Any]:
         require(principal, auth.AUDIT_READ)
         stmt = sa.select(AuditCheckpoint).order_by(AuditCheckpoint.sequence.desc())

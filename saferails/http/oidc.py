@@ -37,6 +37,7 @@ from typing import Any
 import httpx
 import jwt
 
+from saferails.boundary import identifier_problem
 from saferails.clock import Clock
 from saferails.errors import NotFound, SaferailsError, Unauthenticated
 from saferails.http.auth import ALL_TENANTS, Authenticator, Principal
@@ -199,14 +200,15 @@ class OidcAuthenticator:
     def authenticate(self, token: str) -> Principal:
         claims = self._verified_claims(token)
         subject = claims.get("sub")
-        if not isinstance(subject, str) or not subject.strip() or subject.startswith("system:"):
+        # The subject becomes the proposer / approver id: the same identifier rules as every principal id.
+        if not isinstance(subject, str) or identifier_problem(subject) or subject.startswith("system:"):
             raise _refused("bad_subject")
         roles = _names(_claim(claims, self.config.role_claim))
         if roles is None:
             raise _refused("bad_roles_claim", claim=self.config.role_claim)
         role_names = frozenset(Role.AGENT.value if r.lower() == "proposer" else r.lower() for r in roles)
         tenants = _names(_claim(claims, self.config.tenant_claim))
-        if not tenants:
+        if not tenants or any(t != ALL_TENANTS and identifier_problem(t) for t in tenants):
             raise _refused("missing_tenant", claim=self.config.tenant_claim)
         if ALL_TENANTS in tenants and not role_names & OVERSEERS:
             raise _refused("all_tenants_not_allowed")

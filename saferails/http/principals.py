@@ -23,6 +23,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from saferails.boundary import identifier_problem, text_problem, typed_errors
 from saferails.errors import InsufficientPermissions, InvalidInput, NotFound
 from saferails.http import auth
 from saferails.http.auth import Principal, require
@@ -125,8 +126,17 @@ class PrincipalsApi:
             session.expunge(row)
             return row
 
+    @typed_errors
     def create(self, principal: Principal, body: PrincipalIn) -> dict[str, Any]:
         require(principal, auth.PRINCIPALS_MANAGE)
+        for field, value in (("id", body.id), ("tenant", body.tenant), *(("groups", g) for g in body.groups)):
+            problem = identifier_problem(value)
+            if problem is not None:
+                raise InvalidInput(f"{field} {value!r} {problem}", field=field)
+        for field, text in (("display_name", body.display_name), ("email", body.email or "")):
+            problem = text_problem(text)
+            if problem is not None:
+                raise InvalidInput(f"{field} {problem}", field=field)
         if not principal.sees_tenant(body.tenant):
             raise InsufficientPermissions(principal.id, sorted(principal.roles), f"tenant:{body.tenant}")
         self.identity.add_principal(identity_actor(principal), body.id, roles=body.roles, tenant=body.tenant,
@@ -134,6 +144,7 @@ class PrincipalsApi:
                                     kyc_verified=body.kyc_verified)
         return _row_json(self._row(principal, body.id))
 
+    @typed_errors
     def list(self, principal: Principal, limit: int, cursor: str | None) -> dict[str, Any]:
         require(principal, auth.PRINCIPALS_MANAGE)
         stmt = sa.select(PrincipalRow).order_by(PrincipalRow.id)
@@ -146,16 +157,19 @@ class PrincipalsApi:
         page = rows[:limit]
         return {"items": page, "next_cursor": page[-1]["id"] if len(rows) > limit else None}
 
+    @typed_errors
     def get(self, principal: Principal, principal_id: str) -> dict[str, Any]:
         require(principal, auth.PRINCIPALS_MANAGE)
         return _row_json(self._row(principal, principal_id))
 
+    @typed_errors
     def set_disabled(self, principal: Principal, principal_id: str, disabled: bool) -> dict[str, Any]:
         require(principal, auth.PRINCIPALS_MANAGE)
         self._row(principal, principal_id)
         self.identity.set_disabled(identity_actor(principal), principal_id, disabled)
         return _row_json(self._row(principal, principal_id))
 
+    @typed_errors
     def issue(self, principal: Principal, principal_id: str, body: CredentialIn) -> dict[str, Any]:
         require(principal, auth.CREDENTIALS_MANAGE)
         self._row(principal, principal_id)
@@ -164,6 +178,7 @@ class PrincipalsApi:
         return {"credential_id": issued.credential_id, "principal_id": issued.principal_id,
                 "expires_at": issued.expires_at.isoformat(), "token": issued.token}
 
+    @typed_errors
     def credentials(self, principal: Principal, principal_id: str | None) -> dict[str, Any]:
         require(principal, auth.CREDENTIALS_MANAGE)
         if principal_id is not None:
@@ -176,6 +191,7 @@ class PrincipalsApi:
             found = [c for c in found if c.principal_id in visible]
         return {"items": [c.to_dict() for c in found]}
 
+    @typed_errors
     def revoke(self, principal: Principal, credential_id: str) -> dict[str, Any]:
         require(principal, auth.CREDENTIALS_MANAGE)
         with read_transaction(self.sessions) as session:

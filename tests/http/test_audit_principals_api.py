@@ -103,6 +103,10 @@ def test_an_admin_creates_a_principal_and_issues_a_key_shown_once(world: HttpWor
     assert duplicate.status_code == 409 or duplicate.status_code == 400
     unknown_role = world.client.post("/api/v1/principals", headers=root, json={"id": "x", "roles": ["god"]})
     assert unknown_role.status_code == 400
+    for bad in ({"id": "a\u0000b"}, {"id": "ok", "tenant": "t\u0000"}, {"id": "ok", "display_name": "d\u0000"}):
+        assert world.client.post("/api/v1/principals", headers=root, json=bad).status_code in (400, 422)
+    for path in ("/api/v1/principals/a%00b", "/api/v1/audit?actor=a%00b", "/api/v1/credentials?principal_id=a%00b"):
+        assert world.client.get(path, headers=root).status_code < 500, path
 
     issued = world.client.post("/api/v1/principals/newbie/credentials", headers=root,
                                json={"expires_in_days": 30, "label": "ci"})

@@ -183,6 +183,7 @@ ATTACKS: dict[str, Any] = {
     "tampered_payload": lambda s, c: _tampered(s, claims(c)),
     "tenant_claim_missing": lambda s, c: s.sign(claims(c, tenant=None)),
     "no_subject": lambda s, c: s.sign(claims(c, sub=None)),
+    "subject_with_nul": lambda s, c: s.sign(claims(c, sub="agent-1\u0000")),
     "no_expiry": lambda s, c: s.sign(claims(c, exp=None)),
     "all_tenants_for_an_agent": lambda s, c: s.sign(claims(c, tenant="*")),
     "not_a_jwt": lambda s, c: "a.b.c",
