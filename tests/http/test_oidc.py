@@ -358,3 +358,22 @@ def test_the_served_app_accepts_oidc_tokens_and_cli_keys(sqlite_db: Any, monkeyp
         created = client.post("/api/v1/actions", json=HIGH, headers=bearer(token))
         assert created.status_code == 201, created.text
         assert client.get(f"/api/v1/actions/{created.json()['id']}", headers=bearer(key)).status_code == 200
+
+
+def test_an_approver_token_approves_with_its_code_as_its_subject(world: HttpWorld, idp: tuple[Idp, str]) -> None:
+    state, url = idp
+    client, _ = oidc_client(world, url)
+    proposed = client.post("/api/v1/actions", json=HIGH,
+                           headers=bearer(state.keys[0].sign(claims(world.clock, sub="agent-1"))))
+    assert proposed.status_code == 201, proposed.text
+    action_id = proposed.json()["id"]
+    carol = bearer(state.keys[0].sign(claims(world.clock, sub="carol", roles="approver")))
+    approved = client.post(f"/api/v1/actions/{action_id}/approve", headers=carol,
+                           json={"code": world.code(action_id, "carol"), "reason": "checked"})
+    assert approved.status_code == 200, approved.text
+    assert approved.json()["state"] == "approved"
+    assert [a["approver"] for a in approved.json()["approvals"]] == ["carol"]
+    trail = client.get(f"/api/v1/actions/{action_id}/audit",
+                       headers=bearer(state.keys[0].sign(claims(world.clock, sub="aude", roles=["auditor"]))))
+    assert trail.status_code == 200
+    assert {"agent-1", "carol"} <= {r["actor"] for r in trail.json()["records"]}
