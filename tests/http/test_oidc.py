@@ -225,6 +225,7 @@ def test_an_unknown_role_grants_nothing_and_the_403_names_it(sqlite_world: HttpW
     body = response.json()
     assert body["code"] == "INSUFFICIENT_PERMISSIONS"
     assert body["required_permission"] == "actions:propose" and body["user_role"] == "superuser"
+    assert response.headers["WWW-Authenticate"] == 'Bearer realm="saferails", error="insufficient_scope"'
 
 
 def test_an_agent_token_cannot_approve_and_gets_the_playbook_403(sqlite_world: HttpWorld,
