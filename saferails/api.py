@@ -22,6 +22,7 @@ from saferails.actions.models import ActionView
 from saferails.actions.service import ActionService
 from saferails.agents.service import AgentService
 from saferails.approvals.codes import ApprovalCodes, approval_notifications
+from saferails.approvals.links import ApprovalLinkNotifier, ApprovalLinks
 from saferails.audit.checkpoints import Checkpoint, publish_checkpoints, signer_of
 from saferails.audit.signing import AuditSigner
 from saferails.clock import Clock, SystemClock
@@ -157,17 +158,22 @@ def compose(
     ``policy`` overrides ``settings.policy_path``; ``clock`` defaults to the system clock. Approvals of actions
     whose decision requires codes (all, unless a policy rule waives them with a reason) must carry a valid one-time
     code: codes are issued when an action starts waiting and sent to each approver through ``notifier`` (default:
-    :func:`default_notifier`). The code key is ``settings.approval_secret`` or, when none is set, a key generated
-    once into ``<data_dir>/keys/approval-secret`` (0600, outside the database): there is no unchecked mode.
+    :func:`default_notifier`; with ``settings.public_url`` each approver's message also carries a one-time link
+    to the approval page, ``saferails.approvals.links``). The code key is ``settings.approval_secret`` or,
+    when none is set, a key generated once into ``<data_dir>/keys/approval-secret`` (0600, outside the
+    database): there is no unchecked mode.
     ``handler_settings`` override ``settings.handler_settings()``; ``sleeper`` is the
     retry backoff's (default ``time.sleep``). ``owns_engine``: ``close()`` disposes the sessions' engine.
     """
     if policy is None:
         policy = load_policy(settings.policy_path) if settings.policy_path is not None else default_policy()
     clock = clock or SystemClock()
-    codes = ApprovalCodes(settings.approval_key or load_or_create_secret(approval_secret_path(settings.data_dir)),
-                          clock)
+    approval_key = settings.approval_key or load_or_create_secret(approval_secret_path(settings.data_dir))
+    codes = ApprovalCodes(approval_key, clock)
     notifier = notifier or default_notifier(settings)
+    if settings.public_url:
+        # Approvers get a one-time link to the API's approval page beside their code.
+        notifier = ApprovalLinkNotifier(notifier, ApprovalLinks(approval_key), settings.public_url)
 
     def hook(session: Session, row: Action) -> list[Notification]:
         return approval_notifications(session, row, codes.issue(session, row))

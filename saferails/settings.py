@@ -20,6 +20,11 @@ Variables (all optional; an empty value counts as unset):
 - ``SAFERAILS_LEDGER_ACCOUNT``: the account payments and purchases are booked against (``operating``).
 - ``SAFERAILS_RUNNER_LIMIT`` (50) and ``SAFERAILS_METRICS_PORT`` (9464): ``deployments.serve``.
 - ``SAFERAILS_CLI_EXTENSIONS``: comma-separated CLI extension references, read by the CLI's extension registry.
+- ``SAFERAILS_OIDC_ISSUER`` / ``_AUDIENCE`` / ``_JWKS`` (a file path, or an ``https://`` URL; ``http://`` only to
+  loopback): the HTTP API also accepts JWT bearer tokens from this identity provider (all three or none).
+  ``_ROLE_CLAIM`` (``roles``; dotted paths reach nested claims), ``_TENANT_CLAIM`` (``tenant``), ``_ALGORITHMS``
+  (comma-separated subset of RS256, ES256, EdDSA; the default is all three), ``_JWKS_TTL`` (300 s) and
+  ``_LEEWAY`` (30 s of clock skew).
 - ``SAFERAILS_TOKEN``: the CLI's credential (``sr_...``); unset, the CLI reads the ``SAFERAILS_PROFILE`` profile
   (default ``default``) of ``<data_dir>/credentials.json``.
 """
@@ -45,6 +50,8 @@ if TYPE_CHECKING:
     from saferails.notify.smtp import SmtpSettings
 
 DEFAULT_DATA_DIR = ".saferails"
+# Asymmetric only: with HS256 a verifier holding the public key would accept tokens "signed" with it.
+OIDC_ALGORITHMS = ("RS256", "ES256", "EdDSA")
 MIN_SECRET_BYTES = 32
 ENV_PREFIX = "SAFERAILS_"
 
@@ -106,6 +113,14 @@ class Settings(BaseSettings):
     audit_checkpoints_file: Path | None = None
     token: SecretStr | None = None
     profile: str = "default"
+    oidc_issuer: str | None = None
+    oidc_audience: str | None = None
+    oidc_jwks: str | None = None
+    oidc_role_claim: str = "roles"
+    oidc_tenant_claim: str = "tenant"
+    oidc_algorithms: Annotated[list[str], NoDecode] = ["RS256", "ES256", "EdDSA"]
+    oidc_jwks_ttl: float = 300.0
+    oidc_leeway: float = 30.0
 
     def __init__(self, **values: Any) -> None:
         try:
@@ -191,7 +206,7 @@ class Settings(BaseSettings):
                 raise ConfigurationError(f"SAFERAILS_WEBHOOK_SECRET: {exc.message}") from None
         return value
 
-    @field_validator("cli_extensions", "egress_allowed_hosts", mode="before")
+    @field_validator("cli_extensions", "egress_allowed_hosts", "oidc_algorithms", mode="before")
     @classmethod
     def _comma_separated(cls, value: Any) -> Any:
         if isinstance(value, str):
@@ -224,7 +239,42 @@ class Settings(BaseSettings):
                                      "the Prefect server and the metrics endpoint need a port each")
         if any(not ref or any(c.isspace() for c in ref) for ref in self.cli_extensions):
             raise ConfigurationError("SAFERAILS_CLI_EXTENSIONS must be comma-separated references without spaces")
+        if self.public_url is not None and not self.public_url.startswith(("https://", "http://")):
+            raise ConfigurationError(f"SAFERAILS_PUBLIC_URL must be the API's http(s) origin, got {self.public_url!r}")
+        self._check_oidc()
         return self
+
+    def _check_oidc(self) -> None:
+        """All three of issuer, audience and JWKS or none; only asymmetric algorithms (never ``none`` or HS*,
+        which a public key would "verify"); the JWKS over https (plain http only to this machine) or a file."""
+        given = [self.oidc_issuer, self.oidc_audience, self.oidc_jwks]
+        if any(v is not None for v in given) and not all(v is not None for v in given):
+            raise ConfigurationError("set SAFERAILS_OIDC_ISSUER, SAFERAILS_OIDC_AUDIENCE and SAFERAILS_OIDC_JWKS "
+                                     "together, or none of them")
+        bad = [a for a in self.oidc_algorithms if a not in OIDC_ALGORITHMS]
+        if bad or not self.oidc_algorithms:
+            raise ConfigurationError(f"SAFERAILS_OIDC_ALGORITHMS must be a subset of {', '.join(OIDC_ALGORITHMS)}, "
+                                     f"got {', '.join(bad) or 'nothing'}", refused=bad)
+        if self.oidc_jwks_ttl <= 0 or self.oidc_leeway < 0 or self.oidc_leeway > 300:
+            raise ConfigurationError("SAFERAILS_OIDC_JWKS_TTL must be positive and SAFERAILS_OIDC_LEEWAY 0-300 s")
+        for name in ("oidc_role_claim", "oidc_tenant_claim"):
+            if not getattr(self, name).strip():
+                raise ConfigurationError(f"SAFERAILS_{name.upper()} must name a claim")
+        jwks = self.oidc_jwks
+        if jwks is None:
+            return
+        if jwks.startswith("http://"):
+            host = jwks[len("http://"):].split("/", 1)[0].rsplit(":", 1)[0].strip("[]")
+            if not _is_loopback(host):
+                raise ConfigurationError("SAFERAILS_OIDC_JWKS must be an https:// URL (plain http only to this "
+                                         "machine): keys fetched in clear text can be replaced", url=jwks)
+        elif not jwks.startswith("https://") and not Path(jwks).expanduser().is_file():
+            raise ConfigurationError(f"SAFERAILS_OIDC_JWKS {jwks} is neither an https:// URL nor a file", path=jwks)
+
+    @property
+    def oidc_configured(self) -> bool:
+        """True when the HTTP API accepts OIDC bearer tokens (``SAFERAILS_OIDC_ISSUER`` and friends set)."""
+        return self.oidc_jwks is not None
 
     # --- derived views ----------------------------------------------------------------------------------------
     @property

@@ -1,7 +1,11 @@
 """``saferails api serve``: the HTTP API (``saferails.http.server.serve``) on a host and port.
 
+``--workers N`` starts N uvicorn worker processes; more than one needs the store on PostgreSQL (on SQLite, which
+takes one writer at a time, it is refused with ``CONFIGURATION_INVALID``).
+
 Serving needs no CLI credential: every request is authenticated by the API itself (by default with the store's
-credentials, ``saferails.http.auth.IdentityAuthenticator``; ``SAFERAILS_HTTP_AUTHENTICATOR`` names another).
+credentials, ``saferails.http.auth.IdentityAuthenticator``, plus OIDC tokens when ``SAFERAILS_OIDC_*`` is set;
+``SAFERAILS_HTTP_AUTHENTICATOR`` names another).
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ def serve(
     ctx: typer.Context,
     host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port")] = 8000,
-    workers: Annotated[int, typer.Option("--workers", help="worker processes (each opens the store)")] = 1,
+    workers: Annotated[int, typer.Option(
+        "--workers", help="uvicorn worker processes, each opening the store; more than 1 needs PostgreSQL")] = 1,
     as_json: JsonFlag = False,
 ) -> None:
     """serve the HTTP API until interrupted"""

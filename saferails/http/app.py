@@ -11,7 +11,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from saferails.api import Store
-from saferails.http import agents, approval_page, routes
+from saferails.http import agents, approval_page, audit, principals, routes
 from saferails.http import aliases as alias_routes
 from saferails.http import runbooks as runbook_routes
 from saferails.http import workflow as workflow_routes
@@ -53,5 +53,7 @@ def create_app(
     app.include_router(alias_routes.build_router(api))
     app.include_router(runbook_routes.build_router(api))
     app.include_router(workflow_routes.build_router(api))
+    app.include_router(audit.build_router(api))
+    app.include_router(principals.build_router(api))
     app.add_middleware(EdgeMiddleware, max_body_bytes=max_body_bytes)
     return app

@@ -30,6 +30,7 @@ from saferails.api import Store
 from saferails.errors import ApprovalLinkInvalid, NotFound, SaferailsError
 from saferails.http.links import PUBLIC_REASON, ApprovalLinks, LinkClaims
 from saferails.http.problems import logger, request_id_of
+from saferails.secrets import approval_secret_path, load_or_create_secret
 
 CHANNEL = "email-link"
 MAX_REASON = 2000
@@ -109,12 +110,13 @@ class ApprovalPage:
 
     def __init__(self, store: Store, public_origin: str | None = None) -> None:
         self.store = store
-        self.links = ApprovalLinks(store.settings.approval_key) if store.settings.approval_key else None
+        # The key ``compose`` signs the e-mailed links with: the approval secret, else the generated one.
+        settings = store.settings
+        self.links = ApprovalLinks(settings.approval_key or load_or_create_secret(approval_secret_path(
+            settings.data_dir)))
         self.public_origin = public_origin.rstrip("/") if public_origin else None
 
     def _claims(self, token: str | None) -> LinkClaims:
-        if self.links is None:
-            raise ApprovalLinkInvalid(PUBLIC_REASON, internal_reason="links_disabled_no_approval_secret")
         if not token:
             raise ApprovalLinkInvalid(PUBLIC_REASON, internal_reason="missing")
         return self.links.verify(token, self.store.clock.now())

@@ -14,10 +14,12 @@ means the same on the CLI and over HTTP:
 - ``approver`` (decide_action, read): read actions, approve and reject (the policy still decides WHICH approvers
   count);
 - ``operator`` (operate, read, read_audit): read actions and their audit trail, cancel and roll back, dry-run,
-  pause / resume agents and set budgets (seed 003's ``actions:{action_name}``);
-- ``auditor`` (read, read_audit, verify_audit): read actions and their audit trail;
-- ``admin`` (manage principals / credentials / policy, read, read_audit): read actions and their audit trail; an
-  admin neither proposes nor approves unless also given those roles (separation of duties).
+  pause / resume agents and set budgets (seed 003's ``actions:{action_name}``), query the audit trail, publish
+  checkpoints, read ``/metrics``;
+- ``auditor`` (read, read_audit, verify_audit): read actions and the audit trail, verify the chain, ``/metrics``;
+- ``admin`` (manage principals / credentials / policy, read, read_audit, verify_audit): the principals and
+  credentials endpoints, plus what an auditor may; an admin neither proposes nor approves unless also given
+  those roles (separation of duties).
 
 Beyond actions: ``read`` reads runbooks, executions and the workflow layer and acts there as workflow ``user``;
 ``operate`` also starts and controls executions, registers runbooks, executes approved actions, runs sweeps and
@@ -32,7 +34,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from saferails.errors import InsufficientPermissions
+from saferails.errors import InsufficientPermissions, Unauthenticated
 from saferails.identity import ROLE_PERMISSIONS as IDENTITY_ROLE_PERMISSIONS
 from saferails.identity import IdentityService, Permission
 from saferails.identity import Principal as IdentityPrincipal
@@ -48,6 +50,11 @@ CANCEL = "actions:cancel"
 ROLLBACK = "actions:rollback"
 POLICY_CHECK = "policy:check"
 AUDIT_READ = "audit:read"
+AUDIT_VERIFY = "audit:verify"
+AUDIT_PUBLISH = "audit:publish"
+METRICS_READ = "metrics:read"
+PRINCIPALS_MANAGE = "principals:manage"
+CREDENTIALS_MANAGE = "credentials:manage"
 # Seed 003's fleet controls: one permission per action, ``actions:{action_name}``.
 PAUSE_AGENT = "actions:pause_agent"
 RESUME_AGENT = "actions:resume_agent"
@@ -75,10 +82,10 @@ HTTP_GRANTS: dict[Permission, frozenset[str]] = {
     Permission.OPERATE: frozenset({READ, CANCEL, CANCEL_OWN, ROLLBACK, POLICY_CHECK, EXECUTE, SWEEP,
                                    RUNBOOKS_OPERATE, RUNBOOKS_REGISTER, WORKFLOW_AGENCY}) | FLEET_CONTROLS,
     Permission.READ: frozenset({READ_OWN, RUNBOOKS_READ, WORKFLOW_READ, WORKFLOW_USER}),
-    Permission.READ_AUDIT: frozenset({READ, AUDIT_READ}),
-    Permission.VERIFY_AUDIT: frozenset(),
-    Permission.MANAGE_PRINCIPALS: frozenset(),
-    Permission.MANAGE_CREDENTIALS: frozenset(),
+    Permission.READ_AUDIT: frozenset({READ, AUDIT_READ, AUDIT_PUBLISH, METRICS_READ}),
+    Permission.VERIFY_AUDIT: frozenset({AUDIT_VERIFY}),
+    Permission.MANAGE_PRINCIPALS: frozenset({PRINCIPALS_MANAGE}),
+    Permission.MANAGE_CREDENTIALS: frozenset({CREDENTIALS_MANAGE}),
     Permission.MANAGE_POLICY: frozenset({WORKFLOW_AGENCY, WORKFLOW_ADMIN}),
 }
 
@@ -139,7 +146,12 @@ class IdentityAuthenticator:
         self.identity = identity
 
     def authenticate(self, token: str) -> Principal:
-        return to_http_principal(self.identity.authenticate(token))
+        try:
+            return to_http_principal(self.identity.authenticate(token))
+        except Unauthenticated as exc:
+            # A token was presented and refused: RFC 6750's error="invalid_token" (a missing one gets none).
+            exc.details["invalid_token"] = True
+            raise
 
 
 __all__ = ["ALL_TENANTS", "HTTP_GRANTS", "ROLE_PERMISSIONS", "Authenticator", "IdentityAuthenticator", "Principal",

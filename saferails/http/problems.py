@@ -105,6 +105,9 @@ def error_response(request: Request, exc: SaferailsError) -> JSONResponse:
         headers["Retry-After"] = retry_at
     if exc.http_status == 401 and exc.details.get("invalid_token"):
         headers["WWW-Authenticate"] = 'Bearer realm="saferails", error="invalid_token"'
+    if exc.details.get("required_permission") is not None:
+        # RFC 6750 section 3.1: a valid token without the needed permission.
+        headers["WWW-Authenticate"] = 'Bearer realm="saferails", error="insufficient_scope"'
     return problem_response(exc.http_status, body, headers)
 
 

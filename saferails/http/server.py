@@ -1,11 +1,12 @@
 """Serve the HTTP API with uvicorn: ``serve(host=..., port=..., workers=..., authenticator=...)``.
 
 Each worker process builds its own app with :func:`build_app`: it opens the store from the ``SAFERAILS_*``
-settings (``saferails.settings.load_settings``; ``SAFERAILS_DATABASE_URL`` must be PostgreSQL or an SQLite file
-for more than one worker to share it) and its authenticator: by default the store's own principals and
-credentials (:class:`saferails.http.auth.IdentityAuthenticator`: the tokens ``saferails init`` and ``saferails
-credential issue`` print), or the one named by ``SAFERAILS_HTTP_AUTHENTICATOR`` (``module:function``, a
-function taking the open ``Store`` and returning an ``Authenticator``).
+settings (``saferails.settings.load_settings``; more than one worker needs ``SAFERAILS_DATABASE_URL`` on
+PostgreSQL: :func:`serve` refuses several workers over SQLite, which serialises writers) and its authenticator:
+by default the store's own principals and credentials (:class:`saferails.http.auth.IdentityAuthenticator`: the
+tokens ``saferails init`` and ``saferails credential issue`` print), plus OIDC bearer tokens when
+``SAFERAILS_OIDC_*`` is set (``saferails.http.oidc``), or the one named by ``SAFERAILS_HTTP_AUTHENTICATOR``
+(``module:function``, a function taking the open ``Store`` and returning an ``Authenticator``).
 ``SAFERAILS_PUBLIC_URL`` is the origin browsers use (the approval page only accepts form posts from it; default:
 the origin each request was addressed to). Every request is authenticated; there is no anonymous mode.
 
@@ -26,6 +27,7 @@ from saferails.api import Store, open_store
 from saferails.errors import ConfigurationError
 from saferails.http.app import create_app
 from saferails.http.auth import Authenticator, IdentityAuthenticator
+from saferails.http.oidc import BearerAuthenticator, from_settings
 from saferails.settings import load_settings
 
 AUTHENTICATOR_ENV = "SAFERAILS_HTTP_AUTHENTICATOR"
@@ -49,8 +51,11 @@ def load_authenticator_factory(spec: str) -> AuthenticatorFactory:
 
 
 def identity_authenticator(store: Store) -> Authenticator:
-    """The default authenticator factory: the store's identity service."""
-    return IdentityAuthenticator(store.identity)
+    """The default authenticator factory: the store's API keys (its identity service), and JWT bearer tokens
+    from the identity provider when ``SAFERAILS_OIDC_*`` is configured (``saferails.http.oidc``)."""
+    api_keys = IdentityAuthenticator(store.identity)
+    oidc = from_settings(store.settings, store.clock, store.identity)
+    return api_keys if oidc is None else BearerAuthenticator(api_keys, oidc)
 
 
 def build_app() -> FastAPI:
@@ -83,7 +88,15 @@ def serve(*, host: str = "127.0.0.1", port: int = 8000, workers: int = 1, log_le
     per request; each worker process reads the same environment."""
     if workers < 1:
         raise ConfigurationError(f"workers must be at least 1, got {workers}")
-    spec = load_settings().http_authenticator
+    settings = load_settings()
+    if workers > 1 and settings.is_sqlite:
+        # SQLite takes one writer at a time: worker processes would queue on its lock and time out under load
+        # ("database is locked") instead of serving in parallel.
+        raise ConfigurationError(
+            f"--workers {workers} needs PostgreSQL (SAFERAILS_DATABASE_URL=postgresql://...): SQLite serialises "
+            "writers, so more worker processes only wait on its lock; serve SQLite with one worker",
+            workers=workers)
+    spec = settings.http_authenticator
     if spec:
         load_authenticator_factory(spec)
     uvicorn.run("saferails.http.server:build_app", factory=True, host=host, port=port, workers=workers,

@@ -9,6 +9,7 @@ from saferails.identity.roles import ROLE_PERMISSIONS, Permission, Principal, Ro
 from saferails.identity.service import (
     DEFAULT_CREDENTIAL_LIFETIME,
     TOKEN_PREFIX,
+    CredentialInfo,
     IdentityService,
     IssuedCredential,
 )
@@ -19,6 +20,7 @@ __all__ = [
     "ROLE_PERMISSIONS",
     "TOKEN_PREFIX",
     "Credential",
+    "CredentialInfo",
     "IdentityService",
     "IssuedCredential",
     "Permission",

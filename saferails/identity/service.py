@@ -37,6 +37,7 @@ __all__ = [
     "DEFAULT_CREDENTIAL_LIFETIME",
     "MAX_CREDENTIAL_LIFETIME",
     "TOKEN_PREFIX",
+    "CredentialInfo",
     "IdentityService",
     "IssuedCredential",
 ]
@@ -58,6 +59,25 @@ class IssuedCredential:
     principal_id: str
     expires_at: datetime
     token: str = field(repr=False)
+
+
+@dataclass(frozen=True)
+class CredentialInfo:
+    """A credential as listings show it: never the token or its hash."""
+
+    credential_id: str
+    principal_id: str
+    label: str
+    created_by: str
+    created_at: datetime
+    expires_at: datetime
+    revoked_at: datetime | None
+
+    def to_dict(self) -> dict[str, object]:
+        return {"credential_id": self.credential_id, "principal_id": self.principal_id, "label": self.label,
+                "created_by": self.created_by, "created_at": self.created_at.isoformat(),
+                "expires_at": self.expires_at.isoformat(),
+                "revoked_at": None if self.revoked_at is None else self.revoked_at.isoformat()}
 
 
 def _hash_secret(secret: str) -> str:
@@ -105,6 +125,25 @@ class IdentityService:
         with read_transaction(self.sessions) as session:
             rows = session.scalars(sa.select(PrincipalRow).order_by(PrincipalRow.id)).all()
             return [_to_principal(r) for r in rows]
+
+    def is_disabled(self, principal_id: str) -> bool:
+        """True when ``principal_id`` was disabled (``NotFound`` if unknown): a bearer token from an identity
+        provider for a principal disabled here is refused."""
+        with read_transaction(self.sessions) as session:
+            return self._row(session, principal_id).disabled_at is not None
+
+    def list_credentials(self, actor: Principal, principal_id: str | None = None) -> list[CredentialInfo]:
+        """Credentials (never their secrets), oldest first, optionally of one principal. An admin
+        (``manage_credentials``) sees every credential; any principal may list its own."""
+        if principal_id != actor.id:
+            require(actor, Permission.MANAGE_CREDENTIALS)
+        query = sa.select(Credential).order_by(Credential.created_at, Credential.id)
+        if principal_id is not None:
+            query = query.where(Credential.principal_id == principal_id)
+        with read_transaction(self.sessions) as session:
+            return [CredentialInfo(c.id, c.principal_id, c.label, c.created_by, as_utc(c.created_at),
+                                   as_utc(c.expires_at), None if c.revoked_at is None else as_utc(c.revoked_at))
+                    for c in session.scalars(query)]
 
     # --- authentication -----------------------------------------------------------------------------------
     def authenticate(self, token: str | None) -> Principal:
@@ -229,6 +268,27 @@ class IdentityService:
             session.flush()
             self._audit(session, actor.id, "roles_changed", "principal", principal_id, row.tenant,
                         {"before": before, "after": after}, now)
+            return _to_principal(row)
+
+    def set_disabled(self, actor: Principal, principal_id: str, disabled: bool = True) -> Principal:
+        """Disable (or enable again) ``principal_id``: a disabled principal's credentials stop authenticating at
+        once. Needs ``manage_principals``. Disabling the last enabled admin, or oneself, raises ``InvalidInput``."""
+        require(actor, Permission.MANAGE_PRINCIPALS)
+        if disabled and principal_id == actor.id:
+            raise InvalidInput("you cannot disable yourself; ask another admin", principal_id=principal_id)
+        now = self.clock.now()
+        with transaction(self.sessions) as session:
+            session.execute(sa.select(AuditHead).with_for_update()).all()
+            row = self._row(session, principal_id, lock=True)
+            if disabled and self._admins(session) == [row.id]:
+                raise InvalidInput(f"{principal_id!r} is the last admin; add another admin first",
+                                   principal_id=principal_id)
+            if (row.disabled_at is not None) == disabled:
+                return _to_principal(row)
+            row.disabled_at = now if disabled else None
+            session.flush()
+            self._audit(session, actor.id, "principal_disabled" if disabled else "principal_enabled", "principal",
+                        principal_id, row.tenant, {}, now)
             return _to_principal(row)
 
     def set_groups(self, actor: Principal, principal_id: str, groups: Iterable[str]) -> Principal:

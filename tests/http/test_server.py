@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 
 from saferails.errors import ConfigurationError
 from saferails.http import server
+from tests.conftest import PgTemplates
 from tests.support.http_auth import KEYS_ENV
 
 pytestmark = pytest.mark.slow  # seconds each (a demo run, a subprocess, a wheel build, a fuzz run)
@@ -48,11 +49,13 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def test_serve_runs_two_workers_over_one_store(tmp_path: Path) -> None:
+def test_serve_runs_two_workers_over_one_store(tmp_path: Path, _pg: PgTemplates) -> None:
+    # Several workers need PostgreSQL (serve refuses them on SQLite: tests/http/test_serve_workers.py).
+    database_url = _pg.fresh()
     port = _free_port()
     env = os.environ | {
         "SAFERAILS_DATA_DIR": str(tmp_path),
-        "SAFERAILS_DATABASE_URL": f"sqlite:///{tmp_path / 'api.db'}",
+        "SAFERAILS_DATABASE_URL": database_url,
         "SAFERAILS_APPROVAL_SECRET": "s" * 40,
         "SAFERAILS_SMTP_HOST": "",
         KEYS_ENV: json.dumps({"agent-key": ["agent-1", ["agent"], ["default"]]}),
@@ -91,3 +94,4 @@ def test_serve_runs_two_workers_over_one_store(tmp_path: Path) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        _pg.release(database_url)
