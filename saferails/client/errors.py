@@ -40,6 +40,7 @@ class ApiUnreachable(ClientError):
     problem body)."""
 
     code = "API_UNREACHABLE"
+    http_status = 503
 
     def __init__(self, detail: str, *, status: int | None = None) -> None:
         super().__init__(detail, error_code=self.code, status=status)
@@ -49,6 +50,7 @@ class WaitTimedOut(ClientError):
     """``wait_for`` gave up: the action did not reach the awaited states in time. ``action`` is the last seen."""
 
     code = "WAIT_TIMED_OUT"
+    http_status = 504
 
     def __init__(self, action_id: str, state: str, until: list[str]) -> None:
         super().__init__(f"action {action_id} is still {state!r}, not in {until}", error_code=self.code,
