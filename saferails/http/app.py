@@ -15,6 +15,7 @@ from saferails.http import agents, approval_page, routes, watch
 from saferails.http.auth import Authenticator
 from saferails.http.idempotency import IdempotencyCache
 from saferails.http.problems import EdgeMiddleware, install_error_handlers
+from saferails.http.writers import SerialWrites
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 
@@ -48,5 +49,7 @@ def create_app(
     app.include_router(routes.build_router(api))
     app.include_router(agents.build_router(api))
     app.include_router(watch.build_router(watch.Watch(api)))
+    if store.engine.dialect.name == "sqlite":
+        app.add_middleware(SerialWrites)
     app.add_middleware(EdgeMiddleware, max_body_bytes=max_body_bytes)
     return app
