@@ -31,7 +31,7 @@ from tests.support import eventually
 from tests.support.http_world import HttpWorld
 from tests.support.uvicorn_server import running
 
-HIGH = {"action_type": "reassign_manager", "target": "emp_123", "params": {"new_manager_id": "mgr_456"}}
+HIGH: dict[str, Any] = {"action_type": "reassign_manager", "target": "emp_123", "params": {"new_manager_id": "mgr_456"}}
 
 
 @pytest.fixture
