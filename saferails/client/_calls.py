@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from saferails.client.errors import error_from_response
+from saferails.client.errors import ApiUnreachable, error_from_response
 from saferails.models import FINAL_STATES, ActionEvent, DecisionIn, ProposalIn, ReasonIn
 
 V1 = "/api/v1"
@@ -63,8 +63,12 @@ def parse(response: httpx.Response) -> Any:
         body = response.json() if response.content else None
     except ValueError:
         body = None
-    if response.status_code >= 400:
-        raise error_from_response(response.status_code, body, response.text)
+    status = response.status_code
+    if status in RETRY_STATUSES and not (isinstance(body, dict) and isinstance(body.get("code"), str)):
+        # A gateway's own page, not the API's answer: the API was not reached.
+        raise ApiUnreachable(f"HTTP {status} from {response.request.url.path} (not the API's answer)", status=status)
+    if status >= 400:
+        raise error_from_response(status, body, response.text)
     return body
 
 

@@ -138,8 +138,10 @@ class Flaky(httpx.BaseTransport):
                 raise httpx.ReadError("connection reset", request=request)
             if self.status is None:
                 raise httpx.ConnectError("connection refused", request=request)
+            if self.status == 599:  # a proxy's own page
+                return httpx.Response(502, text="<html>Bad Gateway</html>", request=request)
             return httpx.Response(self.status, json={"code": "STORE_UNAVAILABLE", "detail": "busy"},
-                                  headers={"content-type": "application/problem+json"})
+                                  headers={"content-type": "application/problem+json"}, request=request)
         return self.inner.handle_request(request)
 
 
@@ -176,6 +178,14 @@ def test_gateway_errors_are_retried_with_backoff_then_raised_typed(sqlite_world:
             pytest.raises(StoreUnavailable):
         agent.get("x")
     assert len(failing.keys) == 3
+
+
+def test_a_gateways_own_error_page_is_api_unreachable(sqlite_world: HttpWorld, base: str) -> None:
+    transport = Flaky(failures=10, status=599)
+    with client(base, sqlite_world, "agent-1", transport=transport, sleep=lambda _s: None, retries=1) as agent, \
+            pytest.raises(ApiUnreachable) as unreachable:
+        agent.get("x")
+    assert unreachable.value.status == 502 and len(transport.keys) == 2
 
 
 def test_a_refused_connection_is_retried_then_raises_api_unreachable(sqlite_world: HttpWorld, base: str) -> None:
