@@ -11,13 +11,14 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from saferails.api import Store
-from saferails.http import agents, approval_page, audit, principals, routes
+from saferails.http import agents, approval_page, audit, principals, routes, watch
 from saferails.http import aliases as alias_routes
 from saferails.http import runbooks as runbook_routes
 from saferails.http import workflow as workflow_routes
 from saferails.http.auth import Authenticator
 from saferails.http.idempotency import IdempotencyCache
 from saferails.http.problems import EdgeMiddleware, install_error_handlers
+from saferails.http.writers import SerialWrites
 
 DEFAULT_MAX_BODY_BYTES = 1024 * 1024
 
@@ -55,5 +56,8 @@ def create_app(
     app.include_router(workflow_routes.build_router(api))
     app.include_router(audit.build_router(api))
     app.include_router(principals.build_router(api))
+    app.include_router(watch.build_router(watch.Watch(api)))
+    if store.engine.dialect.name == "sqlite":
+        app.add_middleware(SerialWrites)
     app.add_middleware(EdgeMiddleware, max_body_bytes=max_body_bytes)
     return app
