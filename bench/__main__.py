@@ -38,6 +38,7 @@ AREAS: dict[str, str] = {
     "outcomes": "bench.outcomes",
     "outcomes_quality": "bench.outcomes_quality",
     "workflow": "bench.workflow",
+    "org_metrics": "bench.org_metrics",
 }
 
 Runner = Callable[[BenchArgs], list[Result]]
