@@ -18,6 +18,7 @@ import os
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -92,15 +93,22 @@ CONSUMERS: tuple[tuple[str, str], ...] = (
 
 
 def consumer_deployments() -> list[Any]:
-    """``RunnerDeployment`` objects for the consumers of :data:`CONSUMERS`: hourly, looping for the hour, tagged
-    ``housekeeping``, at most one running (a run that starts before the last one ended waits for it)."""
+    """``RunnerDeployment`` objects for the consumers of :data:`CONSUMERS`: hourly from a few seconds after now,
+    looping for the hour, tagged ``housekeeping``, at most one running (a run that starts before the last one
+    ended waits for it)."""
+    from prefect.schedules import Interval
+
     from flows.housekeeping import PERIOD_SECONDS, TAGS
 
+    # Anchored just ahead of now: an interval anchored at the deployment's creation starts its first run one
+    # period later, and nothing would dispatch or relay for the first hour of `make serve`.
+    first = datetime.now(UTC) + timedelta(seconds=15)
     deployments = []
     for name, ref in CONSUMERS:
         module_name, attr = ref.split(":")
         flow = getattr(importlib.import_module(module_name), attr)
-        deployments.append(flow.to_deployment(name=name, tags=TAGS, interval=PERIOD_SECONDS, concurrency_limit=1,
+        schedule = Interval(PERIOD_SECONDS, anchor_date=first)
+        deployments.append(flow.to_deployment(name=name, tags=TAGS, schedule=schedule, concurrency_limit=1,
                                               parameters={"period_seconds": PERIOD_SECONDS}))
     return deployments
 

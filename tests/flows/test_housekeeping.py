@@ -4,7 +4,7 @@ period, handles what arrives meanwhile, ends; `make serve` starts one such run p
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -126,7 +126,8 @@ def test_make_serve_starts_one_run_an_hour_per_consumer_tagged_housekeeping() ->
     day = timedelta(days=1)
     for deployment in consumers.values():
         (schedule,) = [s.schedule for s in deployment.schedules]
-        assert day / schedule.interval == 24  # one run an hour
+        assert day / schedule.interval == 24  # one run an hour, the first at once
+        assert schedule.anchor_date - datetime.now(UTC) < timedelta(minutes=1)
         # ... that loops for the whole hour, alone.
         assert deployment.parameters["period_seconds"] == schedule.interval.total_seconds() == PERIOD_SECONDS
         assert deployment.concurrency_limit == 1
