@@ -93,16 +93,15 @@ CONSUMERS: tuple[tuple[str, str], ...] = (
 
 
 def consumer_deployments() -> list[Any]:
-    """``RunnerDeployment`` objects for the consumers of :data:`CONSUMERS`: hourly from a few seconds after now,
-    looping for the hour, tagged ``housekeeping``, at most one running (a run that starts before the last one
-    ended waits for it)."""
+    """``RunnerDeployment`` objects for the consumers of :data:`CONSUMERS`: hourly from one period after now (the
+    first run is started by :func:`start_consumers`), looping for the hour, tagged ``housekeeping``, at most one
+    running (a run that starts before the last one ended waits for it)."""
     from prefect.schedules import Interval
 
     from flows.housekeeping import PERIOD_SECONDS, TAGS
 
-    # Anchored just ahead of now: an interval anchored at the deployment's creation starts its first run one
-    # period later, and nothing would dispatch or relay for the first hour of `make serve`.
-    first = datetime.now(UTC) + timedelta(seconds=15)
+    # Anchored one period ahead: the schedule's first run is the second; start_consumers starts the first now.
+    first = datetime.now(UTC) + timedelta(seconds=PERIOD_SECONDS)
     deployments = []
     for name, ref in CONSUMERS:
         module_name, attr = ref.split(":")
@@ -111,6 +110,18 @@ def consumer_deployments() -> list[Any]:
         deployments.append(flow.to_deployment(name=name, tags=TAGS, schedule=schedule, concurrency_limit=1,
                                               parameters={"period_seconds": PERIOD_SECONDS}))
     return deployments
+
+
+def start_consumers() -> None:
+    """One run of each consumer now (the deployments must exist): without it nothing would dispatch or relay
+    during the first hour of `make serve`. A schedule anchored just ahead of now is not enough: registering the
+    deployments can take longer than the margin on a busy machine, and the first slot is then skipped."""
+    from prefect.deployments import run_deployment
+
+    for name, ref in CONSUMERS:
+        module_name, attr = ref.split(":")
+        flow = getattr(importlib.import_module(module_name), attr)
+        run_deployment(f"{flow.name}/{name}", timeout=0)
 
 
 def scheduled_deployments() -> list[Any]:
@@ -151,6 +162,7 @@ def serve_all(runner_limit: int = 50) -> None:
     runner = StoppableRunner(pause_on_shutdown=True, limit=runner_limit)
     for deployment in deployments:
         runner.add_deployment(deployment)
+    start_consumers()
     print("Serving:", flush=True)
     for deployment in deployments:
         schedules = ", ".join(_describe(s.schedule) for s in deployment.schedules or []) or "run on demand"
