@@ -39,6 +39,7 @@ AREAS: dict[str, str] = {
     "outcomes_quality": "bench.outcomes_quality",
     "workflow": "bench.workflow",
     "http": "bench.http_api",
+    "org_metrics": "bench.org_metrics",
 }
 
 Runner = Callable[[BenchArgs], list[Result]]

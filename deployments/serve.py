@@ -6,7 +6,8 @@ Without ``PREFECT_API_URL`` a local Prefect server is started first (``prefect s
 the UI works on any port. A paused run holds a runner slot, so the runner limit is sized for pending approvals
 (``SAFERAILS_RUNNER_LIMIT``, default 50). Our settings (hosts, ports, limit, data directory, store) come from
 ``saferails.settings.load_settings`` once.
-Every scheduled sweep in :data:`SCHEDULED` is served with its schedule. Ctrl-C or SIGTERM stops the runner
+Every scheduled sweep in :data:`SCHEDULED` is served with its schedule; the consumers of :data:`CONSUMERS` run
+as one long-lived run an hour each. Ctrl-C or SIGTERM stops the runner
 (schedules paused), then the local server.
 """
 
@@ -17,6 +18,7 @@ import os
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -77,10 +79,49 @@ def start_local_server(data_dir: Path, host: str, port: int) -> tuple[subprocess
 SCHEDULED: tuple[tuple[str, str, str | int], ...] = (
     ("expire-approvals", "flows.sweeps:expire_approvals", "0 * * * *"),
     ("recover-actions", "flows.sweeps:recover_actions", 600),
-    ("dispatch-outbox", "flows.workflow:dispatch_outbox", 60),
     ("sla-breach-sweep", "flows.workflow:sla_breach_sweep", 300),
     ("monitor-outcomes", "flows.outcomes:monitor_outcomes", 3600),  # issue 4's outcome monitor
 )
+
+
+# The continuously running consumers: (deployment name, "module:flow"). Each is scheduled every
+# ``PERIOD_SECONDS`` and its run loops for that long (flows/housekeeping.py), one running run at a time.
+CONSUMERS: tuple[tuple[str, str], ...] = (
+    ("relay", "flows.events:relay_audit_events"),
+    ("dispatch-outbox", "flows.workflow:dispatch_outbox"),
+)
+
+
+def consumer_deployments() -> list[Any]:
+    """``RunnerDeployment`` objects for the consumers of :data:`CONSUMERS`: hourly from one period after now (the
+    first run is started by :func:`start_consumers`), looping for the hour, tagged ``housekeeping``, at most one
+    running (a run that starts before the last one ended waits for it)."""
+    from prefect.schedules import Interval
+
+    from flows.housekeeping import PERIOD_SECONDS, TAGS
+
+    # Anchored one period ahead: the schedule's first run is the second; start_consumers starts the first now.
+    first = datetime.now(UTC) + timedelta(seconds=PERIOD_SECONDS)
+    deployments = []
+    for name, ref in CONSUMERS:
+        module_name, attr = ref.split(":")
+        flow = getattr(importlib.import_module(module_name), attr)
+        schedule = Interval(PERIOD_SECONDS, anchor_date=first)
+        deployments.append(flow.to_deployment(name=name, tags=TAGS, schedule=schedule, concurrency_limit=1,
+                                              parameters={"period_seconds": PERIOD_SECONDS}))
+    return deployments
+
+
+def start_consumers() -> None:
+    """One run of each consumer now (the deployments must exist): without it nothing would dispatch or relay
+    during the first hour of `make serve`. A schedule anchored just ahead of now is not enough: registering the
+    deployments can take longer than the margin on a busy machine, and the first slot is then skipped."""
+    from prefect.deployments import run_deployment
+
+    for name, ref in CONSUMERS:
+        module_name, attr = ref.split(":")
+        flow = getattr(importlib.import_module(module_name), attr)
+        run_deployment(f"{flow.name}/{name}", timeout=0)
 
 
 def scheduled_deployments() -> list[Any]:
@@ -105,7 +146,6 @@ def serve_all(runner_limit: int = 50) -> None:
     from prefect.runner import Runner
 
     from flows.action_flow import action_flow
-    from flows.events import relay_audit_events
     from flows.runbook_flow import runbook_flow
 
     class StoppableRunner(Runner):
@@ -114,14 +154,15 @@ def serve_all(runner_limit: int = 50) -> None:
             raise KeyboardInterrupt
 
     deployments = [
-        action_flow.to_deployment(name="action", tags=["saferails"]),
-        runbook_flow.to_deployment(name="runbook", tags=["saferails"]),
-        relay_audit_events.to_deployment(name="relay", interval=60, tags=["saferails"]),
+        action_flow.to_deployment(name="action", tags=["saferails", "action"]),
+        runbook_flow.to_deployment(name="runbook", tags=["saferails", "runbook"]),
+        *consumer_deployments(),
         *scheduled_deployments(),
     ]
     runner = StoppableRunner(pause_on_shutdown=True, limit=runner_limit)
     for deployment in deployments:
         runner.add_deployment(deployment)
+    start_consumers()
     print("Serving:", flush=True)
     for deployment in deployments:
         schedules = ", ".join(_describe(s.schedule) for s in deployment.schedules or []) or "run on demand"

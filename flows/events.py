@@ -2,7 +2,8 @@
 
 ``relay_audit_events`` emits the records after a cursor (the last relayed audit sequence) kept in the Prefect
 Variable ``saferails-audit-cursor``. Delivery is at least once: the cursor moves after a batch is emitted, and
-each event's id is derived from the record's hash, so a repeat after a crash carries the same id.
+each event's id is derived from the record's hash, so a repeat after a crash (or from an overlapping run)
+carries the same id. Served, one run relays pass after pass for an hour (``flows.housekeeping``).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from prefect.events import emit_event
 from prefect.variables import Variable
 
 from blocks.settings import current_runtime
+from flows.housekeeping import INTERVAL_SECONDS, repeat_in_runtime
 from saferails.clock import as_utc
 from saferails.store.db import transaction
 from saferails.store.tables import AuditRecord
@@ -58,17 +60,28 @@ def relay_batch(after: int, limit: int) -> int:
     return last
 
 
-@flow(name="saferails-relay-audit-events")
-def relay_audit_events(batch_size: int = 500, max_batches: int = 20) -> int:
-    """Relay new audit records as events; returns how many were relayed this run."""
+def relay_pass(batch_size: int, max_batches: int) -> int:
+    """Relay what is new now (up to ``max_batches`` batches); returns how many records were relayed."""
     cursor = int(Variable.get(CURSOR_VARIABLE, default=0) or 0)
     relayed = 0
     for _ in range(max_batches):
-        last = relay_batch(cursor, batch_size)
+        # The task's function, not a task run: a pass every few seconds would add hundreds of task runs an hour.
+        last = relay_batch.fn(cursor, batch_size)
         if last == cursor:
             break
         relayed += last - cursor
         cursor = last
         Variable.set(CURSOR_VARIABLE, cursor, overwrite=True)
-    get_run_logger().info("relayed %d audit records; cursor at %d", relayed, cursor)
+    if relayed:
+        get_run_logger().info("relayed %d audit records; cursor at %d", relayed, cursor)
     return relayed
+
+
+@flow(name="saferails-relay-audit-events")
+def relay_audit_events(batch_size: int = 500, max_batches: int = 20, period_seconds: float = 0,
+                       interval_seconds: float = INTERVAL_SECONDS) -> int:
+    """Relay new audit records as events, pass after pass for ``period_seconds`` (0: one pass; the served
+    deployment loops for an hour, see ``flows.housekeeping``); returns how many were relayed by this run."""
+    passes = repeat_in_runtime(lambda: relay_pass(batch_size, max_batches), period=period_seconds,
+                               interval=interval_seconds)
+    return sum(passes)

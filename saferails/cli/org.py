@@ -97,7 +97,7 @@ def metrics(
     start: Annotated[datetime | None, typer.Option("--from", parser=iso_time, metavar="ISO",
                                                    help="first window end (default: --to - 14d)")] = None,
     end: Annotated[datetime | None, typer.Option("--to", parser=iso_time, metavar="ISO",
-                                                 help="last window end (default: this hour)")] = None,
+                                                 help="last window end (default: now, down to a whole --step)")] = None,
     window: Annotated[timedelta | None, typer.Option("--window", parser=duration, metavar="DURATION",
                                                      help="window length (default 7d)")] = None,
     step: Annotated[timedelta | None, typer.Option("--step", parser=duration, metavar="DURATION",

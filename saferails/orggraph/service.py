@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,7 +34,6 @@ from saferails.orggraph.metrics import MetricParams, Window
 from saferails.orggraph.sample import generate_org, insert_sample, start_of
 from saferails.orggraph.snapshots import SnapshotCache, default_cache
 from saferails.orggraph.tables import Interaction, Wellbeing
-from saferails.outcomes.monitor import floor_hour
 from saferails.store.db import transaction
 
 if TYPE_CHECKING:
@@ -183,14 +182,14 @@ def person_metrics(
     params: MetricParams | None = None,
     on_progress: Callable[[int, int], None] | None = None,
 ) -> list[MetricPoint]:
-    """One point per window end ``start, start + step, ... <= end`` (default: the last 14 days up to the current
-    whole hour); ``on_progress(done, total)`` is called after each point. Raises ``NotFound`` for a person no
+    """One point per window end ``start, start + step, ... <= end`` (default: the 14 days up to
+    :func:`default_end`); ``on_progress(done, total)`` is called after each point. Raises ``NotFound`` for a person no
     employee, interaction or reading names; ``InvalidInput`` for non-positive durations, ``end < start`` or more
     than ``MAX_POINTS`` points."""
-    end = as_utc(end) if end is not None else floor_hour(store.clock.now())
-    start = as_utc(start) if start is not None else end - timedelta(days=14)
     if window <= timedelta(0) or step <= timedelta(0):
         raise InvalidInput("window and step must be positive durations")
+    end = as_utc(end) if end is not None else default_end(as_utc(store.clock.now()), step)
+    start = as_utc(start) if start is not None else end - timedelta(days=14)
     if end < start:
         raise InvalidInput(f"--to ({end.isoformat()}) is before --from ({start.isoformat()})")
     count = int((end - start) / step) + 1
@@ -200,14 +199,30 @@ def person_metrics(
         raise NotFound("person", person)
     cache = cache or default_cache()
     params = params or MetricParams()
+    ends = [start + n * step for n in range(count)]
     points = []
-    for n in range(count):
-        snapshot = cache.get(store.sessions, Window.ending(start + n * step, window), params, store.clock.now())
-        m = snapshot.metrics(person)
-        points.append(MetricPoint(start + n * step, float(m["degree_centrality"]), int(m["degree"]),
-                                  float(m["betweenness"]), float(m["clustering"]),
-                                  None if m["burnout"] is None else float(m["burnout"]), snapshot.hash))
-        if on_progress is not None:
-            on_progress(n + 1, count)
+    for begin in range(0, count, _CHUNK):
+        chunk = ends[begin:begin + _CHUNK]
+        snapshots = cache.get_many(store.sessions, [Window.ending(e, window) for e in chunk], params,
+                                   store.clock.now())
+        for window_end, snapshot in zip(chunk, snapshots, strict=True):
+            m = snapshot.metrics(person)
+            points.append(MetricPoint(window_end, float(m["degree_centrality"]), int(m["degree"]),
+                                      float(m["betweenness"]), float(m["clustering"]),
+                                      None if m["burnout"] is None else float(m["burnout"]), snapshot.hash))
+            if on_progress is not None:
+                on_progress(len(points), count)
     return points
 
+
+_CHUNK = 8
+"""Windows read per transaction: few enough for the progress bar to move, enough to share the reading."""
+
+
+def default_end(now: datetime, step: timedelta) -> datetime:
+    """The last window end by default: ``now`` rounded down to a whole multiple of ``step`` since the Unix epoch
+    (midnight UTC for whole days, the hour for hours). Asked again later the same day, or the next day, the
+    series ends on the same boundaries, so its windows are the snapshots already computed (one new window a day
+    for ``--step 1d``) instead of a new series every hour."""
+    epoch = datetime(1970, 1, 1, tzinfo=UTC)
+    return now - (now - epoch) % step

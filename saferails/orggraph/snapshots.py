@@ -15,6 +15,7 @@ import json
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -30,7 +31,7 @@ from saferails.orggraph.metrics import (
     compute_metrics,
     empty_metrics,
     library_versions,
-    read_window,
+    read_windows,
 )
 from saferails.orggraph.tables import SNAPSHOT_HEADER, MetricSnapshotRow
 from saferails.store.db import transaction
@@ -59,10 +60,11 @@ def snapshot_hash(window: Window, params: MetricParams, data: WindowData) -> str
     digest = hashlib.sha256()
     digest.update(json.dumps({"window": window.as_dict(), "params": params.as_dict()}, sort_keys=True).encode())
     digest.update("\x1e".join(data.people).encode())
-    for a, b, weight, count in data.edges.itertuples(index=False):
-        digest.update(f"\x1e{a}\x1f{b}\x1f{float(weight):.9g}\x1f{int(count)}".encode())
-    for person, observed_at, score in data.wellbeing.itertuples(index=False):
-        digest.update(f"\x1d{person}\x1f{_iso(observed_at)}\x1f{float(score):.9g}".encode())
+    # One update of the joined text: the digest is that of the concatenation, and a call per row costs more.
+    digest.update("".join(f"\x1e{a}\x1f{b}\x1f{float(weight):.9g}\x1f{int(count)}"
+                          for a, b, weight, count in data.edges.itertuples(index=False)).encode())
+    digest.update("".join(f"\x1d{person}\x1f{_iso(observed_at)}\x1f{float(score):.9g}"
+                          for person, observed_at, score in data.wellbeing.itertuples(index=False)).encode())
     return digest.hexdigest()
 
 
@@ -85,8 +87,19 @@ class SnapshotCache:
 
     def get(self, sessions: sessionmaker[Session], window: Window, params: MetricParams, now: datetime) -> Snapshot:
         """The snapshot of ``window`` as the store holds it now (see the module docstring)."""
+        return self.get_many(sessions, [window], params, now)[0]
+
+    def get_many(self, sessions: sessionmaker[Session], windows: Sequence[Window], params: MetricParams,
+                 now: datetime) -> list[Snapshot]:
+        """:meth:`get` of each window, in order, their data read in one transaction (``read_windows``): what a
+        series of overlapping windows (a person's metrics over weeks) needs. A window is computed at most once
+        whatever the series; one whose content recurs is the same snapshot."""
         with transaction(sessions) as session:
-            data = read_window(session, window)
+            found = read_windows(session, windows)
+        return [self._resolve(sessions, window, params, data, now) for window, data in zip(windows, found, strict=True)]
+
+    def _resolve(self, sessions: sessionmaker[Session], window: Window, params: MetricParams, data: WindowData,
+                 now: datetime) -> Snapshot:
         digest = snapshot_hash(window, params, data)
         with self._lock:
             lock = self._per_hash.setdefault(digest, threading.Lock())

@@ -92,6 +92,5 @@ def test_make_serve_serves_every_sweep_with_its_schedule() -> None:
     served = {d.name: d.schedules[0].schedule for d in scheduled_deployments()}
     assert served["expire-approvals"].cron == "0 * * * *"
     assert served["recover-actions"].interval == timedelta(minutes=10)
-    assert served["dispatch-outbox"].interval == timedelta(minutes=1)
     assert served["sla-breach-sweep"].interval == timedelta(minutes=5)
     assert served["monitor-outcomes"].interval == timedelta(hours=1)
