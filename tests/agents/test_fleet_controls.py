@@ -102,6 +102,22 @@ def test_department_pause_needs_approval_and_pauses_only_that_department(fleet: 
     assert [fleet.status(a) for a in ("buyer-1", "sales-2", "ops-1")] == ["paused", "paused", "active"]
 
 
+@pytest.mark.parametrize(("scope", "target", "impact", "state"), [
+    ("agent", "buyer-1", "medium", "approved"),
+    ("department", "sales", "high", "pending_approval"),
+    ("fleet", "acme", "high", "pending_approval"),
+])
+def test_a_pause_is_high_impact_by_scope(sqlite_fleet: Fleet, scope: str, target: str, impact: str,
+                                         state: str) -> None:
+    """The default policy's ``impact.raise_when``: one agent's pause runs at once; a department or the fleet is
+    HIGH impact, so the gate's high-impact rule holds it for approval (and the decision says why)."""
+    action = sqlite_fleet.propose("pause_agent", target, {"scope": scope, "duration_minutes": 30, "reason": "r"})
+    assert (action.impact, action.state) == (impact, state)
+    fired = [r["rule_id"] for r in action.decision["reasons"] if r.get("fired")]
+    assert fired[0] == f"impact:{impact}"
+    assert ("high-impact-needs-approval" in fired) is (impact == "high")
+
+
 def test_the_fleet_kill_switch_needs_two_approvals_and_one_rollback_lets_every_agent_go(fleet: Fleet) -> None:
     action = fleet.propose("pause_agent", "acme", {"scope": "fleet", "duration_minutes": 600,
                                                   "reason": "kill switch"})
