@@ -11,7 +11,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from saferails.api import Store
-from saferails.http import agents, approval_page, routes
+from saferails.http import agents, agents_page, approval_page, routes
 from saferails.http.auth import Authenticator
 from saferails.http.idempotency import IdempotencyCache
 from saferails.http.problems import EdgeMiddleware, install_error_handlers
@@ -47,5 +47,6 @@ def create_app(
     api = routes.Api(store, authenticator, idempotency or IdempotencyCache(store.clock))
     app.include_router(routes.build_router(api))
     app.include_router(agents.build_router(api))
+    app.include_router(agents_page.build_router())
     app.add_middleware(EdgeMiddleware, max_body_bytes=max_body_bytes)
     return app
