@@ -106,6 +106,7 @@ def serve_all(runner_limit: int = 50) -> None:
 
     from flows.action_flow import action_flow
     from flows.events import relay_audit_events
+    from flows.fleet_controls import OPERATOR_FLOWS
     from flows.runbook_flow import runbook_flow
 
     class StoppableRunner(Runner):
@@ -117,6 +118,8 @@ def serve_all(runner_limit: int = 50) -> None:
         action_flow.to_deployment(name="action", tags=["saferails"]),
         runbook_flow.to_deployment(name="runbook", tags=["saferails"]),
         relay_audit_events.to_deployment(name="relay", interval=60, tags=["saferails"]),
+        # Seed 003's operator buttons: Run > Custom run is the confirmation dialog.
+        *(f.to_deployment(name=name, tags=["saferails", "fleet"]) for name, f in OPERATOR_FLOWS),
         *scheduled_deployments(),
     ]
     runner = StoppableRunner(pause_on_shutdown=True, limit=runner_limit)
