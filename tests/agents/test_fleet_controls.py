@@ -7,9 +7,10 @@ from typing import Any
 
 import pytest
 
+from saferails.agents.audit import ActionAuditQuery
 from saferails.api import refusal_for
 from saferails.audit.query import AuditQuery, query_audit
-from saferails.errors import InvalidParams
+from saferails.errors import InvalidInput, InvalidParams
 from saferails.store.db import read_transaction
 from saferails.sweeps.agents import AutoResumeSweep
 from tests.agents.conftest import Fleet
@@ -170,3 +171,45 @@ def test_the_audit_trail_holds_the_playbooks_fields_and_is_queryable_newest_firs
     assert (result["workspace"], result["scope"], result["can_rollback"]) == ("acme", "agent", True)
     assert all(r.entity_id == done.id for r in page.records)  # the rollback is linked to the action it undoes
     assert [r.event for r in by_actor] == ["action_proposed", "rollback_started", "rolled_back"]
+
+
+def test_the_playbooks_action_record_is_filtered_by_workspace_scope_actor_and_type_newest_first(
+        fleet: Fleet) -> None:
+    first = fleet.run("pause_agent", "buyer-1", {"duration_minutes": 15, "reason": "one agent"})
+    fleet.clock.advance(timedelta(seconds=1))
+    fleet.store.execution.rollback(first.id, "olga", reason="false alarm")
+    fleet.clock.advance(timedelta(seconds=1))
+    budget = fleet.run("set_budget", "ops-1", {"amount": "100", "currency": "EUR", "period": "week"})
+    fleet.clock.advance(timedelta(seconds=1))
+    kill = fleet.propose("pause_agent", "acme", {"scope": "fleet", "duration_minutes": 60, "reason": "kill"})
+
+    everything = fleet.agents.actions(ActionAuditQuery(workspace="acme"))
+    assert [r.action_id for r in everything] == [kill.id, budget.id, first.id]  # newest first
+    (record,) = fleet.agents.actions(ActionAuditQuery(workspace="acme", scope="agent", action_type="pause_agent"))
+    assert (record.action_id, record.workspace, record.scope, record.actor, record.actor_role) == (
+        first.id, "acme", "agent", "olga", "operators")
+    assert record.params == {"scope": "agent", "duration_minutes": 15, "reason": "one agent"}
+    assert (record.status, record.error_message, record.can_rollback) == ("rolled_back", None, False)
+    assert record.result is not None and record.result["can_rollback"] is True
+    assert record.started_at is not None and record.completed_at is not None and record.rolled_back_at is not None
+    assert record.started_at <= record.completed_at <= record.rolled_back_at
+    assert (record.rolled_back_by, record.rollback_reason) == ("olga", "false alarm")
+
+    (fleet_record,) = fleet.agents.actions(ActionAuditQuery(scope="fleet"))
+    assert (fleet_record.status, fleet_record.started_at) == ("pending_approval", None)
+    assert [r.scope for r in fleet.agents.actions(ActionAuditQuery(action_type="set_budget"))] == ["agent"]
+    assert fleet.agents.actions(ActionAuditQuery(actor="bob")) == []
+    assert fleet.agents.actions(ActionAuditQuery(workspace="other")) == []
+    assert fleet.agents.actions(ActionAuditQuery(workspace="acme"), tenants=frozenset({"default"})) == []
+    assert fleet.agents.actions(ActionAuditQuery(before=budget.created_at)) == [everything[2]]
+    assert budget.id in {r.action_id for r in fleet.agents.actions(ActionAuditQuery(limit=2))}
+    with pytest.raises(InvalidInput):
+        ActionAuditQuery(scope="galaxy")
+
+
+def test_the_workspace_and_scope_query_is_served_by_an_index(sqlite_fleet: Fleet) -> None:
+    with sqlite_fleet.store.engine.connect() as conn:
+        plan = conn.exec_driver_sql(
+            "EXPLAIN QUERY PLAN SELECT * FROM actions WHERE tenant = 'acme' AND scope = 'fleet' "
+            "ORDER BY created_at DESC LIMIT 50").all()
+    assert "ix_actions_tenant_scope_created" in " ".join(str(row[-1]) for row in plan)
