@@ -19,7 +19,7 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from prefect import flow
-from prefect.states import State
+from prefect.client.schemas.objects import State
 from pydantic import BaseModel, ConfigDict, Field
 
 from flows.action_flow import action_flow

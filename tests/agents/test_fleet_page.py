@@ -66,7 +66,12 @@ def test_an_operator_pauses_an_agent_through_the_dialog_and_undoes_it(world: Htt
         try:
             page = browser.new_page(viewport={"width": 1200, "height": 900})
             dialogs: list[str] = []
-            page.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+
+            def on_dialog(d: Any) -> None:  # an alert() would mean injected markup ran
+                dialogs.append(d.message)
+                d.dismiss()
+
+            page.on("dialog", on_dialog)
             page.goto(f"{base}/agents")
             page.fill("#api-key", world.tokens["olga"])
             page.get_by_role("button", name="Sign in").click()

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from typing import Any
+from uuid import UUID
 
 import pytest
 from prefect import get_client
+from prefect.deployments.runner import RunnerDeployment
 from prefect.exceptions import PrefectHTTPStatusError
 
 from blocks.settings import Runtime
@@ -16,10 +18,10 @@ pytestmark = pytest.mark.flow
 
 def _schema(flow: Any, name: str) -> dict[str, Any]:
     """The parameter schema Prefect stores for the deployment and renders as the Custom run form."""
-    schema: dict[str, Any] = flow.to_deployment(name=name)._parameter_openapi_schema.model_dump()
+    schema: dict[str, Any] = dict(flow.to_deployment(name=name)._parameter_openapi_schema.model_dump())
     assert schema["required"] == ["request"]
     (form,) = schema["definitions"].values()
-    return form
+    return dict(form)
 
 
 def test_each_operator_deployment_has_a_typed_form() -> None:
@@ -40,7 +42,10 @@ def test_each_operator_deployment_has_a_typed_form() -> None:
 
 
 def test_the_server_refuses_a_custom_run_without_a_reason() -> None:
-    deployment_id = pause_agent.to_deployment(name="pause-agent").apply()
+    deployment = pause_agent.to_deployment(name="pause-agent")
+    assert isinstance(deployment, RunnerDeployment)  # sync context: not a coroutine
+    deployment_id = deployment.apply()
+    assert isinstance(deployment_id, UUID)
     with get_client(sync_client=True) as client:
         with pytest.raises(PrefectHTTPStatusError) as refused:
             client.create_flow_run_from_deployment(deployment_id, parameters={"request": {"target": "a-1"}})
