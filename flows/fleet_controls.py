@@ -7,10 +7,11 @@ THE action flow (``flows.action_flow.action_flow``, as a subflow): the policy de
 pause waits in the approval gate, and the run ends in the action's own final state (Completed, "Blocked",
 "Rejected", Failed...).
 
-Who pressed the button: open-source Prefect records no user, so the proposal is made under :data:`PROPOSER`
-(register it as a principal to name it in approvals' "asked by"); the approval gate's one-time codes still prove
-who approved a HIGH impact pause. Anyone who can reach the Prefect UI can therefore pause one agent (a medium
-impact action the policy runs at once): expose the Prefect UI to operators only.
+Who pressed the button: open-source Prefect records no user, so the proposal is made under :data:`PROPOSER`;
+the approval gate's one-time codes still prove who approved. Anyone who can reach the Prefect UI can therefore
+pause one agent at once (stopping is the safe direction); the default policy's rule
+``unattributed-controls-need-approval`` holds resuming agents and setting budgets from here for approval, and a
+department or fleet pause is HIGH impact anyway. Expose the Prefect UI to operators only.
 """
 
 from __future__ import annotations

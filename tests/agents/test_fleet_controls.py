@@ -213,3 +213,16 @@ def test_the_workspace_and_scope_query_is_served_by_an_index(sqlite_fleet: Fleet
             "EXPLAIN QUERY PLAN SELECT * FROM actions WHERE tenant = 'acme' AND scope = 'fleet' "
             "ORDER BY created_at DESC LIMIT 50").all()
     assert "ix_actions_tenant_scope_created" in " ".join(str(row[-1]) for row in plan)
+
+
+@pytest.mark.parametrize(("action_type", "target", "params", "state"), [
+    ("pause_agent", "buyer-1", {"duration_minutes": 30, "reason": "stop"}, "approved"),
+    ("resume_agent", "buyer-1", {"reason": "go"}, "pending_approval"),
+    ("set_budget", "buyer-1", {"amount": "1000000", "currency": "EUR"}, "pending_approval"),
+])
+def test_from_the_prefect_ui_only_a_pause_runs_without_approval(sqlite_fleet: Fleet, action_type: str, target: str,
+                                                                 params: dict[str, Any], state: str) -> None:
+    """Prefect records no user (the operator deployments propose as ``prefect-ui``): stopping one agent is safe
+    to allow, but letting agents go again or raising a budget must be approved by someone who proves who they are."""
+    action = sqlite_fleet.propose(action_type, target, params, proposer="prefect-ui")
+    assert action.state == state
