@@ -89,12 +89,24 @@ def test_an_operator_pauses_an_agent_through_the_dialog_and_undoes_it(world: Htt
             page.fill("#duration", "30")
             page.fill("#reason", "Maintenance window")
             page.select_option("#scope", "agent")
+            # What the operator sees while the request is on its way: the route holds it until we have looked.
+            in_flight: list[str] = []
+
+            def look_then_send(route: Any) -> None:
+                in_flight.append(page.locator("#message").get_attribute("class") or "")
+                in_flight.append(page.locator("#message-text").inner_text())
+                in_flight.append(str(page.get_by_role("button", name="Reload").is_disabled()))
+                route.continue_()
+
+            page.route("**/api/v1/actions/pause_agent", look_then_send)
             page.get_by_role("button", name="Confirm").click()
 
             message = page.locator("#message-text")
             expect(message).to_contain_text("Paused agent-1 (scope agent): action ")
             expect(message).to_contain_text("completed")
             expect(row.locator("td.status")).to_have_text("paused")
+            assert in_flight == ["note busy", "Pause agent-1: in progress...", "True"]
+            page.unroute("**/api/v1/actions/pause_agent")
             action_id = world.store.agents.get("agent-1").paused_by_action
             assert action_id is not None and action_id in message.inner_text()
             assert world.store.actions.get(action_id).params["reason"] == "Maintenance window"
