@@ -1,9 +1,9 @@
 """``create_app(store, authenticator)``: the FastAPI application over an open store.
 
 Routes: ``routes`` (JSON API under ``/api/v1`` and the seed aliases), ``agents`` (the fleet controls),
-``approval_page`` (the e-mail link page) and ``agents_page`` (``/agents``, the operator's buttons). Behaviour every route shares: problem+json errors (``problems``), a request id echoed as ``X-Request-ID``,
-a body size limit (413), ``Idempotency-Key`` on POST (``idempotency``). OpenAPI at ``/openapi.json``, docs at
-``/docs``.
+``approval_page`` (the e-mail link page) and ``agents_page`` (``/agents``, the operator's buttons). Behaviour
+every route shares: problem+json errors (``problems``), a request id echoed as ``X-Request-ID``, a body size limit
+(413), ``Idempotency-Key`` on POST (``idempotency``). OpenAPI at ``/openapi.json``, docs at ``/docs``.
 """
 
 from __future__ import annotations

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from saferails.actions.models import Proposal
 from saferails.agents.audit import ActionAuditQuery
 from saferails.api import refusal_for
 from saferails.audit.query import AuditQuery, query_audit
@@ -64,6 +65,20 @@ def test_a_pause_cancels_the_agents_pending_approvals_with_the_reason(fleet: Fle
     with read_transaction(fleet.store.sessions) as session:
         records = query_audit(session, AuditQuery(entity_type="action", entity_id=pending.id)).records
     assert any(r.event == "cancelled" and "investigating" in str(r.details.get("reason")) for r in records)
+
+
+def test_a_pause_cancels_the_agents_approved_and_scheduled_actions_before_they_start(fleet: Fleet) -> None:
+    doc = {"path": "later.md", "content": "x"}
+    scheduled = fleet.store.actions.propose(Proposal(
+        action_type="create_document", target="later.md", params=doc, proposer="buyer-1", reason="r",
+        tenant="acme", scheduled_for=fleet.clock.now() + timedelta(hours=1)))
+    assert scheduled.state == "approved"
+    fleet.run("pause_agent", "buyer-1", {"duration_minutes": 5, "reason": "investigating"})
+    assert fleet.store.actions.get(scheduled.id).state == "cancelled"
+    fleet.clock.advance(timedelta(hours=2))
+    AutoResumeSweep(fleet.store.sessions, fleet.clock).run()
+    assert fleet.status("buyer-1") == "active"
+    assert fleet.store.actions.get(scheduled.id).state == "cancelled"  # not revived by the end of the pause
 
 
 def test_a_purchase_beyond_the_remaining_budget_is_refused(fleet: Fleet) -> None:
