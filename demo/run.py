@@ -5,7 +5,8 @@ principals, actions of every impact, self-approval refused, a blocked payment, t
 check. Then actions carried by the Prefect action flow and executed for real (``demo.actions``: the
 approval gate with one-time codes, 2-of-3, a rejection, a timeout, a rollback), seed 002's investigate-threat
 runbook against a local threat service (``demo.runbooks``), seed 004's workflow triggers and SLA breach
-(``demo.workflow``), and last the audit trail and its verification against an exported anchor.
+(``demo.workflow``), fleet controls (``demo.fleet``: a paused agent refused, a fleet pause approved by two
+and rolled back), and last the audit trail and its verification against an exported anchor.
 Time comes from a ManualClock, so every run prints the same decisions and times (ids and hashes differ).
 """
 
@@ -258,6 +259,9 @@ def run_demo(directory: Path = DEFAULT_DIR, out: TextIO | None = None) -> DemoRe
         outcomes_demo(store, clock, out, ExecutionService(store.sessions, clock, None, sleeper=lambda s: None))
         report.outcomes["outcome_gate"] = outcome_gate_demo(
             store, clock, out, ExecutionService(store.sessions, clock, None, sleeper=lambda s: None))
+        from demo.fleet import fleet_demo
+
+        report.outcomes.update(fleet_demo(demo))
         # Last, so the verification covers every record the demo wrote (actions, runbooks, workflow).
         _trail(demo)
         _verify(demo)

@@ -146,6 +146,7 @@ def serve_all(runner_limit: int = 50) -> None:
     from prefect.runner import Runner
 
     from flows.action_flow import action_flow
+    from flows.fleet_controls import OPERATOR_FLOWS
     from flows.runbook_flow import runbook_flow
 
     class StoppableRunner(Runner):
@@ -157,6 +158,8 @@ def serve_all(runner_limit: int = 50) -> None:
         action_flow.to_deployment(name="action", tags=["saferails", "action"]),
         runbook_flow.to_deployment(name="runbook", tags=["saferails", "runbook"]),
         *consumer_deployments(),
+        # Seed 003's operator buttons: Run > Custom run is the confirmation dialog.
+        *(f.to_deployment(name=name, tags=["saferails", "fleet"]) for name, f in OPERATOR_FLOWS),
         *scheduled_deployments(),
     ]
     runner = StoppableRunner(pause_on_shutdown=True, limit=runner_limit)

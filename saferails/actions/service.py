@@ -21,7 +21,7 @@ from saferails.actions import lifecycle as lc
 from saferails.actions.approvers import approval_requirement, policy_principal
 from saferails.actions.models import ActionView, Proposal, action_hash
 from saferails.actions.repository import ActionFilter, ActionRepository
-from saferails.actions.types import validate_params
+from saferails.actions.types import action_scope, validate_params
 from saferails.agents.service import agent_facts
 from saferails.approvals.lockout import Lockout, check_lockout, record_refusal
 from saferails.boundary import identifier_problem, typed_errors
@@ -276,8 +276,9 @@ class ActionService:
             existing = repo.by_idempotency_key(proposal.tenant, proposal.idempotency_key)
             if existing is not None:
                 return self._same_or_conflict(session, existing, digest)
+        request = self._request(repo, proposal, params)
         if decision is None:
-            decision = self.engine.evaluate(self._request(repo, proposal, params), now=now, counter=_Counter(repo))
+            decision = self.engine.evaluate(request, now=now, counter=_Counter(repo))
         approval = decision.approval
         row = Action(
             id=str(uuid.uuid4()),
@@ -296,6 +297,8 @@ class ActionService:
             min_approvals=approval.min_approvals if approval else 0,
             approval_deadline=now + approval.timeout if approval else None,
             timeout_action=approval.timeout_action if approval else None,
+            scope=action_scope(proposal.action_type, params),
+            actor_role=",".join(sorted(request.proposer.groups))[:500] or None,
         )
         transitions.create(
             session,

@@ -226,6 +226,16 @@ def registered_action_types() -> Mapping[str, ActionTypeSpec]:
     return dict(_REGISTRY)
 
 
+def action_scope(name: str, params: Mapping[str, Any]) -> str | None:
+    """What an action acts on, for the audit record (seed 003): its ``scope`` parameter (``agent``,
+    ``department``, ``fleet``); ``agent`` for an agent action without one (``set_budget``); None otherwise."""
+    scope = params.get("scope")
+    if isinstance(scope, str):
+        return scope[:20]
+    spec = _REGISTRY.get(name)
+    return "agent" if spec is not None and spec.target_kind == "agent" else None
+
+
 def validate_params(name: str, params: Mapping[str, Any]) -> dict[str, Any]:
     """Validate ``params`` for action type ``name`` and return their canonical JSON-ready form.
 

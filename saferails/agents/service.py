@@ -16,6 +16,7 @@ from typing import Any
 from sqlalchemy.orm import Session, sessionmaker
 
 from saferails import transitions
+from saferails.agents.audit import ActionAuditQuery, ActionAuditRecord, query_actions
 from saferails.agents.repository import ENTITY, AgentRepository, AgentView, proposal_cost
 from saferails.agents.tables import Agent
 from saferails.boundary import identifier_problem, typed_errors
@@ -86,6 +87,13 @@ class AgentService:
             return [AgentView.from_row(r, repo.spent(r, now))
                     for r in repo.list(tenant=tenant, department=department, state=status)]
 
+    def actions(self, query: ActionAuditQuery, tenants: frozenset[str] | None = None,
+                ) -> builtins.list[ActionAuditRecord]:
+        """The playbook's audit records of the fleet controls (``saferails.agents.audit``), newest first;
+        ``tenants`` (None: all) limits them to the workspaces a caller may see."""
+        with read_transaction(self.sessions) as session:
+            return query_actions(session, query, tenants)
+
     def resume_due(self) -> builtins.list[str]:
         """Resume every paused agent whose ``paused_until`` has passed (by this service's clock), each audited
         ``agent_pause_expired``; the ids resumed. The body of ``saferails.sweeps.agents.AutoResumeSweep``."""
@@ -96,5 +104,5 @@ class AgentService:
 
 
 # Bad input (a NUL byte PostgreSQL will not store, an id outside the identifier charset) is a typed error.
-for _name in ("register", "get", "list", "resume_due"):
+for _name in ("register", "get", "list", "actions", "resume_due"):
     setattr(AgentService, _name, typed_errors(getattr(AgentService, _name)))

@@ -1,4 +1,4 @@
-"""``saferails agent list|show|register|pause|resume|set-budget``: the fleet controls (seed 003).
+"""``saferails agent list|show|register|pause|resume|set-budget|actions``: the fleet controls (seed 003).
 
 ``pause``, ``resume`` and ``set-budget`` propose the action (``pause_agent``, ``resume_agent``, ``set_budget``)
 under ``--actor``, so the policy and the approval gate apply exactly as for ``saferails propose``: an action the
@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from saferails.actions.models import ActionView, Proposal
+from saferails.agents.audit import ActionAuditQuery
 from saferails.agents.repository import AgentView
 from saferails.api import Store, refusal_for
 from saferails.cli import output as out
@@ -133,6 +134,31 @@ def set_budget(
     """cap what an agent may spend (purchases, payments) per period"""
     _control(ctx, as_json, "set_budget", agent_id, {"amount": amount, "currency": currency, "period": period},
              actor, tenant, reason)
+
+
+AUDIT_COLUMNS = ("created_at", "action_id", "action_type", "workspace", "scope", "target", "actor", "status",
+                 "can_rollback", "rolled_back_at")
+
+
+@app.command("actions")
+def actions(
+    ctx: typer.Context,
+    workspace: Annotated[str | None, typer.Option("--workspace", help="tenant")] = None,
+    scope: Annotated[str | None, typer.Option("--scope", help="agent | department | fleet")] = None,
+    actor: Annotated[str | None, typer.Option("--actor", help="who proposed it")] = None,
+    action_type: Annotated[str | None, typer.Option("--type", help="pause_agent | resume_agent | set_budget")] = None,
+    limit: Annotated[int, typer.Option("--limit", help="1 .. 500")] = 50,
+    as_json: JsonFlag = False,
+) -> None:
+    """the audit record of the fleet controls, newest first (the playbook's fields; --json for all of them)"""
+
+    def command(store: Store, io: Io) -> int:
+        records = store.agents.actions(ActionAuditQuery(workspace=workspace, scope=scope, actor=actor,
+                                                        action_type=action_type, limit=limit))
+        data = [r.to_dict() for r in records]
+        return io.table(data, AUDIT_COLUMNS, [["-" if d[c] is None else d[c] for c in AUDIT_COLUMNS] for d in data])
+
+    run(ctx, as_json, command)
 
 
 def register(root: typer.Typer) -> None:

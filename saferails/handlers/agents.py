@@ -6,9 +6,10 @@ own records do not already hold (``workspace``, ``scope``, ``can_rollback``, ``a
 trail holds the actor, parameters, status, error, and the started / completed / rolled-back times.
 
 - ``pause_agent``: pause every active agent in scope until now + ``duration_minutes``; each paused agent's actions
-  waiting for approval are **cancelled** with the reason (audited on each action), so nothing it asked for can be
-  approved while it is stopped. Rollback resumes exactly the agents this action paused that are still held by
-  it (a pause that already ran out, or was replaced, is left alone); cancelled approvals stay cancelled.
+  waiting for approval, or approved and not started (scheduled ones included), are **cancelled** with the reason
+  (audited on each action), so nothing it asked for can be approved or start while it is stopped. Rollback
+  resumes exactly the agents this action paused that are still held by it (a pause that already ran out, or was
+  replaced, is left alone); cancelled actions stay cancelled.
 - ``resume_agent``: resume every paused agent in scope; rollback pauses again those still active, with their
   previous end time and reason.
 - ``set_budget``: replace the target agent's budget; rollback restores the previous one, refusing
@@ -68,7 +69,10 @@ def _check_scope(ctx: HandlerContext, action_type: str, scope: str, target: str)
 
 def _cancel_pending(ctx: HandlerContext, agent_id: str, reason: str, now: datetime) -> list[str]:
     ids = ctx.session.execute(
-        sa.select(Action.id).where(Action.proposer == agent_id, Action.state == alc.PENDING_APPROVAL)
+        # Waiting for approval, or approved and not started yet (scheduled for later, or its run not yet there):
+        # nothing a stopped agent asked for may start while it is stopped.
+        sa.select(Action.id).where(Action.proposer == agent_id,
+                                   Action.state.in_((alc.PENDING_APPROVAL, alc.APPROVED)))
         .order_by(Action.id)
     ).scalars().all()
     for action_id in ids:

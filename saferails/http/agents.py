@@ -10,9 +10,12 @@
   workspace, is 404 (nothing recorded); a control recorded ``failed`` by its handler is 409 with
   ``error_message``.
 - ``GET /api/v1/agents``: the agents of the caller's workspaces (permission ``actions:read``).
+- ``GET /api/v1/agents/actions``: the playbook's audit records of these actions, filtered by workspace, scope,
+  actor and type, newest first (permission ``audit:read``).
 """
 
 
+from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
@@ -21,6 +24,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from saferails.actions.models import Proposal
+from saferails.agents.audit import MAX_LIMIT, ActionAuditQuery
 from saferails.api import refusal_for
 from saferails.errors import InsufficientPermissions, InvalidInput, NotFound
 from saferails.http import auth
@@ -136,6 +140,29 @@ def build_router(api: Api) -> APIRouter:
         require(principal, auth.READ)
         agents = store.agents.list(tenant=tenant, department=department, status=status)
         return {"items": [a.to_dict() for a in agents if principal.sees_tenant(a.tenant)]}
+
+    @router.get("/api/v1/agents/actions", tags=["fleet controls"])
+    def list_fleet_actions(
+        principal: Caller,
+        workspace: Annotated[str | None, Query(max_length=100)] = None,
+        scope: Annotated[Literal["agent", "department", "fleet"] | None, Query()] = None,
+        actor: Annotated[str | None, Query(max_length=200)] = None,
+        action_type: Annotated[Literal["pause_agent", "resume_agent", "set_budget"] | None,
+                               Query(alias="type")] = None,
+        before: Annotated[datetime | None, Query()] = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 50,
+    ) -> dict[str, Any]:
+        """The playbook's action audit records of the fleet controls (workspace, scope, actor and role,
+        parameters, status, result, error, can-rollback, started / completed / rolled-back times), newest first;
+        filter by ``workspace``, ``scope``, ``actor``, ``type``; page with ``before`` (the last ``created_at``).
+        Permission ``audit:read`` (operators, auditors, admins); only the caller's workspaces."""
+        require(principal, auth.AUDIT_READ)
+        tenants = None if auth.ALL_TENANTS in principal.tenants else principal.tenants
+        records = store.agents.actions(ActionAuditQuery(workspace=workspace, scope=scope, actor=actor,
+                                                        action_type=action_type, before=before, limit=limit),
+                                       tenants)
+        items = [r.to_dict() for r in records]
+        return {"items": items, "next_before": items[-1]["created_at"] if len(items) == limit else None}
 
     return router
 

@@ -1,9 +1,9 @@
 """``create_app(store, authenticator)``: the FastAPI application over an open store.
 
-Routes: ``routes`` (JSON API under ``/api/v1`` and the seed aliases) and ``approval_page`` (the e-mail link
-page). Behaviour every route shares: problem+json errors (``problems``), a request id echoed as ``X-Request-ID``,
-a body size limit (413), ``Idempotency-Key`` on POST (``idempotency``). OpenAPI at ``/openapi.json``, docs at
-``/docs``.
+Routes: ``routes`` (JSON API under ``/api/v1`` and the seed aliases), ``agents`` (the fleet controls),
+``approval_page`` (the e-mail link page) and ``agents_page`` (``/agents``, the operator's buttons). Behaviour
+every route shares: problem+json errors (``problems``), a request id echoed as ``X-Request-ID``, a body size limit
+(413), ``Idempotency-Key`` on POST (``idempotency``). OpenAPI at ``/openapi.json``, docs at ``/docs``.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from saferails.api import Store
-from saferails.http import agents, approval_page, audit, principals, routes, watch
+from saferails.http import agents, agents_page, approval_page, audit, principals, routes, watch
 from saferails.http import aliases as alias_routes
 from saferails.http import runbooks as runbook_routes
 from saferails.http import workflow as workflow_routes
@@ -59,5 +59,6 @@ def create_app(
     app.include_router(watch.build_router(watch.Watch(api)))
     if store.engine.dialect.name == "sqlite":
         app.add_middleware(SerialWrites)
+    app.include_router(agents_page.build_router())
     app.add_middleware(EdgeMiddleware, max_body_bytes=max_body_bytes)
     return app

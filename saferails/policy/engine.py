@@ -177,7 +177,8 @@ class PolicyEngine:
         self._rules = build_rules(policy)
 
     def classify(self, action_type: str) -> Impact:
-        """The impact level of ``action_type``: the policy's table, else its default."""
+        """The impact level of ``action_type``: the policy's table, else its default (before ``raise_when``,
+        which needs the proposal: see ``evaluate``)."""
         return self.policy.impact.types.get(action_type, self.policy.impact.default)
 
     def evaluate(self, request: ActionRequest, *, now: datetime, counter: RateLimitCounter) -> Decision:
@@ -187,8 +188,11 @@ class PolicyEngine:
         try:
             if now.tzinfo is None or now.utcoffset() is None:
                 raise ValueError("now must be timezone-aware")
-            impact = self.classify(request.action_type)
-            reasons.append(self._impact_reason(request.action_type, impact))
+            # ``impact`` stays HIGH until both steps succeed: a raise_when condition that fails denies as HIGH.
+            base = self.classify(request.action_type)
+            raised = self.policy.impact.level(request.action_type, request.context(base))
+            reasons.append(self._impact_reason(request.action_type, base, raised))
+            impact = raised
             facts = Facts(
                 action_type=request.action_type,
                 proposer=request.proposer,
@@ -210,9 +214,11 @@ class PolicyEngine:
             reasons.append(_failure("engine", "engine", exc))
             return self._decision(Outcome.DENY, impact, tuple(reasons), code=DenyCode.POLICY_EVALUATION_FAILED)
 
-    def _impact_reason(self, action_type: str, impact: Impact) -> RuleResult:
+    def _impact_reason(self, action_type: str, impact: Impact, raised: Impact) -> RuleResult:
         source = "impact.types" if action_type in self.policy.impact.types else "impact.default"
-        return RuleResult(f"impact:{impact}", "impact", True, None, f"{action_type} is {impact} impact ({source})")
+        if raised != impact:
+            source = f"{source} {impact}, raised by impact.raise_when"
+        return RuleResult(f"impact:{raised}", "impact", True, None, f"{action_type} is {raised} impact ({source})")
 
     def _decide(self, impact: Impact, reasons: tuple[RuleResult, ...]) -> Decision:
         denials = [r for r in reasons if r.fired and r.outcome is Outcome.DENY and r.code is not None]

@@ -36,6 +36,7 @@ __all__ = [
     "ApprovalSpec",
     "ApproversSpec",
     "Impact",
+    "ImpactRaise",
     "ImpactTable",
     "Policy",
     "RateLimits",
@@ -136,11 +137,53 @@ class ApprovalDefaults(_Frozen):
         return self.model_copy(update=given)
 
 
+class ImpactRaise(_Frozen):
+    """Raise the impact of a proposal of ``action_types`` (if given) whose parameters satisfy ``when`` to
+    ``level`` (seed 003: a pause of a department or the whole fleet is HIGH, one agent's pause is not)."""
+
+    action_types: tuple[str, ...] | None = None
+    when: Condition
+    level: Impact
+
+    @model_validator(mode="before")
+    @classmethod
+    def _parse_when(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("when") is not None and not isinstance(data["when"], Condition):
+            try:
+                return {**data, "when": parse_condition(data["when"], root="impact.raise_when.when")}
+            except ConditionInvalid as exc:
+                raise PolicyInvalid(f"impact.raise_when: {exc.message}") from exc
+        return data
+
+    @field_serializer("when")
+    def _dump_when(self, when: Condition) -> dict[str, Any]:
+        return when.to_data()
+
+
+_IMPACT_ORDER: Final = (Impact.LOW, Impact.MEDIUM, Impact.HIGH)
+
+
 class ImpactTable(_Frozen):
-    """Impact level per action type; types not listed get ``default``."""
+    """Impact level per action type; types not listed get ``default``. ``raise_when`` entries raise the level of
+    the proposals they match (never lower it: the highest of the type's level and every matching entry wins)."""
 
     default: Impact = Impact.LOW
     types: dict[str, Impact] = Field(default_factory=dict)
+    raise_when: tuple[ImpactRaise, ...] = ()
+
+    def level(self, action_type: str, context: dict[str, Any] | None = None) -> Impact:
+        """The impact of ``action_type``; with the proposal's condition ``context``, raised by the matching
+        ``raise_when`` entries. A condition that cannot be evaluated raises ``ConditionEvaluationError`` (the
+        engine turns that into a denial: fail closed)."""
+        level = self.types.get(action_type, self.default)
+        if context is None:
+            return level
+        for entry in self.raise_when:
+            if entry.action_types is not None and action_type not in entry.action_types:
+                continue
+            if entry.when.evaluate(context) and _IMPACT_ORDER.index(entry.level) > _IMPACT_ORDER.index(level):
+                level = entry.level
+        return level
 
 
 class RateLimits(_Frozen):

@@ -83,6 +83,10 @@ class Action(Base):
     executed_at: Mapped[datetime | None]
     finished_at: Mapped[datetime | None]
     rolled_back_at: Mapped[datetime | None]
+    # Seed 003's audit record (migration 0011_fleet_audit): what the action acts on (agent, department, fleet;
+    # None for actions without a scope) and the proposer's groups when the policy decided (its "actor role").
+    scope: Mapped[str | None] = mapped_column(sa.String(20))
+    actor_role: Mapped[str | None] = mapped_column(sa.String(500))
 
     __table_args__ = (
         sa.UniqueConstraint("tenant", "idempotency_key", name="uq_actions_tenant_idempotency_key"),
@@ -90,6 +94,10 @@ class Action(Base):
         sa.Index("ix_actions_rate", "proposer", "action_type", "created_at"),
         sa.Index("ix_actions_target", "target"),
         sa.Index("ix_actions_state_priority", "state", "priority", "scheduled_for"),
+        # The playbook's queries, newest first: by workspace (and scope), by actor, by type.
+        sa.Index("ix_actions_tenant_scope_created", "tenant", "scope", "created_at"),
+        sa.Index("ix_actions_tenant_created", "tenant", "created_at"),
+        sa.Index("ix_actions_type_created", "action_type", "created_at"),
     )
 
 

@@ -53,3 +53,15 @@ def test_set_budget_and_bad_values_from_the_cli(cli: Cli) -> None:
     assert done["result"]["budget"] == {"amount": "75.50", "currency": "EUR", "period": "day"}
     bad = cli("agent", "pause", "bot-1", "--tenant", "acme", "--minutes", "0", "--reason", "x", "--actor", "olga")
     assert bad.code == 2 and "INVALID_PARAMS" in bad.err
+
+
+def test_the_audit_record_of_the_fleet_controls_from_the_cli(cli: Cli) -> None:
+    done = cli.ok("agent", "pause", "bot-1", "--tenant", "acme", "--reason", "runaway", "--actor", "olga")
+    cli.ok("agent", "pause", "acme", "--scope", "fleet", "--tenant", "acme", "--reason", "kill", "--actor", "olga")
+    (record,) = cli.ok("agent", "actions", "--workspace", "acme", "--scope", "agent", "--actor", "olga",
+                       "--type", "pause_agent")
+    assert (record["action_id"], record["status"], record["can_rollback"]) == (done["id"], "completed", True)
+    assert [r["scope"] for r in cli.ok("agent", "actions", "--workspace", "acme")] == ["fleet", "agent"]
+    table = cli("agent", "actions", "--scope", "fleet")
+    assert table.code == 0 and "pending_approval" in table.out
+    assert cli("agent", "actions", "--scope", "galaxy").code != 0

@@ -7,9 +7,11 @@ from typing import Any
 
 import pytest
 
+from saferails.actions.models import Proposal
+from saferails.agents.audit import ActionAuditQuery
 from saferails.api import refusal_for
 from saferails.audit.query import AuditQuery, query_audit
-from saferails.errors import InvalidParams
+from saferails.errors import InvalidInput, InvalidParams
 from saferails.store.db import read_transaction
 from saferails.sweeps.agents import AutoResumeSweep
 from tests.agents.conftest import Fleet
@@ -65,6 +67,20 @@ def test_a_pause_cancels_the_agents_pending_approvals_with_the_reason(fleet: Fle
     assert any(r.event == "cancelled" and "investigating" in str(r.details.get("reason")) for r in records)
 
 
+def test_a_pause_cancels_the_agents_approved_and_scheduled_actions_before_they_start(fleet: Fleet) -> None:
+    doc = {"path": "later.md", "content": "x"}
+    scheduled = fleet.store.actions.propose(Proposal(
+        action_type="create_document", target="later.md", params=doc, proposer="buyer-1", reason="r",
+        tenant="acme", scheduled_for=fleet.clock.now() + timedelta(hours=1)))
+    assert scheduled.state == "approved"
+    fleet.run("pause_agent", "buyer-1", {"duration_minutes": 5, "reason": "investigating"})
+    assert fleet.store.actions.get(scheduled.id).state == "cancelled"
+    fleet.clock.advance(timedelta(hours=2))
+    AutoResumeSweep(fleet.store.sessions, fleet.clock).run()
+    assert fleet.status("buyer-1") == "active"
+    assert fleet.store.actions.get(scheduled.id).state == "cancelled"  # not revived by the end of the pause
+
+
 def test_a_purchase_beyond_the_remaining_budget_is_refused(fleet: Fleet) -> None:
     assert fleet.run("set_budget", "buyer-1", {"amount": "1000", "currency": "EUR", "period": "day"}).state == \
         "completed"
@@ -100,6 +116,22 @@ def test_department_pause_needs_approval_and_pauses_only_that_department(fleet: 
     done = fleet.store.execution.execute(action.id)
     assert done.result is not None and sorted(done.result["affected"]) == ["buyer-1", "sales-2"]
     assert [fleet.status(a) for a in ("buyer-1", "sales-2", "ops-1")] == ["paused", "paused", "active"]
+
+
+@pytest.mark.parametrize(("scope", "target", "impact", "state"), [
+    ("agent", "buyer-1", "medium", "approved"),
+    ("department", "sales", "high", "pending_approval"),
+    ("fleet", "acme", "high", "pending_approval"),
+])
+def test_a_pause_is_high_impact_by_scope(sqlite_fleet: Fleet, scope: str, target: str, impact: str,
+                                         state: str) -> None:
+    """The default policy's ``impact.raise_when``: one agent's pause runs at once; a department or the fleet is
+    HIGH impact, so the gate's high-impact rule holds it for approval (and the decision says why)."""
+    action = sqlite_fleet.propose("pause_agent", target, {"scope": scope, "duration_minutes": 30, "reason": "r"})
+    assert (action.impact, action.state) == (impact, state)
+    fired = [r["rule_id"] for r in action.decision["reasons"] if r.get("fired")]
+    assert fired[0] == f"impact:{impact}"
+    assert ("high-impact-needs-approval" in fired) is (impact == "high")
 
 
 def test_the_fleet_kill_switch_needs_two_approvals_and_one_rollback_lets_every_agent_go(fleet: Fleet) -> None:
@@ -154,3 +186,58 @@ def test_the_audit_trail_holds_the_playbooks_fields_and_is_queryable_newest_firs
     assert (result["workspace"], result["scope"], result["can_rollback"]) == ("acme", "agent", True)
     assert all(r.entity_id == done.id for r in page.records)  # the rollback is linked to the action it undoes
     assert [r.event for r in by_actor] == ["action_proposed", "rollback_started", "rolled_back"]
+
+
+def test_the_playbooks_action_record_is_filtered_by_workspace_scope_actor_and_type_newest_first(
+        fleet: Fleet) -> None:
+    first = fleet.run("pause_agent", "buyer-1", {"duration_minutes": 15, "reason": "one agent"})
+    fleet.clock.advance(timedelta(seconds=1))
+    fleet.store.execution.rollback(first.id, "olga", reason="false alarm")
+    fleet.clock.advance(timedelta(seconds=1))
+    budget = fleet.run("set_budget", "ops-1", {"amount": "100", "currency": "EUR", "period": "week"})
+    fleet.clock.advance(timedelta(seconds=1))
+    kill = fleet.propose("pause_agent", "acme", {"scope": "fleet", "duration_minutes": 60, "reason": "kill"})
+
+    everything = fleet.agents.actions(ActionAuditQuery(workspace="acme"))
+    assert [r.action_id for r in everything] == [kill.id, budget.id, first.id]  # newest first
+    (record,) = fleet.agents.actions(ActionAuditQuery(workspace="acme", scope="agent", action_type="pause_agent"))
+    assert (record.action_id, record.workspace, record.scope, record.actor, record.actor_role) == (
+        first.id, "acme", "agent", "olga", "operators")
+    assert record.params == {"scope": "agent", "duration_minutes": 15, "reason": "one agent"}
+    assert (record.status, record.error_message, record.can_rollback) == ("rolled_back", None, False)
+    assert record.result is not None and record.result["can_rollback"] is True
+    assert record.started_at is not None and record.completed_at is not None and record.rolled_back_at is not None
+    assert record.started_at <= record.completed_at <= record.rolled_back_at
+    assert (record.rolled_back_by, record.rollback_reason) == ("olga", "false alarm")
+
+    (fleet_record,) = fleet.agents.actions(ActionAuditQuery(scope="fleet"))
+    assert (fleet_record.status, fleet_record.started_at) == ("pending_approval", None)
+    assert [r.scope for r in fleet.agents.actions(ActionAuditQuery(action_type="set_budget"))] == ["agent"]
+    assert fleet.agents.actions(ActionAuditQuery(actor="bob")) == []
+    assert fleet.agents.actions(ActionAuditQuery(workspace="other")) == []
+    assert fleet.agents.actions(ActionAuditQuery(workspace="acme"), tenants=frozenset({"default"})) == []
+    assert fleet.agents.actions(ActionAuditQuery(before=budget.created_at)) == [everything[2]]
+    assert budget.id in {r.action_id for r in fleet.agents.actions(ActionAuditQuery(limit=2))}
+    with pytest.raises(InvalidInput):
+        ActionAuditQuery(scope="galaxy")
+
+
+def test_the_workspace_and_scope_query_is_served_by_an_index(sqlite_fleet: Fleet) -> None:
+    with sqlite_fleet.store.engine.connect() as conn:
+        plan = conn.exec_driver_sql(
+            "EXPLAIN QUERY PLAN SELECT * FROM actions WHERE tenant = 'acme' AND scope = 'fleet' "
+            "ORDER BY created_at DESC LIMIT 50").all()
+    assert "ix_actions_tenant_scope_created" in " ".join(str(row[-1]) for row in plan)
+
+
+@pytest.mark.parametrize(("action_type", "target", "params", "state"), [
+    ("pause_agent", "buyer-1", {"duration_minutes": 30, "reason": "stop"}, "approved"),
+    ("resume_agent", "buyer-1", {"reason": "go"}, "pending_approval"),
+    ("set_budget", "buyer-1", {"amount": "1000000", "currency": "EUR"}, "pending_approval"),
+])
+def test_from_the_prefect_ui_only_a_pause_runs_without_approval(sqlite_fleet: Fleet, action_type: str, target: str,
+                                                                 params: dict[str, Any], state: str) -> None:
+    """Prefect records no user (the operator deployments propose as ``prefect-ui``): stopping one agent is safe
+    to allow, but letting agents go again or raising a budget must be approved by someone who proves who they are."""
+    action = sqlite_fleet.propose(action_type, target, params, proposer="prefect-ui")
+    assert action.state == state

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -81,3 +82,28 @@ def test_set_budget_over_http_and_unknown_actions(world: HttpWorld) -> None:
                               json={"agent_id": "agent-acme", "reason": "x"})
     assert other.status_code == 404 and world.store.agents.get("agent-acme").status == "active"
     assert world.store.actions.list() != [] and all(a.target != "agent-acme" for a in world.store.actions.list())
+
+
+def test_the_fleet_actions_audit_filters_by_workspace_scope_actor_and_type(world: HttpWorld) -> None:
+    paused = world.client.post("/api/v1/actions/pause_agent", json=PAUSE, headers=world.headers("olga")).json()
+    world.clock.advance(timedelta(seconds=1))
+    world.client.post(f"/api/v1/actions/{paused['action_id']}/rollback", json={"reason": "undo"},
+                      headers=world.headers("olga"))
+    world.clock.advance(timedelta(seconds=1))
+    fleet = world.client.post("/api/v1/actions/pause_agent", headers=world.headers("olga"),
+                              json={"scope": "fleet", "reason": "kill switch", "duration_minutes": 60}).json()
+
+    def query(who: str = "olga", **params: Any) -> Any:
+        return world.client.get("/api/v1/agents/actions", params=params, headers=world.headers(who))
+
+    items = query(workspace="default").json()["items"]
+    assert [i["action_id"] for i in items] == [fleet["action_id"], paused["action_id"]]
+    (agent_scope,) = query(scope="agent", actor="olga", type="pause_agent").json()["items"]
+    assert agent_scope["status"] == "rolled_back" and agent_scope["rolled_back_by"] == "olga"
+    assert agent_scope["actor_role"] == "operators" and agent_scope["rollback_reason"] == "undo"
+    assert query(scope="fleet").json()["items"][0]["status"] == "pending_approval"
+    assert query(actor="bob").json()["items"] == []
+    assert query(type="set_budget").json()["items"] == []
+    assert query("aude-acme").json()["items"] == []  # another workspace's auditor sees none of it
+    assert query("agent-1").status_code == 403
+    assert query(scope="galaxy").status_code == 422

@@ -84,3 +84,13 @@ def test_running_the_demo_twice_starts_from_a_fresh_store(tmp_path: Path, capsys
     second = capsys.readouterr().out
     assert first.count("\n") == second.count("\n")
     assert "VERIFIED" in second
+
+
+def test_the_demo_pauses_an_agent_and_rolls_back_a_fleet_pause_approved_by_two(demo: tuple[DemoReport, str]) -> None:
+    report, text = demo
+    assert (report.outcomes["pause_agent"], report.outcomes["resume_agent"]) == ("completed", "completed")
+    assert report.outcomes["paused_agent_proposal"] == "AGENT_PAUSED"
+    assert "refused error[AGENT_PAUSED] rule paused-agents-and-budgets" in text and "runaway emails" in text
+    assert "HIGH pause_agent, scope fleet -> pending_approval (2 approvals needed)" in text
+    assert (report.outcomes["fleet_pause"], report.outcomes["fleet_rollback"]) == ("completed", "rolled_back")
+    assert "active again agent-1, agent-2" in text
