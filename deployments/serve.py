@@ -34,6 +34,13 @@ def _healthy(url: str) -> bool:
         return False
 
 
+def _live(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 def server_urls(host: str, port: int) -> tuple[str, str]:
     """(the URL this process calls the API on, the API URL the UI in a browser is given). A server bound to all
     interfaces is called on loopback; the browser is given the host it was told (behind a proxy, set
@@ -191,6 +198,7 @@ def main() -> None:
         os.environ["PREFECT_API_URL"] = url
     print(f"Prefect UI: {os.environ['PREFECT_API_URL'].removesuffix('/api')}", flush=True)
     metrics = start_metrics(settings)
+    api_proc = start_api(settings)
     try:
         from prefect.settings import PREFECT_API_URL, temporary_settings
 
@@ -198,9 +206,32 @@ def main() -> None:
             serve_all(settings.runner_limit)
     finally:
         metrics.close()
+        api_proc.terminate()
+        api_proc.wait(timeout=30)
         if proc is not None:
             proc.terminate()
             proc.wait(timeout=30)
+
+
+def start_api(settings: Settings) -> subprocess.Popen[bytes]:
+    """The HTTP API (``saferails api serve``) on ``SAFERAILS_API_HOST``:``SAFERAILS_API_PORT``, awaited until live.
+
+    Unless ``SAFERAILS_PUBLIC_URL`` is set, the API's own address becomes the public URL, in this process (whose
+    flow runs notify approvers) and in the API's, so approval e-mails carry a link the approver can open.
+    """
+    local = "127.0.0.1" if settings.api_host in ("0.0.0.0", "::") else settings.api_host
+    origin = f"http://{_bracketed(local)}:{settings.api_port}"
+    os.environ.setdefault("SAFERAILS_PUBLIC_URL", origin)
+    proc = subprocess.Popen([sys.executable, "-m", "saferails.cli", "api", "serve", "--host", settings.api_host,
+                             "--port", str(settings.api_port)])
+    deadline = time.monotonic() + 60
+    while not _live(f"{origin}/health/live"):
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            raise SystemExit(f"the HTTP API did not start on {origin} (is the port taken? SAFERAILS_API_PORT)")
+        time.sleep(0.2)
+    print(f"HTTP API: {origin}/api/v1 (docs: {origin}/docs, agents page: {origin}/agents)", flush=True)
+    return proc
 
 
 def start_metrics(settings: Settings) -> Any:

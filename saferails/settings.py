@@ -104,6 +104,8 @@ class Settings(BaseSettings):
     metrics_host: str = "127.0.0.1"
     serve_host: str = "127.0.0.1"
     serve_port: int = 4200
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
     cli_extensions: Annotated[list[str], NoDecode] = []
     egress_allowed_hosts: Annotated[list[str], NoDecode] = []
     egress_allow_private: bool = False
@@ -231,12 +233,18 @@ class Settings(BaseSettings):
             raise ConfigurationError(f"SAFERAILS_METRICS_PORT must be 1-65535, got {self.metrics_port}")
         if not 0 < self.serve_port < 65536:
             raise ConfigurationError(f"SAFERAILS_SERVE_PORT must be 1-65535, got {self.serve_port}")
-        for name, host in (("SERVE_HOST", self.serve_host), ("METRICS_HOST", self.metrics_host)):
+        if not 0 < self.api_port < 65536:
+            raise ConfigurationError(f"SAFERAILS_API_PORT must be 1-65535, got {self.api_port}")
+        for name, host in (("SERVE_HOST", self.serve_host), ("METRICS_HOST", self.metrics_host),
+                           ("API_HOST", self.api_host)):
             if not host or any(c.isspace() for c in host):
                 raise ConfigurationError(f"SAFERAILS_{name} must be a host name or address, got {host!r}")
-        if self.serve_port == self.metrics_port:
-            raise ConfigurationError(f"SAFERAILS_SERVE_PORT and SAFERAILS_METRICS_PORT are both {self.serve_port}: "
-                                     "the Prefect server and the metrics endpoint need a port each")
+        ports = {"SAFERAILS_SERVE_PORT": self.serve_port, "SAFERAILS_METRICS_PORT": self.metrics_port,
+                 "SAFERAILS_API_PORT": self.api_port}
+        if len(set(ports.values())) < len(ports):
+            raise ConfigurationError(
+                "the Prefect server, the metrics endpoint and the HTTP API need a port each: "
+                + ", ".join(f"{name}={port}" for name, port in ports.items()))
         if any(not ref or any(c.isspace() for c in ref) for ref in self.cli_extensions):
             raise ConfigurationError("SAFERAILS_CLI_EXTENSIONS must be comma-separated references without spaces")
         if self.public_url is not None and not self.public_url.startswith(("https://", "http://")):

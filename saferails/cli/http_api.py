@@ -24,8 +24,8 @@ app = typer.Typer(help="the HTTP API", no_args_is_help=False)
 @app.command("serve")
 def serve(
     ctx: typer.Context,
-    host: Annotated[str, typer.Option("--host")] = "127.0.0.1",
-    port: Annotated[int, typer.Option("--port")] = 8000,
+    host: Annotated[str | None, typer.Option("--host", help="default SAFERAILS_API_HOST (127.0.0.1)")] = None,
+    port: Annotated[int | None, typer.Option("--port", help="default SAFERAILS_API_PORT (8000)")] = None,
     workers: Annotated[int, typer.Option(
         "--workers", help="uvicorn worker processes, each opening the store; more than 1 needs PostgreSQL")] = 1,
     as_json: JsonFlag = False,
@@ -35,8 +35,10 @@ def serve(
     def command(io: Io) -> int:
         # Imported here: only this command pays for uvicorn and FastAPI.
         from saferails.http.server import serve as serve_http
+        from saferails.settings import load_settings
 
-        serve_http(host=host, port=port, workers=workers)
+        settings = load_settings()
+        serve_http(host=host or settings.api_host, port=port or settings.api_port, workers=workers)
         return 0
 
     run_offline(ctx, as_json, command)

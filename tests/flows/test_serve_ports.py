@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from deployments.serve import start_local_server
+from deployments.serve import start_api, start_local_server
 from saferails.errors import ConfigurationError
 from saferails.settings import load_settings
 from tests.support import free_port
@@ -28,6 +28,9 @@ def test_serve_host_and_ports_are_read_from_saferails_variables() -> None:
     ({"SAFERAILS_SERVE_PORT": "9464"}, "SAFERAILS_METRICS_PORT"),
     ({"SAFERAILS_SERVE_HOST": "local host"}, "SAFERAILS_SERVE_HOST"),
     ({"SAFERAILS_METRICS_HOST": "a b"}, "SAFERAILS_METRICS_HOST"),
+    ({"SAFERAILS_API_PORT": "9464"}, "SAFERAILS_API_PORT"),
+    ({"SAFERAILS_API_PORT": "0"}, "SAFERAILS_API_PORT"),
+    ({"SAFERAILS_API_HOST": "a b"}, "SAFERAILS_API_HOST"),
 ])
 def test_an_unusable_serve_address_is_refused_naming_the_variable(env: dict[str, str], names: str) -> None:
     with pytest.raises(ConfigurationError, match=names):
@@ -42,6 +45,24 @@ def test_a_server_on_another_port_gives_its_ui_the_api_url_of_that_port(tmp_path
         assert httpx.get(f"{url}/health", timeout=10).status_code == 200
         ui = httpx.get(f"http://127.0.0.1:{port}/ui-settings", timeout=10).json()
         assert ui["api_url"] == f"http://127.0.0.1:{port}/api"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
+def test_make_serve_starts_the_http_api_beside_prefect_and_mails_link_to_it(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    port = free_port()
+    monkeypatch.delenv("SAFERAILS_PUBLIC_URL", raising=False)
+    monkeypatch.setenv("SAFERAILS_API_PORT", str(port))
+    proc = start_api(load_settings())
+    try:
+        origin = f"http://127.0.0.1:{port}"
+        assert httpx.get(f"{origin}/health/live", timeout=10).status_code == 200
+        assert httpx.get(f"{origin}/api/v1/actions", timeout=10).status_code == 401
+        assert f"HTTP API: {origin}/api/v1" in capsys.readouterr().out
+        # Flow runs of this process mint approval links to the API it started.
+        assert load_settings().public_url == origin
     finally:
         proc.terminate()
         proc.wait(timeout=60)
