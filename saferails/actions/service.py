@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import builtins
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -69,8 +70,18 @@ ApprovalRequestHook = Callable[[Session, Action], "builtins.list[Notification]"]
 
 
 def _facts(session: Session, row: Action, now: datetime) -> lc.ActionFacts:
+    return _facts_many(session, [row], now)[0]
+
+
+def _facts_many(session: Session, rows: Sequence[Action], now: datetime) -> builtins.list[lc.ActionFacts]:
+    """What the action machine's guards see, for many rows with ONE approvals query."""
     # A proposed action cannot have approvals yet: skip the query on the hot proposal path.
-    approvals = [] if row.state == lc.PROPOSED else ActionRepository(session).approvals(row.id)
+    asked = [r.id for r in rows if r.state != lc.PROPOSED]
+    approvals = ActionRepository(session).approvals_for(asked) if asked else {}
+    return [_facts_of(row, approvals.get(row.id, []), now) for row in rows]
+
+
+def _facts_of(row: Action, approvals: Sequence[Approval], now: datetime) -> lc.ActionFacts:
     valid = {a.approver for a in approvals if a.decision == "approve" and a.action_hash == row.action_hash}
     deadline = None if row.approval_deadline is None else as_utc(row.approval_deadline)
     return lc.ActionFacts(
@@ -104,9 +115,36 @@ ACTION_KIND = transitions.register_entity(
         event_prefix="Action",
         audit_subject=lambda r: AuditSubject(r.action_type, r.target, r.tenant),
         subject=_facts,
+        subjects=_facts_many,
         payload=_payload,
     )
 )
+
+
+@dataclass(frozen=True)
+class TimeoutOutcome:
+    """One action of ``resolve_timeouts``: its new state (and flow run), or the typed error that left it as is."""
+
+    action_id: str
+    state: str | None = None
+    flow_run_id: str | None = None
+    error: SaferailsError | None = None
+
+
+def _timeout_changes(
+    rows: Mapping[str, Action], action_ids: Sequence[str], actor: str, now: datetime
+) -> builtins.list[transitions.Change]:
+    """The timeout action of each row as a change (a missing row gets a change that fails with NotFound)."""
+    changes = []
+    for action_id in action_ids:
+        row = rows.get(action_id)
+        timeout_action = (row.timeout_action if row is not None else None) or "fail"
+        target = {"approve": lc.APPROVED, "reject": lc.REJECTED}.get(timeout_action, lc.TIMED_OUT)
+        details = {"timeout_action": timeout_action,
+                   "deadline": row.approval_deadline if row is not None else None}
+        changes.append(transitions.Change(action_id, target, actor, "approval_timed_out", details,
+                                          {"decided_at": now}))
+    return changes
 
 
 class _Counter:
@@ -627,20 +665,33 @@ class ActionService:
         deadline has not passed, ``InvalidTransition`` if the action is no longer pending."""
         now = self.clock.now()
         with transaction(self.sessions) as session:
-            row = transitions.lock_row(session, ACTION_KIND, action_id)
-            target = {"approve": lc.APPROVED, "reject": lc.REJECTED}.get(row.timeout_action or "fail", lc.TIMED_OUT)
-            row = transitions.transition(
-                session,
-                ENTITY,
-                action_id,
-                target,
-                actor=actor,
-                event="approval_timed_out",
-                now=now,
-                details={"timeout_action": row.timeout_action or "fail", "deadline": row.approval_deadline},
-                changes={"decided_at": now},
+            rows = {action_id: transitions.lock_row(session, ACTION_KIND, action_id)}
+            (applied,) = transitions.transition_many(
+                session, ENTITY, _timeout_changes(rows, [action_id], actor, now), now=now, locked_rows=rows
             )
-            return self._view(session, row)
+            if applied.error is not None:
+                raise applied.error
+            return self._view(session, applied.row)
+
+    def resolve_timeouts(
+        self, action_ids: builtins.list[str], actor: str = "system:timeout"
+    ) -> builtins.list[TimeoutOutcome]:
+        """``resolve_timeout`` for many actions in ONE transaction (one lock statement, one approvals query, one
+        INSERT each for audit and outbox). An action that cannot be resolved (not found, no longer pending,
+        deadline not passed) gets its typed error in the result and changes nothing; the others are resolved.
+        Results are in the order of ``action_ids``."""
+        now = self.clock.now()
+        with transaction(self.sessions) as session:
+            rows = transitions.lock_rows(session, ACTION_KIND, action_ids)
+            applied = transitions.transition_many(
+                session, ENTITY, _timeout_changes(rows, action_ids, actor, now), now=now, locked_rows=rows
+            )
+            return [
+                TimeoutOutcome(a.entity_id, a.row.state, a.row.flow_run_id)
+                if a.row is not None
+                else TimeoutOutcome(a.entity_id, error=a.error)
+                for a in applied
+            ]
 
     def expire_due(self, *, limit: int = 1000, actor: str = "system:timeout") -> builtins.list[ActionView]:
         """Resolve every pending action whose deadline has passed (oldest deadline first)."""
@@ -718,7 +769,7 @@ class ActionService:
 # Every public method refuses bad input with a typed error, even when it only surfaces in the driver (a NUL
 # byte PostgreSQL will not store, an offset beyond 64 bits): callers only ever see the saferails hierarchy.
 for _name in ("get", "list", "upsert_principal", "propose", "propose_many", "request_approval", "attach_flow_run",
-              "approve", "reject", "cancel", "resolve_timeout", "expire_due"):
+              "approve", "reject", "cancel", "resolve_timeout", "resolve_timeouts", "expire_due"):
     setattr(ActionService, _name, typed_errors(getattr(ActionService, _name)))
 
 __all__ = [

@@ -11,7 +11,7 @@ from saferails.audit.anchor import (
     load_anchor,
     sign_unsigned_records,
 )
-from saferails.audit.chain import GENESIS_HASH, AuditEntry, append, canonical_json
+from saferails.audit.chain import GENESIS_HASH, Appended, AuditEntry, append, append_many, canonical_json
 from saferails.audit.checkpoints import (
     DEFAULT_PUBLISHED_NAME,
     Checkpoint,
@@ -32,6 +32,7 @@ __all__ = [
     "Anchor",
     "AnchorInvalid",
     "AnchorWriteFailed",
+    "Appended",
     "AuditEntry",
     "AuditKeyInvalid",
     "AuditPage",
@@ -46,6 +47,7 @@ __all__ = [
     "CheckpointPublishFailed",
     "VerifyReport",
     "append",
+    "append_many",
     "audit_key_path",
     "canonical_json",
     "current_head",
