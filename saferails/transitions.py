@@ -121,6 +121,40 @@ def lock_rows(session: Session, kind: EntityKind, entity_ids: Sequence[str]) -> 
     return {str(row.id): row for row in session.execute(stmt).scalars()}
 
 
+@dataclass(frozen=True)
+class New:
+    """One entity to create in a batch (the arguments of ``create`` for one row)."""
+
+    row: Any
+    actor: str
+    event: str
+    details: Mapping[str, Any] | None = None
+    correlation_id: str | None = None
+
+
+def add_new(session: Session, entity_type: str, row: Any, *, now: datetime) -> Any:
+    """Put ``row`` in the session in its machine's initial state at version 1, without its records yet
+    (``create_many`` writes them; calling it first lets a batch see its own rows in a flush)."""
+    kind = entity_kind(entity_type)
+    row.state = kind.machine.initial
+    row.version = 1
+    row.created_at = now
+    row.updated_at = now
+    session.add(row)
+    return row
+
+
+def create_many(session: Session, entity_type: str, news: Sequence[New], *, now: datetime) -> list[Any]:
+    """Insert new entities in their machine's initial state, with their audit records and outbox events written
+    as one multi-row INSERT each. Returns the rows in order."""
+    kind = entity_kind(entity_type)
+    for new in news:
+        add_new(session, entity_type, new.row, now=now)
+    _record_many(session, kind, [_Record(n.row, n.actor, n.event, dict(n.details or {}), None, n.correlation_id)
+                                 for n in news], now=now)
+    return [n.row for n in news]
+
+
 def create(
     session: Session,
     entity_type: str,
@@ -133,14 +167,7 @@ def create(
     correlation_id: str | None = None,
 ) -> Any:
     """Insert a new entity in its machine's initial state, with its audit record and outbox event."""
-    kind = entity_kind(entity_type)
-    row.state = kind.machine.initial
-    row.version = 1
-    row.created_at = now
-    row.updated_at = now
-    session.add(row)
-    _record_many(session, kind, [_Record(row, actor, event, dict(details or {}), None, correlation_id)], now=now)
-    return row
+    return create_many(session, entity_type, [New(row, actor, event, details, correlation_id)], now=now)[0]
 
 
 @dataclass(frozen=True)

@@ -23,6 +23,7 @@ from saferails.actions.approvers import approval_requirement, policy_principal
 from saferails.actions.models import ActionView, Proposal, action_hash
 from saferails.actions.repository import ActionFilter, ActionRepository
 from saferails.actions.types import validate_params
+from saferails.agents.repository import AgentRepository
 from saferails.agents.service import agent_facts
 from saferails.approvals.lockout import Lockout, check_lockout, record_refusal
 from saferails.boundary import identifier_problem, typed_errors
@@ -147,6 +148,35 @@ def _timeout_changes(
     return changes
 
 
+_DECIDED = {
+    Outcome.ALLOW: (lc.APPROVED, "auto_approved"),
+    Outcome.NEEDS_APPROVAL: (lc.PENDING_APPROVAL, "approval_requested"),
+    Outcome.DENY: (lc.BLOCKED, "blocked"),
+}
+
+
+def _new_action(proposal: Proposal, params: dict[str, Any], digest: str, decision: Decision, now: datetime) -> Action:
+    approval = decision.approval
+    return Action(
+        id=str(uuid.uuid4()),
+        action_type=proposal.action_type,
+        target=proposal.target,
+        params=params,
+        proposer=proposal.proposer,
+        reason=proposal.reason,
+        tenant=proposal.tenant,
+        priority=proposal.priority,
+        scheduled_for=proposal.scheduled_for,
+        idempotency_key=proposal.idempotency_key or str(uuid.uuid4()),
+        action_hash=digest,
+        impact=decision.impact.value,
+        decision=decision.to_dict(),
+        min_approvals=approval.min_approvals if approval else 0,
+        approval_deadline=now + approval.timeout if approval else None,
+        timeout_action=approval.timeout_action if approval else None,
+    )
+
+
 class _Counter:
     """The policy's RateLimitCounter over the store, inside the proposing transaction."""
 
@@ -162,6 +192,54 @@ class _Counter:
     def agent_facts(self, proposer: str, action_type: str, params: Mapping[str, Any], now: datetime,
                     ) -> AgentFacts | None:
         return agent_facts(self._repo.session, proposer, action_type, params, now)
+
+
+class _BatchCounter(_Counter):
+    """The counter for one ``propose_many`` batch, which runs without autoflush: each (proposer, type, window)
+    is counted in the store ONCE per batch, and the batch's own accepted proposals (still unflushed) are added in
+    memory, so rate limits see the earlier proposals of the batch exactly as one-at-a-time proposing would.
+
+    Agent facts (budgets sum the store's spending) need the batch's rows in the store: for a registered agent
+    the batch is flushed first; whether a proposer is an agent at all is looked up once per batch."""
+
+    def __init__(self, repo: ActionRepository) -> None:
+        super().__init__(repo)
+        self._base: dict[tuple[str, str, datetime], int] = {}
+        self._oldest: dict[tuple[str, str, datetime], datetime | None] = {}
+        self._added: builtins.list[tuple[str, str, datetime]] = []
+        self._flushed = 0  # how many of ``_added`` are already in the store (a flush for agent facts)
+        self._agents: dict[str, bool] = {}
+
+    def accepted(self, row: Action) -> None:
+        self._added.append((row.proposer, row.action_type, as_utc(row.created_at)))
+
+    def _matching(self, added: Sequence[tuple[str, str, datetime]], proposer: str, action_type: str,
+                  since: datetime) -> builtins.list[datetime]:
+        return [at for p, t, at in added if p == proposer and t == action_type and at >= since]
+
+    def count(self, proposer: str, action_type: str, since: datetime) -> int:
+        key = (proposer, action_type, since)
+        if key not in self._base:
+            flushed = self._matching(self._added[:self._flushed], proposer, action_type, since)
+            self._base[key] = super().count(proposer, action_type, since) - len(flushed)
+        return self._base[key] + len(self._matching(self._added, proposer, action_type, since))
+
+    def oldest_since(self, proposer: str, action_type: str, since: datetime) -> datetime | None:
+        key = (proposer, action_type, since)
+        if key not in self._oldest:
+            self._oldest[key] = super().oldest_since(proposer, action_type, since)
+        times = [t for t in (self._oldest[key], *self._matching(self._added, proposer, action_type, since)) if t]
+        return min(times) if times else None
+
+    def agent_facts(self, proposer: str, action_type: str, params: Mapping[str, Any], now: datetime,
+                    ) -> AgentFacts | None:
+        if proposer not in self._agents:
+            self._agents[proposer] = AgentRepository(self._repo.session).get(proposer) is not None
+        if not self._agents[proposer]:
+            return None
+        self._repo.session.flush()
+        self._flushed = len(self._added)
+        return super().agent_facts(proposer, action_type, params, now)
 
 
 class ActionService:
@@ -284,7 +362,9 @@ class ActionService:
         """Propose several actions in ONE transaction: all are recorded with their decisions, or none is.
 
         Every proposal is validated before anything is written. Rate limits see the earlier proposals of the
-        same batch. Idempotency keys behave as in ``propose``.
+        same batch (counted once per proposer, type and window, see ``_BatchCounter``). Idempotency keys behave
+        as in ``propose``, within the batch too. The rows, audit records and outbox events are written with
+        set-based statements (``transitions.create_many`` / ``transition_many``).
         """
         prepared = []
         for proposal in proposals:
@@ -294,7 +374,7 @@ class ActionService:
         self._record_policy(now)
         outbox: builtins.list[Notification] = []
         with transaction(self.sessions) as session:
-            views = [self._propose(session, p, params, digest, now, outbox) for p, params, digest in prepared]
+            views = self._propose_batch(session, prepared, now, outbox)
         self._deliver(outbox)
         return views
 
@@ -309,68 +389,71 @@ class ActionService:
         *,
         decision: Decision | None = None,
     ) -> ActionView:
+        return self._propose_batch(session, [(proposal, params, digest)], now, outbox, decision=decision)[0]
+
+    def _propose_batch(
+        self,
+        session: Session,
+        prepared: Sequence[tuple[Proposal, dict[str, Any], str]],
+        now: datetime,
+        outbox: builtins.list[Notification],
+        *,
+        decision: Decision | None = None,
+    ) -> builtins.list[ActionView]:
+        """Decide and record ``prepared`` proposals in the caller's transaction. ``decision`` (one proposal only)
+        replaces the policy's. Proposals are decided in order, without autoflush; the new rows and their
+        ``action_proposed`` + decision records are then written together."""
         repo = ActionRepository(session)
-        if proposal.idempotency_key is not None:
-            existing = repo.by_idempotency_key(proposal.tenant, proposal.idempotency_key)
-            if existing is not None:
-                return self._same_or_conflict(session, existing, digest)
-        if decision is None:
-            decision = self.engine.evaluate(self._request(repo, proposal, params), now=now, counter=_Counter(repo))
-        approval = decision.approval
-        row = Action(
-            id=str(uuid.uuid4()),
-            action_type=proposal.action_type,
-            target=proposal.target,
-            params=params,
-            proposer=proposal.proposer,
-            reason=proposal.reason,
-            tenant=proposal.tenant,
-            priority=proposal.priority,
-            scheduled_for=proposal.scheduled_for,
-            idempotency_key=proposal.idempotency_key or str(uuid.uuid4()),
-            action_hash=digest,
-            impact=decision.impact.value,
-            decision=decision.to_dict(),
-            min_approvals=approval.min_approvals if approval else 0,
-            approval_deadline=now + approval.timeout if approval else None,
-            timeout_action=approval.timeout_action if approval else None,
-        )
-        transitions.create(
-            session,
-            ENTITY,
-            row,
-            actor=proposal.proposer,
-            event="action_proposed",
-            now=now,
-            details={
-                "params": params,
-                "reason": proposal.reason,
-                "priority": proposal.priority,
-                "scheduled_for": proposal.scheduled_for,
-                "action_hash": digest,
-            },
-        )
-        target, event = {
-            Outcome.ALLOW: (lc.APPROVED, "auto_approved"),
-            Outcome.NEEDS_APPROVAL: (lc.PENDING_APPROVAL, "approval_requested"),
-            Outcome.DENY: (lc.BLOCKED, "blocked"),
-        }[decision.outcome]
-        transitions.transition(
-            session,
-            ENTITY,
-            row.id,
-            target,
-            actor=SYSTEM_ACTOR,
-            event=event,
-            now=now,
-            details={"decision": decision.to_dict()},
-            changes={"decided_at": now} if decision.outcome != Outcome.NEEDS_APPROVAL else None,
-            locked_row=row,  # inserted by this transaction: nobody else can see it, let alone lock it
-        )
-        if decision.outcome == Outcome.NEEDS_APPROVAL and self.on_approval_requested is not None:
-            outbox.extend(self.on_approval_requested(session, row))
-            return self._view(session, row)
-        return ActionView.from_row(row, [])
+        counter = _BatchCounter(repo)
+        views: builtins.list[ActionView | None] = []
+        fresh: builtins.list[tuple[int, Proposal, Action, Decision]] = []
+        by_key: dict[tuple[str, str], Action] = {}
+        news: builtins.list[transitions.New] = []
+        with session.no_autoflush:
+            for proposal, params, digest in prepared:
+                if proposal.idempotency_key is not None:
+                    key = (proposal.tenant, proposal.idempotency_key)
+                    existing = by_key.get(key) or repo.by_idempotency_key(*key)
+                    if existing is not None:
+                        views.append(self._same_or_conflict(session, existing, digest))
+                        continue
+                chosen = decision or self.engine.evaluate(
+                    self._request(repo, proposal, params), now=now, counter=counter
+                )
+                row = _new_action(proposal, params, digest, chosen, now)
+                if proposal.idempotency_key is not None:
+                    by_key[(proposal.tenant, proposal.idempotency_key)] = row
+                transitions.add_new(session, ENTITY, row, now=now)  # in the session: a flush for agent facts sees it
+                news.append(transitions.New(
+                    row, actor=proposal.proposer, event="action_proposed",
+                    details={"params": params, "reason": proposal.reason, "priority": proposal.priority,
+                             "scheduled_for": proposal.scheduled_for, "action_hash": digest},
+                ))
+                if chosen.outcome != Outcome.DENY:
+                    counter.accepted(row)
+                fresh.append((len(views), proposal, row, chosen))
+                views.append(None)
+        transitions.create_many(session, ENTITY, news, now=now)
+        changes = []
+        for _, _, row, chosen in fresh:
+            target, event = _DECIDED[chosen.outcome]
+            changes.append(transitions.Change(
+                row.id, target, SYSTEM_ACTOR, event, {"decision": chosen.to_dict()},
+                {"decided_at": now} if chosen.outcome != Outcome.NEEDS_APPROVAL else None,
+            ))
+        # Inserted by this transaction: nobody else can see them, let alone lock them.
+        applied = transitions.transition_many(session, ENTITY, changes, now=now,
+                                              locked_rows={row.id: row for _, _, row, _ in fresh})
+        for result in applied:
+            if result.error is not None:  # a fresh row that the machine refuses is a bug, not an input problem
+                raise result.error
+        for index, _, row, chosen in fresh:
+            if chosen.outcome == Outcome.NEEDS_APPROVAL and self.on_approval_requested is not None:
+                outbox.extend(self.on_approval_requested(session, row))
+                views[index] = self._view(session, row)
+            else:
+                views[index] = ActionView.from_row(row, [])
+        return [view for view in views if view is not None]
 
     def _same_or_conflict(self, session: Session, existing: Action, digest: str) -> ActionView:
         if existing.action_hash != digest:
