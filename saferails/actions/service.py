@@ -409,6 +409,7 @@ class ActionService:
         fresh: builtins.list[tuple[int, Proposal, Action, Decision]] = []
         by_key: dict[tuple[str, str], Action] = {}
         news: builtins.list[transitions.New] = []
+        principals: dict[str, Principal | None] = {}
         with session.no_autoflush:
             for proposal, params, digest in prepared:
                 if proposal.idempotency_key is not None:
@@ -417,8 +418,10 @@ class ActionService:
                     if existing is not None:
                         views.append(self._same_or_conflict(session, existing, digest))
                         continue
+                if proposal.proposer not in principals:  # a missing principal is not cached by session.get
+                    principals[proposal.proposer] = repo.principal(proposal.proposer)
                 chosen = decision or self.engine.evaluate(
-                    self._request(repo, proposal, params), now=now, counter=counter
+                    self._request(repo, proposal, params, principals[proposal.proposer]), now=now, counter=counter
                 )
                 row = _new_action(proposal, params, digest, chosen, now)
                 if proposal.idempotency_key is not None:
@@ -433,20 +436,21 @@ class ActionService:
                     counter.accepted(row)
                 fresh.append((len(views), proposal, row, chosen))
                 views.append(None)
-        transitions.create_many(session, ENTITY, news, now=now)
-        changes = []
-        for _, _, row, chosen in fresh:
-            target, event = _DECIDED[chosen.outcome]
-            changes.append(transitions.Change(
-                row.id, target, SYSTEM_ACTOR, event, {"decision": chosen.to_dict()},
-                {"decided_at": now} if chosen.outcome != Outcome.NEEDS_APPROVAL else None,
-            ))
-        # Inserted by this transaction: nobody else can see them, let alone lock them.
-        applied = transitions.transition_many(session, ENTITY, changes, now=now,
-                                              locked_rows={row.id: row for _, _, row, _ in fresh})
-        for result in applied:
-            if result.error is not None:  # a fresh row that the machine refuses is a bug, not an input problem
-                raise result.error
+            transitions.create_many(session, ENTITY, news, now=now)
+            changes = []
+            for _, _, row, chosen in fresh:
+                target, event = _DECIDED[chosen.outcome]
+                changes.append(transitions.Change(
+                    row.id, target, SYSTEM_ACTOR, event, {"decision": chosen.to_dict()},
+                    {"decided_at": now} if chosen.outcome != Outcome.NEEDS_APPROVAL else None,
+                ))
+            # Inserted by this transaction: nobody else can see them, let alone lock them. Still without
+            # autoflush: each row is INSERTed once, in its decided state, when the transaction commits.
+            applied = transitions.transition_many(session, ENTITY, changes, now=now,
+                                                  locked_rows={row.id: row for _, _, row, _ in fresh})
+            for result in applied:
+                if result.error is not None:  # a fresh row that the machine refuses is a bug, not an input problem
+                    raise result.error
         for index, _, row, chosen in fresh:
             if chosen.outcome == Outcome.NEEDS_APPROVAL and self.on_approval_requested is not None:
                 outbox.extend(self.on_approval_requested(session, row))
@@ -818,8 +822,13 @@ class ActionService:
     def _view(self, session: Session, row: Action) -> ActionView:
         return ActionView.from_row(row, ActionRepository(session).approvals(row.id))
 
-    def _request(self, repo: ActionRepository, proposal: Proposal, params: dict[str, Any]) -> ActionRequest:
-        principal = policy_principal(proposal.proposer, repo.principal(proposal.proposer))
+    def _request(
+        self, repo: ActionRepository, proposal: Proposal, params: dict[str, Any], *found: Principal | None
+    ) -> ActionRequest:
+        """The policy's view of ``proposal``; ``found`` (one value, possibly None) is the proposer's principal
+        row when the caller already looked it up."""
+        row = found[0] if found else repo.principal(proposal.proposer)
+        principal = policy_principal(proposal.proposer, row)
         return ActionRequest(
             action_type=proposal.action_type,
             target=proposal.target,
