@@ -8,7 +8,8 @@ never commits, so the four writes land together or not at all.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -326,8 +327,45 @@ def record_event(
     _record_many(session, kind, [_Record(row, actor, event, dict(details or {}), None, correlation_id)], now=now)
 
 
+_PENDING = "saferails.transitions.pending"
+
+
+@contextmanager
+def batched(session: Session) -> Iterator[None]:
+    """Inside the block, the audit records and outbox events of every ``create*``, ``transition*`` and
+    ``record_event`` on ``session`` are kept and written at its end, in order, as ONE INSERT each (two
+    transitions of one proposal cost two statements instead of four). Nothing in the block may read them back.
+    On an exception nothing is written (the caller's transaction rolls back). Nested blocks join the outer one.
+    """
+    if _PENDING in session.info:
+        yield
+        return
+    pending: list[tuple[datetime, list[audit.AuditEntry], list[outbox.DomainEvent]]] = []
+    session.info[_PENDING] = pending
+    try:
+        yield
+    finally:
+        session.info.pop(_PENDING, None)
+    _write(session, pending)
+
+
+def _write(session: Session, pending: list[tuple[datetime, list[audit.AuditEntry], list[outbox.DomainEvent]]]) -> None:
+    """Write kept records; consecutive groups at the same time go in one statement per table."""
+    while pending:
+        now, entries, events = pending[0]
+        same = 1
+        while same < len(pending) and pending[same][0] == now:
+            entries = entries + pending[same][1]
+            events = events + pending[same][2]
+            same += 1
+        del pending[:same]
+        audit.append_many(session, entries, now=now)
+        outbox.append_many(session, events, now=now)
+
+
 def _record_many(session: Session, kind: EntityKind, records: Sequence[_Record], *, now: datetime) -> None:
-    """The audit records and outbox events of ``records``, in order: one INSERT each for the whole batch."""
+    """The audit records and outbox events of ``records``, in order: one INSERT each for the whole batch (or
+    kept for the end of the enclosing ``batched`` block)."""
     if not records:
         return
     entries: list[audit.AuditEntry] = []
@@ -359,8 +397,11 @@ def _record_many(session: Session, kind: EntityKind, records: Sequence[_Record],
             tenant=subject.tenant,
             correlation_id=record.correlation_id,
         ))
-    audit.append_many(session, entries, now=now)
-    outbox.append_many(session, events, now=now)
+    pending = session.info.get(_PENDING)
+    if isinstance(pending, list):
+        pending.append((now, entries, events))
+    else:
+        _write(session, [(now, entries, events)])
 
 
 def _event_type(prefix: str, event: str, *, state_changed: bool) -> str:

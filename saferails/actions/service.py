@@ -410,7 +410,7 @@ class ActionService:
         by_key: dict[tuple[str, str], Action] = {}
         news: builtins.list[transitions.New] = []
         principals: dict[str, Principal | None] = {}
-        with session.no_autoflush:
+        with session.no_autoflush, transitions.batched(session):
             for proposal, params, digest in prepared:
                 if proposal.idempotency_key is not None:
                     key = (proposal.tenant, proposal.idempotency_key)
