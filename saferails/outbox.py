@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -58,8 +59,32 @@ def append_many(session: Session, events: Sequence[DomainEvent], *, now: datetim
         }
         for event in events
     ]
-    session.connection().execute(_OUTBOX_INSERT, rows)
+    kept = session.info.get(_DEFERRED)
+    if isinstance(kept, list):
+        kept.extend(rows)
+    else:
+        session.connection().execute(_OUTBOX_INSERT, rows)
     return [str(row["id"]) for row in rows]
+
+
+_DEFERRED = "saferails.outbox.deferred"
+
+
+@contextmanager
+def deferred(session: Session) -> Iterator[None]:
+    """Inside the block, ``append``/``append_many`` on ``session`` keep their rows (ids are assigned at once) and
+    write them in ONE INSERT when the block ends; nothing on an exception. Nested blocks join the outer one."""
+    if _DEFERRED in session.info:
+        yield
+        return
+    kept: list[dict[str, Any]] = []
+    session.info[_DEFERRED] = kept
+    try:
+        yield
+    finally:
+        session.info.pop(_DEFERRED, None)
+    if kept:
+        session.connection().execute(_OUTBOX_INSERT, kept)
 
 
 _OUTBOX_INSERT = sa.insert(OutboxEvent.__table__)  # type: ignore[arg-type]

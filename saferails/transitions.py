@@ -327,40 +327,15 @@ def record_event(
     _record_many(session, kind, [_Record(row, actor, event, dict(details or {}), None, correlation_id)], now=now)
 
 
-_PENDING = "saferails.transitions.pending"
-
-
 @contextmanager
 def batched(session: Session) -> Iterator[None]:
-    """Inside the block, the audit records and outbox events of every ``create*``, ``transition*`` and
-    ``record_event`` on ``session`` are kept and written at its end, in order, as ONE INSERT each (two
-    transitions of one proposal cost two statements instead of four). Nothing in the block may read them back.
-    On an exception nothing is written (the caller's transaction rolls back). Nested blocks join the outer one.
-    """
-    if _PENDING in session.info:
+    """Inside the block, the audit records and outbox events written on ``session`` (by ``create*``,
+    ``transition*``, ``record_event`` or ``audit.append`` directly) are kept and written at its end, in order,
+    as one INSERT per table (two transitions of one proposal cost two statements instead of four). Nothing in
+    the block may read them back. On an exception nothing is written (the caller's transaction rolls back).
+    Nested blocks join the outer one."""
+    with audit.deferred(session), outbox.deferred(session):
         yield
-        return
-    pending: list[tuple[datetime, list[audit.AuditEntry], list[outbox.DomainEvent]]] = []
-    session.info[_PENDING] = pending
-    try:
-        yield
-    finally:
-        session.info.pop(_PENDING, None)
-    _write(session, pending)
-
-
-def _write(session: Session, pending: list[tuple[datetime, list[audit.AuditEntry], list[outbox.DomainEvent]]]) -> None:
-    """Write kept records; consecutive groups at the same time go in one statement per table."""
-    while pending:
-        now, entries, events = pending[0]
-        same = 1
-        while same < len(pending) and pending[same][0] == now:
-            entries = entries + pending[same][1]
-            events = events + pending[same][2]
-            same += 1
-        del pending[:same]
-        audit.append_many(session, entries, now=now)
-        outbox.append_many(session, events, now=now)
 
 
 def _record_many(session: Session, kind: EntityKind, records: Sequence[_Record], *, now: datetime) -> None:
@@ -397,11 +372,8 @@ def _record_many(session: Session, kind: EntityKind, records: Sequence[_Record],
             tenant=subject.tenant,
             correlation_id=record.correlation_id,
         ))
-    pending = session.info.get(_PENDING)
-    if isinstance(pending, list):
-        pending.append((now, entries, events))
-    else:
-        _write(session, [(now, entries, events)])
+    audit.append_many(session, entries, now=now)
+    outbox.append_many(session, events, now=now)
 
 
 def _event_type(prefix: str, event: str, *, state_changed: bool) -> str:

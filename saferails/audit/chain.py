@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -29,6 +30,7 @@ from saferails.clock import as_utc
 from saferails.store.tables import AuditHead, AuditRecord
 
 GENESIS_HASH = "0" * 64
+T = TypeVar("T")
 HEAD_ROW_ID = 1
 
 
@@ -113,9 +115,44 @@ def digest_of(row: AuditRecord) -> str:
     )
 
 
-def append(session: Session, entry: AuditEntry, *, now: datetime) -> Appended:
-    """Append ``entry`` to the chain inside the caller's transaction (never commits). See ``append_many``."""
-    return append_many(session, [entry], now=now)[0]
+def append(session: Session, entry: AuditEntry, *, now: datetime) -> Appended | None:
+    """Append ``entry`` to the chain inside the caller's transaction (never commits). See ``append_many``
+    (None inside a ``deferred`` block)."""
+    appended = append_many(session, [entry], now=now)
+    return appended[0] if appended else None
+
+
+_DEFERRED = "saferails.audit.deferred"
+
+
+@contextmanager
+def deferred(session: Session) -> Iterator[None]:
+    """Inside the block, ``append``/``append_many`` on ``session`` only keep their entries; they are chained
+    and written in order, as one INSERT per distinct ``now``, when the block ends (nothing in the block may
+    read them back). On an exception nothing is written: the caller's transaction rolls back. Nested blocks
+    join the outer one."""
+    if _DEFERRED in session.info:
+        yield
+        return
+    kept: list[tuple[datetime, list[AuditEntry]]] = []
+    session.info[_DEFERRED] = kept
+    try:
+        yield
+    finally:
+        session.info.pop(_DEFERRED, None)
+    for now, entries in _grouped(kept):
+        append_many(session, entries, now=now)
+
+
+def _grouped(kept: list[tuple[datetime, list[T]]]) -> list[tuple[datetime, list[T]]]:
+    """Consecutive groups at the same time merged (order kept)."""
+    out: list[tuple[datetime, list[T]]] = []
+    for now, items in kept:
+        if out and out[-1][0] == now:
+            out[-1][1].extend(items)
+        else:
+            out.append((now, list(items)))
+    return out
 
 
 @dataclass(frozen=True)
@@ -127,7 +164,8 @@ class Appended:
 
 
 def append_many(session: Session, entries: Sequence[AuditEntry], *, now: datetime) -> list[Appended]:
-    """Append ``entries`` in order inside the caller's transaction (never commits), all at time ``now``.
+    """Append ``entries`` in order inside the caller's transaction (never commits), all at time ``now``; inside
+    a ``deferred`` block they are only kept (returns ``[]``) and written when it ends.
 
     The head is locked once per transaction; each record's hash chains on the previous one in Python and all
     the records go to the database in ONE multi-row INSERT (executemany), written at once: a later query in the
@@ -135,6 +173,10 @@ def append_many(session: Session, entries: Sequence[AuditEntry], *, now: datetim
     microseconds and stored as UTC so the hash recomputes identically after a round trip.
     """
     if not entries:
+        return []
+    kept = session.info.get(_DEFERRED)
+    if isinstance(kept, list):
+        kept.append((now, list(entries)))
         return []
     lock = _head_lock(session)
     head = lock.head

@@ -13,11 +13,12 @@ Delivery is at least once, effects happen once:
    in one transaction per batch, first without savepoints (their audit records and outbox events written
    set-based at the end); if an event fails, that attempt rolls back and the batch is redone with one SAVEPOINT
    per event: the batch commits once, and an event that fails rolls back only its own savepoint (an alert's
-   notifier may then have been called twice: delivery is at least once). Webhooks of an event therefore run before its database actions. A webhook
-   whose success could not be recorded (crash in between) is called again: receivers dedupe on the
-   ``webhook-id`` header (:func:`webhook_message_id`). Webhooks are signed per Standard Webhooks
-   (:mod:`saferails.notify.signing`) and sent through the egress guard (:mod:`saferails.net.egress`): a URL that
-   resolves to a private, loopback or link-local address fails the event with ``EgressRefused`` unless the
+   notifier may then have been called twice: delivery is at least once). Webhooks of an event therefore run
+   before its database actions. A webhook whose success could not be recorded (crash in between) is called
+   again: receivers dedupe on the ``webhook-id`` header (:func:`webhook_message_id`).
+   Webhooks are signed per Standard Webhooks (:mod:`saferails.notify.signing`) and sent through the egress
+   guard (:mod:`saferails.net.egress`): a URL that resolves to a private, loopback or link-local address fails
+   the event with ``EgressRefused`` unless the
    ``egress`` policy allows its host.
 3. **Fail**: a failing event adds one to ``attempts``, records ``last_error`` and has ``available_at`` pushed
    back exponentially (``retry_base * 2**(attempts-1)``, at most ``retry_cap``); at ``max_attempts`` it is
