@@ -16,7 +16,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import psycopg
 from sqlalchemy.engine import make_url
@@ -92,7 +92,7 @@ def measure(database: BenchDatabase, per_writer: int, counts: tuple[int, ...] = 
         for proc in procs:
             proc.start()
         barrier.wait(timeout=300)
-        stop, sampled = threading.Event(), []
+        stop, sampled = threading.Event(), cast(list[Sampled], [])
         sampler = threading.Thread(target=_sample, args=(database.libpq_conninfo, name, stop, sampled))
         sampler.start()
         start = time.perf_counter()

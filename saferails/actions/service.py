@@ -758,7 +758,7 @@ class ActionService:
             )
             if applied.error is not None:
                 raise applied.error
-            return self._view(session, applied.row)
+            return self._view(session, rows[action_id])
 
     def resolve_timeouts(
         self, action_ids: builtins.list[str], actor: str = "system:timeout"

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -76,7 +76,7 @@ def due_query(
 def _upsert(dialect: str) -> Any:
     """INSERT a claim, or take over a lapsed one (``claimed_until <= :now``); RETURNING the ids won."""
     insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    table = SweepClaim.__table__
+    table = cast(sa.Table, SweepClaim.__table__)
     stmt = insert(table)
     return stmt.on_conflict_do_update(
         index_elements=[table.c.sweep, table.c.item_id],
