@@ -333,7 +333,8 @@ def batched(session: Session) -> Iterator[None]:
     ``transition*``, ``record_event`` or ``audit.append`` directly) are kept and written at its end, in order,
     as one INSERT per table (two transitions of one proposal cost two statements instead of four). Nothing in
     the block may read them back. On an exception nothing is written (the caller's transaction rolls back).
-    Nested blocks join the outer one."""
+    Nested blocks join the outer one. No savepoint may be rolled back inside the block: the records kept for its
+    work would still be written."""
     with audit.deferred(session), outbox.deferred(session):
         yield
 

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -329,7 +330,9 @@ class OutboxDispatcher:
                            ) -> list[tuple[_Event, str, _Tally]]:
         ids = [event.id for event, _, _ in ready]
         outcomes: list[tuple[_Event, str, _Tally]] = []
-        with transaction(self.sessions) as session, transitions.batched(session):
+        with transaction(self.sessions) as session, \
+                (nullcontext() if savepoints else transitions.batched(session)):
+            # Records kept for later would outlive a rolled-back savepoint: deferred only without savepoints.
             now = self.clock.now()
             rows = {r.id: r for r in session.execute(
                 sa.select(OutboxEvent).where(OutboxEvent.id.in_(ids)).with_for_update()
