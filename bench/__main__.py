@@ -29,6 +29,7 @@ from bench.common import (
     postgres_problem,
     write_json,
 )
+from bench.goals import format_verdicts, judge
 
 # Area name -> module. A new area (bench/<area>.py from a later issue) is one line here, in run order.
 AREAS: dict[str, str] = {
@@ -40,6 +41,7 @@ AREAS: dict[str, str] = {
     "workflow": "bench.workflow",
     "http": "bench.http_api",
     "org_metrics": "bench.org_metrics",
+    "audit_tamper": "bench.audit_tamper",
 }
 
 Runner = Callable[[BenchArgs], list[Result]]
@@ -104,6 +106,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     seconds = time.perf_counter() - start
     print()
     print(format_table(results))
+    print()
+    print(format_verdicts(judge(results)))
     path = write_json(results, machine=machine, args=args, areas=areas, started_at=started_at, seconds=seconds)
     print(f"\n{len(results)} results in {seconds:.1f} s; written to {path}")
     return 0

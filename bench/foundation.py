@@ -10,6 +10,9 @@ Per backend (a fresh SQLite file; a fresh PostgreSQL database), in one run so th
 3. ``ActionService.propose_many`` (one transaction per batch) as a fraction of the batched ceiling, skipped with
    a note while the service has no such method.
 
+4. on PostgreSQL, 1, 2, 4 and 8 writer processes proposing one at a time, with the share of transaction time
+   spent waiting on a lock (``bench.writers``).
+
 Then, without I/O: ``PolicyEngine.evaluate`` over a mix of action types with an in-memory counter (median, p99).
 Every proposal's resulting state is checked, so a row never silently measures refusals instead of approvals.
 """
@@ -26,6 +29,7 @@ from typing import Any, Protocol, cast
 
 import psycopg
 
+from bench import writers
 from bench.common import (
     BenchArgs,
     BenchDatabase,
@@ -60,6 +64,7 @@ class Sizes:
     ceiling_repeats: int  # split: half before the proposal runs, half after
     proposals: int  # per proposal measurement
     evaluations: int
+    writer_proposals: int  # per writer process, PostgreSQL only
 
     @classmethod
     def for_args(cls, args: BenchArgs) -> Sizes:
@@ -69,6 +74,7 @@ class Sizes:
             ceiling_repeats=2 if args.quick else 4,
             proposals=args.size(500, 60),
             evaluations=args.size(20_000, 2_000),
+            writer_proposals=args.size(150, 30),
         )
 
 
@@ -293,9 +299,12 @@ def _backend(database: BenchDatabase, sizes: Sizes) -> list[Result]:
     more_singles, more_batches = _ceiling_runs(database, sizes, sizes.ceiling_repeats // 2)
     singles, batches = singles + more_singles, batches + more_batches
     ceiling = Ceiling(single=median(singles), batched=median(batches))
-    return _ceiling_results(database.backend, sizes, singles, batches) + [
+    results = _ceiling_results(database.backend, sizes, singles, batches) + [
         m.result(database.backend, ceiling) if isinstance(m, _Measured) else m for m in measured
     ]
+    if database.backend == "postgresql":
+        results += writers.measure(database, sizes.writer_proposals)
+    return results
 
 
 # --- 4. policy decisions without I/O --------------------------------------------------------------------------

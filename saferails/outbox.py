@@ -8,10 +8,13 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from saferails.audit.chain import canonical_json
@@ -29,21 +32,59 @@ class DomainEvent:
     correlation_id: str | None = None
 
 
-def append(session: Session, event: DomainEvent, *, now: datetime) -> OutboxEvent:
-    """Add ``event`` to the outbox inside the caller's transaction (never commits)."""
-    row = OutboxEvent(
-        id=str(uuid.uuid4()),
-        event_type=event.event_type,
-        aggregate_type=event.aggregate_type,
-        aggregate_id=event.aggregate_id,
-        # Round-trip through canonical JSON: datetimes and decimals become strings, on every backend alike.
-        payload=json.loads(canonical_json(event.payload)),
-        correlation_id=event.correlation_id,
-        actor=event.actor,
-        tenant=event.tenant,
-        created_at=now,
-        available_at=now,
-        attempts=0,
-    )
-    session.add(row)
-    return row
+def append(session: Session, event: DomainEvent, *, now: datetime) -> str:
+    """Add ``event`` to the outbox inside the caller's transaction (never commits); returns its id."""
+    return append_many(session, [event], now=now)[0]
+
+
+def append_many(session: Session, events: Sequence[DomainEvent], *, now: datetime) -> list[str]:
+    """Add ``events`` to the outbox in order, in ONE multi-row INSERT inside the caller's transaction (never
+    commits; written at once, so a rolled-back savepoint takes them with it). Returns their ids in order."""
+    if not events:
+        return []
+    rows = [
+        {
+            "id": str(uuid.uuid4()),
+            "event_type": event.event_type,
+            "aggregate_type": event.aggregate_type,
+            "aggregate_id": event.aggregate_id,
+            # Round-trip through canonical JSON: datetimes and decimals become strings, on every backend alike.
+            "payload": json.loads(canonical_json(event.payload)),
+            "correlation_id": event.correlation_id,
+            "actor": event.actor,
+            "tenant": event.tenant,
+            "created_at": now,
+            "available_at": now,
+            "attempts": 0,
+        }
+        for event in events
+    ]
+    kept = session.info.get(_DEFERRED)
+    if isinstance(kept, list):
+        kept.extend(rows)
+    else:
+        session.connection().execute(_OUTBOX_INSERT, rows)
+    return [str(row["id"]) for row in rows]
+
+
+_DEFERRED = "saferails.outbox.deferred"
+
+
+@contextmanager
+def deferred(session: Session) -> Iterator[None]:
+    """Inside the block, ``append``/``append_many`` on ``session`` keep their rows (ids are assigned at once) and
+    write them in ONE INSERT when the block ends; nothing on an exception. Nested blocks join the outer one."""
+    if _DEFERRED in session.info:
+        yield
+        return
+    kept: list[dict[str, Any]] = []
+    session.info[_DEFERRED] = kept
+    try:
+        yield
+    finally:
+        session.info.pop(_DEFERRED, None)
+    if kept:
+        session.connection().execute(_OUTBOX_INSERT, kept)
+
+
+_OUTBOX_INSERT = sa.insert(OutboxEvent.__table__)  # type: ignore[arg-type]

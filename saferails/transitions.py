@@ -8,7 +8,8 @@ never commits, so the four writes land together or not at all.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -17,7 +18,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from saferails import audit, outbox
-from saferails.errors import ConcurrentModification, InvalidInput, NotFound
+from saferails.errors import ConcurrentModification, InvalidInput, NotFound, SaferailsError
 from saferails.lifecycle import StateMachine
 
 
@@ -57,6 +58,14 @@ class EntityKind:
     subject: Callable[[Session, Any, datetime], Any] = _row_itself
     payload: Callable[[Any], dict[str, Any]] = _no_payload
     extra: Mapping[str, Any] = field(default_factory=dict)
+    # What the guards see for many rows at once (one query for the batch instead of one per row); defaults to
+    # ``subject`` row by row. Must agree with ``subject`` for every row.
+    subjects: Callable[[Session, Sequence[Any], datetime], list[Any]] | None = None
+
+    def subjects_of(self, session: Session, rows: Sequence[Any], now: datetime) -> list[Any]:
+        if self.subjects is not None:
+            return self.subjects(session, rows, now)
+        return [self.subject(session, row, now) for row in rows]
 
 
 _KINDS: dict[str, EntityKind] = {}
@@ -97,6 +106,56 @@ def lock_row(session: Session, kind: EntityKind, entity_id: str) -> Any:
     return row
 
 
+def lock_rows(session: Session, kind: EntityKind, entity_ids: Sequence[str]) -> dict[str, Any]:
+    """Load and lock many rows in ONE statement (``FOR UPDATE`` on PostgreSQL, taken in id order so two batches
+    never deadlock on each other); returns the rows found by id (missing ids are simply absent)."""
+    wanted = sorted(set(entity_ids))
+    if not wanted:
+        return {}
+    stmt = (
+        sa.select(kind.model)
+        .where(kind.model.id.in_(wanted))
+        .order_by(kind.model.id)
+        .with_for_update()
+        .execution_options(populate_existing=True)
+    )
+    return {str(row.id): row for row in session.execute(stmt).scalars()}
+
+
+@dataclass(frozen=True)
+class New:
+    """One entity to create in a batch (the arguments of ``create`` for one row)."""
+
+    row: Any
+    actor: str
+    event: str
+    details: Mapping[str, Any] | None = None
+    correlation_id: str | None = None
+
+
+def add_new(session: Session, entity_type: str, row: Any, *, now: datetime) -> Any:
+    """Put ``row`` in the session in its machine's initial state at version 1, without its records yet
+    (``create_many`` writes them; calling it first lets a batch see its own rows in a flush)."""
+    kind = entity_kind(entity_type)
+    row.state = kind.machine.initial
+    row.version = 1
+    row.created_at = now
+    row.updated_at = now
+    session.add(row)
+    return row
+
+
+def create_many(session: Session, entity_type: str, news: Sequence[New], *, now: datetime) -> list[Any]:
+    """Insert new entities in their machine's initial state, with their audit records and outbox events written
+    as one multi-row INSERT each. Returns the rows in order."""
+    kind = entity_kind(entity_type)
+    for new in news:
+        add_new(session, entity_type, new.row, now=now)
+    _record_many(session, kind, [_Record(n.row, n.actor, n.event, dict(n.details or {}), None, n.correlation_id)
+                                 for n in news], now=now)
+    return [n.row for n in news]
+
+
 def create(
     session: Session,
     entity_type: str,
@@ -109,24 +168,114 @@ def create(
     correlation_id: str | None = None,
 ) -> Any:
     """Insert a new entity in its machine's initial state, with its audit record and outbox event."""
+    return create_many(session, entity_type, [New(row, actor, event, details, correlation_id)], now=now)[0]
+
+
+@dataclass(frozen=True)
+class Change:
+    """One requested state change in a batch (the arguments of ``transition`` for one entity)."""
+
+    entity_id: str
+    target: str
+    actor: str
+    event: str
+    details: Mapping[str, Any] | None = None
+    changes: Mapping[str, Any] | None = None
+    expected_version: int | None = None
+    correlation_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What became of one ``Change``: ``row`` (changed) or ``error`` (nothing written for it)."""
+
+    entity_id: str
+    row: Any | None = None
+    error: SaferailsError | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
+@dataclass(frozen=True)
+class _Record:
+    row: Any
+    actor: str
+    event: str
+    details: dict[str, Any]
+    change: tuple[str, str] | None
+    correlation_id: str | None
+
+
+def transition_many(
+    session: Session,
+    entity_type: str,
+    changes: Sequence[Change],
+    *,
+    now: datetime,
+    locked_rows: Mapping[str, Any] | None = None,
+) -> list[Applied]:
+    """Apply many changes to entities of one type inside the caller's transaction (never commits).
+
+    The rows are locked in one statement (``locked_rows`` skips that for rows the caller already holds), every
+    change is checked against the machine with what its guards see (``EntityKind.subjects``: one query per
+    batch, no autoflush in between), and the states, audit records (chained in order) and outbox events of the
+    changes that pass are written with set-based statements. A change that fails (``NotFound``,
+    ``ConcurrentModification``, ``InvalidTransition``, ``GuardRejected``, a duplicate id in the batch) is
+    returned with its typed error and leaves its row exactly as it was; the others go ahead. Results are in the
+    order of ``changes``. Errors that are not saferails errors (the database failing) propagate: the caller's
+    transaction must then be rolled back.
+    """
     kind = entity_kind(entity_type)
-    row.state = kind.machine.initial
-    row.version = 1
-    row.created_at = now
-    row.updated_at = now
-    session.add(row)
-    _record(
-        session,
-        kind,
-        row,
-        actor=actor,
-        event=event,
-        now=now,
-        details=dict(details or {}),
-        change=None,
-        correlation_id=correlation_id,
-    )
-    return row
+    rows: dict[str, Any] = dict(locked_rows or {})
+    missing = [c.entity_id for c in changes if c.entity_id not in rows]
+    if missing:
+        rows.update(lock_rows(session, kind, missing))
+    results: list[Applied | None] = [None] * len(changes)
+    staged: list[tuple[int, Change, Any, dict[str, Any]]] = []
+    seen: set[str] = set()
+    for index, change in enumerate(changes):
+        row = rows.get(change.entity_id)
+        if row is None:
+            results[index] = Applied(change.entity_id, error=NotFound(kind.entity_type, change.entity_id))
+            continue
+        if change.entity_id in seen:
+            results[index] = Applied(change.entity_id, error=InvalidInput(
+                f"{entity_type} {change.entity_id} appears twice in one batch", entity_id=change.entity_id))
+            continue
+        seen.add(change.entity_id)
+        if change.expected_version is not None and row.version != change.expected_version:
+            results[index] = Applied(change.entity_id, error=ConcurrentModification(
+                f"{entity_type} {change.entity_id} is at version {row.version}, expected {change.expected_version}",
+                entity_id=change.entity_id,
+            ))
+            continue
+        # Guards see the entity with ``changes`` applied; keep what they replace to undo a refused change.
+        before = {column: getattr(row, column) for column in (change.changes or {})}
+        for column, value in (change.changes or {}).items():
+            setattr(row, column, value)
+        staged.append((index, change, row, before))
+    with session.no_autoflush:  # the subjects' queries must not flush half-decided rows one by one
+        subjects = kind.subjects_of(session, [row for _, _, row, _ in staged], now)
+    records: list[_Record] = []
+    for (index, change, row, before), subject in zip(staged, subjects, strict=True):
+        source = row.state
+        try:
+            kind.machine.check(source, change.target, subject, entity_id=change.entity_id)
+        except SaferailsError as exc:
+            for column, value in before.items():
+                setattr(row, column, value)
+            results[index] = Applied(change.entity_id, error=exc)
+            continue
+        row.state = change.target
+        row.version += 1
+        row.updated_at = now
+        results[index] = Applied(change.entity_id, row=row)
+        records.append(_Record(row, change.actor, change.event, dict(change.details or {}),
+                               (source, change.target), change.correlation_id))
+    _record_many(session, kind, records, now=now)
+    return [r for r in results if r is not None]
 
 
 def transition(
@@ -144,41 +293,21 @@ def transition(
     correlation_id: str | None = None,
     locked_row: Any | None = None,
 ) -> Any:
-    """Move ``entity_id`` to ``target``. Raises ``NotFound``, ``InvalidTransition``, ``GuardRejected`` or
-    ``ConcurrentModification``; on any raise nothing has been written by this call.
+    """Move ``entity_id`` to ``target``: ``transition_many`` with one change. Raises ``NotFound``,
+    ``InvalidTransition``, ``GuardRejected`` or ``ConcurrentModification``; on any raise nothing has been written
+    by this call and the row is as it was.
 
     ``changes`` are column values written together with the state (e.g. ``result``, ``rollback_data``).
-    Guards see the entity after ``changes`` are applied in memory; if a guard refuses, the session must be
-    rolled back by the caller (the transaction context manager does this).
+    Guards see the entity after ``changes`` are applied in memory.
     ``locked_row`` skips the lookup when the caller already holds the row locked in this transaction (it created
     it, or locked it with ``lock_row``).
     """
-    kind = entity_kind(entity_type)
-    row = locked_row if locked_row is not None else lock_row(session, kind, entity_id)
-    if expected_version is not None and row.version != expected_version:
-        raise ConcurrentModification(
-            f"{entity_type} {entity_id} is at version {row.version}, expected {expected_version}",
-            entity_id=entity_id,
-        )
-    source = row.state
-    kind.machine.check(source, target, kind.subject(session, row, now), entity_id=entity_id)
-    for column, value in (changes or {}).items():
-        setattr(row, column, value)
-    row.state = target
-    row.version += 1
-    row.updated_at = now
-    _record(
-        session,
-        kind,
-        row,
-        actor=actor,
-        event=event,
-        now=now,
-        details=dict(details or {}),
-        change=(source, target),
-        correlation_id=correlation_id,
-    )
-    return row
+    change = Change(entity_id, target, actor, event, details, changes, expected_version, correlation_id)
+    locked = None if locked_row is None else {entity_id: locked_row}
+    (applied,) = transition_many(session, entity_type, [change], now=now, locked_rows=locked)
+    if applied.error is not None:
+        raise applied.error
+    return applied.row
 
 
 def record_event(
@@ -195,65 +324,57 @@ def record_event(
     """Audit and announce something that happened to an entity without changing its state (an approval that
     does not yet reach the quorum, a rollback attempt that failed, a notification sent)."""
     kind = entity_kind(entity_type)
-    _record(
-        session,
-        kind,
-        row,
-        actor=actor,
-        event=event,
-        now=now,
-        details=dict(details or {}),
-        change=None,
-        correlation_id=correlation_id,
-    )
+    _record_many(session, kind, [_Record(row, actor, event, dict(details or {}), None, correlation_id)], now=now)
 
 
-def _record(
-    session: Session,
-    kind: EntityKind,
-    row: Any,
-    *,
-    actor: str,
-    event: str,
-    now: datetime,
-    details: dict[str, Any],
-    change: tuple[str, str] | None,
-    correlation_id: str | None,
-) -> None:
-    subject = kind.audit_subject(row)
-    audit_details = dict(details)
-    if change is not None:
-        audit_details["from_state"], audit_details["to_state"] = change
-    else:
-        audit_details.setdefault("state", row.state)
-    audit.append(
-        session,
-        audit.AuditEntry(
-            actor=actor,
-            event=event,
+@contextmanager
+def batched(session: Session) -> Iterator[None]:
+    """Inside the block, the audit records and outbox events written on ``session`` (by ``create*``,
+    ``transition*``, ``record_event`` or ``audit.append`` directly) are kept and written at its end, in order,
+    as one INSERT per table (two transitions of one proposal cost two statements instead of four). Nothing in
+    the block may read them back. On an exception nothing is written (the caller's transaction rolls back).
+    Nested blocks join the outer one. No savepoint may be rolled back inside the block: the records kept for its
+    work would still be written."""
+    with audit.deferred(session), outbox.deferred(session):
+        yield
+
+
+def _record_many(session: Session, kind: EntityKind, records: Sequence[_Record], *, now: datetime) -> None:
+    """The audit records and outbox events of ``records``, in order: one INSERT each for the whole batch (or
+    kept for the end of the enclosing ``batched`` block)."""
+    if not records:
+        return
+    entries: list[audit.AuditEntry] = []
+    events: list[outbox.DomainEvent] = []
+    for record in records:
+        row = record.row
+        subject = kind.audit_subject(row)
+        audit_details = dict(record.details)
+        if record.change is not None:
+            audit_details["from_state"], audit_details["to_state"] = record.change
+        else:
+            audit_details.setdefault("state", row.state)
+        entries.append(audit.AuditEntry(
+            actor=record.actor,
+            event=record.event,
             entity_type=kind.entity_type,
             entity_id=str(row.id),
             action_type=subject.action_type,
             target=subject.target,
             tenant=subject.tenant,
             details=audit_details,
-        ),
-        now=now,
-    )
-    payload = {**kind.payload(row), **audit_details, "event": event}
-    outbox.append(
-        session,
-        outbox.DomainEvent(
-            event_type=_event_type(kind.event_prefix, event, state_changed=change is not None),
+        ))
+        events.append(outbox.DomainEvent(
+            event_type=_event_type(kind.event_prefix, record.event, state_changed=record.change is not None),
             aggregate_type=kind.entity_type,
             aggregate_id=str(row.id),
-            actor=actor,
-            payload=payload,
+            actor=record.actor,
+            payload={**kind.payload(row), **audit_details, "event": record.event},
             tenant=subject.tenant,
-            correlation_id=correlation_id,
-        ),
-        now=now,
-    )
+            correlation_id=record.correlation_id,
+        ))
+    audit.append_many(session, entries, now=now)
+    outbox.append_many(session, events, now=now)
 
 
 def _event_type(prefix: str, event: str, *, state_changed: bool) -> str:

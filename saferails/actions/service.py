@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import builtins
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -22,6 +23,7 @@ from saferails.actions.approvers import approval_requirement, policy_principal
 from saferails.actions.models import ActionView, Proposal, action_hash
 from saferails.actions.repository import ActionFilter, ActionRepository
 from saferails.actions.types import action_scope, validate_params
+from saferails.agents.repository import AgentRepository
 from saferails.agents.service import agent_facts
 from saferails.approvals.lockout import Lockout, check_lockout, record_refusal
 from saferails.boundary import identifier_problem, typed_errors
@@ -69,8 +71,18 @@ ApprovalRequestHook = Callable[[Session, Action], "builtins.list[Notification]"]
 
 
 def _facts(session: Session, row: Action, now: datetime) -> lc.ActionFacts:
+    return _facts_many(session, [row], now)[0]
+
+
+def _facts_many(session: Session, rows: Sequence[Action], now: datetime) -> builtins.list[lc.ActionFacts]:
+    """What the action machine's guards see, for many rows with ONE approvals query."""
     # A proposed action cannot have approvals yet: skip the query on the hot proposal path.
-    approvals = [] if row.state == lc.PROPOSED else ActionRepository(session).approvals(row.id)
+    asked = [r.id for r in rows if r.state != lc.PROPOSED]
+    approvals = ActionRepository(session).approvals_for(asked) if asked else {}
+    return [_facts_of(row, approvals.get(row.id, []), now) for row in rows]
+
+
+def _facts_of(row: Action, approvals: Sequence[Approval], now: datetime) -> lc.ActionFacts:
     valid = {a.approver for a in approvals if a.decision == "approve" and a.action_hash == row.action_hash}
     deadline = None if row.approval_deadline is None else as_utc(row.approval_deadline)
     return lc.ActionFacts(
@@ -104,9 +116,72 @@ ACTION_KIND = transitions.register_entity(
         event_prefix="Action",
         audit_subject=lambda r: AuditSubject(r.action_type, r.target, r.tenant),
         subject=_facts,
+        subjects=_facts_many,
         payload=_payload,
     )
 )
+
+
+@dataclass(frozen=True)
+class TimeoutOutcome:
+    """One action of ``resolve_timeouts``: its new state (and flow run), or the typed error that left it as is."""
+
+    action_id: str
+    state: str | None = None
+    flow_run_id: str | None = None
+    error: SaferailsError | None = None
+
+
+def _timeout_changes(
+    rows: Mapping[str, Action], action_ids: Sequence[str], actor: str, now: datetime
+) -> builtins.list[transitions.Change]:
+    """The timeout action of each row as a change (a missing row gets a change that fails with NotFound)."""
+    changes = []
+    for action_id in action_ids:
+        row = rows.get(action_id)
+        timeout_action = (row.timeout_action if row is not None else None) or "fail"
+        target = {"approve": lc.APPROVED, "reject": lc.REJECTED}.get(timeout_action, lc.TIMED_OUT)
+        details = {"timeout_action": timeout_action,
+                   "deadline": row.approval_deadline if row is not None else None}
+        changes.append(transitions.Change(action_id, target, actor, "approval_timed_out", details,
+                                          {"decided_at": now}))
+    return changes
+
+
+_DECIDED = {
+    Outcome.ALLOW: (lc.APPROVED, "auto_approved"),
+    Outcome.NEEDS_APPROVAL: (lc.PENDING_APPROVAL, "approval_requested"),
+    Outcome.DENY: (lc.BLOCKED, "blocked"),
+}
+
+
+def _new_action(
+    proposal: Proposal, params: dict[str, Any], digest: str, decision: Decision, now: datetime,
+    proposer_groups: Iterable[str],
+) -> Action:
+    """The new row for ``proposal`` as decided; ``proposer_groups`` (the proposer's groups when the policy decided)
+    become the audit record's actor role (seed 003)."""
+    approval = decision.approval
+    return Action(
+        id=str(uuid.uuid4()),
+        action_type=proposal.action_type,
+        target=proposal.target,
+        params=params,
+        proposer=proposal.proposer,
+        reason=proposal.reason,
+        tenant=proposal.tenant,
+        priority=proposal.priority,
+        scheduled_for=proposal.scheduled_for,
+        idempotency_key=proposal.idempotency_key or str(uuid.uuid4()),
+        action_hash=digest,
+        impact=decision.impact.value,
+        decision=decision.to_dict(),
+        min_approvals=approval.min_approvals if approval else 0,
+        approval_deadline=now + approval.timeout if approval else None,
+        timeout_action=approval.timeout_action if approval else None,
+        scope=action_scope(proposal.action_type, params),
+        actor_role=",".join(sorted(proposer_groups))[:500] or None,
+    )
 
 
 class _Counter:
@@ -124,6 +199,54 @@ class _Counter:
     def agent_facts(self, proposer: str, action_type: str, params: Mapping[str, Any], now: datetime,
                     ) -> AgentFacts | None:
         return agent_facts(self._repo.session, proposer, action_type, params, now)
+
+
+class _BatchCounter(_Counter):
+    """The counter for one ``propose_many`` batch, which runs without autoflush: each (proposer, type, window)
+    is counted in the store ONCE per batch, and the batch's own accepted proposals (still unflushed) are added in
+    memory, so rate limits see the earlier proposals of the batch exactly as one-at-a-time proposing would.
+
+    Agent facts (budgets sum the store's spending) need the batch's rows in the store: for a registered agent
+    the batch is flushed first; whether a proposer is an agent at all is looked up once per batch."""
+
+    def __init__(self, repo: ActionRepository) -> None:
+        super().__init__(repo)
+        self._base: dict[tuple[str, str, datetime], int] = {}
+        self._oldest: dict[tuple[str, str, datetime], datetime | None] = {}
+        self._added: builtins.list[tuple[str, str, datetime]] = []
+        self._flushed = 0  # how many of ``_added`` are already in the store (a flush for agent facts)
+        self._agents: dict[str, bool] = {}
+
+    def accepted(self, row: Action) -> None:
+        self._added.append((row.proposer, row.action_type, as_utc(row.created_at)))
+
+    def _matching(self, added: Sequence[tuple[str, str, datetime]], proposer: str, action_type: str,
+                  since: datetime) -> builtins.list[datetime]:
+        return [at for p, t, at in added if p == proposer and t == action_type and at >= since]
+
+    def count(self, proposer: str, action_type: str, since: datetime) -> int:
+        key = (proposer, action_type, since)
+        if key not in self._base:
+            flushed = self._matching(self._added[:self._flushed], proposer, action_type, since)
+            self._base[key] = super().count(proposer, action_type, since) - len(flushed)
+        return self._base[key] + len(self._matching(self._added, proposer, action_type, since))
+
+    def oldest_since(self, proposer: str, action_type: str, since: datetime) -> datetime | None:
+        key = (proposer, action_type, since)
+        if key not in self._oldest:
+            self._oldest[key] = super().oldest_since(proposer, action_type, since)
+        times = [t for t in (self._oldest[key], *self._matching(self._added, proposer, action_type, since)) if t]
+        return min(times) if times else None
+
+    def agent_facts(self, proposer: str, action_type: str, params: Mapping[str, Any], now: datetime,
+                    ) -> AgentFacts | None:
+        if proposer not in self._agents:
+            self._agents[proposer] = AgentRepository(self._repo.session).get(proposer) is not None
+        if not self._agents[proposer]:
+            return None
+        self._repo.session.flush()
+        self._flushed = len(self._added)
+        return super().agent_facts(proposer, action_type, params, now)
 
 
 class ActionService:
@@ -246,7 +369,9 @@ class ActionService:
         """Propose several actions in ONE transaction: all are recorded with their decisions, or none is.
 
         Every proposal is validated before anything is written. Rate limits see the earlier proposals of the
-        same batch. Idempotency keys behave as in ``propose``.
+        same batch (counted once per proposer, type and window, see ``_BatchCounter``). Idempotency keys behave
+        as in ``propose``, within the batch too. The rows, audit records and outbox events are written with
+        set-based statements (``transitions.create_many`` / ``transition_many``).
         """
         prepared = []
         for proposal in proposals:
@@ -256,7 +381,7 @@ class ActionService:
         self._record_policy(now)
         outbox: builtins.list[Notification] = []
         with transaction(self.sessions) as session:
-            views = [self._propose(session, p, params, digest, now, outbox) for p, params, digest in prepared]
+            views = self._propose_batch(session, prepared, now, outbox)
         self._deliver(outbox)
         return views
 
@@ -271,71 +396,74 @@ class ActionService:
         *,
         decision: Decision | None = None,
     ) -> ActionView:
+        return self._propose_batch(session, [(proposal, params, digest)], now, outbox, decision=decision)[0]
+
+    def _propose_batch(
+        self,
+        session: Session,
+        prepared: Sequence[tuple[Proposal, dict[str, Any], str]],
+        now: datetime,
+        outbox: builtins.list[Notification],
+        *,
+        decision: Decision | None = None,
+    ) -> builtins.list[ActionView]:
+        """Decide and record ``prepared`` proposals in the caller's transaction. ``decision`` (one proposal only)
+        replaces the policy's. Proposals are decided in order, without autoflush; the new rows and their
+        ``action_proposed`` + decision records are then written together."""
         repo = ActionRepository(session)
-        if proposal.idempotency_key is not None:
-            existing = repo.by_idempotency_key(proposal.tenant, proposal.idempotency_key)
-            if existing is not None:
-                return self._same_or_conflict(session, existing, digest)
-        request = self._request(repo, proposal, params)
-        if decision is None:
-            decision = self.engine.evaluate(request, now=now, counter=_Counter(repo))
-        approval = decision.approval
-        row = Action(
-            id=str(uuid.uuid4()),
-            action_type=proposal.action_type,
-            target=proposal.target,
-            params=params,
-            proposer=proposal.proposer,
-            reason=proposal.reason,
-            tenant=proposal.tenant,
-            priority=proposal.priority,
-            scheduled_for=proposal.scheduled_for,
-            idempotency_key=proposal.idempotency_key or str(uuid.uuid4()),
-            action_hash=digest,
-            impact=decision.impact.value,
-            decision=decision.to_dict(),
-            min_approvals=approval.min_approvals if approval else 0,
-            approval_deadline=now + approval.timeout if approval else None,
-            timeout_action=approval.timeout_action if approval else None,
-            scope=action_scope(proposal.action_type, params),
-            actor_role=",".join(sorted(request.proposer.groups))[:500] or None,
-        )
-        transitions.create(
-            session,
-            ENTITY,
-            row,
-            actor=proposal.proposer,
-            event="action_proposed",
-            now=now,
-            details={
-                "params": params,
-                "reason": proposal.reason,
-                "priority": proposal.priority,
-                "scheduled_for": proposal.scheduled_for,
-                "action_hash": digest,
-            },
-        )
-        target, event = {
-            Outcome.ALLOW: (lc.APPROVED, "auto_approved"),
-            Outcome.NEEDS_APPROVAL: (lc.PENDING_APPROVAL, "approval_requested"),
-            Outcome.DENY: (lc.BLOCKED, "blocked"),
-        }[decision.outcome]
-        transitions.transition(
-            session,
-            ENTITY,
-            row.id,
-            target,
-            actor=SYSTEM_ACTOR,
-            event=event,
-            now=now,
-            details={"decision": decision.to_dict()},
-            changes={"decided_at": now} if decision.outcome != Outcome.NEEDS_APPROVAL else None,
-            locked_row=row,  # inserted by this transaction: nobody else can see it, let alone lock it
-        )
-        if decision.outcome == Outcome.NEEDS_APPROVAL and self.on_approval_requested is not None:
-            outbox.extend(self.on_approval_requested(session, row))
-            return self._view(session, row)
-        return ActionView.from_row(row, [])
+        counter = _BatchCounter(repo)
+        views: builtins.list[ActionView | None] = []
+        fresh: builtins.list[tuple[int, Proposal, Action, Decision]] = []
+        by_key: dict[tuple[str, str], Action] = {}
+        news: builtins.list[transitions.New] = []
+        principals: dict[str, Principal | None] = {}
+        with session.no_autoflush, transitions.batched(session):
+            for proposal, params, digest in prepared:
+                if proposal.idempotency_key is not None:
+                    key = (proposal.tenant, proposal.idempotency_key)
+                    existing = by_key.get(key) or repo.by_idempotency_key(*key)
+                    if existing is not None:
+                        views.append(self._same_or_conflict(session, existing, digest))
+                        continue
+                if proposal.proposer not in principals:  # a missing principal is not cached by session.get
+                    principals[proposal.proposer] = repo.principal(proposal.proposer)
+                request = self._request(repo, proposal, params, principals[proposal.proposer])
+                chosen = decision or self.engine.evaluate(request, now=now, counter=counter)
+                row = _new_action(proposal, params, digest, chosen, now, request.proposer.groups)
+                if proposal.idempotency_key is not None:
+                    by_key[(proposal.tenant, proposal.idempotency_key)] = row
+                transitions.add_new(session, ENTITY, row, now=now)  # in the session: a flush for agent facts sees it
+                news.append(transitions.New(
+                    row, actor=proposal.proposer, event="action_proposed",
+                    details={"params": params, "reason": proposal.reason, "priority": proposal.priority,
+                             "scheduled_for": proposal.scheduled_for, "action_hash": digest},
+                ))
+                if chosen.outcome != Outcome.DENY:
+                    counter.accepted(row)
+                fresh.append((len(views), proposal, row, chosen))
+                views.append(None)
+            transitions.create_many(session, ENTITY, news, now=now)
+            changes = []
+            for _, _, row, chosen in fresh:
+                target, event = _DECIDED[chosen.outcome]
+                changes.append(transitions.Change(
+                    row.id, target, SYSTEM_ACTOR, event, {"decision": chosen.to_dict()},
+                    {"decided_at": now} if chosen.outcome != Outcome.NEEDS_APPROVAL else None,
+                ))
+            # Inserted by this transaction: nobody else can see them, let alone lock them. Still without
+            # autoflush: each row is INSERTed once, in its decided state, when the transaction commits.
+            applied = transitions.transition_many(session, ENTITY, changes, now=now,
+                                                  locked_rows={row.id: row for _, _, row, _ in fresh})
+            for result in applied:
+                if result.error is not None:  # a fresh row that the machine refuses is a bug, not an input problem
+                    raise result.error
+        for index, _, row, chosen in fresh:
+            if chosen.outcome == Outcome.NEEDS_APPROVAL and self.on_approval_requested is not None:
+                outbox.extend(self.on_approval_requested(session, row))
+                views[index] = self._view(session, row)
+            else:
+                views[index] = ActionView.from_row(row, [])
+        return [view for view in views if view is not None]
 
     def _same_or_conflict(self, session: Session, existing: Action, digest: str) -> ActionView:
         if existing.action_hash != digest:
@@ -630,20 +758,33 @@ class ActionService:
         deadline has not passed, ``InvalidTransition`` if the action is no longer pending."""
         now = self.clock.now()
         with transaction(self.sessions) as session:
-            row = transitions.lock_row(session, ACTION_KIND, action_id)
-            target = {"approve": lc.APPROVED, "reject": lc.REJECTED}.get(row.timeout_action or "fail", lc.TIMED_OUT)
-            row = transitions.transition(
-                session,
-                ENTITY,
-                action_id,
-                target,
-                actor=actor,
-                event="approval_timed_out",
-                now=now,
-                details={"timeout_action": row.timeout_action or "fail", "deadline": row.approval_deadline},
-                changes={"decided_at": now},
+            rows = {action_id: transitions.lock_row(session, ACTION_KIND, action_id)}
+            (applied,) = transitions.transition_many(
+                session, ENTITY, _timeout_changes(rows, [action_id], actor, now), now=now, locked_rows=rows
             )
-            return self._view(session, row)
+            if applied.error is not None:
+                raise applied.error
+            return self._view(session, rows[action_id])
+
+    def resolve_timeouts(
+        self, action_ids: builtins.list[str], actor: str = "system:timeout"
+    ) -> builtins.list[TimeoutOutcome]:
+        """``resolve_timeout`` for many actions in ONE transaction (one lock statement, one approvals query, one
+        INSERT each for audit and outbox). An action that cannot be resolved (not found, no longer pending,
+        deadline not passed) gets its typed error in the result and changes nothing; the others are resolved.
+        Results are in the order of ``action_ids``."""
+        now = self.clock.now()
+        with transaction(self.sessions) as session:
+            rows = transitions.lock_rows(session, ACTION_KIND, action_ids)
+            applied = transitions.transition_many(
+                session, ENTITY, _timeout_changes(rows, action_ids, actor, now), now=now, locked_rows=rows
+            )
+            return [
+                TimeoutOutcome(a.entity_id, a.row.state, a.row.flow_run_id)
+                if a.row is not None
+                else TimeoutOutcome(a.entity_id, error=a.error)
+                for a in applied
+            ]
 
     def expire_due(self, *, limit: int = 1000, actor: str = "system:timeout") -> builtins.list[ActionView]:
         """Resolve every pending action whose deadline has passed (oldest deadline first)."""
@@ -687,8 +828,13 @@ class ActionService:
     def _view(self, session: Session, row: Action) -> ActionView:
         return ActionView.from_row(row, ActionRepository(session).approvals(row.id))
 
-    def _request(self, repo: ActionRepository, proposal: Proposal, params: dict[str, Any]) -> ActionRequest:
-        principal = policy_principal(proposal.proposer, repo.principal(proposal.proposer))
+    def _request(
+        self, repo: ActionRepository, proposal: Proposal, params: dict[str, Any], *found: Principal | None
+    ) -> ActionRequest:
+        """The policy's view of ``proposal``; ``found`` (one value, possibly None) is the proposer's principal
+        row when the caller already looked it up."""
+        row = found[0] if found else repo.principal(proposal.proposer)
+        principal = policy_principal(proposal.proposer, row)
         return ActionRequest(
             action_type=proposal.action_type,
             target=proposal.target,
@@ -721,7 +867,7 @@ class ActionService:
 # Every public method refuses bad input with a typed error, even when it only surfaces in the driver (a NUL
 # byte PostgreSQL will not store, an offset beyond 64 bits): callers only ever see the saferails hierarchy.
 for _name in ("get", "list", "upsert_principal", "propose", "propose_many", "request_approval", "attach_flow_run",
-              "approve", "reject", "cancel", "resolve_timeout", "expire_due"):
+              "approve", "reject", "cancel", "resolve_timeout", "resolve_timeouts", "expire_due"):
     setattr(ActionService, _name, typed_errors(getattr(ActionService, _name)))
 
 __all__ = [

@@ -11,7 +11,7 @@ from saferails.audit.anchor import (
     load_anchor,
     sign_unsigned_records,
 )
-from saferails.audit.chain import GENESIS_HASH, AuditEntry, append, canonical_json
+from saferails.audit.chain import GENESIS_HASH, Appended, AuditEntry, append, append_many, canonical_json, deferred
 from saferails.audit.checkpoints import (
     DEFAULT_PUBLISHED_NAME,
     Checkpoint,
@@ -32,6 +32,7 @@ __all__ = [
     "Anchor",
     "AnchorInvalid",
     "AnchorWriteFailed",
+    "Appended",
     "AuditEntry",
     "AuditKeyInvalid",
     "AuditPage",
@@ -46,10 +47,12 @@ __all__ = [
     "CheckpointPublishFailed",
     "VerifyReport",
     "append",
+    "append_many",
     "audit_key_path",
     "canonical_json",
     "current_head",
     "default_published_path",
+    "deferred",
     "export_anchor",
     "install_signer",
     "load_anchor",

@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
@@ -28,6 +30,7 @@ from saferails.clock import as_utc
 from saferails.store.tables import AuditHead, AuditRecord
 
 GENESIS_HASH = "0" * 64
+T = TypeVar("T")
 HEAD_ROW_ID = 1
 
 
@@ -112,49 +115,117 @@ def digest_of(row: AuditRecord) -> str:
     )
 
 
-def append(session: Session, entry: AuditEntry, *, now: datetime) -> AuditRecord:
-    """Append ``entry`` to the chain inside the caller's transaction (never commits).
+def append(session: Session, entry: AuditEntry, *, now: datetime) -> Appended | None:
+    """Append ``entry`` to the chain inside the caller's transaction (never commits). See ``append_many``
+    (None inside a ``deferred`` block)."""
+    appended = append_many(session, [entry], now=now)
+    return appended[0] if appended else None
 
-    Time is truncated to microseconds and stored as UTC so the hash recomputes identically after a round trip.
+
+_DEFERRED = "saferails.audit.deferred"
+
+
+@contextmanager
+def deferred(session: Session) -> Iterator[None]:
+    """Inside the block, ``append``/``append_many`` on ``session`` only keep their entries; they are chained
+    and written in order, as one INSERT per distinct ``now``, when the block ends (nothing in the block may
+    read them back). On an exception nothing is written: the caller's transaction rolls back. Nested blocks
+    join the outer one."""
+    if _DEFERRED in session.info:
+        yield
+        return
+    kept: list[tuple[datetime, list[AuditEntry]]] = []
+    session.info[_DEFERRED] = kept
+    try:
+        yield
+    finally:
+        session.info.pop(_DEFERRED, None)
+    for now, entries in _grouped(kept):
+        append_many(session, entries, now=now)
+
+
+def _grouped(kept: list[tuple[datetime, list[T]]]) -> list[tuple[datetime, list[T]]]:
+    """Consecutive groups at the same time merged (order kept)."""
+    out: list[tuple[datetime, list[T]]] = []
+    for now, items in kept:
+        if out and out[-1][0] == now:
+            out[-1][1].extend(items)
+        else:
+            out.append((now, list(items)))
+    return out
+
+
+@dataclass(frozen=True)
+class Appended:
+    """Where one appended record landed in the chain."""
+
+    sequence: int
+    hash: str
+
+
+def append_many(session: Session, entries: Sequence[AuditEntry], *, now: datetime) -> list[Appended]:
+    """Append ``entries`` in order inside the caller's transaction (never commits), all at time ``now``; inside
+    a ``deferred`` block they are only kept (returns ``[]``) and written when it ends.
+
+    The head is locked once per transaction; each record's hash chains on the previous one in Python and all
+    the records go to the database in ONE multi-row INSERT (executemany), written at once: a later query in the
+    same transaction sees them, and a rolled-back savepoint takes them with it. Time is truncated to
+    microseconds and stored as UTC so the hash recomputes identically after a round trip.
     """
+    if not entries:
+        return []
+    kept = session.info.get(_DEFERRED)
+    if isinstance(kept, list):
+        kept.append((now, list(entries)))
+        return []
     lock = _head_lock(session)
     head = lock.head
     occurred_at = as_utc(now).astimezone(UTC)
-    details = canonical_json(entry.details)
-    sequence = head.sequence + 1
-    digest = record_digest(
-        sequence=sequence,
-        occurred_at=occurred_at,
-        actor=entry.actor,
-        event=entry.event,
-        entity_type=entry.entity_type,
-        entity_id=entry.entity_id,
-        action_type=entry.action_type,
-        target=entry.target,
-        tenant=entry.tenant,
-        details=details,
-        prev_hash=head.hash,
-    )
-    record = AuditRecord(
-        sequence=sequence,
-        occurred_at=occurred_at,
-        actor=entry.actor,
-        event=entry.event,
-        entity_type=entry.entity_type,
-        entity_id=entry.entity_id,
-        action_type=entry.action_type,
-        target=entry.target,
-        tenant=entry.tenant,
-        details=details,
-        prev_hash=head.hash,
-        hash=digest,
-    )
-    session.add(record)
+    sequence, prev = head.sequence, head.hash
+    rows: list[dict[str, Any]] = []
+    appended: list[Appended] = []
+    for entry in entries:
+        details = canonical_json(entry.details)
+        sequence += 1
+        digest = record_digest(
+            sequence=sequence,
+            occurred_at=occurred_at,
+            actor=entry.actor,
+            event=entry.event,
+            entity_type=entry.entity_type,
+            entity_id=entry.entity_id,
+            action_type=entry.action_type,
+            target=entry.target,
+            tenant=entry.tenant,
+            details=details,
+            prev_hash=prev,
+        )
+        rows.append({
+            "sequence": sequence,
+            "occurred_at": occurred_at,
+            "actor": entry.actor,
+            "event": entry.event,
+            "entity_type": entry.entity_type,
+            "entity_id": entry.entity_id,
+            "action_type": entry.action_type,
+            "target": entry.target,
+            "tenant": entry.tenant,
+            "details": details,
+            "prev_hash": prev,
+            "hash": digest,
+        })
+        appended.append(Appended(sequence, digest))
+        prev = digest
+    # A Core INSERT on the transaction's connection: no ORM objects, no autoflush; the head row's UPDATE is
+    # flushed with the rest of the unit of work (PostgreSQL checks at commit that it names the newest record).
+    session.connection().execute(_AUDIT_INSERT, rows)
     head.sequence = sequence
-    head.hash = digest
+    head.hash = prev
     lock.last_time = occurred_at
-    # No flush here: the ORM batches the inserts of a transaction (many appends cost one round trip at commit).
-    return record
+    return appended
+
+
+_AUDIT_INSERT = sa.insert(AuditRecord.__table__)  # type: ignore[arg-type]
 
 
 _HEAD_KEY = "saferails.audit_head"

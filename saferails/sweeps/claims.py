@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
@@ -73,6 +73,22 @@ def due_query(
     return stmt
 
 
+def _upsert(dialect: str) -> Any:
+    """INSERT a claim, or take over a lapsed one (``claimed_until <= :now``); RETURNING the ids won."""
+    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
+    table = cast(sa.Table, SweepClaim.__table__)
+    stmt = insert(table)
+    return stmt.on_conflict_do_update(
+        index_elements=[table.c.sweep, table.c.item_id],
+        set_={"claimed_by": stmt.excluded.claimed_by, "claimed_at": stmt.excluded.claimed_at,
+              "claimed_until": stmt.excluded.claimed_until},
+        where=table.c.claimed_until <= sa.bindparam("now", type_=table.c.claimed_until.type),
+    ).returning(table.c.item_id)
+
+
+_UPSERTS = {"postgresql": _upsert("postgresql"), "sqlite": _upsert("sqlite")}
+
+
 def claim_due(
     session: Session,
     model: type[Any],
@@ -95,18 +111,12 @@ def claim_due(
                                                      dialect=dialect)).scalars()]
     if not ids:
         return []
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    stmt = insert(SweepClaim).values(
-        [{"sweep": sweep, "item_id": i, "claimed_by": worker_id, "claimed_at": now, "claimed_until": now + lease}
-         for i in ids]
-    )
-    upsert = stmt.on_conflict_do_update(
-        index_elements=[SweepClaim.sweep, SweepClaim.item_id],
-        set_={"claimed_by": stmt.excluded.claimed_by, "claimed_at": stmt.excluded.claimed_at,
-              "claimed_until": stmt.excluded.claimed_until},
-        where=SweepClaim.claimed_until <= now,
-    ).returning(SweepClaim.item_id)
-    won = {str(i) for i in session.execute(upsert).scalars()}
+    # executemany with RETURNING (SQLAlchemy's insertmanyvalues): one cached statement, whatever the batch size
+    # (a VALUES list built per call would be compiled anew for every batch).
+    upsert = _UPSERTS[dialect]
+    rows = [{"sweep": sweep, "item_id": i, "claimed_by": worker_id, "claimed_at": now, "claimed_until": now + lease,
+             "now": now} for i in ids]
+    won = {str(i) for i in session.connection().execute(upsert, rows).scalars()}
     return [i for i in ids if i in won]
 
 

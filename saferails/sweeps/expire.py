@@ -1,7 +1,8 @@
 """The expire sweep: pending approvals past their deadline get their timeout action.
 
 Contract of ``ExpireSweep.run``: every action in ``pending_approval`` whose ``approval_deadline`` is at or
-before the clock's now is resolved through ``ActionService.resolve_timeout`` (the policy's timeout action:
+before the clock's now is resolved through ``ActionService.resolve_timeouts``, one transaction per claimed
+batch (the policy's timeout action:
 ``fail`` -> ``timed_out``, ``reject`` -> ``rejected``, ``approve`` -> ``approved``), oldest deadline first, in
 claimed batches. Whether the flow run that paused for it is alive does not matter: the store is the truth.
 An action decided by someone else between claim and resolution is ``skipped`` (nothing written). Several
@@ -79,16 +80,35 @@ class ExpireSweep:
             if not ids:
                 break
             done: list[str] = []
-            for action_id in ids:
-                item = self._resolve(action_id)
+            for item in self._resolve_batch(ids):
                 report.items.append(item)
                 if item.outcome != FAILED:
-                    done.append(action_id)
+                    done.append(item.action_id)
                 progress.step()
             with transaction(self.sessions) as session:
                 claims.release(session, SWEEP, done, self.worker_id)
         progress.finish()
         return report
+
+    def _resolve_batch(self, ids: list[str]) -> list[SweepItem]:
+        """Resolve a claimed batch in ONE transaction (``ActionService.resolve_timeouts``). If the batch as a whole
+        fails (anything but an item's typed error), it is retried item by item so one poisoned item is isolated
+        and the rest still resolve."""
+        try:
+            outcomes = self.actions.resolve_timeouts(ids, actor=ACTOR)
+        except Exception:  # noqa: BLE001 - fall back to one transaction per item to find the culprit
+            return [self._resolve(action_id) for action_id in ids]
+        items = []
+        for outcome in outcomes:
+            if outcome.error is None:
+                items.append(SweepItem(outcome.action_id, RESOLVED, state=outcome.state,
+                                       flow_run_id=outcome.flow_run_id))
+            elif isinstance(outcome.error, InvalidTransition):  # decided meanwhile: the store already has it
+                items.append(SweepItem(outcome.action_id, SKIPPED, detail=outcome.error.code))
+            else:
+                items.append(SweepItem(outcome.action_id, FAILED,
+                                       detail=f"{outcome.error.code}: {outcome.error.message}"))
+        return items
 
     def _resolve(self, action_id: str) -> SweepItem:
         try:

@@ -10,12 +10,15 @@ Delivery is at least once, effects happen once:
    trigger runs unless ``trigger_effects`` already holds ``(trigger_id, event_id, action_index)``. Webhook calls
    run outside any transaction (no database lock is held while a remote server answers) and their effect row is
    committed right after they succeed. Every other action, its effect row and the event's "processed" mark run
-   in one SAVEPOINT per event inside one transaction per batch: the batch commits once, and an event that fails
-   rolls back only its own savepoint. Webhooks of an event therefore run before its database actions. A webhook
-   whose success could not be recorded (crash in between) is called again: receivers dedupe on the
-   ``webhook-id`` header (:func:`webhook_message_id`). Webhooks are signed per Standard Webhooks
-   (:mod:`saferails.notify.signing`) and sent through the egress guard (:mod:`saferails.net.egress`): a URL that
-   resolves to a private, loopback or link-local address fails the event with ``EgressRefused`` unless the
+   in one transaction per batch, first without savepoints (their audit records and outbox events written
+   set-based at the end); if an event fails, that attempt rolls back and the batch is redone with one SAVEPOINT
+   per event: the batch commits once, and an event that fails rolls back only its own savepoint (an alert's
+   notifier may then have been called twice: delivery is at least once). Webhooks of an event therefore run
+   before its database actions. A webhook whose success could not be recorded (crash in between) is called
+   again: receivers dedupe on the ``webhook-id`` header (:func:`webhook_message_id`).
+   Webhooks are signed per Standard Webhooks (:mod:`saferails.notify.signing`) and sent through the egress
+   guard (:mod:`saferails.net.egress`): a URL that resolves to a private, loopback or link-local address fails
+   the event with ``EgressRefused`` unless the
    ``egress`` policy allows its host.
 3. **Fail**: a failing event adds one to ``attempts``, records ``last_error`` and has ``available_at`` pushed
    back exponentially (``retry_base * 2**(attempts-1)``, at most ``retry_cap``); at ``max_attempts`` it is
@@ -29,6 +32,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
+from contextlib import nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -37,6 +41,7 @@ import httpx
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
+from saferails import transitions
 from saferails.audit.chain import canonical_json
 from saferails.clock import Clock
 from saferails.errors import ConfigurationError, ExecutionError, NotFound, SaferailsError
@@ -310,13 +315,24 @@ class OutboxDispatcher:
 
     def _finish_batch(self, ready: list[tuple[_Event, list[CompiledTrigger], _Tally]]
                       ) -> list[tuple[_Event, str, _Tally]]:
-        """One transaction for the batch, one SAVEPOINT per event: a failing event rolls back only its own
-        effects and records its failure, the others commit together (one commit per batch, not per event)."""
+        """One transaction for the batch. First without savepoints (the effects' records written set-based at
+        the end, see ``transitions.batched``); if any event fails, that attempt is rolled back whole and the
+        batch is redone with one SAVEPOINT per event, so a failing event rolls back only its own effects and
+        records its failure while the others commit together. Either way one commit per batch."""
         if not ready:
             return []
+        try:
+            return self._finish_batch_once(ready, savepoints=False)
+        except _EventFailed:
+            return self._finish_batch_once(ready, savepoints=True)
+
+    def _finish_batch_once(self, ready: list[tuple[_Event, list[CompiledTrigger], _Tally]], *, savepoints: bool
+                           ) -> list[tuple[_Event, str, _Tally]]:
         ids = [event.id for event, _, _ in ready]
         outcomes: list[tuple[_Event, str, _Tally]] = []
-        with transaction(self.sessions) as session:
+        with transaction(self.sessions) as session, \
+                (nullcontext() if savepoints else transitions.batched(session)):
+            # Records kept for later would outlive a rolled-back savepoint: deferred only without savepoints.
             now = self.clock.now()
             rows = {r.id: r for r in session.execute(
                 sa.select(OutboxEvent).where(OutboxEvent.id.in_(ids)).with_for_update()
@@ -336,13 +352,20 @@ class OutboxDispatcher:
                     _mark_processed(row, now)
                     outcomes.append((event, PROCESSED, _Tally(tally.effects, tally.skipped + local.skipped)))
                     continue
-                try:
-                    with session.begin_nested():
+                if not savepoints:
+                    try:
                         self._apply_all(session, event, matching, done, local, now)
-                        _mark_processed(row, now)
-                except Exception as exc:  # noqa: BLE001 - recorded on the event, the batch goes on
-                    outcomes.append((event, self._record_failure(row, exc, now), tally))
-                    continue
+                    except Exception as exc:
+                        raise _EventFailed(event.id) from exc
+                    _mark_processed(row, now)
+                else:
+                    try:
+                        with session.begin_nested():
+                            self._apply_all(session, event, matching, done, local, now)
+                            _mark_processed(row, now)
+                    except Exception as exc:  # noqa: BLE001 - recorded on the event, the batch goes on
+                        outcomes.append((event, self._record_failure(row, exc, now), tally))
+                        continue
                 merged = _Tally(tally.effects + local.effects, tally.skipped + local.skipped)
                 outcomes.append((event, PROCESSED, merged))
         return outcomes
@@ -475,6 +498,10 @@ class OutboxDispatcher:
                 result: Mapping[str, Any]) -> TriggerEffect:
         return TriggerEffect(trigger_id=trigger.id, event_id=event.id, action_index=index, action_type=action.type,
                              result=dict(result), worker_id=self.worker_id, created_at=self.clock.now())
+
+
+class _EventFailed(Exception):
+    """An event's effects failed in a batch run without savepoints: roll the batch back and redo it with them."""
 
 
 def _mark_processed(row: OutboxEvent, now: datetime) -> None:

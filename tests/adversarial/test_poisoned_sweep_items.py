@@ -136,6 +136,12 @@ class _ChokingActions(ActionService):
             raise KeyError("corrupt decision document")
         return super().resolve_timeout(action_id, actor)
 
+    def resolve_timeouts(self, action_ids: list[str], actor: str = "system:timeout") -> Any:
+        # The batch holding the poisoned item crashes as a whole; the sweep must isolate it item by item.
+        if self.poisoned in action_ids:
+            raise KeyError("corrupt decision document")
+        return super().resolve_timeouts(action_ids, actor)
+
 
 def test_the_expire_sweep_ends_a_poisoned_item_timed_out_with_a_reason_and_resolves_the_rest(
     db: Any, clock: ManualClock
@@ -152,7 +158,7 @@ def test_the_expire_sweep_ends_a_poisoned_item_timed_out_with_a_reason_and_resol
     assert {actions.get(i).state for i in ids} == {"pending_approval"}
     actions.poisoned = ids[1]
     clock.advance(timedelta(hours=2))
-    report = ExpireSweep(actions, batch_size=1).run()
+    report = ExpireSweep(actions, batch_size=4).run()  # the poisoned item shares a batch
     assert {actions.get(i).state for i in ids} == {"timed_out"}
     assert "corrupt decision document" in _events(db, ids[1])["sweep_item_poisoned"]["reason"]
     assert [i.outcome for i in report.items if i.action_id == ids[1]] == ["failed"]

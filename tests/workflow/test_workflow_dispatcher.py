@@ -185,3 +185,33 @@ def test_two_dispatchers_at_once_run_each_events_effects_exactly_once(
     assert unprocessed == 0
     processed = sum(r.processed for rs in reports.values() for r in rs)
     assert processed == total_events
+
+
+def test_a_failing_event_in_a_batch_leaves_no_record_of_its_rolled_back_effects_and_the_others_commit(
+    db: Any, svc: WorkflowService, clock: ManualClock
+) -> None:
+    # Each event first emits an alert (an audit record), then creates a task; the doomed one's task fails, so its
+    # alert must vanish with it while the other events of the same batch keep theirs.
+    svc.create_trigger(ADMIN, {
+        "id": "alert-then-task", "event_type": "TaskCreated",
+        "predicate": {"field": "payload.task_type", "operator": "in", "value": ["fine", "doomed"]},
+        "actions": [{"type": "emit_alert", "alert_type": "seen", "message": "task ${aggregate_id}"},
+                    {"type": "create_task", "title": "${payload.title}", "task_type": "${payload.task_type}-next"}],
+    })
+    svc.create_trigger(ADMIN, {
+        "id": "doom", "event_type": "TaskCreated",
+        "predicate": {"field": "payload.task_type", "operator": "eq", "value": "doomed"},
+        "actions": [{"type": "create_task", "title": "${payload.no_such_field}"}],
+    })
+    fine = [svc.create_task(ADMIN, title=f"t{i}", task_type="fine").id for i in range(3)]
+    doomed = svc.create_task(ADMIN, title="d", task_type="doomed").id
+
+    report = OutboxDispatcher(db.sessions, clock, "w1").run_once()
+
+    assert report.failed == 1
+    with db.sessions() as s:
+        alerted = set(s.execute(sa.select(AuditRecord.entity_id).where(AuditRecord.event == "alert_emitted"))
+                      .scalars())
+    assert alerted == set(fine)
+    assert doomed not in alerted
+    assert len(svc.list_tasks(task_type="fine-next")) == 3 and svc.list_tasks(task_type="doomed-next") == []

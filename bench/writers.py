@@ -1,0 +1,116 @@
+"""Concurrent writers on PostgreSQL (issue 15): do N writer PROCESSES proposing one action per transaction scale
+with N, or queue behind the audit chain's head row?
+
+For N in 1, 2, 4, 8: N processes (spawned, each with its own engine and ``ActionService``) propose ``per_writer``
+LOW actions each, one per transaction, starting together at a barrier. Reported: proposals/s of all writers
+together, the ratio to one writer, and the share of in-transaction time spent waiting for a lock: a sampler
+polls ``pg_stat_activity`` every few milliseconds for the writers' backends (``application_name``) and counts
+samples in a transaction (``active`` or ``idle in transaction``) and, of those, samples waiting on a heavyweight
+lock (``wait_event_type = 'Lock'``: the chain head's row lock is the only one writers of distinct actions share).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import threading
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
+
+import psycopg
+from sqlalchemy.engine import make_url
+
+from bench.common import BenchDatabase, Result, rate
+
+AREA = "foundation"
+APP_NAME = "saferails-bench-writer"
+WRITERS = (1, 2, 4, 8)
+START = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
+
+
+@dataclass(frozen=True)
+class Sampled:
+    in_transaction: int
+    lock_waits: int
+
+    @property
+    def waiting(self) -> float:
+        return self.lock_waits / self.in_transaction if self.in_transaction else 0.0
+
+
+def _writer(url: str, index: int, count: int, barrier: Any, done: Any) -> None:
+    from bench.foundation import PAYLOAD
+    from saferails.actions.models import Proposal
+    from saferails.actions.service import ActionService
+    from saferails.clock import ManualClock
+    from saferails.policy import default_policy
+    from saferails.store.db import create_engine, session_factory
+
+    engine = create_engine(url)
+    service = ActionService(session_factory(engine), default_policy(), ManualClock(START + timedelta(days=index)))
+
+    def proposal(i: int) -> Proposal:
+        path = f"docs/w{index}-{i}.md"
+        return Proposal(action_type="create_document", target=path, params={"path": path, "content": PAYLOAD},
+                        proposer=f"writer-{index}-{i // 150}", reason="benchmark")
+
+    service.propose(proposal(-1))  # warm-up: connection, statement caches, the policy document
+    barrier.wait()
+    states = {service.propose(proposal(i)).state for i in range(count)}
+    done.put(states)
+    engine.dispose()
+
+
+def _sample(conninfo: str, database: str, stop: threading.Event, out: list[Sampled]) -> None:
+    in_txn = waits = 0
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        while not stop.is_set():
+            for state, wait_type in conn.execute(
+                "SELECT state, wait_event_type FROM pg_stat_activity WHERE datname = %s AND application_name = %s",
+                (database, APP_NAME),
+            ).fetchall():
+                if state in ("active", "idle in transaction"):
+                    in_txn += 1
+                    waits += wait_type == "Lock"
+            time.sleep(0.002)
+    out.append(Sampled(in_txn, waits))
+
+
+def measure(database: BenchDatabase, per_writer: int, counts: tuple[int, ...] = WRITERS) -> list[Result]:
+    """One Result per writer count (PostgreSQL only); the schema must already be migrated."""
+    url = make_url(database.url).update_query_dict({"application_name": APP_NAME}).render_as_string(
+        hide_password=False)
+    name = str(make_url(database.url).database)
+    context = multiprocessing.get_context("spawn")
+    results: list[Result] = []
+    base: float | None = None
+    for n in counts:
+        barrier, done = context.Barrier(n + 1), context.Queue()
+        procs = [context.Process(target=_writer, args=(url, 100 * len(results) + i, per_writer, barrier, done))
+                 for i in range(n)]
+        for proc in procs:
+            proc.start()
+        barrier.wait(timeout=300)
+        stop, sampled = threading.Event(), cast(list[Sampled], [])
+        sampler = threading.Thread(target=_sample, args=(database.libpq_conninfo, name, stop, sampled))
+        sampler.start()
+        start = time.perf_counter()
+        states = set().union(*(done.get(timeout=600) for _ in procs))
+        seconds = time.perf_counter() - start
+        stop.set()
+        sampler.join()
+        for proc in procs:
+            proc.join()
+        per_second = rate(n * per_writer, seconds)
+        base = base or per_second
+        warning = "" if states == {"approved"} else f"UNEXPECTED states {sorted(states)}; "
+        results.append(Result(
+            AREA, f"PostgreSQL, {n} writer process{'es' if n > 1 else ''}, 1 proposal per txn", "postgresql",
+            per_second, "proposals/s", n * per_writer,
+            note=f"{warning}{per_second / base:.2f}x one writer; {sampled[0].waiting:.1%} of in-transaction "
+                 f"samples waiting on a lock ({sampled[0].in_transaction:,} samples)",
+            details={"writers": n, "ratio_to_one_writer": per_second / base, "lock_wait_share": sampled[0].waiting,
+                     "samples_in_transaction": sampled[0].in_transaction, "seconds": seconds},
+        ))
+    return results

@@ -1,0 +1,37 @@
+"""``bench.goals`` judges each goal from the figures of one run and never passes a goal it has no figure for."""
+
+from __future__ import annotations
+
+from bench.common import Result
+from bench.goals import MET, NOT_MET, UNMEASURED, format_verdicts, judge
+
+
+def _by_goal(results: list[Result]) -> dict[str, str]:
+    return {v.goal.split(":")[0]: v.verdict for v in judge(results)}
+
+
+def test_goals_without_figures_are_not_measured_rather_than_met() -> None:
+    assert set(_by_goal([]).values()) == {UNMEASURED}
+
+
+def test_each_goal_is_judged_against_its_threshold() -> None:
+    results = [
+        Result("foundation", "propose, 1 per txn: LOW create_document -> approved", "sqlite", 900.0, "proposals/s",
+               500, details={"ratio_to_1-row_ceiling": 0.25}),
+        Result("foundation", "propose_many, 100 per txn: LOW create_document -> approved", "sqlite", 4_000.0,
+               "proposals/s", 500, details={"ratio_to_batched_ceiling": 0.02, "batch": 100}),
+        Result("foundation", "PostgreSQL, 8 writer processes", "postgresql", 80.0, "proposals/s", 800,
+               details={"writers": 8, "ratio_to_one_writer": 2.0, "lock_wait_share": 0.3}),
+        Result("sweeps", "expire sweep, table 100,000", "sqlite", 1.0, "s", 10_000, details={"table_rows": 100_000}),
+        Result("sweeps", "expire sweep, table 1,000,000", "sqlite", 1.1, "s", 10_000,
+               details={"table_rows": 1_000_000}),
+        Result("workflow", "dispatch: matching trivial trigger (emit_alert)", "sqlite", 3_500.0, "events/s", 2_000),
+    ]
+    verdicts = {v.goal: v.verdict for v in judge(results)}
+    assert verdicts["proposals one at a time, SQLite: >= 20% of the single-commit ceiling"] == MET
+    assert verdicts["proposals 100 per transaction, SQLite: >= 10,000/s"] == NOT_MET
+    assert verdicts["PostgreSQL, 8 writer processes: >= 1.8x one writer, < 10% of transaction time waiting on the "
+                    "head"] == NOT_MET  # fast enough, but waiting on the head
+    assert verdicts["expire sweep, 10,000 due among 1,000,000, sqlite: < 2 s; 10x the rows <= 1.2x"] == MET
+    assert verdicts["outbox dispatch with a matching trigger, SQLite: >= 3,000 events/s"] == MET
+    assert "Goals (issue 15)" in format_verdicts(judge(results))
