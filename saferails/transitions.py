@@ -233,7 +233,7 @@ def transition_many(
     if missing:
         rows.update(lock_rows(session, kind, missing))
     results: list[Applied | None] = [None] * len(changes)
-    staged: list[tuple[int, Change, Any, dict[str, Any]]] = []
+    staged: list[tuple[int, Change, Any]] = []
     seen: set[str] = set()
     for index, change in enumerate(changes):
         row = rows.get(change.entity_id)
@@ -251,23 +251,21 @@ def transition_many(
                 entity_id=change.entity_id,
             ))
             continue
-        # Guards see the entity with ``changes`` applied; keep what they replace to undo a refused change.
-        before = {column: getattr(row, column) for column in (change.changes or {})}
-        for column, value in (change.changes or {}).items():
-            setattr(row, column, value)
-        staged.append((index, change, row, before))
+        staged.append((index, change, row))
     with session.no_autoflush:  # the subjects' queries must not flush half-decided rows one by one
-        subjects = kind.subjects_of(session, [row for _, _, row, _ in staged], now)
+        subjects = kind.subjects_of(session, [row for _, _, row in staged], now)
     records: list[_Record] = []
-    for (index, change, row, before), subject in zip(staged, subjects, strict=True):
+    for (index, change, row), subject in zip(staged, subjects, strict=True):
         source = row.state
         try:
+            # Guards judge the entity as it is, before ``changes`` (a retry's reset clears the very
+            # ``halted_by`` its guard asks about).
             kind.machine.check(source, change.target, subject, entity_id=change.entity_id)
         except SaferailsError as exc:
-            for column, value in before.items():
-                setattr(row, column, value)
             results[index] = Applied(change.entity_id, error=exc)
             continue
+        for column, value in (change.changes or {}).items():
+            setattr(row, column, value)
         row.state = change.target
         row.version += 1
         row.updated_at = now
@@ -298,7 +296,7 @@ def transition(
     by this call and the row is as it was.
 
     ``changes`` are column values written together with the state (e.g. ``result``, ``rollback_data``).
-    Guards see the entity after ``changes`` are applied in memory.
+    Guards see the entity as it is, before ``changes`` are applied.
     ``locked_row`` skips the lookup when the caller already holds the row locked in this transaction (it created
     it, or locked it with ``lock_row``).
     """
