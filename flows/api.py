@@ -54,7 +54,7 @@ class OutcomeTimeout(TimeoutError):
 
 
 def submit_action(
-    proposal: Proposal, *, wait: bool = False, deployment: str | None = None, poll_interval: int = 10,
+    proposal: Proposal, *, wait: bool = False, deployment: str | None = None, poll_interval: float = 1.0,
     timeout: float = 3600,
 ) -> Submission:
     """Propose ``proposal`` and start its flow run. ``wait=True`` returns once the action is final (or after
