@@ -16,13 +16,14 @@ from tasks.actions import (
     final_state,
     notify_approvers,
     request_markdown,
-    run_name,
     write_decision_artifact,
     write_request_artifact,
 )
 
 
-@flow(name="saferails-action", flow_run_name=run_name, validate_parameters=True)
+# No ``flow_run_name``: Prefect would name every run with an extra API call (and result-store look-up) before the
+# body starts. ``flows.api`` creates runs with their name; ``decide-and-execute`` renames any other run once.
+@flow(name="saferails-action", validate_parameters=True)
 def action_flow(
     action_id: str | None = None, proposal: dict[str, Any] | None = None, poll_interval: float = 1.0
 ) -> dict[str, Any]:
@@ -40,7 +41,7 @@ def action_flow(
     A blocked or rate-limited action runs nothing. An action already past the gate (re-run, recovery) is not
     decided again; execution is idempotent in the core, so a completed action's re-run applies nothing.
     """
-    view = decide_and_execute(action_id, proposal, str(flow_run.get_id()))
+    view = decide_and_execute(action_id, proposal, str(flow_run.get_id()), flow_run.get_name())
     if view.state == PENDING_APPROVAL:
         preview = capture_and_preview(view.id)
         description = request_markdown(view, preview)
