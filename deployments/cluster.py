@@ -12,7 +12,7 @@
 4. creates the process work pool ``saferails`` (if missing) and runs ``prefect --no-prompt deploy --all`` from
    ``prefect.yaml``;
 5. starts ``--workers`` (3) ``prefect worker start --pool saferails`` processes, each in its own process group;
-6. prints the UI address and waits. Ctrl-C or SIGTERM stops the workers (SIGTERM, then SIGKILL to the whole
+6. prints the UI address and waits. Ctrl-C or SIGTERM stops the workers together (SIGTERM, then SIGKILL to the whole
    group after ``STOP_GRACE`` seconds: a worker's flow-run subprocesses die with it), then the server.
 
 Settings: the saferails part of every process's environment comes from the one settings model
@@ -268,9 +268,9 @@ class Cluster:
         _stop(self.workers.pop(name))
 
     def stop(self) -> None:
-        """Workers first (their runs report to the server while it is up), then the server."""
-        for name in list(self.workers):
-            self.stop_worker(name)
+        """Workers first, all at once (their runs report to the server while it is up), then the server."""
+        _stop_all(list(self.workers.values()))
+        self.workers.clear()
         if self.server is not None:
             _stop(self.server)
             self.server = None
@@ -287,12 +287,21 @@ def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
     """SIGTERM to the group, SIGKILL to the group after ``STOP_GRACE`` s; the group is gone either way."""
-    _signal_group(proc, signal.SIGTERM)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=STOP_GRACE)
+    _stop_all([proc])
+
+
+def _stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
+    """:func:`_stop` for several groups at once: one grace period in all, not one each."""
+    for proc in procs:
+        _signal_group(proc, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE
+    for proc in procs:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
     # Children (flow-run subprocesses, uvicorn) may outlive their leader: the group gets SIGKILL regardless.
-    _signal_group(proc, signal.SIGKILL)
-    proc.wait()
+    for proc in procs:
+        _signal_group(proc, signal.SIGKILL)
+        proc.wait()
 
 
 def group_alive(pgid: int) -> bool:
@@ -312,13 +321,16 @@ def parse_args(argv: list[str] | None = None) -> ClusterConfig:
     parser.add_argument("--pg-admin-url", default=defaults.pg_admin_url)
     parser.add_argument("--prefect-database", default=defaults.prefect_database)
     parser.add_argument("--store-database", default=defaults.store_database)
+    parser.add_argument("--owner-role", default=defaults.owner_role)
+    parser.add_argument("--app-role", default=defaults.app_role)
     parser.add_argument("--port", type=int, default=defaults.port)
     parser.add_argument("--workers", type=int, default=defaults.workers)
     parser.add_argument("--worker-limit", type=int, default=defaults.worker_limit)
     parser.add_argument("--data-dir", type=Path, default=defaults.data_dir)
     ns = parser.parse_args(argv)
     return ClusterConfig(pg_admin_url=ns.pg_admin_url, prefect_database=ns.prefect_database,
-                         store_database=ns.store_database, port=ns.port, workers=ns.workers,
+                         store_database=ns.store_database, owner_role=ns.owner_role, app_role=ns.app_role,
+                         port=ns.port, workers=ns.workers,
                          worker_limit=ns.worker_limit, data_dir=ns.data_dir.resolve())
 
 
