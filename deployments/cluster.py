@@ -259,9 +259,16 @@ class Cluster:
 
     # --- stop -------------------------------------------------------------------------------------------------
     def kill_worker(self, name: str) -> None:
-        """SIGKILL the worker's whole process group (the worker and the flow runs it started): a lost machine."""
+        """SIGKILL the worker and every flow run it started (a lost machine). Prefect starts each flow-run process
+        in a session of its own, so the worker's process group alone would leave them running: the worker's group
+        is frozen (SIGSTOP: it starts nothing more), its descendants are found through ``/proc``, then every
+        group is killed."""
         proc = self.workers.pop(name)
-        _signal_group(proc, signal.SIGKILL)
+        _signal_group(proc, signal.SIGSTOP)
+        groups = {proc.pid, *_descendant_groups(proc.pid)}
+        for pgid in groups:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pgid, signal.SIGKILL)
         proc.wait()
 
     def stop_worker(self, name: str) -> None:
@@ -291,17 +298,66 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 def _stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
-    """:func:`_stop` for several groups at once: one grace period in all, not one each."""
-    for proc in procs:
-        _signal_group(proc, signal.SIGTERM)
+    """:func:`_stop` for several groups at once: one grace period in all, not one each. The flow runs a worker
+    started live in sessions of their own (Prefect isolates them): they are found before the worker exits (once
+    it has, they belong to init) and get the same signals."""
+    groups = {pgid for proc in procs for pgid in (proc.pid, *_descendant_groups(proc.pid))}
+    for pgid in groups:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGTERM)
     deadline = time.monotonic() + STOP_GRACE
     for proc in procs:
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(timeout=max(0.0, deadline - time.monotonic()))
-    # Children (flow-run subprocesses, uvicorn) may outlive their leader: the group gets SIGKILL regardless.
+    # Children (flow-run subprocesses, uvicorn) may outlive their leader: every group gets SIGKILL regardless.
+    groups |= {pgid for proc in procs for pgid in _descendant_groups(proc.pid)}
+    for pgid in groups:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGKILL)
     for proc in procs:
-        _signal_group(proc, signal.SIGKILL)
         proc.wait()
+
+
+def _descendant_groups(pid: int) -> set[int]:
+    """The process groups of every live descendant of ``pid`` (read from ``/proc``; Linux)."""
+    children: dict[int, list[int]] = {}
+    groups: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            # Fields after the command name (which may contain spaces) start after the last ")".
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # the process ended meanwhile
+        children.setdefault(int(fields[1]), []).append(int(entry.name))
+        groups[int(entry.name)] = int(fields[2])
+    found: set[int] = set()
+    todo = list(children.get(pid, []))
+    while todo:
+        child = todo.pop()
+        if child in groups:
+            found.add(groups[child])
+        todo.extend(children.get(child, []))
+    return found
+
+
+def processes_of(api_url: str) -> list[int]:
+    """Live processes (not zombies) whose environment points at ``api_url``: anything of a cluster still running,
+    flow runs in their own sessions included. Linux ``/proc``; processes of other users are not readable."""
+    needle = f"PREFECT_API_URL={api_url}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                continue
+            if needle in (entry / "environ").read_bytes().split(b"\0"):
+                found.append(int(entry.name))
+        except (OSError, IndexError):
+            continue
+    return found
 
 
 def group_alive(pgid: int) -> bool:

@@ -47,7 +47,7 @@ from typing import Any, cast
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from deployments.cluster import Cluster, ClusterConfig, group_alive, prepare_store
+from deployments.cluster import Cluster, ClusterConfig, group_alive, prepare_store, processes_of
 from saferails.settings import load_settings
 
 KINDS = ("auto", "approve", "reject", "timeout")
@@ -167,6 +167,10 @@ def main(argv: list[str] | None = None) -> int:
         survivors = [g for g in set(groups) if group_alive(g)]
         if survivors:
             report.failures.append(f"process groups still alive after stop: {survivors}")
+        time.sleep(1)  # killed processes are reaped by init
+        left = processes_of(config.api_url)
+        if left:
+            report.failures.append(f"processes of the cluster still running after stop: {left}")
         if not ns.keep:
             cleanup(config, work)
     print_report(report)
