@@ -12,8 +12,10 @@
 4. creates the process work pool ``saferails`` (if missing) and runs ``prefect --no-prompt deploy --all`` from
    ``prefect.yaml``;
 5. starts ``--workers`` (3) ``prefect worker start --pool saferails`` processes, each in its own process group;
-6. prints the UI address and waits. Ctrl-C or SIGTERM stops the workers together (SIGTERM, then SIGKILL to the whole
-   group after ``STOP_GRACE`` seconds: a worker's flow-run subprocesses die with it), then the server.
+6. starts the saferails HTTP API (``saferails api serve``, ``--api-port`` 8000, 0 for none) as the application role;
+7. prints the UI address and waits. Ctrl-C or SIGTERM stops the workers together (SIGTERM, then SIGKILL to the whole
+   group after ``STOP_GRACE`` seconds; its flow runs are found through ``/proc`` and die with it) and the API, then
+   the server.
 
 Settings: the saferails part of every process's environment comes from the one settings model
 (``saferails.settings.load_settings`` reads ``SAFERAILS_*`` here, once); :func:`store_env` writes it back as the
@@ -67,6 +69,7 @@ class ClusterConfig:
     port: int = 4200
     workers: int = 3
     worker_limit: int = 50
+    api_port: int = 8000  # the saferails HTTP API; 0: not started
     data_dir: Path = field(default_factory=lambda: PROJECT_DIR / ".saferails" / "cluster")
 
     @property
@@ -199,6 +202,7 @@ class Cluster:
         self.config = config
         self.settings = settings
         self.server: subprocess.Popen[bytes] | None = None
+        self.api: subprocess.Popen[bytes] | None = None
         self.workers: dict[str, subprocess.Popen[bytes]] = {}
         self.logs = config.data_dir / "logs"
 
@@ -220,6 +224,29 @@ class Cluster:
         ensure_zombie_automation(self.config)
         for i in range(1, self.config.workers + 1):
             self.start_worker(f"worker-{i}")
+        if self.config.api_port:
+            self.start_api()
+
+    def start_api(self) -> None:
+        """``saferails api serve`` on the store, as the application role (submitting and deciding from outside)."""
+        url = f"http://{self.config.host}:{self.config.api_port}"
+        if _healthy(url):
+            raise SystemExit(f"something already answers on {url}; stop it or pick --api-port")
+        self.api = subprocess.Popen(
+            [sys.executable, "-m", "saferails.cli", "api", "serve", "--host", self.config.host,
+             "--port", str(self.config.api_port)],
+            env=self.worker_env(), cwd=PROJECT_DIR, stdout=(self.logs / "api.log").open("ab"),
+            stderr=subprocess.STDOUT, start_new_session=True)
+        for _ in range(240):
+            if self.api.poll() is not None:
+                raise SystemExit(f"the HTTP API exited ({self.api.returncode}); see {self.logs / 'api.log'}")
+            try:
+                if httpx.get(f"{url}/health/live", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        raise SystemExit(f"the HTTP API did not answer within 120 s; see {self.logs / 'api.log'}")
 
     def start_server(self) -> None:
         if _healthy(self.config.api_url):
@@ -276,14 +303,15 @@ class Cluster:
 
     def stop(self) -> None:
         """Workers first, all at once (their runs report to the server while it is up), then the server."""
-        _stop_all(list(self.workers.values()))
+        _stop_all([*self.workers.values(), *([self.api] if self.api else [])])
         self.workers.clear()
+        self.api = None
         if self.server is not None:
             _stop(self.server)
             self.server = None
 
     def pids(self) -> list[int]:
-        procs = [*self.workers.values(), *([self.server] if self.server else [])]
+        procs = [*self.workers.values(), *([self.server] if self.server else []), *([self.api] if self.api else [])]
         return [p.pid for p in procs]
 
 
@@ -382,11 +410,12 @@ def parse_args(argv: list[str] | None = None) -> ClusterConfig:
     parser.add_argument("--port", type=int, default=defaults.port)
     parser.add_argument("--workers", type=int, default=defaults.workers)
     parser.add_argument("--worker-limit", type=int, default=defaults.worker_limit)
+    parser.add_argument("--api-port", type=int, default=defaults.api_port, help="saferails HTTP API; 0: none")
     parser.add_argument("--data-dir", type=Path, default=defaults.data_dir)
     ns = parser.parse_args(argv)
     return ClusterConfig(pg_admin_url=ns.pg_admin_url, prefect_database=ns.prefect_database,
                          store_database=ns.store_database, owner_role=ns.owner_role, app_role=ns.app_role,
-                         port=ns.port, workers=ns.workers,
+                         port=ns.port, workers=ns.workers, api_port=ns.api_port,
                          worker_limit=ns.worker_limit, data_dir=ns.data_dir.resolve())
 
 
@@ -404,6 +433,8 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
         cluster.start()
         print(f"Prefect UI: {config.ui_url}", flush=True)
         print(f"Workers: {', '.join(cluster.workers)} (pool {POOL}); logs in {cluster.logs}", flush=True)
+        if cluster.api is not None:
+            print(f"HTTP API: http://{config.host}:{config.api_port}/api/v1 (saferails api serve)", flush=True)
         print(f"Store: {config.store_database} as role {config.app_role}; Ctrl-C stops everything", flush=True)
         while True:
             for name, proc in list(cluster.workers.items()):

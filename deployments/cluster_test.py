@@ -137,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     policy.write_text(POLICY.replace("TIMEOUT", f"{ns.approval_timeout}s"))
     config = ClusterConfig(prefect_database=f"{tag}_prefect", store_database=f"{tag}_store",
                            owner_role=f"{tag}_owner", app_role=f"{tag}_app", port=free_port(), workers=ns.workers,
+                           api_port=free_port(),
                            data_dir=work / "data")
     # Prefect reads its settings from the environment when first imported: point this process at the cluster
     # before anything imports it.
