@@ -208,7 +208,7 @@ def run(cluster: Cluster, settings: Any, ns: argparse.Namespace, report: Report,
                             params={"path": f"{i:05d}-{kind}.md", "content": f"action {i} ({kind})\n"},
                             proposer=AGENT, reason="cluster scale test", idempotency_key=f"ct-{i}")
         started = time.monotonic()
-        sub = api.submit_action(proposal, deployment=DEPLOYMENT, poll_interval=2)
+        sub = submit(api, proposal, report)
         report.submit_seconds.append(time.monotonic() - started)
         ids[sub.action.id] = kind
         runs[sub.action.id] = str(sub.flow_run_id)
@@ -236,6 +236,25 @@ def run(cluster: Cluster, settings: Any, ns: argparse.Namespace, report: Report,
         approver.join(30)
         install_runtime(None)
         store.close()
+
+
+def submit(api: Any, proposal: Any, report: Report, attempts: int = 5) -> Any:
+    """``flows.api.submit_action`` through the deployment, retried on a server error or a dropped connection (a
+    loaded or restarting server answers 500/503): safe, since the proposal's idempotency key gives the same action
+    and the action id is the run's idempotency key, so a retry never makes a second action or run."""
+    import httpx
+    from prefect.exceptions import PrefectHTTPStatusError
+
+    for attempt in range(1, attempts + 1):
+        try:
+            return api.submit_action(proposal, deployment=DEPLOYMENT, poll_interval=2)
+        except (PrefectHTTPStatusError, httpx.TransportError) as exc:
+            if attempt == attempts or (isinstance(exc, PrefectHTTPStatusError)
+                                       and exc.response.status_code < 500):
+                raise
+            report.note(f"submission of {proposal.target} failed ({type(exc).__name__}); retrying")
+            time.sleep(2 * attempt)
+    raise AssertionError("unreachable")
 
 
 def restart_server(cluster: Cluster, report: Report, groups: list[int]) -> None:
@@ -452,7 +471,7 @@ def _phase(label: str, api: Any, store: Any, n: int, report: Report) -> dict[str
                             params={"path": f"tp-{tag}-{i:04d}.md", "content": f"{label} {i}\n"},
                             proposer=AGENT, reason="throughput", idempotency_key=f"tp-{tag}-{i}")
         started = time.monotonic()
-        ids.append(api.submit_action(proposal, deployment=DEPLOYMENT).action.id)
+        ids.append(submit(api, proposal, report).action.id)
         submits.append(time.monotonic() - started)
     while True:
         states = Counter(store.actions.get(a).state for a in ids)
@@ -476,11 +495,12 @@ def _timings(store: Any, ids: list[str]) -> tuple[list[float], list[float]]:
     from saferails.store.tables import Action, AuditRecord
 
     with store.sessions() as session:
-        created = dict(session.execute(sa.select(Action.id, Action.created_at).where(Action.id.in_(ids))).tuples())
+        rows = session.execute(sa.select(Action.id, Action.created_at).where(Action.id.in_(ids))).tuples().all()
+        created = dict(rows)
         q = sa.select(AuditRecord.entity_id, AuditRecord.event, sa.func.min(AuditRecord.occurred_at)).where(
             AuditRecord.entity_id.in_(ids), AuditRecord.event.in_(["flow_run_attached", "executed"])).group_by(
             AuditRecord.entity_id, AuditRecord.event)
-        seen: dict[tuple[str, str], Any] = {(e, ev): at for e, ev, at in session.execute(q).tuples()}
+        seen: dict[tuple[str, str], Any] = {(e, ev): at for e, ev, at in session.execute(q).tuples().all()}
     pickups = [(seen[(a, "flow_run_attached")] - created[a]).total_seconds() for a in ids
                if (a, "flow_run_attached") in seen]
     stores = [(seen[(a, "executed")] - seen[(a, "flow_run_attached")]).total_seconds() for a in ids
