@@ -5,8 +5,11 @@
    the same run; the ratio of the medians is the number to watch (absolute times are noisy on 2 cores);
 2. resume-to-execution latency: a ``move_file`` action paused at the approval gate is resumed with
    ``resume_flow_run`` and a valid one-time code; measured until the store shows it ``completed`` (polled every
-   10 ms). The paused run polls Prefect every ``poll_interval`` seconds (stated in the row), so expect a spread of
-   [0, poll_interval] plus the execution.
+   10 ms). The paused run looks at Prefect (and the store) every ``poll_interval`` seconds (stated in the row), so
+   expect a spread of [0, poll_interval] plus the execution.
+
+Goals (issue 15, item 4), printed beside each figure with a verdict: the action flow at most
+:data:`RATIO_CEILING` times the bare flow; resume to completed under :data:`LATENCY_CEILING_S` (median).
 
 The ManualClock moves one hour per LOW action so the document rate limit (200 a day) never refuses one. Every
 measured action is checked to have completed, so a row never silently measures failures.
@@ -32,7 +35,9 @@ from saferails.settings import load_settings
 from saferails.store.db import create_engine, migrate, session_factory
 
 AREA = "actions"
-POLL_INTERVAL = 1
+POLL_INTERVAL = 0.5
+RATIO_CEILING = 1.15
+LATENCY_CEILING_S = 1.0
 START = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
 
 
@@ -118,15 +123,24 @@ def _measure(database: BenchDatabase, runs: int, resumes: int) -> list[Result]:
             install_runtime(None)
             engine.dispose()
     ratio = median(full) / median(bare)
+    latency = median(latencies)
     return [
         Result(AREA, "bare flow, one task", database.backend, median(bare) * 1000, "ms", runs, "median wall time"),
         Result(AREA, "action flow, auto-executed LOW", database.backend, median(full) * 1000, "ms", runs,
                "median wall time: create_document written", details={"samples_s": full}),
-        Result(AREA, "action flow / bare flow", database.backend, ratio, "x", runs, "ratio of medians"),
-        Result(AREA, "resume -> completed", database.backend, median(latencies) * 1000, "ms", resumes,
-               f"median; poll_interval={POLL_INTERVAL} s, max {max(latencies) * 1000:.0f} ms",
-               details={"samples_s": latencies, "p90_s": percentile(latencies, 90)}),
+        Result(AREA, "action flow / bare flow", database.backend, ratio, "x", runs,
+               f"ratio of medians; ceiling {RATIO_CEILING:.2f}x: {_verdict(ratio <= RATIO_CEILING)}",
+               details={"ceiling": RATIO_CEILING, "met": ratio <= RATIO_CEILING}),
+        Result(AREA, "resume -> completed", database.backend, latency * 1000, "ms", resumes,
+               f"median; ceiling {LATENCY_CEILING_S * 1000:.0f} ms: {_verdict(latency < LATENCY_CEILING_S)}; "
+               f"poll_interval={POLL_INTERVAL} s, max {max(latencies) * 1000:.0f} ms",
+               details={"samples_s": latencies, "p90_s": percentile(latencies, 90),
+                        "ceiling_s": LATENCY_CEILING_S, "met": latency < LATENCY_CEILING_S}),
     ]
+
+
+def _verdict(met: bool) -> str:
+    return "MET" if met else "NOT MET"
 
 
 def _timed(call: Any) -> float:

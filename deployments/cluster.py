@@ -12,8 +12,10 @@
 4. creates the process work pool ``saferails`` (if missing) and runs ``prefect --no-prompt deploy --all`` from
    ``prefect.yaml``;
 5. starts ``--workers`` (3) ``prefect worker start --pool saferails`` processes, each in its own process group;
-6. prints the UI address and waits. Ctrl-C or SIGTERM stops the workers (SIGTERM, then SIGKILL to the whole
-   group after ``STOP_GRACE`` seconds: a worker's flow-run subprocesses die with it), then the server.
+6. starts the saferails HTTP API (``saferails api serve``, ``--api-port`` 8000, 0 for none) as the application role;
+7. prints the UI address and waits. Ctrl-C or SIGTERM stops the workers together (SIGTERM, then SIGKILL to the whole
+   group after ``STOP_GRACE`` seconds; its flow runs are found through ``/proc`` and die with it) and the API, then
+   the server.
 
 Settings: the saferails part of every process's environment comes from the one settings model
 (``saferails.settings.load_settings`` reads ``SAFERAILS_*`` here, once); :func:`store_env` writes it back as the
@@ -67,6 +69,7 @@ class ClusterConfig:
     port: int = 4200
     workers: int = 3
     worker_limit: int = 50
+    api_port: int = 8000  # the saferails HTTP API; 0: not started
     data_dir: Path = field(default_factory=lambda: PROJECT_DIR / ".saferails" / "cluster")
 
     @property
@@ -199,6 +202,7 @@ class Cluster:
         self.config = config
         self.settings = settings
         self.server: subprocess.Popen[bytes] | None = None
+        self.api: subprocess.Popen[bytes] | None = None
         self.workers: dict[str, subprocess.Popen[bytes]] = {}
         self.logs = config.data_dir / "logs"
 
@@ -220,6 +224,29 @@ class Cluster:
         ensure_zombie_automation(self.config)
         for i in range(1, self.config.workers + 1):
             self.start_worker(f"worker-{i}")
+        if self.config.api_port:
+            self.start_api()
+
+    def start_api(self) -> None:
+        """``saferails api serve`` on the store, as the application role (submitting and deciding from outside)."""
+        url = f"http://{self.config.host}:{self.config.api_port}"
+        if _healthy(url):
+            raise SystemExit(f"something already answers on {url}; stop it or pick --api-port")
+        self.api = subprocess.Popen(
+            [sys.executable, "-m", "saferails.cli", "api", "serve", "--host", self.config.host,
+             "--port", str(self.config.api_port)],
+            env=self.worker_env(), cwd=PROJECT_DIR, stdout=(self.logs / "api.log").open("ab"),
+            stderr=subprocess.STDOUT, start_new_session=True)
+        for _ in range(240):
+            if self.api.poll() is not None:
+                raise SystemExit(f"the HTTP API exited ({self.api.returncode}); see {self.logs / 'api.log'}")
+            try:
+                if httpx.get(f"{url}/health/live", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.5)
+        raise SystemExit(f"the HTTP API did not answer within 120 s; see {self.logs / 'api.log'}")
 
     def start_server(self) -> None:
         if _healthy(self.config.api_url):
@@ -259,24 +286,32 @@ class Cluster:
 
     # --- stop -------------------------------------------------------------------------------------------------
     def kill_worker(self, name: str) -> None:
-        """SIGKILL the worker's whole process group (the worker and the flow runs it started): a lost machine."""
+        """SIGKILL the worker and every flow run it started (a lost machine). Prefect starts each flow-run process
+        in a session of its own, so the worker's process group alone would leave them running: the worker's group
+        is frozen (SIGSTOP: it starts nothing more), its descendants are found through ``/proc``, then every
+        group is killed."""
         proc = self.workers.pop(name)
-        _signal_group(proc, signal.SIGKILL)
+        _signal_group(proc, signal.SIGSTOP)
+        groups = {proc.pid, *_descendant_groups(proc.pid)}
+        for pgid in groups:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pgid, signal.SIGKILL)
         proc.wait()
 
     def stop_worker(self, name: str) -> None:
         _stop(self.workers.pop(name))
 
     def stop(self) -> None:
-        """Workers first (their runs report to the server while it is up), then the server."""
-        for name in list(self.workers):
-            self.stop_worker(name)
+        """Workers first, all at once (their runs report to the server while it is up), then the server."""
+        _stop_all([*self.workers.values(), *([self.api] if self.api else [])])
+        self.workers.clear()
+        self.api = None
         if self.server is not None:
             _stop(self.server)
             self.server = None
 
     def pids(self) -> list[int]:
-        procs = [*self.workers.values(), *([self.server] if self.server else [])]
+        procs = [*self.workers.values(), *([self.server] if self.server else []), *([self.api] if self.api else [])]
         return [p.pid for p in procs]
 
 
@@ -287,12 +322,70 @@ def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
 
 def _stop(proc: subprocess.Popen[bytes]) -> None:
     """SIGTERM to the group, SIGKILL to the group after ``STOP_GRACE`` s; the group is gone either way."""
-    _signal_group(proc, signal.SIGTERM)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(timeout=STOP_GRACE)
-    # Children (flow-run subprocesses, uvicorn) may outlive their leader: the group gets SIGKILL regardless.
-    _signal_group(proc, signal.SIGKILL)
-    proc.wait()
+    _stop_all([proc])
+
+
+def _stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
+    """:func:`_stop` for several groups at once: one grace period in all, not one each. The flow runs a worker
+    started live in sessions of their own (Prefect isolates them): they are found before the worker exits (once
+    it has, they belong to init) and get the same signals."""
+    groups = {pgid for proc in procs for pgid in (proc.pid, *_descendant_groups(proc.pid))}
+    for pgid in groups:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE
+    for proc in procs:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+    # Children (flow-run subprocesses, uvicorn) may outlive their leader: every group gets SIGKILL regardless.
+    groups |= {pgid for proc in procs for pgid in _descendant_groups(proc.pid)}
+    for pgid in groups:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGKILL)
+    for proc in procs:
+        proc.wait()
+
+
+def _descendant_groups(pid: int) -> set[int]:
+    """The process groups of every live descendant of ``pid`` (read from ``/proc``; Linux)."""
+    children: dict[int, list[int]] = {}
+    groups: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            # Fields after the command name (which may contain spaces) start after the last ")".
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue  # the process ended meanwhile
+        children.setdefault(int(fields[1]), []).append(int(entry.name))
+        groups[int(entry.name)] = int(fields[2])
+    found: set[int] = set()
+    todo = list(children.get(pid, []))
+    while todo:
+        child = todo.pop()
+        if child in groups:
+            found.add(groups[child])
+        todo.extend(children.get(child, []))
+    return found
+
+
+def processes_of(api_url: str) -> list[int]:
+    """Live processes (not zombies) whose environment points at ``api_url``: anything of a cluster still running,
+    flow runs in their own sessions included. Linux ``/proc``; processes of other users are not readable."""
+    needle = f"PREFECT_API_URL={api_url}".encode()
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if (entry / "stat").read_text().rsplit(")", 1)[1].split()[0] == "Z":
+                continue
+            if needle in (entry / "environ").read_bytes().split(b"\0"):
+                found.append(int(entry.name))
+        except (OSError, IndexError):
+            continue
+    return found
 
 
 def group_alive(pgid: int) -> bool:
@@ -312,13 +405,17 @@ def parse_args(argv: list[str] | None = None) -> ClusterConfig:
     parser.add_argument("--pg-admin-url", default=defaults.pg_admin_url)
     parser.add_argument("--prefect-database", default=defaults.prefect_database)
     parser.add_argument("--store-database", default=defaults.store_database)
+    parser.add_argument("--owner-role", default=defaults.owner_role)
+    parser.add_argument("--app-role", default=defaults.app_role)
     parser.add_argument("--port", type=int, default=defaults.port)
     parser.add_argument("--workers", type=int, default=defaults.workers)
     parser.add_argument("--worker-limit", type=int, default=defaults.worker_limit)
+    parser.add_argument("--api-port", type=int, default=defaults.api_port, help="saferails HTTP API; 0: none")
     parser.add_argument("--data-dir", type=Path, default=defaults.data_dir)
     ns = parser.parse_args(argv)
     return ClusterConfig(pg_admin_url=ns.pg_admin_url, prefect_database=ns.prefect_database,
-                         store_database=ns.store_database, port=ns.port, workers=ns.workers,
+                         store_database=ns.store_database, owner_role=ns.owner_role, app_role=ns.app_role,
+                         port=ns.port, workers=ns.workers, api_port=ns.api_port,
                          worker_limit=ns.worker_limit, data_dir=ns.data_dir.resolve())
 
 
@@ -336,6 +433,8 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
         cluster.start()
         print(f"Prefect UI: {config.ui_url}", flush=True)
         print(f"Workers: {', '.join(cluster.workers)} (pool {POOL}); logs in {cluster.logs}", flush=True)
+        if cluster.api is not None:
+            print(f"HTTP API: http://{config.host}:{config.api_port}/api/v1 (saferails api serve)", flush=True)
         print(f"Store: {config.store_database} as role {config.app_role}; Ctrl-C stops everything", flush=True)
         while True:
             for name, proc in list(cluster.workers.items()):

@@ -18,6 +18,13 @@ the killed workers held. It then checks, from the real effects rather than the s
 
 It prints a report with the throughput (actions per minute, end to end) and where the time went, then removes
 every process, database, role and directory it created. Exit status 0 only when every check passed.
+
+``--throughput N`` measures instead (no kills): N auto-executed actions through the deployment with 1, then 2,
+then 3 workers, then the same N through ``make serve``'s single process (``deployments.serve``: one runner serving
+the deployments, against the same server and store), each phase's actions per minute end to end and where the
+time went: submission (propose + Prefect run creation), pickup (proposal to the flow run attaching the action:
+Prefect scheduling, worker polling, a new Python process per run, the runtime built), and our store (attached to
+completed: the decide-and-execute task).
 """
 
 from __future__ import annotations
@@ -40,7 +47,7 @@ from typing import Any, cast
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from deployments.cluster import Cluster, ClusterConfig, group_alive, prepare_store
+from deployments.cluster import Cluster, ClusterConfig, group_alive, prepare_store, processes_of
 from saferails.settings import load_settings
 
 KINDS = ("auto", "approve", "reject", "timeout")
@@ -61,6 +68,7 @@ approval_defaults:
   timeout: 24h
   timeout_action: fail
   require_codes: false
+  codes_waiver_reason: "scale test: the approver is a script with no mailbox"
 rules:
   - id: gated-documents
     kind: requires_approval
@@ -88,6 +96,7 @@ class Report:
     states: Counter[str] = field(default_factory=Counter)
     run_states: Counter[str] = field(default_factory=Counter)
     sweeps: list[dict[str, Any]] = field(default_factory=list)
+    phases: list[dict[str, Any]] = field(default_factory=list)
 
     def note(self, text: str) -> None:
         line = f"[{time.monotonic() - self.started:7.1f}s] {text}"
@@ -114,7 +123,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--settle-timeout", type=float, default=1800)
     parser.add_argument("--no-server-restart", action="store_true")
     parser.add_argument("--keep", action="store_true", help="leave databases and files for inspection")
+    parser.add_argument("--throughput", type=int, default=0, metavar="N",
+                        help="measure N auto actions with 1, 2, 3 workers and through make serve (no kills)")
     ns = parser.parse_args(argv)
+    if ns.throughput:
+        ns.workers = 1
 
     tag = f"srct_{uuid.uuid4().hex[:8]}"
     work = Path(tempfile.mkdtemp(prefix=f"{tag}-"))
@@ -124,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     policy.write_text(POLICY.replace("TIMEOUT", f"{ns.approval_timeout}s"))
     config = ClusterConfig(prefect_database=f"{tag}_prefect", store_database=f"{tag}_store",
                            owner_role=f"{tag}_owner", app_role=f"{tag}_app", port=free_port(), workers=ns.workers,
+                           api_port=free_port(),
                            data_dir=work / "data")
     # Prefect reads its settings from the environment when first imported: point this process at the cluster
     # before anything imports it.
@@ -138,7 +152,10 @@ def main(argv: list[str] | None = None) -> int:
         cluster.start()
         groups += cluster.pids()
         report.note(f"cluster up: {config.ui_url}, {len(cluster.workers)} workers, store {config.store_database}")
-        run(cluster, settings, ns, report, groups)
+        if ns.throughput:
+            throughput(cluster, settings, ns.throughput, report, groups)
+        else:
+            run(cluster, settings, ns, report, groups)
     except (Exception, SystemExit) as exc:  # noqa: BLE001 - the report is printed and everything removed
         report.failures.append(f"the test itself failed: {type(exc).__name__}: {exc}")
         import traceback
@@ -151,6 +168,10 @@ def main(argv: list[str] | None = None) -> int:
         survivors = [g for g in set(groups) if group_alive(g)]
         if survivors:
             report.failures.append(f"process groups still alive after stop: {survivors}")
+        time.sleep(1)  # killed processes are reaped by init
+        left = processes_of(config.api_url)
+        if left:
+            report.failures.append(f"processes of the cluster still running after stop: {left}")
         if not ns.keep:
             cleanup(config, work)
     print_report(report)
@@ -187,7 +208,7 @@ def run(cluster: Cluster, settings: Any, ns: argparse.Namespace, report: Report,
                             params={"path": f"{i:05d}-{kind}.md", "content": f"action {i} ({kind})\n"},
                             proposer=AGENT, reason="cluster scale test", idempotency_key=f"ct-{i}")
         started = time.monotonic()
-        sub = api.submit_action(proposal, deployment=DEPLOYMENT, poll_interval=2)
+        sub = submit(api, proposal, report)
         report.submit_seconds.append(time.monotonic() - started)
         ids[sub.action.id] = kind
         runs[sub.action.id] = str(sub.flow_run_id)
@@ -215,6 +236,25 @@ def run(cluster: Cluster, settings: Any, ns: argparse.Namespace, report: Report,
         approver.join(30)
         install_runtime(None)
         store.close()
+
+
+def submit(api: Any, proposal: Any, report: Report, attempts: int = 5) -> Any:
+    """``flows.api.submit_action`` through the deployment, retried on a server error or a dropped connection (a
+    loaded or restarting server answers 500/503): safe, since the proposal's idempotency key gives the same action
+    and the action id is the run's idempotency key, so a retry never makes a second action or run."""
+    import httpx
+    from prefect.exceptions import PrefectHTTPStatusError
+
+    for attempt in range(1, attempts + 1):
+        try:
+            return api.submit_action(proposal, deployment=DEPLOYMENT, poll_interval=2)
+        except (PrefectHTTPStatusError, httpx.TransportError) as exc:
+            if attempt == attempts or (isinstance(exc, PrefectHTTPStatusError)
+                                       and exc.response.status_code < 500):
+                raise
+            report.note(f"submission of {proposal.target} failed ({type(exc).__name__}); retrying")
+            time.sleep(2 * attempt)
+    raise AssertionError("unreachable")
 
 
 def restart_server(cluster: Cluster, report: Report, groups: list[int]) -> None:
@@ -322,6 +362,7 @@ def verify(store: Any, settings: Any, ids: dict[str, str], files: Path, report: 
     from prefect import get_client
 
     from saferails.actions.lifecycle import FINAL_STATES
+    from saferails.audit.signing import AuditVerifierKey, public_key_path_for
     from saferails.audit.verify import verify_chain
     from saferails.store.tables import AuditRecord
 
@@ -358,11 +399,113 @@ def verify(store: Any, settings: Any, ids: dict[str, str], files: Path, report: 
     stray = {p.name for p in files.iterdir()} - {store.actions.get(a).params["path"] for a in ids}
     if stray:
         report.failures.append(f"files nobody asked for: {sorted(stray)[:5]}")
+    # With the signing key's public half: every record must lie under a validly signed checkpoint.
+    key = AuditVerifierKey.from_file(public_key_path_for(settings.audit_key_path))
     with store.sessions() as session:
-        result = verify_chain(session, published=settings.audit_published_path)
+        result = verify_chain(session, key=key, published=settings.audit_published_path)
     report.note(f"audit chain: {result}")
     if not getattr(result, "ok", False):
         report.failures.append(f"audit chain does not verify: {result}")
+
+
+def throughput(cluster: Cluster, settings: Any, n: int, report: Report, groups: list[int]) -> None:
+    """N auto actions per phase: 1, 2, 3 workers, then ``deployments.serve`` alone (workers stopped)."""
+    from blocks.settings import install_runtime
+    from flows import api
+    from saferails.api import open_store
+
+    store = open_store(settings, upgrade=False)
+    install_runtime(store)
+    store.actions.upsert_principal(AGENT, groups=["agents"])
+    try:
+        for workers in (1, 2, 3):
+            while len(cluster.workers) < workers:
+                groups.append(cluster.start_worker(f"worker-{len(cluster.workers) + 1}").pid)
+            report.phases.append(_phase(f"cluster, {workers} worker(s)", api, store, n, report))
+        for name in list(cluster.workers):
+            cluster.stop_worker(name)
+        serve = _start_serve(cluster, report)
+        groups.append(serve.pid)
+        try:
+            report.phases.append(_phase("make serve (one process)", api, store, n, report))
+        finally:
+            from deployments.cluster import _stop
+
+            _stop(serve)
+    finally:
+        install_runtime(None)
+        store.close()
+
+
+def _start_serve(cluster: Cluster, report: Report) -> Any:
+    """``python -m deployments.serve`` against the cluster's server and store (its deployments replace the
+    work-pool ones of the same name), started as ``make serve`` starts it; returns once it serves."""
+    import subprocess
+
+    env = cluster.worker_env() | {"SAFERAILS_METRICS_PORT": str(free_port()),
+                                  "SAFERAILS_SERVE_PORT": str(cluster.config.port)}
+    log = (cluster.logs / "serve.log").open("ab")
+    proc = subprocess.Popen([sys.executable, "-m", "deployments.serve"], env=env, cwd=str(Path.cwd()), stdout=log,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + 300
+    while b"Serving:" not in (cluster.logs / "serve.log").read_bytes():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            raise SystemExit(f"deployments.serve did not start; see {cluster.logs / 'serve.log'}")
+        time.sleep(1)
+    time.sleep(5)  # the runner registers its deployments right after printing them
+    report.note("make serve's runner is serving the deployments")
+    return proc
+
+
+def _phase(label: str, api: Any, store: Any, n: int, report: Report) -> dict[str, Any]:
+    from saferails.actions.lifecycle import FINAL_STATES
+    from saferails.actions.models import Proposal
+
+    tag = uuid.uuid4().hex[:6]
+    report.note(f"{label}: submitting {n} auto actions")
+    ids: list[str] = []
+    submits: list[float] = []
+    t0 = time.monotonic()
+    for i in range(n):
+        proposal = Proposal(action_type="create_document", target=f"auto-{tag}-{i:04d}",
+                            params={"path": f"tp-{tag}-{i:04d}.md", "content": f"{label} {i}\n"},
+                            proposer=AGENT, reason="throughput", idempotency_key=f"tp-{tag}-{i}")
+        started = time.monotonic()
+        ids.append(submit(api, proposal, report).action.id)
+        submits.append(time.monotonic() - started)
+    while True:
+        states = Counter(store.actions.get(a).state for a in ids)
+        if sum(c for s, c in states.items() if s in FINAL_STATES) == n:
+            break
+        if time.monotonic() - t0 > 1800:
+            report.failures.append(f"{label}: not final after 1800 s: {dict(states)}")
+            break
+        time.sleep(1)
+    seconds = time.monotonic() - t0
+    pickups, stores = _timings(store, ids)
+    phase = {"label": label, "n": n, "seconds": seconds, "per_min": 60 * n / seconds, "states": dict(states),
+             "submit_median": _pct(submits, 0.5), "pickup_median": _pct(pickups, 0.5),
+             "pickup_p95": _pct(pickups, 0.95), "store_median": _pct(stores, 0.5)}
+    report.note(f"{label}: {phase['per_min']:.1f} actions/min ({seconds:.0f} s), {dict(states)}")
+    return phase
+
+
+def _timings(store: Any, ids: list[str]) -> tuple[list[float], list[float]]:
+    """Per action, from the store's own timestamps: proposal -> flow run attached, attached -> completed."""
+    from saferails.store.tables import Action, AuditRecord
+
+    with store.sessions() as session:
+        rows = session.execute(sa.select(Action.id, Action.created_at).where(Action.id.in_(ids))).tuples().all()
+        created = dict(rows)
+        q = sa.select(AuditRecord.entity_id, AuditRecord.event, sa.func.min(AuditRecord.occurred_at)).where(
+            AuditRecord.entity_id.in_(ids), AuditRecord.event.in_(["flow_run_attached", "executed"])).group_by(
+            AuditRecord.entity_id, AuditRecord.event)
+        seen: dict[tuple[str, str], Any] = {(e, ev): at for e, ev, at in session.execute(q).tuples().all()}
+    pickups = [(seen[(a, "flow_run_attached")] - created[a]).total_seconds() for a in ids
+               if (a, "flow_run_attached") in seen]
+    stores = [(seen[(a, "executed")] - seen[(a, "flow_run_attached")]).total_seconds() for a in ids
+              if (a, "executed") in seen and (a, "flow_run_attached") in seen]
+    return pickups, stores
 
 
 def cleanup(config: ClusterConfig, work: Path) -> None:
@@ -397,6 +540,12 @@ def print_report(report: Report) -> None:
           f"p95 {_pct(report.submit_seconds, 0.95) * 1000:.0f} ms")
     print(f"proposal -> flow run attached (Prefect scheduling + worker pickup + process start): median "
           f"{_pct(report.pickup_seconds, 0.5):.1f}s, p95 {_pct(report.pickup_seconds, 0.95):.1f}s")
+    if report.phases:
+        print(f"{'throughput phase':<28} {'actions/min':>11} {'submit':>8} {'pickup':>8} {'pickup95':>9} "
+              f"{'store':>7}  (medians, seconds; N={report.phases[0]['n']} each)")
+    for p in report.phases:
+        print(f"{p['label']:<28} {p['per_min']:>11.1f} {p['submit_median']:>8.2f} {p['pickup_median']:>8.1f} "
+              f"{p['pickup_p95']:>9.1f} {p['store_median']:>7.2f}  {p['states']}")
     print("final states by kind:", dict(sorted(report.states.items())))
     print("last flow run states:", dict(sorted(report.run_states.items())))
     for line in report.failures[:30]:

@@ -10,23 +10,22 @@ from prefect.runtime import flow_run
 from flows.approval_gate import approval_gate
 from saferails.actions.lifecycle import APPROVED, PENDING_APPROVAL
 from tasks.actions import (
-    attach_flow_run,
     capture_and_preview,
+    decide_and_execute,
     execute_action,
     final_state,
-    name_flow_run,
     notify_approvers,
-    propose_or_load,
     request_markdown,
-    run_name,
     write_decision_artifact,
     write_request_artifact,
 )
 
 
-@flow(name="saferails-action", flow_run_name=run_name, validate_parameters=True)
+# No ``flow_run_name``: Prefect would name every run with an extra API call (and result-store look-up) before the
+# body starts. ``flows.api`` creates runs with their name; ``decide-and-execute`` renames any other run once.
+@flow(name="saferails-action", validate_parameters=True)
 def action_flow(
-    action_id: str | None = None, proposal: dict[str, Any] | None = None, poll_interval: int = 10
+    action_id: str | None = None, proposal: dict[str, Any] | None = None, poll_interval: float = 1.0
 ) -> dict[str, Any]:
     """Carry one action to its outcome. The run's final state says that outcome (``tasks.actions.final_state``:
     Completed, Failed with the error, or a named state such as "Rejected", "Blocked", "RateLimited",
@@ -34,13 +33,15 @@ def action_flow(
     Called directly it returns that dict (a Failed run raises; pass ``return_state=True`` to get the state).
     Typed as that dict because Prefect turns the returned state into its result for callers.
 
+    The fast path is ONE task run (``decide-and-execute``: load or propose, attach this run, execute when the
+    policy allowed it): a task run costs Prefect 10-25 ms, as much as the store's work for a LOW action. Only an
+    action that waits for approval pays for more (preview, request artifact, notification, gate, decision
+    artifact, execution). ``poll_interval`` (seconds) is how often a paused run looks for an answer.
+
     A blocked or rate-limited action runs nothing. An action already past the gate (re-run, recovery) is not
     decided again; execution is idempotent in the core, so a completed action's re-run applies nothing.
     """
-    view = propose_or_load(action_id, proposal)
-    attach_flow_run(view.id, str(flow_run.get_id()))
-    if action_id is None:
-        name_flow_run(view, str(flow_run.get_id()))
+    view = decide_and_execute(action_id, proposal, str(flow_run.get_id()), flow_run.get_name())
     if view.state == PENDING_APPROVAL:
         preview = capture_and_preview(view.id)
         description = request_markdown(view, preview)
@@ -48,7 +49,7 @@ def action_flow(
         notify_approvers(view.id)
         view = approval_gate(view, description, poll_interval=poll_interval)
         write_decision_artifact(view)
-    if view.state == APPROVED:
-        view = execute_action(view.id)
+        if view.state == APPROVED:
+            view = execute_action(view.id)
     # Prefect resolves a returned state into the run's final state, and into its result (the dict) for callers.
     return final_state(view)  # type: ignore[return-value]

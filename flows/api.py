@@ -3,9 +3,11 @@
 - ``submit_action`` proposes through the core (the policy decides at once), then starts the action flow:
   with ``deployment`` (e.g. ``"saferails-action/action"``) through ``run_deployment``, scheduled at the
   action's ``scheduled_for`` when that is later; otherwise in this process, on a daemon thread running a flow
-  run created first (so its id is known at once). The thread keeps running while the flow is paused: a paused
-  run holds its process, so a process that exits ends its in-process runs (the store keeps the truth and the
-  sweep resolves them). Priority becomes the tag ``priority:N`` (Prefect flow runs have no priority field).
+  run created first (so its id is known at once). Either way the run is created with its name
+  (``tasks.actions.name_of``), so it is listed by what it does from the start and costs no rename. The thread
+  keeps running while the flow is paused: a paused run holds its process, so a process that exits ends its
+  in-process runs (the store keeps the truth and the sweep resolves them).
+  Priority becomes the tag ``priority:N`` (Prefect flow runs have no priority field).
 - ``approve`` / ``reject`` resume the action's paused run with the form input when there is one; otherwise (no
   run, not paused, resume refused) they decide through ``ActionService`` directly. Either way the store
   validates and the returned view is what it holds.
@@ -34,7 +36,7 @@ from blocks.settings import current_runtime
 from flows.action_flow import action_flow
 from saferails.actions.lifecycle import FINAL_STATES, PENDING_APPROVAL
 from saferails.actions.models import ActionView, Proposal
-from tasks.actions import rollback_action
+from tasks.actions import name_of, rollback_action
 
 API_CHANNEL = "api"
 
@@ -54,7 +56,7 @@ class OutcomeTimeout(TimeoutError):
 
 
 def submit_action(
-    proposal: Proposal, *, wait: bool = False, deployment: str | None = None, poll_interval: int = 10,
+    proposal: Proposal, *, wait: bool = False, deployment: str | None = None, poll_interval: float = 1.0,
     timeout: float = 3600,
 ) -> Submission:
     """Propose ``proposal`` and start its flow run. ``wait=True`` returns once the action is final (or after
@@ -67,10 +69,10 @@ def submit_action(
             else None
         # run_deployment is typed sync-or-async; called from sync code it returns the FlowRun.
         run = cast(FlowRun, run_deployment(deployment, parameters=params, scheduled_time=later, tags=tags, timeout=0,
-                                           idempotency_key=view.id))
+                                           idempotency_key=view.id, flow_run_name=name_of(view)))
     else:
         with get_client(sync_client=True) as client:
-            run = client.create_flow_run(action_flow, parameters=params, tags=tags)
+            run = client.create_flow_run(action_flow, parameters=params, tags=tags, name=name_of(view))
         start_in_process(action_flow, run, params, name=f"saferails-action-{view.id}")
     if wait:
         view = wait_for_outcome(view.id, timeout)

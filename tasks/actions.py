@@ -10,7 +10,6 @@ from uuid import UUID
 from prefect import get_client, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.client.schemas.objects import State
-from prefect.runtime import flow_run
 from prefect.states import Cancelled, Completed, Failed
 
 from blocks.settings import current_runtime
@@ -37,15 +36,28 @@ from saferails.store.db import transaction
 FLOW_ACTOR = "system:flow"
 
 
-@task(name="propose-or-load")
-def propose_or_load(action_id: str | None, proposal: dict[str, Any] | None) -> ActionView:
-    """The recorded action: loaded by id, or proposed now (the policy decides inside ``propose``)."""
+@task(name="decide-and-execute")
+def decide_and_execute(action_id: str | None, proposal: dict[str, Any] | None, flow_run_id: str,
+                       flow_run_name: str | None = None) -> ActionView:
+    """The action flow's fast path as ONE task run (a task run costs Prefect as much as the store's work for a
+    LOW action): the recorded action (loaded by id, or proposed now: the policy decides inside ``propose``), the
+    flow run attached to it (audited), the run renamed to :func:`name_of` the action unless ``flow_run_name``
+    already is that (``flows.api`` creates runs with it), and the action executed at once when it is approved
+    (allowed by the policy, or approved before this run). Anything else comes back as the store holds it:
+    pending approval for the gate, or final."""
     rt = current_runtime()
     if action_id is not None:
-        return rt.actions.get(action_id)
-    if proposal is None:
+        view = rt.actions.get(action_id)
+    elif proposal is None:
         raise ValueError("the action flow needs an action_id or a proposal")
-    return rt.actions.propose(Proposal.model_validate(proposal))
+    else:
+        view = rt.actions.propose(Proposal.model_validate(proposal))
+    rt.actions.attach_flow_run(view.id, flow_run_id, actor=FLOW_ACTOR)
+    if flow_run_name != name_of(view):
+        _rename_flow_run(view, flow_run_id)
+    if view.state == APPROVED:
+        view = _execute(view.id, FLOW_ACTOR)
+    return view
 
 
 @task(name="attach-flow-run")
@@ -175,8 +187,11 @@ def notify_approvers(action_id: str) -> list[str]:
 def execute_action(action_id: str, actor: str = FLOW_ACTOR) -> ActionView:
     """Execute an approved action through ExecutionService (retries, circuit breaker and idempotency live
     there). A not-yet-due scheduled action is left approved for the scheduled-execution sweep."""
-    rt = current_runtime()
-    result: ActionView = rt.execution.run(action_id, actor)
+    return _execute(action_id, actor)
+
+
+def _execute(action_id: str, actor: str) -> ActionView:
+    result: ActionView = current_runtime().execution.run(action_id, actor)
     if result.state == APPROVED:
         get_run_logger().info("action %s is scheduled for %s: left to the sweep", action_id, result.scheduled_for)
     return result
@@ -194,27 +209,10 @@ def name_of(view: ActionView) -> str:
     return f"{view.action_type} {view.target} · {view.id[:8]}"
 
 
-@task(name="name-flow-run")
-def name_flow_run(view: ActionView, flow_run_id: str) -> None:
-    """Rename a run started from a proposal (named ``... · new`` before the action had an id)."""
+def _rename_flow_run(view: ActionView, flow_run_id: str) -> None:
+    """Name the run after its action (a run started from a proposal, or created without the name)."""
     with get_client(sync_client=True) as client:
         client.update_flow_run(UUID(flow_run_id), name=name_of(view))
-
-
-def run_name() -> str:
-    """The flow run's name: what it does, then the short action id (``reassign_manager emp_21 · 5e2c550c``).
-
-    Evaluated by Prefect when the run starts, from the run's parameters; a proposal not yet recorded is named
-    from the proposal. Never fails a run: anything unreadable falls back to ``action-<id>``."""
-    params = flow_run.parameters
-    action_id = params.get("action_id")
-    proposal = params.get("proposal") or {}
-    try:
-        if action_id is not None:
-            return name_of(current_runtime().actions.get(str(action_id)))
-        return f"{proposal['action_type']} {proposal['target']} · new"
-    except (SaferailsError, RuntimeError, KeyError, TypeError):
-        return f"action-{action_id or 'new'}"
 
 
 def final_state(view: ActionView) -> State[dict[str, Any]]:
