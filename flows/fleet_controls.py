@@ -86,9 +86,11 @@ def _run(action_type: str, target: str, params: dict[str, Any], form: PauseAgent
          ) -> State[Any]:
     proposal = {"action_type": action_type, "target": target, "params": params, "proposer": PROPOSER,
                 "reason": form.reason, "tenant": form.workspace}
-    # The subflow's final state becomes this run's: a refusal or a failure does not show as a green run.
+    # The subflow's final state becomes this run's: a refusal or a failure does not show as a green run. Returned
+    # as it is, Prefect counts it as one of this run's states and sums them up ("All states completed."), losing
+    # the name ("Blocked") and the message; a fresh state with the same type, name and message is taken as is.
     state: State[Any] = action_flow(proposal=proposal, return_state=True)
-    return state
+    return State(type=state.type, name=state.name, message=state.message)
 
 
 @flow(name="pause-agent", validate_parameters=True)

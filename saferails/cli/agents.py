@@ -1,9 +1,11 @@
 """``saferails agent list|show|register|pause|resume|set-budget|actions``: the fleet controls (seed 003).
 
 ``pause``, ``resume`` and ``set-budget`` propose the action (``pause_agent``, ``resume_agent``, ``set_budget``)
-under ``--actor``, so the policy and the approval gate apply exactly as for ``saferails propose``: an action the
-policy lets run is executed at once and the result printed; one that needs approval is printed waiting (approve
-it with ``saferails approve``, then ``saferails execute``); a refusal exits 6 with its code.
+as the authenticated principal (permission ``operate``; ``--actor`` is accepted only with that principal's own id,
+as ``--proposer`` is for ``saferails propose``), so the policy and the approval gate apply exactly as for
+``saferails propose``: an action the policy lets run is executed at once and the result printed; one that needs
+approval is printed waiting (approve it with ``saferails approve``, then ``saferails execute``); a refusal exits 6
+with its code. ``register`` needs ``operate`` too; ``actions`` (the audit record) needs ``read_audit``.
 """
 
 from __future__ import annotations
@@ -17,15 +19,17 @@ from saferails.agents.audit import ActionAuditQuery
 from saferails.agents.repository import AgentView
 from saferails.api import Store, refusal_for
 from saferails.cli import output as out
-from saferails.cli.common import Io, JsonFlag, run
+from saferails.cli.common import Io, JsonFlag, acting_as, principal_of, run
 from saferails.errors import InvalidInput
+from saferails.identity import Permission
 
 __all__ = ["register"]
 
 app = typer.Typer(help="agent fleet controls: pause agents, cap their budgets", no_args_is_help=False)
 
 AgentId = Annotated[str, typer.Argument(metavar="AGENT")]
-Actor = Annotated[str, typer.Option("--actor", help="who proposes the control action (the operator)")]
+# Who acts is the authenticated principal: a name here must be its own (an agent must not pause its peers as olga).
+Actor = Annotated[str | None, typer.Option("--actor", help="who proposes the control action: only your own id")]
 Tenant = Annotated[str, typer.Option("--tenant", help="workspace")]
 Reason = Annotated[str, typer.Option("--reason")]
 Scope = Annotated[str, typer.Option("--scope", help="agent | department | fleet (then AGENT names the department "
@@ -71,22 +75,24 @@ def show(ctx: typer.Context, agent_id: AgentId, as_json: JsonFlag = False) -> No
 def register_agent(
     ctx: typer.Context, agent_id: AgentId, tenant: Tenant = "default",
     department: Annotated[str, typer.Option("--department")] = "",
-    actor: Annotated[str, typer.Option("--actor")] = "cli:admin", as_json: JsonFlag = False,
+    actor: Actor = None, as_json: JsonFlag = False,
 ) -> None:
     """register an agent (its id is the principal id it proposes under)"""
 
     def command(store: Store, io: Io) -> int:
-        agent = store.agents.register(agent_id, tenant=tenant, department=department, actor=actor)
+        who = acting_as(principal_of(ctx), actor, "--actor")
+        agent = store.agents.register(agent_id, tenant=tenant, department=department, actor=who)
         return io.table(agent.to_dict(), COLUMNS, [_row(agent)])
 
-    run(ctx, as_json, command)
+    run(ctx, as_json, command, permission=Permission.OPERATE)
 
 
-def _control(ctx: typer.Context, as_json: bool, action_type: str, target: str, params: dict[str, Any], actor: str,
-             tenant: str, reason: str) -> None:
+def _control(ctx: typer.Context, as_json: bool, action_type: str, target: str, params: dict[str, Any],
+             actor: str | None, tenant: str, reason: str) -> None:
     def command(store: Store, io: Io) -> int:
+        who = acting_as(principal_of(ctx), actor, "--actor")
         try:
-            proposal = Proposal(action_type=action_type, target=target, params=params, proposer=actor,
+            proposal = Proposal(action_type=action_type, target=target, params=params, proposer=who,
                                 reason=reason, tenant=tenant)
         except ValueError as exc:
             raise InvalidInput(f"invalid proposal: {exc}") from None
@@ -100,12 +106,12 @@ def _control(ctx: typer.Context, as_json: bool, action_type: str, target: str, p
             return io.error(refusal)
         return 8 if action.state == "failed" else 0
 
-    run(ctx, as_json, command)
+    run(ctx, as_json, command, permission=Permission.OPERATE)
 
 
 @app.command("pause")
 def pause(
-    ctx: typer.Context, target: AgentId, reason: Reason, actor: Actor,
+    ctx: typer.Context, target: AgentId, reason: Reason, actor: Actor = None,
     minutes: Annotated[int, typer.Option("--minutes", help="1 .. 43200")] = 30,
     scope: Scope = "agent", tenant: Tenant = "default", as_json: JsonFlag = False,
 ) -> None:
@@ -116,7 +122,7 @@ def pause(
 
 @app.command("resume")
 def resume(
-    ctx: typer.Context, target: AgentId, actor: Actor, reason: Reason = "", scope: Scope = "agent",
+    ctx: typer.Context, target: AgentId, actor: Actor = None, reason: Reason = "", scope: Scope = "agent",
     tenant: Tenant = "default", as_json: JsonFlag = False,
 ) -> None:
     """resume paused agents before their pause runs out"""
@@ -125,11 +131,11 @@ def resume(
 
 @app.command("set-budget")
 def set_budget(
-    ctx: typer.Context, agent_id: AgentId, actor: Actor,
+    ctx: typer.Context, agent_id: AgentId,
     amount: Annotated[str, typer.Option("--amount", help="decimal, e.g. 1000.00")],
     currency: Annotated[str, typer.Option("--currency", help="ISO 4217, e.g. EUR")],
     period: Annotated[str, typer.Option("--period", help="day | week | month")] = "month",
-    reason: Reason = "", tenant: Tenant = "default", as_json: JsonFlag = False,
+    reason: Reason = "", tenant: Tenant = "default", actor: Actor = None, as_json: JsonFlag = False,
 ) -> None:
     """cap what an agent may spend (purchases, payments) per period"""
     _control(ctx, as_json, "set_budget", agent_id, {"amount": amount, "currency": currency, "period": period},
@@ -158,7 +164,8 @@ def actions(
         data = [r.to_dict() for r in records]
         return io.table(data, AUDIT_COLUMNS, [["-" if d[c] is None else d[c] for c in AUDIT_COLUMNS] for d in data])
 
-    run(ctx, as_json, command)
+    # The audit record, as over HTTP (audit:read): not for agents.
+    run(ctx, as_json, command, permission=Permission.READ_AUDIT)
 
 
 def register(root: typer.Typer) -> None:

@@ -274,7 +274,8 @@ def render() -> HTMLResponse:
         "<meta name=\"robots\" content=\"noindex\">"
         f"<title>Agents - saferails</title><style>{_CSS}</style></head><body>"
         f"<h1>Agents</h1>{_BODY}"
-        "<footer>saferails fleet controls - the JSON API behind this page is documented at /docs</footer>"
+        "<footer>saferails fleet controls - the JSON API behind this page is documented at "
+        "<a href=\"/docs\">/docs</a></footer>"
         f"<script nonce=\"{nonce}\">{_SCRIPT}</script></body></html>"
     )
     return HTMLResponse(html, headers=_headers(nonce))

@@ -184,7 +184,7 @@ class ApprovalPage:
             return self._error(request, exc)
         word = "approved" if decision == "approve" else "rejected"
         note = (f"<p class=\"note ok\">You {word} this request. The action is now <b>{escape(view.state)}</b>"
-                f" ({len(view.valid_approvers)} of {view.min_approvals} approvals).</p>")
+                f" ({len(view.valid_approvers)} of {view.min_approvals} approvals).{_next_step(view)}</p>")
         return _page(f"You {word} the request", note + _summary(view, claims, "-"), request_id_of(request))
 
     def _decide(self, claims: LinkClaims, decision: str, reason: str) -> ActionView:
@@ -229,3 +229,13 @@ def _get(page: ApprovalPage) -> Any:
         return page.show(request, token)
 
     return show
+
+
+def _next_step(view: ActionView) -> str:
+    """Approved is not done: say what runs it, so the approver does not wait for nothing (an action proposed over
+    HTTP has no flow run waiting for the decision)."""
+    if view.state != "approved":
+        return ""
+    return (" It has not run yet: its flow run continues it, or an operator executes it"
+            " (<code>saferails execute</code>, <code>POST /api/v1/actions/{id}/execute</code>), or the recover sweep"
+            " does after 15 minutes.")

@@ -65,3 +65,20 @@ def test_the_audit_record_of_the_fleet_controls_from_the_cli(cli: Cli) -> None:
     table = cli("agent", "actions", "--scope", "fleet")
     assert table.code == 0 and "pending_approval" in table.out
     assert cli("agent", "actions", "--scope", "galaxy").code != 0
+
+
+def test_the_controls_act_as_the_authenticated_operator_never_as_a_name_given(cli: Cli) -> None:
+    # An agent holds only propose and read: it can neither pause a peer nor register itself a sidekick.
+    agent = cli.as_("bot-2", roles=["agent"])
+    for argv in (("agent", "pause", "bot-1", "--tenant", "acme", "--reason", "x", "--actor", "olga"),
+                 ("agent", "pause", "bot-1", "--tenant", "acme", "--reason", "x"),
+                 ("agent", "register", "evil", "--tenant", "acme", "--actor", "olga"),
+                 ("agent", "actions", "--workspace", "acme")):
+        refused = agent(*argv, "--json")
+        assert refused.code == 7 and refused.error()["error_code"] == "PERMISSION_DENIED", argv
+    # An operator acts as itself: another name in --actor is refused, none at all records the operator.
+    olga = cli.as_("olga", roles=["operator"])
+    forged = olga("agent", "pause", "bot-1", "--tenant", "acme", "--reason", "x", "--actor", "oscar", "--json")
+    assert forged.code != 0 and "oscar" in forged.err
+    assert olga.ok("agent", "pause", "bot-1", "--tenant", "acme", "--reason", "runaway")["proposer"] == "olga"
+    assert {a["id"] for a in cli.ok("agent", "list", "--tenant", "acme")} == {"bot-1", "bot-2"}

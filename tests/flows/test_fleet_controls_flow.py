@@ -60,7 +60,8 @@ def test_a_pause_from_prefect_is_proposed_decided_and_executed_like_any_action(
     runtime.agents.register("a-1", tenant="default", department="eng")
     state = pause_agent(request=PauseAgentForm(target="a-1", duration_minutes=45, reason="from the Prefect UI"),
                         return_state=True)
-    assert (state.type.value, state.name) == ("COMPLETED", "Completed")
+    # The run says the action's outcome in its own words, as the action flow's run does.
+    assert (state.type.value, state.name, state.message) == ("COMPLETED", "Completed", "pause_agent on a-1 completed")
     (action,) = runtime.actions.list()
     assert (action.action_type, action.proposer, action.state, action.reason) == (
         "pause_agent", PROPOSER, "completed", "from the Prefect UI")
