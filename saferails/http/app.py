@@ -16,6 +16,7 @@ from saferails.http import aliases as alias_routes
 from saferails.http import runbooks as runbook_routes
 from saferails.http import workflow as workflow_routes
 from saferails.http.auth import Authenticator
+from saferails.http.executor import Executor
 from saferails.http.idempotency import IdempotencyCache
 from saferails.http.problems import EdgeMiddleware, install_error_handlers
 from saferails.http.writers import SerialWrites
@@ -30,12 +31,17 @@ def create_app(
     public_url: str | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     idempotency: IdempotencyCache | None = None,
+    execute_approved: bool = False,
 ) -> FastAPI:
     """The HTTP API over ``store``, authenticating callers with ``authenticator``.
 
     ``public_url`` is the origin browsers use to reach the API (``https://saferails.example.com``); the approval
     page only accepts form posts from it. Default: the origin each request was addressed to, right unless a
     reverse proxy rewrites the Host. The app never closes ``store``: its owner does.
+
+    ``execute_approved``: approved actions that no flow run owns are executed right after the request that
+    approved them (``saferails.http.executor``; ``app.state.executor``, which the owner closes). The server
+    (``saferails.http.server.build_app``) turns it on; without it they wait for an operator or the recover sweep.
     """
     app = FastAPI(
         title="saferails",
@@ -46,9 +52,11 @@ def create_app(
         redoc_url=None,
     )
     install_error_handlers(app)
-    page = approval_page.ApprovalPage(store, public_url)
+    executor = Executor(store) if execute_approved else None
+    app.state.executor = executor
+    page = approval_page.ApprovalPage(store, public_url, executor)
     app.include_router(approval_page.build_router(page))
-    api = routes.Api(store, authenticator, idempotency or IdempotencyCache(store.clock))
+    api = routes.Api(store, authenticator, idempotency or IdempotencyCache(store.clock), executor)
     app.include_router(routes.build_router(api))
     app.include_router(agents.build_router(api))
     app.include_router(alias_routes.build_router(api))

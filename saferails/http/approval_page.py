@@ -28,6 +28,7 @@ from saferails.actions.lifecycle import PENDING_APPROVAL
 from saferails.actions.models import ActionView
 from saferails.api import Store
 from saferails.errors import ApprovalLinkInvalid, NotFound, SaferailsError
+from saferails.http.executor import Executor
 from saferails.http.links import PUBLIC_REASON, ApprovalLinks, LinkClaims
 from saferails.http.problems import logger, request_id_of
 from saferails.secrets import approval_secret_path, load_or_create_secret
@@ -108,7 +109,8 @@ class ApprovalPage:
     """The link page over a store. ``public_origin`` (``https://host[:port]``) is the origin the form must be
     posted from; default: the origin the request was addressed to (set it behind a reverse proxy)."""
 
-    def __init__(self, store: Store, public_origin: str | None = None) -> None:
+    def __init__(self, store: Store, public_origin: str | None = None, executor: Executor | None = None) -> None:
+        self.executor = executor
         self.store = store
         # The key ``compose`` signs the e-mailed links with: the approval secret, else the generated one.
         settings = store.settings
@@ -183,14 +185,18 @@ class ApprovalPage:
         except SaferailsError as exc:
             return self._error(request, exc)
         word = "approved" if decision == "approve" else "rejected"
+        next_step = _next_step(view, self.executor is not None)
         note = (f"<p class=\"note ok\">You {word} this request. The action is now <b>{escape(view.state)}</b>"
-                f" ({len(view.valid_approvers)} of {view.min_approvals} approvals).{_next_step(view)}</p>")
+                f" ({len(view.valid_approvers)} of {view.min_approvals} approvals).{next_step}</p>")
         return _page(f"You {word} the request", note + _summary(view, claims, "-"), request_id_of(request))
 
     def _decide(self, claims: LinkClaims, decision: str, reason: str) -> ActionView:
         decide = self.store.actions.approve if decision == "approve" else self.store.actions.reject
-        return decide(claims.action_id, claims.approver, reason=reason, code=claims.code,
+        view = decide(claims.action_id, claims.approver, reason=reason, code=claims.code,
                       action_hash=claims.action_hash, channel=CHANNEL)
+        if self.executor is not None:
+            self.executor.after(view)
+        return view
 
     def _same_origin(self, request: Request) -> bool:
         expected = self.public_origin or f"{request.url.scheme}://{request.headers.get('host', '')}"
@@ -231,11 +237,13 @@ def _get(page: ApprovalPage) -> Any:
     return show
 
 
-def _next_step(view: ActionView) -> str:
+def _next_step(view: ActionView, executes: bool) -> str:
     """Approved is not done: say what runs it, so the approver does not wait for nothing (an action proposed over
     HTTP has no flow run waiting for the decision)."""
     if view.state != "approved":
         return ""
+    if executes and view.flow_run_id is None and view.scheduled_for is None:
+        return " It runs now; its outcome is in the action's audit trail."
     return (" It has not run yet: its flow run continues it, or an operator executes it"
             " (<code>saferails execute</code>, <code>POST /api/v1/actions/{id}/execute</code>), or the recover sweep"
             " does after 15 minutes.")

@@ -36,6 +36,7 @@ from saferails.errors import (
 )
 from saferails.http import auth
 from saferails.http.auth import Authenticator, Principal, require
+from saferails.http.executor import Executor
 from saferails.http.idempotency import HEADER, IdempotencyCache, check_key, fingerprint
 from saferails.http.schemas import (
     ActionOut,
@@ -94,10 +95,20 @@ def _decode_cursor(cursor: str | None) -> int:
 class Api:
     """The handlers, over one store and one authenticator. Routes call these; aliases too."""
 
-    def __init__(self, store: Store, authenticator: Authenticator, idempotency: IdempotencyCache) -> None:
+    def __init__(
+        self, store: Store, authenticator: Authenticator, idempotency: IdempotencyCache,
+        executor: Executor | None = None,
+    ) -> None:
         self.store = store
         self.authenticator = authenticator
         self.idempotency = idempotency
+        self.executor = executor
+
+    def _approved(self, view: ActionView) -> ActionView:
+        """Hand an approved action that no flow run owns to the executor (when the app has one)."""
+        if self.executor is not None:
+            self.executor.after(view)
+        return view
 
     # --- who is calling -----------------------------------------------------------------------------------
     def principal(
@@ -171,7 +182,7 @@ class Api:
         refusal = refusal_for(view)
         if refusal is not None:
             raise refusal
-        return view
+        return self._approved(view)
 
     def get(self, principal: Principal, action_id: str) -> ActionView:
         require(principal, auth.READ_OWN)
@@ -222,9 +233,9 @@ class Api:
         if not principal.sees_tenant(view.tenant):
             raise NotFound("action", action_id)
         if decision == "approve":
-            return self.store.actions.approve(
+            return self._approved(self.store.actions.approve(
                 action_id, principal.id, reason=body.reason, code=body.code, action_hash=body.action_hash
-            )
+            ))
         return self.store.actions.reject(
             action_id, principal.id, reason=body.reason, code=body.code, action_hash=body.action_hash
         )

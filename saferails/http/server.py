@@ -66,7 +66,7 @@ def build_app() -> FastAPI:
                else identity_authenticator)
     store = open_store(settings)
     try:
-        app = create_app(store, factory(store), public_url=settings.public_url)
+        app = create_app(store, factory(store), public_url=settings.public_url, execute_approved=True)
     except BaseException:
         store.close()
         raise
@@ -76,6 +76,7 @@ def build_app() -> FastAPI:
         try:
             yield
         finally:
+            app.state.executor.close()
             store.close()
 
     app.router.lifespan_context = lifespan
