@@ -14,8 +14,9 @@ to Running and moves on: the check stays inconclusive, and the same code still w
 from __future__ import annotations
 
 from typing import Any, Literal
+from uuid import UUID
 
-from prefect import flow, get_run_logger
+from prefect import flow, get_client, get_run_logger
 from prefect.exceptions import FlowPauseTimeout
 from prefect.flow_runs import pause_flow_run
 from prefect.input import RunInput
@@ -23,7 +24,7 @@ from prefect.runtime import flow_run
 from pydantic import Field, ValidationError
 
 from blocks.settings import current_runtime
-from flows.approval_gate import _reclaim_run, _refusal_banner
+from flows.approval_gate import _back_to_running, _refusal_banner
 from saferails.errors import ApprovalError, InvalidInput, OutcomeCheckNotInconclusive
 from saferails.outcomes.report import render_evidence
 from tasks.outcomes import monitor_for, publish_outcome_artifacts, run_due_outcome_checks, schedule_outcome_checks
@@ -38,6 +39,13 @@ class OutcomeDecisionInput(RunInput):
     approver: str = Field(min_length=1, description="Your principal id")
     code: str = Field(min_length=1, description="The one-time code sent to you for this decision")
     reason: str = Field(description="Why you decide so (recorded in the audit trail)")
+
+
+def _reclaim_run() -> None:
+    """Force the run back to Running after a pause timeout, so its final state is ours, not the expiry
+    service's."""
+    with get_client(sync_client=True) as client:
+        _back_to_running(client, UUID(str(flow_run.get_id())))
 
 
 def outcome_gate(action_id: str, *, timeout: int, poll_interval: int = 10) -> str:
