@@ -157,10 +157,9 @@ _DECIDED = {
 
 def _new_action(
     proposal: Proposal, params: dict[str, Any], digest: str, decision: Decision, now: datetime,
-    proposer_groups: Iterable[str],
+    actor_role: str | None,
 ) -> Action:
-    """The new row for ``proposal`` as decided; ``proposer_groups`` (the proposer's groups when the policy decided)
-    become the audit record's actor role (seed 003)."""
+    """The new row for ``proposal`` as decided, with the audit record's actor role (seed 003)."""
     approval = decision.approval
     return Action(
         id=str(uuid.uuid4()),
@@ -180,8 +179,15 @@ def _new_action(
         approval_deadline=now + approval.timeout if approval else None,
         timeout_action=approval.timeout_action if approval else None,
         scope=action_scope(proposal.action_type, params),
-        actor_role=",".join(sorted(proposer_groups))[:500] or None,
+        actor_role=actor_role,
     )
+
+
+def _actor_role(row: Principal | None, groups: Iterable[str]) -> str | None:
+    """Seed 003's "actor role": the proposer's roles (``operator``, ``agent``), or, for a principal that has
+    none (one known only to the policy), its groups, as the policy saw them when it decided."""
+    names = sorted(row.roles) if row is not None and row.roles else sorted(groups)
+    return ",".join(str(n) for n in names)[:500] or None
 
 
 class _Counter:
@@ -429,7 +435,8 @@ class ActionService:
                     principals[proposal.proposer] = repo.principal(proposal.proposer)
                 request = self._request(repo, proposal, params, principals[proposal.proposer])
                 chosen = decision or self.engine.evaluate(request, now=now, counter=counter)
-                row = _new_action(proposal, params, digest, chosen, now, request.proposer.groups)
+                row = _new_action(proposal, params, digest, chosen, now,
+                                  _actor_role(principals[proposal.proposer], request.proposer.groups))
                 if proposal.idempotency_key is not None:
                     by_key[(proposal.tenant, proposal.idempotency_key)] = row
                 transitions.add_new(session, ENTITY, row, now=now)  # in the session: a flush for agent facts sees it

@@ -241,3 +241,14 @@ def test_from_the_prefect_ui_only_a_pause_runs_without_approval(sqlite_fleet: Fl
     to allow, but letting agents go again or raising a budget must be approved by someone who proves who they are."""
     action = sqlite_fleet.propose(action_type, target, params, proposer="prefect-ui")
     assert action.state == state
+
+
+def test_the_actor_role_is_the_proposers_role_when_it_has_one(fleet: Fleet) -> None:
+    """Seed 003's audit record names the actor's role (``operator``), not only its policy groups."""
+    identity = fleet.store.identity
+    admin = identity.authenticate(identity.bootstrap_admin("root").token)
+    identity.add_principal(admin, "opal", roles=["operator"], groups=["operators"])
+    paused = fleet.propose("pause_agent", "ops-1", {"scope": "agent", "duration_minutes": 5, "reason": "r"},
+                           proposer="opal")
+    (record,) = fleet.agents.actions(ActionAuditQuery(workspace="acme", actor="opal"))
+    assert (record.action_id, record.actor_role) == (paused.id, "operator")
