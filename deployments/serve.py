@@ -27,16 +27,9 @@ import httpx
 from saferails.settings import Settings, load_settings
 
 
-def _healthy(url: str) -> bool:
+def _healthy(url: str, path: str = "/health") -> bool:
     try:
-        return httpx.get(f"{url}/health", timeout=2).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-def _live(url: str) -> bool:
-    try:
-        return httpx.get(url, timeout=2).status_code == 200
+        return httpx.get(f"{url}{path}", timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
 
@@ -225,7 +218,7 @@ def start_api(settings: Settings) -> subprocess.Popen[bytes]:
     proc = subprocess.Popen([sys.executable, "-m", "saferails.cli", "api", "serve", "--host", settings.api_host,
                              "--port", str(settings.api_port)])
     deadline = time.monotonic() + 60
-    while not _live(f"{origin}/health/live"):
+    while not _healthy(origin, "/health/live"):
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
             raise SystemExit(f"the HTTP API did not start on {origin} (is the port taken? SAFERAILS_API_PORT)")

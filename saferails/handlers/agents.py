@@ -34,9 +34,8 @@ from saferails.errors import InvalidParams
 from saferails.handlers.base import (
     ExecutionOutcome,
     HandlerContext,
-    Reconciliation,
     RollbackConflict,
-    committed_with_completion,
+    StoreLocal,
     parse_params,
 )
 from saferails.store.tables import Action
@@ -82,16 +81,7 @@ def _cancel_pending(ctx: HandlerContext, agent_id: str, reason: str, now: dateti
     return list(ids)
 
 
-class _StoreLocal:
-    action_type: str
-    external = False
-
-    def reconcile(self, ctx: HandlerContext, target: str, params: dict[str, Any], pre_state: dict[str, Any],
-                  idempotency_key: str) -> Reconciliation:
-        return committed_with_completion(self.action_type)
-
-
-class PauseAgentHandler(_StoreLocal):
+class PauseAgentHandler(StoreLocal):
     action_type = "pause_agent"
 
     def validate(self, ctx: HandlerContext, target: str, params: dict[str, Any]) -> None:
@@ -142,7 +132,7 @@ class PauseAgentHandler(_StoreLocal):
                 "left_alone": left, "rolled_back_at": now.isoformat()}
 
 
-class ResumeAgentHandler(_StoreLocal):
+class ResumeAgentHandler(StoreLocal):
     action_type = "resume_agent"
 
     def validate(self, ctx: HandlerContext, target: str, params: dict[str, Any]) -> None:
@@ -190,7 +180,7 @@ class ResumeAgentHandler(_StoreLocal):
         return {"repaused": repaused, "skipped": skipped, "rolled_back_at": now.isoformat()}
 
 
-class SetBudgetHandler(_StoreLocal):
+class SetBudgetHandler(StoreLocal):
     action_type = "set_budget"
 
     def validate(self, ctx: HandlerContext, target: str, params: dict[str, Any]) -> None:

@@ -236,6 +236,24 @@ def committed_with_completion(action_type: str) -> Reconciliation:
     )
 
 
+class StoreLocal:
+    """Base of store-local handlers (``external = False``): their effect commits in the transaction that
+    completes the action, so ``reconcile`` answers :func:`committed_with_completion`."""
+
+    action_type: str
+    external = False
+
+    def reconcile(
+        self,
+        ctx: HandlerContext,
+        target: str,
+        params: dict[str, Any],
+        pre_state: dict[str, Any],
+        idempotency_key: str,
+    ) -> Reconciliation:
+        return committed_with_completion(self.action_type)
+
+
 def reconcile_effect(
     handler: ActionHandler,
     ctx: HandlerContext,

@@ -27,7 +27,7 @@ from saferails.handlers.base import (
     HandlerContext,
     Reconciliation,
     RollbackConflict,
-    committed_with_completion,
+    StoreLocal,
     parse_params,
 )
 from saferails.handlers.calendar import delete_event, event_reconciliation, insert_event
@@ -42,11 +42,10 @@ def _active_employee(ctx: HandlerContext, action_type: str, employee_id: str, wh
     return row
 
 
-class _EmployeeFieldHandler:
+class _EmployeeFieldHandler(StoreLocal):
     """Set one column of the target employee; rollback puts the old value back."""
 
     action_type: str
-    external = False
     column: ClassVar[str]
     params_model: ClassVar[type[BaseModel]]
     param: ClassVar[str]
@@ -90,16 +89,6 @@ class _EmployeeFieldHandler:
             result={"employee_id": target, self.column: new, "previous": old},
             rollback_data={"employee_id": target, "restore": old, "expected": new},
         )
-
-    def reconcile(
-        self,
-        ctx: HandlerContext,
-        target: str,
-        params: dict[str, Any],
-        pre_state: dict[str, Any],
-        idempotency_key: str,
-    ) -> Reconciliation:
-        return committed_with_completion(self.action_type)
 
     def rollback(self, ctx: HandlerContext, target: str, rollback_data: dict[str, Any]) -> dict[str, Any]:
         employee = OrgRepository(ctx.session).require_employee(str(rollback_data["employee_id"]))
@@ -148,13 +137,12 @@ class RoleChangeHandler(_EmployeeFieldHandler):
             raise InvalidParams(self.action_type, [f"new_role: no role {value!r}"])
 
 
-class ReduceMeetingsHandler:
+class ReduceMeetingsHandler(StoreLocal):
     """Set the target's weekly meeting-hours cap and decline the upcoming meetings above it: within each ISO
     week, accepted meetings are kept in start order while they fit under the cap; the rest are declined.
     Rollback restores the cap and re-accepts exactly the meetings this action declined."""
 
     action_type = "reduce_meetings"
-    external = False
 
     def validate(self, ctx: HandlerContext, target: str, params: dict[str, Any]) -> None:
         parse_params(self.action_type, ReduceMeetingsParams, params)
@@ -213,16 +201,6 @@ class ReduceMeetingsHandler:
             rollback_data={"employee_id": target, "previous_cap": previous_cap, "cap": cap, "declined": declined},
         )
 
-    def reconcile(
-        self,
-        ctx: HandlerContext,
-        target: str,
-        params: dict[str, Any],
-        pre_state: dict[str, Any],
-        idempotency_key: str,
-    ) -> Reconciliation:
-        return committed_with_completion(self.action_type)
-
     def rollback(self, ctx: HandlerContext, target: str, rollback_data: dict[str, Any]) -> dict[str, Any]:
         repo = OrgRepository(ctx.session)
         employee = repo.require_employee(str(rollback_data["employee_id"]))
@@ -239,12 +217,11 @@ class ReduceMeetingsHandler:
         return {"employee_id": employee.id, "reaccepted": reaccepted}
 
 
-class RedistributeTasksHandler:
+class RedistributeTasksHandler(StoreLocal):
     """Move the target's open tasks (oldest first, at most ``max_tasks``) to the given colleagues round-robin.
     Rollback gives back every moved task still held by the colleague it went to."""
 
     action_type = "redistribute_tasks"
-    external = False
 
     def validate(self, ctx: HandlerContext, target: str, params: dict[str, Any]) -> None:
         p = parse_params(self.action_type, RedistributeTasksParams, params)
@@ -282,16 +259,6 @@ class RedistributeTasksHandler:
             moves.append({"task_id": task.id, "from": target, "to": to})
         ctx.session.flush()
         return ExecutionOutcome(result={"moved": moves}, rollback_data={"moves": moves})
-
-    def reconcile(
-        self,
-        ctx: HandlerContext,
-        target: str,
-        params: dict[str, Any],
-        pre_state: dict[str, Any],
-        idempotency_key: str,
-    ) -> Reconciliation:
-        return committed_with_completion(self.action_type)
 
     def rollback(self, ctx: HandlerContext, target: str, rollback_data: dict[str, Any]) -> dict[str, Any]:
         restored, skipped = [], []
