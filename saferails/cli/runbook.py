@@ -266,7 +266,8 @@ def register_template(ctx: typer.Context, file: Annotated[str, typer.Argument()]
         io.result(jsonable(view), _template_text(view))
         return 0
 
-    run(ctx, as_json, command)
+    # Registering a template decides what later executions do: an operator's act, as on the HTTP API.
+    run(ctx, as_json, command, permission=Permission.OPERATE)
 
 
 @app.command("list")
@@ -476,7 +477,7 @@ def send_event(
                                     "next run\n"))
         return 0
 
-    run(ctx, as_json, command)
+    run(ctx, as_json, command, permission=Permission.OPERATE)
 
 
 @app.command("schema")

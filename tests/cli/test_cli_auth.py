@@ -145,3 +145,18 @@ def test_a_claimed_workflow_role_the_principal_does_not_hold_is_refused(admin: C
     assert agent("task", "create", "--title", "t", "--json").code == 0
     operator = _issue(admin, "op-1", "operator")
     assert operator("task", "create", "--title", "t2", "--role", "agency", "--json").code == 0
+
+
+def test_an_agent_cannot_register_a_runbook_or_feed_an_execution_an_event(admin: Cli) -> None:
+    """Registering a template decides what later executions do, and an event can release a waiting step: both
+    are an operator's acts (as on the HTTP API), refused to an agent with nothing written."""
+    example = Path(__file__).resolve().parents[2] / "examples" / "runbooks" / "investigate-threat.yaml"
+    agent = _issue(admin, "agent-1", "agent")
+    registered = agent("runbook", "register", str(example), "--json")
+    assert registered.code == 7 and registered.error()["error_code"] == "PERMISSION_DENIED"
+    assert agent("runbook", "list", "--json").json() == []
+    event = agent("runbook", "send-event", "ticket-1", "--payload-json", '{"ok": true}', "--json")
+    assert event.code == 7 and event.error()["error_code"] == "PERMISSION_DENIED"
+    operator = _issue(admin, "ops-1", "operator")
+    assert operator("runbook", "register", str(example), "--json").code == 0
+    assert [t["runbook_id"] for t in agent("runbook", "list", "--json").json()] == ["investigate-threat"]
