@@ -11,8 +11,9 @@ commits, in the same transaction: a batch of records costs one signature (~50 us
 must do it through ``_locked_head`` so the checkpoint covers it.
 
 Unchained writes (PostgreSQL, when ``install_sequencer`` enabled them on the session): appending does not touch
-the head. Each record is inserted with its final content and a number from ``audit_log_sequence`` (so its place
-in the chain is fixed when it is written) and no ``prev_hash``/``hash``; ``saferails.audit.sequencer`` chains
+the head. Each record is inserted with its final content, a number from ``audit_log_sequence`` (so its place
+in the chain is fixed when it is written), the MAC of both (``content_mac``, when a signer is installed) and no
+``prev_hash``/``hash``; ``saferails.audit.sequencer`` chains
 such records later, in number order, under the head lock, and signs one checkpoint per pass. Writers then never
 wait for each other on the head row.
 """
@@ -32,6 +33,7 @@ from sqlalchemy import event
 from sqlalchemy.orm import Session, sessionmaker
 
 from saferails.audit.checkpoints import checkpoint_row, sign_checkpoint, signer_of
+from saferails.audit.signing import AuditSigner
 from saferails.clock import as_utc
 from saferails.store.tables import AuditHead, AuditRecord
 
@@ -238,9 +240,12 @@ def append_many(session: Session, entries: Sequence[AuditEntry], *, now: datetim
 
 _AUDIT_INSERT = sa.insert(AuditRecord.__table__)  # type: ignore[arg-type]
 SEQUENCE_NAME = "audit_log_sequence"
-_UNCHAINED_INSERT = sa.insert(AuditRecord.__table__).values(  # type: ignore[arg-type]
-    sequence=sa.func.nextval(SEQUENCE_NAME)
+# The barrier CTE is materialised before any row is produced, so the lock is held before the first number is drawn.
+_NUMBERS_WITH_BARRIER = sa.text(
+    "WITH barrier AS MATERIALIZED (SELECT pg_advisory_xact_lock_shared(:key) AS held) "
+    f"SELECT nextval('{SEQUENCE_NAME}') FROM barrier, generate_series(1, :count)"
 )
+_NUMBERS = sa.text(f"SELECT nextval('{SEQUENCE_NAME}') FROM generate_series(1, :count)")
 SEQUENCER_INFO_KEY = "saferails.audit_sequencer"
 # pg_advisory_xact_lock key shared by unchained writers (shared mode) and the sequencer (exclusive, briefly): see
 # ``saferails.audit.sequencer``. Any bigint no other part of the application uses.
@@ -265,26 +270,56 @@ def writes_unchained(session: Session) -> bool:
 
 
 def _append_unchained(session: Session, entries: Sequence[AuditEntry], occurred_at: datetime) -> None:
-    """Insert ``entries`` with their numbers and without hashes. The transaction first takes the sequencer's
-    advisory lock in shared mode (once; held to commit): the sequencer's exclusive take of it waits for every
-    transaction that may still commit a number, which is how it knows which numbers are settled."""
+    """Insert ``entries`` with their numbers and without hashes, each with its MAC when a signer is installed.
+    The transaction first takes the sequencer's advisory lock in shared mode (once, in the statement that draws
+    the first numbers; held to commit): the sequencer's exclusive take of it waits for every transaction that
+    may still commit a number, which is how it knows which numbers are settled."""
     connection = session.connection()
     transaction = session.get_transaction()
-    if session.info.get(_BARRIER_KEY) is not transaction:
-        connection.execute(sa.select(sa.func.pg_advisory_xact_lock_shared(SEQUENCER_LOCK_KEY)))
-        session.info[_BARRIER_KEY] = transaction
-    rows = [{
-        "occurred_at": occurred_at,
-        "actor": entry.actor,
-        "event": entry.event,
-        "entity_type": entry.entity_type,
-        "entity_id": entry.entity_id,
-        "action_type": entry.action_type,
-        "target": entry.target,
-        "tenant": entry.tenant,
-        "details": canonical_json(entry.details),
-    } for entry in entries]
-    connection.execute(_UNCHAINED_INSERT, rows)
+    first = session.info.get(_BARRIER_KEY) is not transaction
+    numbers = sorted(
+        int(n)
+        for n in connection.execute(_NUMBERS_WITH_BARRIER if first else _NUMBERS,
+                                    {"key": SEQUENCER_LOCK_KEY, "count": len(entries)}).scalars()
+    )
+    session.info[_BARRIER_KEY] = transaction
+    signer = signer_of(session)
+    rows: list[dict[str, Any]] = []
+    for number, entry in zip(numbers, entries, strict=True):
+        row = {
+            "sequence": number,
+            "occurred_at": occurred_at,
+            "actor": entry.actor,
+            "event": entry.event,
+            "entity_type": entry.entity_type,
+            "entity_id": entry.entity_id,
+            "action_type": entry.action_type,
+            "target": entry.target,
+            "tenant": entry.tenant,
+            "details": canonical_json(entry.details),
+        }
+        row["mac"] = None if signer is None else content_mac(signer, row)
+        rows.append(row)
+    connection.execute(_AUDIT_INSERT, rows)
+
+
+def content_mac(signer: AuditSigner, fields: dict[str, Any]) -> str:
+    """The MAC of an unchained record's content and number (``fields``: every hashed column but ``prev_hash``),
+    made by writers and checked by the sequencer before it chains the record."""
+    content = record_digest(
+        sequence=fields["sequence"],
+        occurred_at=fields["occurred_at"],
+        actor=fields["actor"],
+        event=fields["event"],
+        entity_type=fields["entity_type"],
+        entity_id=fields["entity_id"],
+        action_type=fields["action_type"],
+        target=fields["target"],
+        tenant=fields["tenant"],
+        details=fields["details"],
+        prev_hash="",
+    )
+    return signer.entry_mac(content.encode("ascii"))
 
 
 _HEAD_KEY = "saferails.audit_head"

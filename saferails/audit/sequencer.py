@@ -13,7 +13,11 @@ within a bounded delay:
    later draw higher numbers.
 2. **Chain** (one transaction per batch): lock the head row, read the unchained records between the head and
    the bound in number order, compute each hash on the previous one, write ``prev_hash`` and ``hash`` (migration
-   0012 lets each record be chained exactly once, its other columns unchanged) and move the head. The
+   0012 lets each record be chained exactly once, its other columns unchanged) and move the head. With a signer
+   installed, each record's MAC (``content_mac``: HMAC under a key derived from the signing key, made by the
+   writer) must hold first: a record inserted with the database credentials alone is never chained, so never
+   signed (``AuditEntryForged``; nothing after it is chained either, and ``audit verify`` then reports it left
+   unchained). The
    transaction's signed checkpoint (``saferails.audit.checkpoints``) covers the records it chained.
 
 Who calls it: ``Store.sequence_audit`` (and so every sweep, through ``publish_audit_checkpoint``), ``audit
@@ -25,13 +29,17 @@ and this is a no-op.
 
 from __future__ import annotations
 
+import hmac
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from saferails.audit.chain import SEQUENCER_LOCK_KEY, _head_lock, read_head, record_digest
+from saferails.audit.chain import SEQUENCER_LOCK_KEY, _head_lock, content_mac, read_head, record_digest
+from saferails.audit.checkpoints import signer_of
+from saferails.audit.signing import AuditSigner
 from saferails.clock import as_utc
 from saferails.errors import AuditChainBroken, InvalidInput
 from saferails.store.tables import AuditRecord
@@ -55,7 +63,15 @@ _CONTENT = (
     AuditRecord.details,
     AuditRecord.prev_hash,
     AuditRecord.hash,
+    AuditRecord.mac,
 )
+
+
+class AuditEntryForged(AuditChainBroken):
+    """A record written unchained has no valid MAC: it was not written by a process holding the audit key.
+    The sequencer chains nothing from it on (fail closed) until someone looks (``audit verify``)."""
+
+    code = "AUDIT_ENTRY_FORGED"
 
 
 @dataclass(frozen=True)
@@ -74,7 +90,8 @@ def sequence_pending(
     transaction signing its checkpoint at ``now`` (default: the system time) when a signer is installed. Commits
     its own transactions; never holds the writers' lock longer than it takes to read the bound.
 
-    Raises ``AuditChainBroken`` when a record above the head already has a hash (someone chained it behind the
+    Raises ``AuditEntryForged`` when a record's MAC does not hold (with a signer installed), ``AuditChainBroken``
+    when a record above the head already has a hash (someone chained it behind the
     sequencer's back: nothing is chained after it until ``audit verify`` is looked at) and ``InvalidInput`` if
     ``batch_size < 1``. Returns at once on SQLite, or when nothing is unchained.
     """
@@ -103,6 +120,11 @@ def _any_unchained(session: Session, above: int) -> bool:
     return found is not None
 
 
+def _mac_holds(signer: AuditSigner, row: Any) -> bool:
+    fields = {column.key: getattr(row, column.key) for column in _CONTENT[:10]}
+    return row.mac is not None and hmac.compare_digest(str(row.mac), content_mac(signer, fields))
+
+
 def _chain_batch(session: Session, bound: int, batch_size: int, at: datetime) -> tuple[int, tuple[int, str]]:
     lock = _head_lock(session)
     head = lock.head
@@ -116,11 +138,18 @@ def _chain_batch(session: Session, bound: int, batch_size: int, at: datetime) ->
         return 0, (head.sequence, head.hash)
     prev = head.hash
     updates = []
+    signer = signer_of(session)
     for row in rows:
         if row.hash is not None or row.prev_hash is not None:
             raise AuditChainBroken(
                 f"audit record {row.sequence} above the head ({head.sequence}) is already chained: not written by "
                 "the sequencer; run audit verify",
+                sequence=row.sequence,
+            )
+        if signer is not None and not _mac_holds(signer, row):
+            raise AuditEntryForged(
+                f"audit record {row.sequence} has no valid MAC: not written by a process holding the audit key; "
+                "nothing after it is chained; run audit verify",
                 sequence=row.sequence,
             )
         digest = record_digest(

@@ -140,6 +140,8 @@ class AuditRecord(Base):
     # also adds the partial index ix_audit_unchained on sequence WHERE hash IS NULL there).
     prev_hash: Mapped[str | None] = mapped_column(sa.String(64))
     hash: Mapped[str | None] = mapped_column(sa.String(64))
+    # The writer's HMAC of a record written unchained (``saferails.audit.sequencer``); not part of the hash.
+    mac: Mapped[str | None] = mapped_column(sa.String(64))
 
     __table_args__ = (
         # Pages are ordered by sequence, so each filter index ends in it (no sort of all matching rows per page).

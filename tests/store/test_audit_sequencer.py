@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from saferails import audit
 from saferails.audit.chain import install_sequencer, record_digest
 from saferails.audit.checkpoints import install_signer
-from saferails.audit.sequencer import sequence_pending
+from saferails.audit.sequencer import AuditEntryForged, sequence_pending
 from saferails.audit.signing import AuditSigner
 from saferails.audit.verify import verify_chain
 from saferails.clock import ManualClock
@@ -182,3 +182,21 @@ def test_a_record_skipped_below_a_chained_one_is_a_finding(sequenced: Any, clock
         conn.execute(sa.text("UPDATE audit_head SET sequence = 3, hash = :h"), {"h": digest})
     report = verify(db)
     assert not report.ok and report.first_broken_sequence == 2 and "never chained" in (report.problem or "")
+
+
+def test_a_record_inserted_without_the_key_is_never_chained(sequenced: Any, clock: ManualClock) -> None:
+    """Database credentials alone (no MAC) cannot get a record signed: the sequencer stops before it."""
+    db = sequenced
+    if db.backend == "sqlite":
+        pytest.skip("PostgreSQL only")
+    append(db, clock, [1])
+    with db.engine.begin() as conn:
+        conn.execute(sa.text(
+            "INSERT INTO audit_log (sequence, occurred_at, actor, event, entity_type, tenant, details) "
+            "VALUES (nextval('audit_log_sequence'), now(), 'mallory', 'approved', 'action', 'default', '{}')"))
+    append(db, clock, [3])
+    with pytest.raises(AuditEntryForged, match="record 2 has no valid MAC"):
+        sequence_pending(db.sessions, now=clock.now())
+    assert [(s, h is not None) for s, h, _ in stored(db)] == [(1, False), (2, False), (3, False)]
+    late = verify(db, now=clock.now() + timedelta(hours=1), max_unchained_age=timedelta(minutes=5))
+    assert not late.ok and "left unchained" in (late.problem or "")

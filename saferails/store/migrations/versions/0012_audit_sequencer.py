@@ -3,13 +3,16 @@
 Revision ID: 0012_audit_sequencer
 Revises: 0011_fleet_audit (and needs 0009: it replaces trigger functions of 0002 and 0009)
 
-PostgreSQL only (SQLite keeps chaining inline: it has one writer at a time anyway; nothing changes there).
+PostgreSQL (SQLite keeps chaining inline: it has one writer at a time anyway; it only gets the ``mac`` column).
 
 - ``audit_log_sequence``: where sequence numbers come from for records written unchained
   (``saferails.audit.sequencer``). A rolled-back transaction leaves a gap; the hash links, not consecutive
   numbers, prove that nothing is missing.
 - ``audit_log.prev_hash`` and ``hash`` may be NULL: a record written unchained has neither until the sequencer
   chains it. The record's content and number are final when it is inserted.
+- ``audit_log.mac``: the writer's HMAC of an unchained record under a key derived from the audit signing key;
+  the sequencer chains (and so signs) only records whose MAC holds, so a record inserted by someone holding the
+  database credentials but not the key is never vouched for. NULL for records chained inline.
 - The append-only trigger now lets exactly one UPDATE through per record: setting ``prev_hash`` and ``hash`` of
   an unchained record, every other column unchanged. A chained record never changes again; DELETE and TRUNCATE
   are still refused. The application role gets UPDATE on those two columns only (``saferails.store.roles``).
@@ -19,6 +22,7 @@ PostgreSQL only (SQLite keeps chaining inline: it has one writer at a time anywa
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from alembic import op
 
 revision = "0012_audit_sequencer"
@@ -42,10 +46,10 @@ POSTGRESQL_UP = [
         IF TG_OP = 'UPDATE' AND OLD.hash IS NULL AND OLD.prev_hash IS NULL
            AND NEW.hash IS NOT NULL AND NEW.prev_hash IS NOT NULL
            AND (NEW.sequence, NEW.occurred_at, NEW.actor, NEW.event, NEW.entity_type, NEW.entity_id,
-                NEW.action_type, NEW.target, NEW.tenant, NEW.details)
+                NEW.action_type, NEW.target, NEW.tenant, NEW.details, NEW.mac)
                IS NOT DISTINCT FROM
                (OLD.sequence, OLD.occurred_at, OLD.actor, OLD.event, OLD.entity_type, OLD.entity_id,
-                OLD.action_type, OLD.target, OLD.tenant, OLD.details) THEN
+                OLD.action_type, OLD.target, OLD.tenant, OLD.details, OLD.mac) THEN
             RETURN NEW;
         END IF;
         RAISE EXCEPTION '{LOG_MESSAGE}' USING ERRCODE = 'restrict_violation', DETAIL = TG_OP || ' refused';
@@ -102,6 +106,7 @@ POSTGRESQL_DOWN = [
 
 
 def upgrade() -> None:
+    op.add_column("audit_log", sa.Column("mac", sa.String(length=64), nullable=True))
     if op.get_bind().dialect.name == "postgresql":
         for statement in POSTGRESQL_UP:
             op.execute(statement)
@@ -111,3 +116,5 @@ def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
         for statement in POSTGRESQL_DOWN:
             op.execute(statement)
+    with op.batch_alter_table("audit_log") as batch:
+        batch.drop_column("mac")
