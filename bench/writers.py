@@ -11,9 +11,10 @@ lock (``wait_event_type = 'Lock'``: the chain head's row lock is the only one wr
 The writers append their audit records unchained (``audit_sequencer``, ``saferails.audit.sequencer``): a
 sequencer thread in this process chains them every ``SEQUENCE_INTERVAL`` seconds meanwhile (as the sweeps would,
 more often), with a signer installed so each pass checks the records' MACs and signs its checkpoint (the
-writers hold the same key, as they would in production: they MAC each record, one HMAC, and sign nothing); its brief exclusive take of the writers'
-advisory lock shows up in the writers' lock-wait share. After each run the chain is sequenced once more and
-verified with the public key (the note says so when it is not intact or anything is left unchained).
+writers hold the same key, as they would in production: they MAC each record, one HMAC, and sign nothing); its
+brief exclusive take of the writers' advisory lock shows up in the writers' lock-wait share. After each run the
+chain is sequenced once more and verified with the public key (the note says so when it is not intact or
+anything is left unchained).
 """
 
 from __future__ import annotations
@@ -24,8 +25,8 @@ import tempfile
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, cast
 
 import psycopg
@@ -129,7 +130,8 @@ def measure(database: BenchDatabase, per_writer: int, counts: tuple[int, ...] = 
     base: float | None = None
     for n in counts:
         barrier, done = context.Barrier(n + 1), context.Queue()
-        procs = [context.Process(target=_writer, args=(url, key_file, 100 * len(results) + i, per_writer, barrier, done))
+        procs = [context.Process(target=_writer,
+                                 args=(url, key_file, 100 * len(results) + i, per_writer, barrier, done))
                  for i in range(n)]
         for proc in procs:
             proc.start()
