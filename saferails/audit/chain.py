@@ -35,6 +35,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from saferails.audit.checkpoints import checkpoint_row, sign_checkpoint, signer_of
 from saferails.audit.signing import AuditSigner
 from saferails.clock import as_utc
+from saferails.errors import ConfigurationError
 from saferails.store.tables import AuditHead, AuditRecord
 
 GENESIS_HASH = "0" * 64
@@ -243,14 +244,25 @@ SEQUENCE_NAME = "audit_log_sequence"
 # The barrier CTE is materialised before any row is produced, so the lock is held before the first number is drawn.
 _NUMBERS_WITH_BARRIER = sa.text(
     "WITH barrier AS MATERIALIZED (SELECT pg_advisory_xact_lock_shared(:key) AS held) "
-    f"SELECT nextval('{SEQUENCE_NAME}') FROM barrier, generate_series(1, :count)"
+    f"SELECT nextval('{SEQUENCE_NAME}') AS number, (SELECT sequence FROM audit_head WHERE id = {HEAD_ROW_ID}) AS head "
+    "FROM barrier, generate_series(1, :count)"
 )
-_NUMBERS = sa.text(f"SELECT nextval('{SEQUENCE_NAME}') FROM generate_series(1, :count)")
+_NUMBERS = sa.text(
+    f"SELECT nextval('{SEQUENCE_NAME}') AS number, (SELECT sequence FROM audit_head WHERE id = {HEAD_ROW_ID}) AS head "
+    "FROM generate_series(1, :count)"
+)
 SEQUENCER_INFO_KEY = "saferails.audit_sequencer"
 # pg_advisory_xact_lock key shared by unchained writers (shared mode) and the sequencer (exclusive, briefly): see
 # ``saferails.audit.sequencer``. Any bigint no other part of the application uses.
 SEQUENCER_LOCK_KEY = 0x5AFE_A0D1_7000_0001
 _BARRIER_KEY = "saferails.audit_sequencer_barrier"
+
+
+class AuditSequenceBehind(ConfigurationError):
+    """An unchained append drew a number at or below the chain head: the store was appended to inline (without
+    ``audit_sequencer``) after migration 0012, so ``audit_log_sequence`` is behind. Nothing is written."""
+
+    code = "AUDIT_SEQUENCE_BEHIND"
 
 
 def install_sequencer(target: sessionmaker[Session] | Session, enabled: bool) -> None:
@@ -277,12 +289,19 @@ def _append_unchained(session: Session, entries: Sequence[AuditEntry], occurred_
     connection = session.connection()
     transaction = session.get_transaction()
     first = session.info.get(_BARRIER_KEY) is not transaction
-    numbers = sorted(
-        int(n)
-        for n in connection.execute(_NUMBERS_WITH_BARRIER if first else _NUMBERS,
-                                    {"key": SEQUENCER_LOCK_KEY, "count": len(entries)}).scalars()
-    )
+    drawn = connection.execute(_NUMBERS_WITH_BARRIER if first else _NUMBERS,
+                               {"key": SEQUENCER_LOCK_KEY, "count": len(entries)}).all()
     session.info[_BARRIER_KEY] = transaction
+    numbers = sorted(int(row.number) for row in drawn)
+    head = max((int(row.head or 0) for row in drawn), default=0)
+    if numbers[0] <= head:
+        raise AuditSequenceBehind(
+            f"audit_log_sequence drew {numbers[0]}, at or below the chain head {head}: this store was appended to "
+            "inline since migration 0012; as the owner, run SELECT setval('audit_log_sequence', "
+            "(SELECT sequence FROM audit_head) + 1, false) with the writers stopped",
+            number=numbers[0],
+            head=head,
+        )
     signer = signer_of(session)
     rows: list[dict[str, Any]] = []
     for number, entry in zip(numbers, entries, strict=True):

@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from saferails import audit
-from saferails.audit.chain import install_sequencer, record_digest
+from saferails.audit.chain import AuditSequenceBehind, install_sequencer, record_digest
 from saferails.audit.checkpoints import install_signer
 from saferails.audit.sequencer import AuditEntryForged, sequence_pending
 from saferails.audit.signing import AuditSigner
@@ -200,3 +200,19 @@ def test_a_record_inserted_without_the_key_is_never_chained(sequenced: Any, cloc
     assert [(s, h is not None) for s, h, _ in stored(db)] == [(1, False), (2, False), (3, False)]
     late = verify(db, now=clock.now() + timedelta(hours=1), max_unchained_age=timedelta(minutes=5))
     assert not late.ok and "left unchained" in (late.problem or "")
+
+
+def test_unchained_appends_refuse_a_sequence_behind_the_head(db: Any, clock: ManualClock) -> None:
+    """A store appended to inline after migration 0012, then switched: the writer refuses, nothing is written."""
+    if db.backend == "sqlite":
+        pytest.skip("PostgreSQL only")
+    append(db, clock, [1, 2, 3])  # inline: numbers 1..3, the sequence object still at 1
+    install_sequencer(db.sessions, True)
+    with pytest.raises(AuditSequenceBehind, match="at or below the chain head 3"):
+        append(db, clock, [4])
+    assert [s for s, _, _ in stored(db)] == [1, 2, 3]
+    with db.engine.begin() as conn:
+        conn.execute(sa.text("SELECT setval('audit_log_sequence', (SELECT sequence FROM audit_head) + 1, false)"))
+    append(db, clock, [4])
+    assert sequence_pending(db.sessions, now=clock.now()).chained == 1
+    assert verify(db).ok
