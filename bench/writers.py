@@ -7,15 +7,26 @@ together, the ratio to one writer, and the share of in-transaction time spent wa
 polls ``pg_stat_activity`` every few milliseconds for the writers' backends (``application_name``) and counts
 samples in a transaction (``active`` or ``idle in transaction``) and, of those, samples waiting on a heavyweight
 lock (``wait_event_type = 'Lock'``: the chain head's row lock is the only one writers of distinct actions share).
+
+The writers append their audit records unchained (``audit_sequencer``, ``saferails.audit.sequencer``): a
+sequencer thread in this process chains them every ``SEQUENCE_INTERVAL`` seconds meanwhile (as the sweeps would,
+more often), with a signer installed so each pass checks the records' MACs and signs its checkpoint (the
+writers hold the same key, as they would in production: they MAC each record, one HMAC, and sign nothing); its
+brief exclusive take of the writers' advisory lock shows up in the writers' lock-wait share. After each run the
+chain is sequenced once more and verified with the public key (the note says so when it is not intact or
+anything is left unchained).
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import shutil
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any, cast
 
 import psycopg
@@ -27,6 +38,7 @@ AREA = "foundation"
 APP_NAME = "saferails-bench-writer"
 WRITERS = (1, 2, 4, 8)
 START = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
+SEQUENCE_INTERVAL = 0.2
 
 
 @dataclass(frozen=True)
@@ -39,16 +51,19 @@ class Sampled:
         return self.lock_waits / self.in_transaction if self.in_transaction else 0.0
 
 
-def _writer(url: str, index: int, count: int, barrier: Any, done: Any) -> None:
+def _writer(url: str, key_file: str, index: int, count: int, barrier: Any, done: Any) -> None:
     from bench.foundation import PAYLOAD
     from saferails.actions.models import Proposal
     from saferails.actions.service import ActionService
+    from saferails.audit.signing import AuditSigner
     from saferails.clock import ManualClock
     from saferails.policy import default_policy
     from saferails.store.db import create_engine, session_factory
 
     engine = create_engine(url)
-    service = ActionService(session_factory(engine), default_policy(), ManualClock(START + timedelta(days=index)))
+    sessions = session_factory(engine, audit_signer=AuditSigner.load_or_create(key_file), audit_sequencer=True)
+    service = ActionService(sessions, default_policy(),
+                            ManualClock(START + timedelta(days=index)))
 
     def proposal(i: int) -> Proposal:
         path = f"docs/w{index}-{i}.md"
@@ -77,40 +92,77 @@ def _sample(conninfo: str, database: str, stop: threading.Event, out: list[Sampl
     out.append(Sampled(in_txn, waits))
 
 
+def _sequence(sessions: Any, stop: threading.Event, passes: list[int]) -> None:
+    from saferails.audit.sequencer import sequence_pending
+
+    while not stop.wait(SEQUENCE_INTERVAL):
+        passes.append(sequence_pending(sessions).chained)
+
+
+def _verified(sessions: Any, signer: Any) -> str:
+    """Sequence what is left, verify with the public key; "" when intact and fully chained."""
+    from saferails.audit.sequencer import sequence_pending
+    from saferails.audit.verify import verify_chain
+    from saferails.store.db import read_transaction
+
+    sequence_pending(sessions)
+    with read_transaction(sessions) as session:
+        report = verify_chain(session, key=signer.verifier)
+    if report.ok and report.unchained_records == 0:
+        return ""
+    return f"CHAIN NOT INTACT ({report.problem}, {report.unchained_records} unchained); "
+
+
 def measure(database: BenchDatabase, per_writer: int, counts: tuple[int, ...] = WRITERS) -> list[Result]:
     """One Result per writer count (PostgreSQL only); the schema must already be migrated."""
     url = make_url(database.url).update_query_dict({"application_name": APP_NAME}).render_as_string(
         hide_password=False)
     name = str(make_url(database.url).database)
     context = multiprocessing.get_context("spawn")
+    from saferails.audit.signing import AuditSigner
+    from saferails.store.db import create_engine, session_factory
+
+    key_file = str(Path(tempfile.mkdtemp(prefix="saferails-bench-key-")) / "audit.key")
+    signer = AuditSigner.load_or_create(key_file)  # the writers load it too: their records carry its MAC
+    engine = create_engine(database.url)
+    sessions = session_factory(engine, audit_signer=signer)
     results: list[Result] = []
     base: float | None = None
     for n in counts:
         barrier, done = context.Barrier(n + 1), context.Queue()
-        procs = [context.Process(target=_writer, args=(url, 100 * len(results) + i, per_writer, barrier, done))
+        procs = [context.Process(target=_writer,
+                                 args=(url, key_file, 100 * len(results) + i, per_writer, barrier, done))
                  for i in range(n)]
         for proc in procs:
             proc.start()
         barrier.wait(timeout=300)
         stop, sampled = threading.Event(), cast(list[Sampled], [])
         sampler = threading.Thread(target=_sample, args=(database.libpq_conninfo, name, stop, sampled))
+        passes: list[int] = []
+        sequencer = threading.Thread(target=_sequence, args=(sessions, stop, passes))
         sampler.start()
+        sequencer.start()
         start = time.perf_counter()
         states = set().union(*(done.get(timeout=600) for _ in procs))
         seconds = time.perf_counter() - start
         stop.set()
         sampler.join()
+        sequencer.join()
         for proc in procs:
             proc.join()
+        chain = _verified(sessions, signer)
         per_second = rate(n * per_writer, seconds)
         base = base or per_second
-        warning = "" if states == {"approved"} else f"UNEXPECTED states {sorted(states)}; "
+        warning = chain + ("" if states == {"approved"} else f"UNEXPECTED states {sorted(states)}; ")
         results.append(Result(
             AREA, f"PostgreSQL, {n} writer process{'es' if n > 1 else ''}, 1 proposal per txn", "postgresql",
             per_second, "proposals/s", n * per_writer,
             note=f"{warning}{per_second / base:.2f}x one writer; {sampled[0].waiting:.1%} of in-transaction "
                  f"samples waiting on a lock ({sampled[0].in_transaction:,} samples)",
             details={"writers": n, "ratio_to_one_writer": per_second / base, "lock_wait_share": sampled[0].waiting,
-                     "samples_in_transaction": sampled[0].in_transaction, "seconds": seconds},
+                     "samples_in_transaction": sampled[0].in_transaction, "seconds": seconds,
+                     "sequencer_passes": len(passes), "chain_intact": not chain},
         ))
+    engine.dispose()
+    shutil.rmtree(Path(key_file).parent, ignore_errors=True)
     return results

@@ -19,6 +19,7 @@ from prefect.variables import Variable
 
 from blocks.settings import current_runtime
 from flows.housekeeping import INTERVAL_SECONDS, repeat_in_runtime
+from saferails.audit.chain import read_head
 from saferails.clock import as_utc
 from saferails.store.db import transaction
 from saferails.store.tables import AuditRecord
@@ -42,15 +43,19 @@ def event_for(record: AuditRecord) -> dict[str, Any]:
         "resource": resource,
         "occurred": as_utc(record.occurred_at),
         "payload": {"sequence": record.sequence, "hash": record.hash, "details": json.loads(record.details)},
-        "id": uuid.uuid5(EVENT_NAMESPACE, record.hash),
+        "id": uuid.uuid5(EVENT_NAMESPACE, record.hash if record.hash is not None else f"sequence:{record.sequence}"),
     }
 
 
 @task(name="relay-audit-batch")
 def relay_batch(after: int, limit: int) -> int:
-    """Emit the audit records with sequence > ``after`` (at most ``limit``); returns the last sequence emitted."""
+    """Emit the audit records with sequence > ``after`` (at most ``limit``) up to the chain's head; returns the
+    last sequence emitted. Records above the head are not chained yet (``saferails.audit.sequencer``): a number
+    there may still be committed later, so the relay waits for the sequencer to pass it."""
     with transaction(current_runtime().sessions) as session:
-        stmt = sa.select(AuditRecord).where(AuditRecord.sequence > after).order_by(AuditRecord.sequence).limit(limit)
+        head_sequence, _ = read_head(session)
+        stmt = (sa.select(AuditRecord).where(AuditRecord.sequence > after, AuditRecord.sequence <= head_sequence)
+                .order_by(AuditRecord.sequence).limit(limit))
         records = list(session.execute(stmt).scalars())
         events = [event_for(r) for r in records]
     last = after

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from datetime import timedelta
 from functools import cached_property
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.engine import Engine
@@ -23,8 +25,11 @@ from saferails.actions.service import ActionService
 from saferails.agents.service import AgentService
 from saferails.approvals.codes import ApprovalCodes, approval_notifications
 from saferails.approvals.links import ApprovalLinkNotifier, ApprovalLinks
+from saferails.audit.anchor import Anchor
 from saferails.audit.checkpoints import Checkpoint, publish_checkpoints, signer_of
-from saferails.audit.signing import AuditSigner
+from saferails.audit.sequencer import Sequenced, sequence_pending
+from saferails.audit.signing import AuditSigner, AuditVerifierKey
+from saferails.audit.verify import VerifyReport, verify_chain
 from saferails.clock import Clock, SystemClock
 from saferails.errors import (
     ActionBlocked,
@@ -115,11 +120,30 @@ class Store:
             return ExecutionService(self.sessions, self.clock, settings)
         return ExecutionService(self.sessions, self.clock, settings, sleeper=self.sleeper)
 
+    def sequence_audit(self) -> Sequenced:
+        """Chain the audit records written unchained (``settings.audit_sequencer`` on PostgreSQL) whose numbers
+        are settled, signing their checkpoints at the store's time (``saferails.audit.sequencer``). Cheap when
+        there is nothing to chain (one indexed read); a no-op on SQLite. Sweeps call it through
+        ``publish_audit_checkpoint``; ``audit verify`` calls it before verifying."""
+        return sequence_pending(self.sessions, now=self.clock.now())
+
+    def verify_audit(
+        self, *, key: AuditVerifierKey | None, published: Path | None, anchor: Anchor | None = None
+    ) -> VerifyReport:
+        """Sequence what is pending (``sequence_audit``), then ``verify_chain`` in one read snapshot; a record
+        still unchained after ``settings.audit_unchained_max_age_seconds`` is a finding."""
+        self.sequence_audit()
+        with read_transaction(self.sessions) as session:
+            return verify_chain(session, anchor=anchor, key=key, published=published, now=self.clock.now(),
+                                max_unchained_age=timedelta(seconds=self.settings.audit_unchained_max_age_seconds))
+
     def publish_audit_checkpoint(self) -> Checkpoint | None:
         """Publish the newest signed audit checkpoint to ``settings.audit_published_path`` (outside the database),
         after checking its signature when this store signs; None when the file already holds it. Sweeps call this
         so that a rewrite, a deleted tail or an appended forgery is evident to ``audit verify`` without anyone
-        exporting an anchor by hand."""
+        exporting an anchor by hand. Chains pending audit records first (``sequence_audit``), so each sweep is
+        also a pass of the sequencer."""
+        self.sequence_audit()
         with read_transaction(self.sessions) as session:
             signer = signer_of(session)
             return publish_checkpoints(session, self.settings.audit_published_path,
@@ -213,7 +237,8 @@ def open_store(
             migrate(engine)
         # Every appending transaction signs a checkpoint with a key kept outside the database (a 0600 file,
         # generated on first use), so a rewrite by someone with database access alone is evident.
-        sessions = session_factory(engine, audit_signer=AuditSigner.load_or_create(settings.audit_key_path))
+        sessions = session_factory(engine, audit_signer=AuditSigner.load_or_create(settings.audit_key_path),
+                                   audit_sequencer=settings.audit_sequencer)
         return compose(settings, sessions, clock=clock, policy=policy, notifier=notifier,
                        handler_settings=handler_settings, sleeper=sleeper, owns_engine=True)
     except BaseException:

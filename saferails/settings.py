@@ -39,7 +39,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import SecretStr, ValidationError, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, EnvSettingsSource, NoDecode, PydanticBaseSettingsSource, SettingsConfigDict
 
 from saferails.errors import ConfigurationError
@@ -113,6 +113,10 @@ class Settings(BaseSettings):
     http_authenticator: str | None = None
     public_url: str | None = None
     audit_checkpoints_file: Path | None = None
+    # PostgreSQL: writers append audit records unchained and the sequencer chains them (saferails.audit.sequencer);
+    # verify fails when one is older than audit_unchained_max_age_seconds. Every process of a store must agree.
+    audit_sequencer: bool = False
+    audit_unchained_max_age_seconds: Annotated[float, Field(gt=0)] = 300.0
     token: SecretStr | None = None
     profile: str = "default"
     oidc_issuer: str | None = None

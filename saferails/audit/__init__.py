@@ -1,6 +1,7 @@
 """Append-only, hash-chained audit trail: append (``chain``), sign a checkpoint per appending transaction with a
 key kept outside the database (``signing``, ``checkpoints``), publish checkpoints outside the database, verify
-(``verify``), anchor the head by hand (``anchor``) and read it back (``query``)."""
+(``verify``), chain records written unchained by concurrent writers (``sequencer``), anchor the head by hand
+(``anchor``) and read it back (``query``)."""
 
 from saferails.audit.anchor import (
     Anchor,
@@ -11,7 +12,16 @@ from saferails.audit.anchor import (
     load_anchor,
     sign_unsigned_records,
 )
-from saferails.audit.chain import GENESIS_HASH, Appended, AuditEntry, append, append_many, canonical_json, deferred
+from saferails.audit.chain import (
+    GENESIS_HASH,
+    Appended,
+    AuditEntry,
+    append,
+    append_many,
+    canonical_json,
+    deferred,
+    install_sequencer,
+)
 from saferails.audit.checkpoints import (
     DEFAULT_PUBLISHED_NAME,
     Checkpoint,
@@ -23,6 +33,7 @@ from saferails.audit.checkpoints import (
     publish_checkpoints,
 )
 from saferails.audit.query import AuditPage, AuditQuery, AuditQueryInvalid, AuditRecordView, query_audit
+from saferails.audit.sequencer import Sequenced, sequence_pending
 from saferails.audit.signing import AuditKeyInvalid, AuditSigner, AuditVerifierKey, audit_key_path
 from saferails.audit.verify import VerifyReport, require_intact, verify_chain
 
@@ -45,6 +56,7 @@ __all__ = [
     "CheckpointFileInvalid",
     "CheckpointForged",
     "CheckpointPublishFailed",
+    "Sequenced",
     "VerifyReport",
     "append",
     "append_many",
@@ -54,11 +66,13 @@ __all__ = [
     "default_published_path",
     "deferred",
     "export_anchor",
+    "install_sequencer",
     "install_signer",
     "load_anchor",
     "publish_checkpoints",
     "query_audit",
     "require_intact",
+    "sequence_pending",
     "sign_unsigned_records",
     "verify_chain",
 ]

@@ -9,6 +9,13 @@ When a signer is installed on the session (``saferails.audit.checkpoints.install
 appended records writes ONE signed checkpoint of the head it leaves (``audit_checkpoints``) just before it
 commits, in the same transaction: a batch of records costs one signature (~50 us). Anything that moves the head
 must do it through ``_locked_head`` so the checkpoint covers it.
+
+Unchained writes (PostgreSQL, when ``install_sequencer`` enabled them on the session): appending does not touch
+the head. Each record is inserted with its final content, a number from ``audit_log_sequence`` (so its place
+in the chain is fixed when it is written), the MAC of both (``content_mac``, when a signer is installed) and no
+``prev_hash``/``hash``; ``saferails.audit.sequencer`` chains
+such records later, in number order, under the head lock, and signs one checkpoint per pass. Writers then never
+wait for each other on the head row.
 """
 
 from __future__ import annotations
@@ -23,10 +30,12 @@ from typing import Any, TypeVar
 
 import sqlalchemy as sa
 from sqlalchemy import event
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
 from saferails.audit.checkpoints import checkpoint_row, sign_checkpoint, signer_of
+from saferails.audit.signing import AuditSigner
 from saferails.clock import as_utc
+from saferails.errors import ConfigurationError
 from saferails.store.tables import AuditHead, AuditRecord
 
 GENESIS_HASH = "0" * 64
@@ -99,7 +108,9 @@ def record_digest(
 
 
 def digest_of(row: AuditRecord) -> str:
-    """Recompute a stored record's hash from its columns."""
+    """Recompute a stored record's hash from its columns. Raises ``ValueError`` for a record not chained yet."""
+    if row.prev_hash is None:
+        raise ValueError(f"audit record {row.sequence} is not chained yet")
     return record_digest(
         sequence=row.sequence,
         occurred_at=row.occurred_at,
@@ -178,9 +189,12 @@ def append_many(session: Session, entries: Sequence[AuditEntry], *, now: datetim
     if isinstance(kept, list):
         kept.append((now, list(entries)))
         return []
+    occurred_at = as_utc(now).astimezone(UTC)
+    if writes_unchained(session):
+        _append_unchained(session, entries, occurred_at)
+        return []
     lock = _head_lock(session)
     head = lock.head
-    occurred_at = as_utc(now).astimezone(UTC)
     sequence, prev = head.sequence, head.hash
     rows: list[dict[str, Any]] = []
     appended: list[Appended] = []
@@ -226,6 +240,105 @@ def append_many(session: Session, entries: Sequence[AuditEntry], *, now: datetim
 
 
 _AUDIT_INSERT = sa.insert(AuditRecord.__table__)  # type: ignore[arg-type]
+SEQUENCE_NAME = "audit_log_sequence"
+# The barrier CTE is materialised before any row is produced, so the lock is held before the first number is drawn.
+_NUMBERS_WITH_BARRIER = sa.text(
+    "WITH barrier AS MATERIALIZED (SELECT pg_advisory_xact_lock_shared(:key) AS held) "
+    f"SELECT nextval('{SEQUENCE_NAME}') AS number, (SELECT sequence FROM audit_head WHERE id = {HEAD_ROW_ID}) AS head "
+    "FROM barrier, generate_series(1, :count)"
+)
+_NUMBERS = sa.text(
+    f"SELECT nextval('{SEQUENCE_NAME}') AS number, (SELECT sequence FROM audit_head WHERE id = {HEAD_ROW_ID}) AS head "
+    "FROM generate_series(1, :count)"
+)
+SEQUENCER_INFO_KEY = "saferails.audit_sequencer"
+# pg_advisory_xact_lock key shared by unchained writers (shared mode) and the sequencer (exclusive, briefly): see
+# ``saferails.audit.sequencer``. Any bigint no other part of the application uses.
+SEQUENCER_LOCK_KEY = 0x5AFE_A0D1_7000_0001
+_BARRIER_KEY = "saferails.audit_sequencer_barrier"
+
+
+class AuditSequenceBehind(ConfigurationError):
+    """An unchained append drew a number at or below the chain head: the store was appended to inline (without
+    ``audit_sequencer``) after migration 0012, so ``audit_log_sequence`` is behind. Nothing is written."""
+
+    code = "AUDIT_SEQUENCE_BEHIND"
+
+
+def install_sequencer(target: sessionmaker[Session] | Session, enabled: bool) -> None:
+    """Make every transaction of ``target`` (a session factory, or one session) append audit records unchained
+    (PostgreSQL; ignored on SQLite, which chains inline) for ``saferails.audit.sequencer`` to chain later.
+    ``False`` restores inline chaining. Every process writing one database must use the same mode."""
+    info: dict[Any, Any] = target.kw.setdefault("info", {}) if isinstance(target, sessionmaker) else target.info
+    if enabled:
+        info[SEQUENCER_INFO_KEY] = True
+    else:
+        info.pop(SEQUENCER_INFO_KEY, None)
+
+
+def writes_unchained(session: Session) -> bool:
+    """True when appends on ``session`` are written unchained (enabled and the backend is PostgreSQL)."""
+    return session.info.get(SEQUENCER_INFO_KEY) is True and session.get_bind().dialect.name == "postgresql"
+
+
+def _append_unchained(session: Session, entries: Sequence[AuditEntry], occurred_at: datetime) -> None:
+    """Insert ``entries`` with their numbers and without hashes, each with its MAC when a signer is installed.
+    The transaction first takes the sequencer's advisory lock in shared mode (once, in the statement that draws
+    the first numbers; held to commit): the sequencer's exclusive take of it waits for every transaction that
+    may still commit a number, which is how it knows which numbers are settled."""
+    connection = session.connection()
+    transaction = session.get_transaction()
+    first = session.info.get(_BARRIER_KEY) is not transaction
+    drawn = connection.execute(_NUMBERS_WITH_BARRIER if first else _NUMBERS,
+                               {"key": SEQUENCER_LOCK_KEY, "count": len(entries)}).all()
+    session.info[_BARRIER_KEY] = transaction
+    numbers = sorted(int(row.number) for row in drawn)
+    head = max((int(row.head or 0) for row in drawn), default=0)
+    if numbers[0] <= head:
+        raise AuditSequenceBehind(
+            f"audit_log_sequence drew {numbers[0]}, at or below the chain head {head}: this store was appended to "
+            "inline since migration 0012; as the owner, run SELECT setval('audit_log_sequence', "
+            "(SELECT sequence FROM audit_head) + 1, false) with the writers stopped",
+            number=numbers[0],
+            head=head,
+        )
+    signer = signer_of(session)
+    rows: list[dict[str, Any]] = []
+    for number, entry in zip(numbers, entries, strict=True):
+        row = {
+            "sequence": number,
+            "occurred_at": occurred_at,
+            "actor": entry.actor,
+            "event": entry.event,
+            "entity_type": entry.entity_type,
+            "entity_id": entry.entity_id,
+            "action_type": entry.action_type,
+            "target": entry.target,
+            "tenant": entry.tenant,
+            "details": canonical_json(entry.details),
+        }
+        row["mac"] = None if signer is None else content_mac(signer, row)
+        rows.append(row)
+    connection.execute(_AUDIT_INSERT, rows)
+
+
+def content_mac(signer: AuditSigner, fields: dict[str, Any]) -> str:
+    """The MAC of an unchained record's content and number (``fields``: every hashed column but ``prev_hash``),
+    made by writers and checked by the sequencer before it chains the record."""
+    content = record_digest(
+        sequence=fields["sequence"],
+        occurred_at=fields["occurred_at"],
+        actor=fields["actor"],
+        event=fields["event"],
+        entity_type=fields["entity_type"],
+        entity_id=fields["entity_id"],
+        action_type=fields["action_type"],
+        target=fields["target"],
+        tenant=fields["tenant"],
+        details=fields["details"],
+        prev_hash="",
+    )
+    return signer.entry_mac(content.encode("ascii"))
 
 
 _HEAD_KEY = "saferails.audit_head"

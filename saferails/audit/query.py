@@ -89,7 +89,9 @@ def _problems(q: AuditQuery) -> list[str]:
 
 @dataclass(frozen=True)
 class AuditRecordView:
-    """One audit record as callers see it: ``details`` parsed, ``occurred_at`` timezone-aware UTC."""
+    """One audit record as callers see it: ``details`` parsed, ``occurred_at`` timezone-aware UTC. ``prev_hash``
+    and ``hash`` are None for a record written unchained that the sequencer has not chained yet (PostgreSQL with
+    ``audit_sequencer``): its ``sequence`` is already its place in the chain."""
 
     sequence: int
     occurred_at: datetime
@@ -101,8 +103,8 @@ class AuditRecordView:
     target: str | None
     tenant: str
     details: dict[str, Any]
-    prev_hash: str
-    hash: str
+    prev_hash: str | None
+    hash: str | None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

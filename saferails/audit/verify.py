@@ -5,7 +5,11 @@ What each check catches:
 
 - a record's hash no longer matches its columns: the record was altered in place;
 - a record's ``prev_hash`` is not the previous record's hash: a record was inserted, replaced or re-hashed;
-- a gap in the sequence numbers: a record was deleted;
+- a gap in the sequence numbers where the link does not hold either: a record was deleted (a gap whose link
+  holds is a number a rolled-back transaction drew on PostgreSQL: ``audit_log_sequence`` is not gapless);
+- a record written unchained (``saferails.audit.sequencer``) below a chained one: the sequencer skipped it; one
+  left unchained longer than ``max_unchained_age``: nobody sequences the chain (both checked only on what is
+  chained when verification runs: records above the head are not in the chain yet);
 - the ``audit_head`` row disagrees with the last record: the newest records were deleted, or records were
   appended behind the chain's back;
 - with ``key`` (``AuditVerifierKey``, the public key; the private key is not needed), the signed checkpoints
@@ -29,7 +33,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -90,6 +94,8 @@ class VerifyReport:
     ``signed_through`` is the last record covered by valid signed checkpoints and ``unsigned_records`` how many
     records after it were read (without a key these are reported, not failed: e.g. appends made before a signer
     was installed); ``published_checked`` counts the lines of the published checkpoint file compared.
+    ``unchained_records`` counts the records written unchained that the sequencer has not chained yet (never
+    checked: they are not in the chain until it does).
     """
 
     ok: bool
@@ -104,6 +110,7 @@ class VerifyReport:
     signed_through: int = 0
     unsigned_records: int = 0
     published_checked: int = 0
+    unchained_records: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -122,6 +129,8 @@ def verify_chain(
     batch_size: int = 5000,
     key: AuditVerifierKey | Iterable[AuditVerifierKey] | None = None,
     published: Path | str | None = None,
+    now: datetime | None = None,
+    max_unchained_age: timedelta | None = None,
 ) -> VerifyReport:
     """Check the whole chain and return a report; never raises for a broken chain (see ``require_intact``).
 
@@ -134,7 +143,9 @@ def verify_chain(
     ``key`` is the public key (or several, e.g. across a key rotation) checkpoint signatures must verify
     against; with it, every record must lie in the range of a validly signed checkpoint. ``published`` is the
     file ``publish_checkpoints`` appends to; a missing file is not an error (nothing published yet), an
-    unreadable or malformed one is a finding. Raises ``InvalidInput`` if ``batch_size < 1``.
+    unreadable or malformed one is a finding. With ``now`` and ``max_unchained_age`` a record written unchained
+    (``saferails.audit.sequencer``) that is older than that is a finding (call ``sequence_pending`` first to
+    verify everything written so far). Raises ``InvalidInput`` if ``batch_size < 1``.
     """
     if batch_size < 1:
         raise InvalidInput(f"batch_size must be at least 1, got {batch_size}", batch_size=batch_size)
@@ -166,6 +177,7 @@ def verify_chain(
                 or signed.beyond(last_sequence)
                 or signed.earliest(public.beyond(last_sequence))
                 or signed.uncovered(last_sequence)
+                or _check_unchained(session, last_sequence, now, max_unchained_age)
             )
     if broken is None and anchor is not None and not anchor_seen:
         broken = _Broken(
@@ -185,6 +197,7 @@ def verify_chain(
         signed_through=signed.covered,
         unsigned_records=max(0, last_sequence - signed.covered) if broken is None else 0,
         published_checked=public.checked,
+        unchained_records=_count_unchained(session),
     )
 
 
@@ -214,9 +227,11 @@ def _keys(key: AuditVerifierKey | Iterable[AuditVerifierKey] | None) -> dict[str
     return {k.key_id: k for k in listed}
 
 
-def _keyset(session: Session, columns: Any, order: Any, after: int, batch_size: int) -> Iterator[_Row]:
+def _keyset(session: Session, columns: Any, order: Any, after: int, batch_size: int, *where: Any) -> Iterator[_Row]:
     while True:
-        batch = session.execute(sa.select(*columns).where(order > after).order_by(order).limit(batch_size)).all()
+        batch = session.execute(
+            sa.select(*columns).where(order > after, *where).order_by(order).limit(batch_size)
+        ).all()
         yield from batch
         if len(batch) < batch_size:
             return
@@ -230,8 +245,9 @@ def _raw_time(column: Any, sqlite: bool) -> Any:
 
 
 class _Records:
-    """Every record in sequence order. When they run out the head row is re-read: if it is ahead, appends
-    committed meanwhile and reading resumes after the last record seen; ``head`` is the last head read."""
+    """Every chained record in sequence order (unchained ones are not in the chain yet). When they run out the
+    head row is re-read: if it is ahead, appends committed meanwhile and reading resumes after the last record
+    seen; ``head`` is the last head read."""
 
     def __init__(self, session: Session, batch_size: int, sqlite: bool) -> None:
         self.session = session
@@ -244,7 +260,8 @@ class _Records:
         after = 0
         while True:
             progressed = False
-            for row in _keyset(self.session, self.columns, AuditRecord.sequence, after, self.batch_size):
+            for row in _keyset(self.session, self.columns, AuditRecord.sequence, after, self.batch_size,
+                               AuditRecord.hash.is_not(None)):
                 progressed = True
                 after = row.sequence
                 yield row
@@ -437,7 +454,7 @@ class _Published:
 
 def _check(row: _Row, last_sequence: int, last_hash: str) -> _Broken | None:
     expected = last_sequence + 1
-    if row.sequence != expected:
+    if row.sequence != expected and row.prev_hash != last_hash:
         if last_sequence == 0:
             return _Broken(expected, f"sequence gap: the chain starts at {row.sequence}, not 1 (record deleted)")
         return _Broken(expected, f"sequence gap: {last_sequence} followed by {row.sequence} (record deleted)")
@@ -454,6 +471,40 @@ def _check(row: _Row, last_sequence: int, last_hash: str) -> _Broken | None:
             return _Broken(row.sequence, f"record {row.sequence}: prev_hash is not the genesis hash")
         return _Broken(row.sequence, f"record {row.sequence}: prev_hash does not match record {last_sequence}")
     return None
+
+
+def _check_unchained(
+    session: Session, last_sequence: int, now: datetime | None, max_age: timedelta | None
+) -> _Broken | None:
+    if session.get_bind().dialect.name == "sqlite":  # SQLite chains inline: its hash columns are NOT NULL
+        return None
+    skipped = session.execute(
+        sa.select(sa.func.min(AuditRecord.sequence)).where(
+            AuditRecord.hash.is_(None), AuditRecord.sequence < last_sequence
+        )
+    ).scalar_one_or_none()
+    if skipped is not None:
+        return _Broken(int(skipped), f"record {skipped} was never chained (below the chained record {last_sequence})")
+    if now is None or max_age is None:
+        return None
+    stale = session.execute(
+        sa.select(sa.func.min(AuditRecord.sequence)).where(
+            AuditRecord.hash.is_(None), AuditRecord.occurred_at < as_utc(now) - max_age
+        )
+    ).scalar_one_or_none()
+    if stale is None:
+        return None
+    return _Broken(
+        int(stale), f"record {stale} has been left unchained for more than {max_age} (is the sequencer running?)"
+    )
+
+
+def _count_unchained(session: Session) -> int:
+    if session.get_bind().dialect.name == "sqlite":
+        return 0
+    return int(session.execute(
+        sa.select(sa.func.count()).select_from(AuditRecord).where(AuditRecord.hash.is_(None))
+    ).scalar_one())
 
 
 def _parse_time(value: Any) -> datetime:

@@ -12,7 +12,6 @@ from saferails.api import Store
 from saferails.audit.anchor import export_anchor, load_anchor
 from saferails.audit.query import AuditQuery, query_audit
 from saferails.audit.signing import AuditVerifierKey, public_key_path_for
-from saferails.audit.verify import verify_chain
 from saferails.cli import output as out
 from saferails.cli.common import Io, JsonFlag, iso_time, run
 from saferails.identity import Permission
@@ -81,9 +80,8 @@ def verify(
         key_file = Path(public_key) if public_key else public_key_path_for(store.settings.audit_key_path)
         key = AuditVerifierKey.from_file(key_file) if public_key or key_file.exists() else None
         published_file = Path(published) if published else store.settings.audit_published_path
-        with read_transaction(store.sessions) as session:
-            report = verify_chain(session, anchor=head, key=key,
-                                  published=published_file if published or published_file.exists() else None)
+        report = store.verify_audit(anchor=head, key=key,
+                                    published=published_file if published or published_file.exists() else None)
         if report.ok:
             io.result(report.to_dict(), lambda s: out.render_verify_report(report, s))
             return 0

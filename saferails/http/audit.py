@@ -30,7 +30,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.registry import Collector
 from pydantic import BaseModel
 
-from saferails.audit import AuditQuery, AuditVerifierKey, query_audit, verify_chain
+from saferails.audit import AuditQuery, AuditVerifierKey, query_audit
 from saferails.audit.checkpoints import Checkpoint, last_published
 from saferails.audit.query import MAX_LIMIT
 from saferails.audit.signing import public_key_path_for
@@ -130,8 +130,7 @@ class AuditApi:
         key_file = public_key_path_for(settings.audit_key_path)
         key = AuditVerifierKey.from_file(key_file) if key_file.exists() else None
         published = settings.audit_published_path
-        with read_transaction(self.store.sessions) as session:
-            report = verify_chain(session, key=key, published=published if published.exists() else None)
+        report = self.store.verify_audit(key=key, published=published if published.exists() else None)
         return report.to_dict()
 
     @typed_errors

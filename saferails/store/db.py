@@ -59,15 +59,22 @@ def _configure_sqlite(engine: Engine) -> None:
         conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
 
 
-def session_factory(engine: Engine, *, audit_signer: AuditSigner | None = None) -> sessionmaker[Session]:
+def session_factory(
+    engine: Engine, *, audit_signer: AuditSigner | None = None, audit_sequencer: bool = False
+) -> sessionmaker[Session]:
     """Sessions bound to ``engine``. With ``audit_signer`` every transaction that appends audit records also
     writes a checkpoint signed with it (``saferails.audit.checkpoints``); without one appends are not covered by
-    a signature and ``verify_chain(..., key=...)`` reports them."""
+    a signature and ``verify_chain(..., key=...)`` reports them. With ``audit_sequencer`` (PostgreSQL) appends
+    are written unchained and ``saferails.audit.sequencer`` chains them (and signs their checkpoints)."""
     factory = sessionmaker(engine, expire_on_commit=False)
     if audit_signer is not None:
         from saferails.audit.checkpoints import install_signer
 
         install_signer(factory, audit_signer)
+    if audit_sequencer:
+        from saferails.audit.chain import install_sequencer
+
+        install_sequencer(factory, True)
     return factory
 
 

@@ -6,7 +6,9 @@ role, so the agent's database credentials would be enough to rewrite the trail. 
 
 - the **owner** role runs the migrations and owns every table (it is used for ``migrate`` only);
 - the **application** role connects at run time with only what the write path needs: SELECT, INSERT, UPDATE,
-  DELETE on ordinary tables; on ``audit_log`` and ``audit_checkpoints`` only SELECT and INSERT; on
+  DELETE on ordinary tables; on ``audit_log`` and ``audit_checkpoints`` only SELECT and INSERT (plus UPDATE of
+  ``audit_log.prev_hash``/``hash``, which migration 0012 allows once per record: chaining a record written
+  unchained, ``saferails.audit.sequencer``); on
   ``audit_head`` only SELECT and UPDATE (appending advances the head row with an UPDATE; migration 0002 lets it
   move only forward and 0009 checks at commit that it names the newest record). No TRUNCATE, no REFERENCES or
   TRIGGER, no CREATE on the schema, not superuser, not a member of the owner: it cannot ALTER, DROP or DISABLE
@@ -28,6 +30,7 @@ from saferails.errors import ConfigurationError
 
 APPEND_ONLY_TABLES = ("audit_log", "audit_checkpoints")
 HEAD_TABLE = "audit_head"
+SEQUENCED_TABLE = "audit_log"
 READ_ONLY_TABLES = ("alembic_version",)
 _ROLE_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
@@ -147,6 +150,10 @@ def grant_app_privileges(url: str | URL, *, app: str) -> None:
                 else:
                     privileges = "SELECT, INSERT, UPDATE, DELETE"
                 conn.execute(sa.text(f'GRANT {privileges} ON TABLE public."{table}" TO {app}'))
+                if table == SEQUENCED_TABLE:
+                    # The audit sequencer chains records written unchained; migration 0012's trigger lets each
+                    # record be chained once and never changed after.
+                    conn.execute(sa.text(f'GRANT UPDATE (prev_hash, hash) ON TABLE public."{table}" TO {app}'))
             conn.execute(sa.text(f"GRANT USAGE, SELECT ON ALL SEQUENCES IN SCHEMA public TO {app}"))
     finally:
         engine.dispose()

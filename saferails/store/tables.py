@@ -136,8 +136,12 @@ class AuditRecord(Base):
     tenant: Mapped[str] = mapped_column(sa.String(100), default="default")
     # Canonical JSON text, not a JSON column: the hash covers exactly these bytes on every backend.
     details: Mapped[str] = mapped_column(sa.Text)
-    prev_hash: Mapped[str] = mapped_column(sa.String(64))
-    hash: Mapped[str] = mapped_column(sa.String(64))
+    # NULL only on PostgreSQL, for a record written unchained until the sequencer chains it (migration 0012, which
+    # also adds the partial index ix_audit_unchained on sequence WHERE hash IS NULL there).
+    prev_hash: Mapped[str | None] = mapped_column(sa.String(64))
+    hash: Mapped[str | None] = mapped_column(sa.String(64))
+    # The writer's HMAC of a record written unchained (``saferails.audit.sequencer``); not part of the hash.
+    mac: Mapped[str | None] = mapped_column(sa.String(64))
 
     __table_args__ = (
         # Pages are ordered by sequence, so each filter index ends in it (no sort of all matching rows per page).

@@ -131,7 +131,7 @@ def tampering(db: Any) -> Iterator[sa.Connection]:
 
 
 def rehash(values: dict[str, Any]) -> dict[str, Any]:
-    fields = {k: v for k, v in values.items() if k != "hash"}
+    fields = {k: v for k, v in values.items() if k not in ("hash", "mac")}  # mac: not part of the hash
     return {**values, "hash": record_digest(**fields)}
 
 

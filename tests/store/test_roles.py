@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from saferails import audit
 from saferails.actions.service import ActionService, Proposal
 from saferails.audit.checkpoints import install_signer
+from saferails.audit.sequencer import sequence_pending
 from saferails.audit.signing import AuditSigner
 from saferails.audit.verify import verify_chain
 from saferails.clock import ManualClock
@@ -153,6 +154,39 @@ def test_the_application_role_cannot_rewrite_empty_alter_or_untrigger_the_audit_
         with read_transaction(sessions) as session:
             report = verify_chain(session, key=signer.verifier)
         assert report.ok and report.records_checked == 3
+    finally:
+        engine.dispose()
+
+
+SEQUENCED_REFUSED = [
+    # Only prev_hash and hash of audit_log may be updated, once per record, nothing else with them.
+    ("UPDATE audit_log SET actor = 'mallory', prev_hash = 'x', hash = 'y' WHERE hash IS NULL", r"permission denied"),
+    ("UPDATE audit_log SET hash = 'y' WHERE hash IS NOT NULL", r"append-only"),
+    ("UPDATE audit_log SET prev_hash = NULL, hash = NULL", r"append-only"),
+    ("DELETE FROM audit_log WHERE hash IS NULL", r"permission denied"),
+    ("SELECT setval('audit_log_sequence', 1)", r"permission denied"),
+]
+
+
+def test_the_application_role_runs_the_sequencer_and_still_cannot_rewrite(roles: Roles, clock: ManualClock) -> None:
+    signer = AuditSigner.generate()
+    engine = create_engine(roles.urls.app_url, poolclass=sa.pool.NullPool)
+    try:
+        sessions = session_factory(engine, audit_signer=signer, audit_sequencer=True)
+        for n in range(3):
+            _append(sessions, clock, n)
+        assert sequence_pending(sessions, now=clock.now()).chained == 3
+        _append(sessions, clock, 3)  # one left unchained for the refusals below
+        problems = []
+        for sql, expected in SEQUENCED_REFUSED:
+            message = _refused(engine, sql)
+            if not re.search(expected, message):
+                problems.append(f"{sql}: {message.splitlines()[0]}")
+        assert problems == []
+        assert sequence_pending(sessions, now=clock.now()).chained == 1
+        with read_transaction(sessions) as session:
+            report = verify_chain(session, key=signer.verifier)
+        assert report.ok and report.records_checked == 4 and report.signed_through == 4, report
     finally:
         engine.dispose()
 
