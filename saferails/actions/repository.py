@@ -52,6 +52,13 @@ class ActionRepository:
         stmt = sa.select(Action).where(Action.tenant == tenant, Action.idempotency_key == key)
         return self.session.execute(stmt).scalar_one_or_none()
 
+    def by_idempotency_keys(self, keys: set[tuple[str, str]]) -> dict[tuple[str, str], Action]:
+        """The actions holding any of ``keys`` ((tenant, idempotency key)), in ONE query."""
+        if not keys:
+            return {}
+        stmt = sa.select(Action).where(sa.tuple_(Action.tenant, Action.idempotency_key).in_(sorted(keys)))
+        return {(row.tenant, row.idempotency_key): row for row in self.session.execute(stmt).scalars()}
+
     def list(self, f: ActionFilter) -> list[Action]:
         stmt = sa.select(Action)
         if f.states:
@@ -102,3 +109,14 @@ class ActionRepository:
     # --- principals -----------------------------------------------------------------------------------------
     def principal(self, principal_id: str) -> Principal | None:
         return self.session.get(Principal, principal_id)
+
+    def principals(self, principal_ids: set[str]) -> dict[str, Principal]:
+        """The stored principals among ``principal_ids``, in ONE query (unknown ids are absent)."""
+        if not principal_ids:
+            return {}
+        if len(principal_ids) == 1:  # the identity map may already hold it
+            (only,) = principal_ids
+            row = self.session.get(Principal, only)
+            return {} if row is None else {only: row}
+        stmt = sa.select(Principal).where(Principal.id.in_(sorted(principal_ids)))
+        return {row.id: row for row in self.session.execute(stmt).scalars()}
