@@ -167,12 +167,21 @@ def add_new(session: Session, entity_type: str, row: Any, *, now: datetime) -> A
 
 
 def insert_drafts(session: Session, entity_type: str, drafts: Sequence[Draft]) -> None:
-    """Write ``drafts`` of ``entity_type`` (created with ``create_many``, possibly transitioned since) in ONE
-    executemany INSERT of a cached statement, inside the caller's transaction."""
+    """Write ``drafts`` of ``entity_type`` (created with ``create_many``, possibly transitioned since) inside the
+    caller's transaction: ONE executemany INSERT of a cached statement per set of columns left out. A column
+    that is None and has no default is left out of its row, so it is SQL NULL (passing None would store a JSON
+    column's ``null``, not NULL, unlike the ORM)."""
     if not drafts:
         return
     insert, defaults = _draft_insert(entity_kind(entity_type).model)
-    session.connection().execute(insert, [{key: d.__dict__[key] for key in defaults} for d in drafts])
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for draft in drafts:
+        values = draft.__dict__
+        row = {key: values[key] for key in defaults if values[key] is not None or defaults[key] is not None}
+        groups.setdefault(tuple(row), []).append(row)
+    connection = session.connection()
+    for rows in groups.values():
+        connection.execute(insert, rows)
 
 
 _DRAFT_INSERTS: dict[type[Any], tuple[sa.Insert, dict[str, Any]]] = {}

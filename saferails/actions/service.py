@@ -440,7 +440,7 @@ class ActionService:
             for row, chosen, _ in pending:
                 target, event = _DECIDED[chosen.outcome]
                 changes.append(transitions.Change(
-                    row.id, target, SYSTEM_ACTOR, event, {"decision": chosen.to_dict()},
+                    row.id, target, SYSTEM_ACTOR, event, {"decision": row.decision},
                     {"decided_at": now} if chosen.outcome != Outcome.NEEDS_APPROVAL else None,
                 ))
             # Created by this transaction and not yet written: nobody else can see them, let alone lock them.
