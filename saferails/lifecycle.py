@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from saferails.errors import GuardRejected, InvalidTransition, LifecycleDefinitionError
@@ -63,10 +64,15 @@ class StateMachine:
         return cls(entity_type, all_states, initial, frozenset(final), transitions, dict(descriptions or {}))
 
     def transition_for(self, source: str, target: str) -> Transition | None:
+        return self._edges.get((source, target))
+
+    @cached_property
+    def _edges(self) -> dict[tuple[str, str], Transition]:
+        """(source, target) -> the first transition declared for it (built once; the machine is immutable)."""
+        edges: dict[tuple[str, str], Transition] = {}
         for t in self.transitions:
-            if t.source == source and t.target == target:
-                return t
-        return None
+            edges.setdefault((t.source, t.target), t)
+        return edges
 
     def allowed_targets(self, source: str) -> tuple[str, ...]:
         return tuple(t.target for t in self.transitions if t.source == source)

@@ -133,16 +133,71 @@ class New:
     correlation_id: str | None = None
 
 
+class Draft:
+    """A new row of ``model`` built without the ORM: plain attributes, one per column of the model's table (those
+    not given hold their scalar column default, else None), none of the ORM's per-attribute bookkeeping.
+    ``create_many`` and ``transition_many`` treat it like a mapped row, but it never enters the session:
+    ``insert_drafts`` writes it, in whatever state it has reached by then, with ONE cached executemany INSERT for
+    the batch. Nothing reads it back from the store before that. A name that is not a column is a TypeError."""
+
+    def __init__(self, model: type[Any], **columns: Any) -> None:
+        _, defaults = _draft_insert(model)
+        unknown = set(columns) - set(defaults)
+        if unknown:
+            raise TypeError(f"{model.__name__} has no columns {sorted(unknown)}")
+        self.__dict__.update(defaults)
+        self.__dict__.update(columns)
+
+    def __getattr__(self, name: str) -> Any:
+        raise AttributeError(f"a draft row has no column {name!r}")
+
+
 def add_new(session: Session, entity_type: str, row: Any, *, now: datetime) -> Any:
-    """Put ``row`` in the session in its machine's initial state at version 1, without its records yet
-    (``create_many`` writes them; calling it first lets a batch see its own rows in a flush)."""
+    """Put ``row`` in its machine's initial state at version 1, without its records yet (``create_many`` writes
+    them): a mapped row joins the session (calling this first lets a batch see its own rows in a flush), a
+    ``Draft`` waits for ``insert_drafts``."""
     kind = entity_kind(entity_type)
     row.state = kind.machine.initial
     row.version = 1
     row.created_at = now
     row.updated_at = now
-    session.add(row)
+    if not isinstance(row, Draft):
+        session.add(row)
     return row
+
+
+def insert_drafts(session: Session, entity_type: str, drafts: Sequence[Draft]) -> None:
+    """Write ``drafts`` of ``entity_type`` (created with ``create_many``, possibly transitioned since) inside the
+    caller's transaction: ONE executemany INSERT of a cached statement per set of columns left out. A column
+    that is None and has no default is left out of its row, so it is SQL NULL (passing None would store a JSON
+    column's ``null``, not NULL, unlike the ORM)."""
+    if not drafts:
+        return
+    insert, defaults = _draft_insert(entity_kind(entity_type).model)
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
+    for draft in drafts:
+        values = draft.__dict__
+        row = {key: values[key] for key in defaults if values[key] is not None or defaults[key] is not None}
+        groups.setdefault(tuple(row), []).append(row)
+    connection = session.connection()
+    for rows in groups.values():
+        connection.execute(insert, rows)
+
+
+_DRAFT_INSERTS: dict[type[Any], tuple[sa.Insert, dict[str, Any]]] = {}
+
+
+def _draft_insert(model: type[Any]) -> tuple[sa.Insert, dict[str, Any]]:
+    """The model's cached INSERT (one statement object, so its compiled form is reused) and column defaults."""
+    cached = _DRAFT_INSERTS.get(model)
+    if cached is None:
+        table = model.__table__
+        defaults = {
+            column.key: column.default.arg if column.default is not None and column.default.is_scalar else None
+            for column in table.columns
+        }
+        cached = _DRAFT_INSERTS[model] = (sa.insert(table), defaults)
+    return cached
 
 
 def create_many(session: Session, entity_type: str, news: Sequence[New], *, now: datetime) -> list[Any]:

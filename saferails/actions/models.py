@@ -23,6 +23,7 @@ from saferails.boundary import datetime_problem, identifier_problem, json_proble
 from saferails.clock import as_utc
 from saferails.errors import InvalidInput
 from saferails.store import tables
+from saferails.transitions import Draft
 
 
 class Proposal(BaseModel):
@@ -169,7 +170,7 @@ class ActionView:
         )
 
     @classmethod
-    def from_row(cls, row: tables.Action, approvals: list[tables.Approval]) -> ActionView:
+    def from_row(cls, row: tables.Action | Draft, approvals: list[tables.Approval]) -> ActionView:
         return cls(
             id=row.id,
             action_type=row.action_type,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
@@ -52,6 +53,13 @@ class ActionRepository:
         stmt = sa.select(Action).where(Action.tenant == tenant, Action.idempotency_key == key)
         return self.session.execute(stmt).scalar_one_or_none()
 
+    def by_idempotency_keys(self, keys: set[tuple[str, str]]) -> dict[tuple[str, str], Action]:
+        """The actions holding any of ``keys`` ((tenant, idempotency key)), in ONE query."""
+        if not keys:
+            return {}
+        stmt = sa.select(Action).where(sa.tuple_(Action.tenant, Action.idempotency_key).in_(sorted(keys)))
+        return {(row.tenant, row.idempotency_key): row for row in self.session.execute(stmt).scalars()}
+
     def list(self, f: ActionFilter) -> list[Action]:
         stmt = sa.select(Action)
         if f.states:
@@ -73,32 +81,38 @@ class ActionRepository:
         return list(self.session.execute(stmt).scalars())
 
     # --- rate-limit counting: the policy's RateLimitCounter over this store ---------------------------------
-    def _counted(self, proposer: str, action_type: str, since: datetime) -> sa.Select[tuple[int]]:
-        # Refused proposals (state blocked) do not consume the budget: only accepted ones count.
-        return (
-            sa.select(sa.func.count())
-            .select_from(Action)
-            .where(
-                Action.proposer == proposer,
-                Action.action_type == action_type,
-                Action.created_at >= since,
-                Action.state != BLOCKED,
-            )
-        )
-
+    # Refused proposals (state blocked) do not consume the budget: only accepted ones count. The statements are
+    # built once (module level), so each call only binds values to an already compiled statement.
     def count(self, proposer: str, action_type: str, since: datetime) -> int:
-        return int(self.session.execute(self._counted(proposer, action_type, since)).scalar_one())
+        params = {"proposer": proposer, "action_type": action_type, "since": since}
+        return int(self.session.execute(_RATE_COUNT, params).scalar_one())
 
     def oldest_since(self, proposer: str, action_type: str, since: datetime) -> datetime | None:
-        stmt = sa.select(sa.func.min(Action.created_at)).where(
-            Action.proposer == proposer,
-            Action.action_type == action_type,
-            Action.created_at >= since,
-            Action.state != BLOCKED,
-        )
-        value = self.session.execute(stmt).scalar_one()
+        params = {"proposer": proposer, "action_type": action_type, "since": since}
+        value = self.session.execute(_RATE_OLDEST, params).scalar_one()
         return None if value is None else as_utc(value)
 
     # --- principals -----------------------------------------------------------------------------------------
     def principal(self, principal_id: str) -> Principal | None:
         return self.session.get(Principal, principal_id)
+
+    def principals(self, principal_ids: set[str]) -> dict[str, Principal]:
+        """The stored principals among ``principal_ids``, in ONE query (unknown ids are absent)."""
+        if not principal_ids:
+            return {}
+        rows = self.session.execute(_PRINCIPALS, {"ids": sorted(principal_ids)}).scalars()
+        return {row.id: row for row in rows}
+
+
+def _rate_window(column: sa.ColumnElement[Any]) -> sa.Select[Any]:
+    return sa.select(column).where(
+        Action.proposer == sa.bindparam("proposer"),
+        Action.action_type == sa.bindparam("action_type"),
+        Action.created_at >= sa.bindparam("since", type_=Action.created_at.type),
+        Action.state != BLOCKED,
+    )
+
+
+_RATE_COUNT = _rate_window(sa.func.count())
+_RATE_OLDEST = _rate_window(sa.func.min(Action.created_at))
+_PRINCIPALS = sa.select(Principal).where(Principal.id.in_(sa.bindparam("ids", expanding=True)))

@@ -158,10 +158,12 @@ _DECIDED = {
 def _new_action(
     proposal: Proposal, params: dict[str, Any], digest: str, decision: Decision, now: datetime,
     actor_role: str | None,
-) -> Action:
-    """The new row for ``proposal`` as decided, with the audit record's actor role (seed 003)."""
+) -> transitions.Draft:
+    """The new row for ``proposal`` as decided, with the audit record's actor role (seed 003): a draft that
+    ``transitions.insert_drafts`` writes once it has reached its decided state."""
     approval = decision.approval
-    return Action(
+    return transitions.Draft(
+        Action,
         id=str(uuid.uuid4()),
         action_type=proposal.action_type,
         target=proposal.target,
@@ -209,21 +211,23 @@ class _Counter:
 
 class _BatchCounter(_Counter):
     """The counter for one ``propose_many`` batch, which runs without autoflush: each (proposer, type, window)
-    is counted in the store ONCE per batch, and the batch's own accepted proposals (still unflushed) are added in
+    is counted in the store ONCE per batch, and the batch's own accepted proposals (not yet written) are added in
     memory, so rate limits see the earlier proposals of the batch exactly as one-at-a-time proposing would.
 
-    Agent facts (budgets sum the store's spending) need the batch's rows in the store: for a registered agent
-    the batch is flushed first; whether a proposer is an agent at all is looked up once per batch."""
+    Agent facts (budgets sum the store's spending) need the batch's rows in the store: for a registered agent,
+    ``settle`` first writes the proposals decided so far in their decided states; whether a proposer is an
+    agent at all is looked up once per batch."""
 
-    def __init__(self, repo: ActionRepository) -> None:
+    def __init__(self, repo: ActionRepository, settle: Callable[[], None]) -> None:
         super().__init__(repo)
+        self._settle = settle
         self._base: dict[tuple[str, str, datetime], int] = {}
         self._oldest: dict[tuple[str, str, datetime], datetime | None] = {}
         self._added: builtins.list[tuple[str, str, datetime]] = []
-        self._flushed = 0  # how many of ``_added`` are already in the store (a flush for agent facts)
+        self._flushed = 0  # how many of ``_added`` are already in the store (settled for agent facts)
         self._agents: dict[str, bool] = {}
 
-    def accepted(self, row: Action) -> None:
+    def accepted(self, row: transitions.Draft) -> None:
         self._added.append((row.proposer, row.action_type, as_utc(row.created_at)))
 
     def _matching(self, added: Sequence[tuple[str, str, datetime]], proposer: str, action_type: str,
@@ -247,10 +251,10 @@ class _BatchCounter(_Counter):
     def agent_facts(self, proposer: str, action_type: str, params: Mapping[str, Any], now: datetime,
                     ) -> AgentFacts | None:
         if proposer not in self._agents:
-            self._agents[proposer] = AgentRepository(self._repo.session).get(proposer) is not None
+            self._agents[proposer] = AgentRepository(self._repo.session).exists(proposer)
         if not self._agents[proposer]:
             return None
-        self._repo.session.flush()
+        self._settle()
         self._flushed = len(self._added)
         return super().agent_facts(proposer, action_type, params, now)
 
@@ -369,7 +373,7 @@ class ActionService:
                 existing = ActionRepository(session).by_idempotency_key(proposal.tenant, proposal.idempotency_key)
                 if existing is None:
                     raise
-                return self._same_or_conflict(session, existing, digest)
+                return self._view(session, self._same_or_conflict(existing, digest))
 
     def propose_many(self, proposals: builtins.list[Proposal]) -> builtins.list[ActionView]:
         """Propose several actions in ONE transaction: all are recorded with their decisions, or none is.
@@ -414,72 +418,89 @@ class ActionService:
         decision: Decision | None = None,
     ) -> builtins.list[ActionView]:
         """Decide and record ``prepared`` proposals in the caller's transaction. ``decision`` (one proposal only)
-        replaces the policy's. Proposals are decided in order, without autoflush; the new rows and their
-        ``action_proposed`` + decision records are then written together."""
+        replaces the policy's. Proposals are decided in order, without autoflush, on ``Draft`` rows; the rows
+        and their ``action_proposed`` + decision records are then written together (``settle``: one INSERT per
+        table for the batch, or per stretch of it before an agent's budget is read)."""
         repo = ActionRepository(session)
-        counter = _BatchCounter(repo)
         views: builtins.list[ActionView | None] = []
-        fresh: builtins.list[tuple[int, Proposal, Action, Decision]] = []
-        by_key: dict[tuple[str, str], Action] = {}
-        news: builtins.list[transitions.New] = []
-        principals: dict[str, Principal | None] = {}
-        with session.no_autoflush, transitions.batched(session):
-            for proposal, params, digest in prepared:
-                if proposal.idempotency_key is not None:
-                    key = (proposal.tenant, proposal.idempotency_key)
-                    existing = by_key.get(key) or repo.by_idempotency_key(*key)
-                    if existing is not None:
-                        views.append(self._same_or_conflict(session, existing, digest))
-                        continue
-                if proposal.proposer not in principals:  # a missing principal is not cached by session.get
-                    principals[proposal.proposer] = repo.principal(proposal.proposer)
-                request = self._request(repo, proposal, params, principals[proposal.proposer])
-                chosen = decision or self.engine.evaluate(request, now=now, counter=counter)
-                row = _new_action(proposal, params, digest, chosen, now,
-                                  _actor_role(principals[proposal.proposer], request.proposer.groups))
-                if proposal.idempotency_key is not None:
-                    by_key[(proposal.tenant, proposal.idempotency_key)] = row
-                transitions.add_new(session, ENTITY, row, now=now)  # in the session: a flush for agent facts sees it
-                news.append(transitions.New(
-                    row, actor=proposal.proposer, event="action_proposed",
-                    details={"params": params, "reason": proposal.reason, "priority": proposal.priority,
-                             "scheduled_for": proposal.scheduled_for, "action_hash": digest},
-                ))
-                if chosen.outcome != Outcome.DENY:
-                    counter.accepted(row)
-                fresh.append((len(views), proposal, row, chosen))
-                views.append(None)
-            transitions.create_many(session, ENTITY, news, now=now)
+        pending: builtins.list[tuple[transitions.Draft, Decision, transitions.New]] = []
+        fresh: builtins.list[tuple[int, transitions.Draft, Decision]] = []
+        repeats: builtins.list[tuple[int, Action | transitions.Draft]] = []
+        by_key: dict[tuple[str, str], Action | transitions.Draft] = {}
+        by_key |= repo.by_idempotency_keys({(p.tenant, p.idempotency_key) for p, _, _ in prepared
+                                           if p.idempotency_key is not None})
+        principals = repo.principals({p.proposer for p, _, _ in prepared})
+
+        def settle() -> None:
+            """Write the proposals decided so far: created, moved to their decided states, inserted."""
+            if not pending:
+                return
+            transitions.create_many(session, ENTITY, [new for _, _, new in pending], now=now)
             changes = []
-            for _, _, row, chosen in fresh:
+            for row, chosen, _ in pending:
                 target, event = _DECIDED[chosen.outcome]
                 changes.append(transitions.Change(
-                    row.id, target, SYSTEM_ACTOR, event, {"decision": chosen.to_dict()},
+                    row.id, target, SYSTEM_ACTOR, event, {"decision": row.decision},
                     {"decided_at": now} if chosen.outcome != Outcome.NEEDS_APPROVAL else None,
                 ))
-            # Inserted by this transaction: nobody else can see them, let alone lock them. Still without
-            # autoflush: each row is INSERTed once, in its decided state, when the transaction commits.
+            # Created by this transaction and not yet written: nobody else can see them, let alone lock them.
             applied = transitions.transition_many(session, ENTITY, changes, now=now,
-                                                  locked_rows={row.id: row for _, _, row, _ in fresh})
+                                                  locked_rows={row.id: row for row, _, _ in pending})
             for result in applied:
                 if result.error is not None:  # a fresh row that the machine refuses is a bug, not an input problem
                     raise result.error
-        for index, _, row, chosen in fresh:
+            transitions.insert_drafts(session, ENTITY, [row for row, _, _ in pending])
+            pending.clear()
+
+        counter = _BatchCounter(repo, settle)
+        with session.no_autoflush, transitions.batched(session):
+            for proposal, params, digest in prepared:
+                key = (proposal.tenant, proposal.idempotency_key or "")
+                existing = by_key.get(key) if proposal.idempotency_key is not None else None
+                if existing is not None:
+                    # Judged at once, but seen after the batch is written (a row of this batch in its decided state).
+                    repeats.append((len(views), self._same_or_conflict(existing, digest)))
+                    views.append(None)
+                    continue
+                principal = principals.get(proposal.proposer)
+                request = self._request(repo, proposal, params, principal)
+                chosen = decision or self.engine.evaluate(request, now=now, counter=counter)
+                row = _new_action(proposal, params, digest, chosen, now,
+                                  _actor_role(principal, request.proposer.groups))
+                if proposal.idempotency_key is not None:
+                    by_key[key] = row
+                transitions.add_new(session, ENTITY, row, now=now)
+                pending.append((row, chosen, transitions.New(
+                    row, actor=proposal.proposer, event="action_proposed",
+                    details={"params": params, "reason": proposal.reason, "priority": proposal.priority,
+                             "scheduled_for": proposal.scheduled_for, "action_hash": digest},
+                )))
+                if chosen.outcome != Outcome.DENY:
+                    counter.accepted(row)
+                fresh.append((len(views), row, chosen))
+                views.append(None)
+            settle()
+        for index, row, chosen in fresh:
             if chosen.outcome == Outcome.NEEDS_APPROVAL and self.on_approval_requested is not None:
-                outbox.extend(self.on_approval_requested(session, row))
-                views[index] = self._view(session, row)
+                stored = self._require(session, row.id)
+                outbox.extend(self.on_approval_requested(session, stored))
+                views[index] = self._view(session, stored)
             else:
                 views[index] = ActionView.from_row(row, [])
+        for index, repeated in repeats:
+            views[index] = self._view(session, repeated)
         return [view for view in views if view is not None]
 
-    def _same_or_conflict(self, session: Session, existing: Action, digest: str) -> ActionView:
+    @staticmethod
+    def _same_or_conflict(existing: Action | transitions.Draft, digest: str) -> Action | transitions.Draft:
+        """``existing`` when it is the same action as the one re-proposed under its idempotency key."""
         if existing.action_hash != digest:
             raise IdempotencyConflict(
                 f"idempotency key {existing.idempotency_key!r} was used for action {existing.id} "
                 "with a different type, target or params",
                 action_id=existing.id,
             )
-        return self._view(session, existing)
+        return existing
 
     def request_approval(
         self, proposal: Proposal, requirement: ApprovalRequirement, *, source: str, prompt: str = ""
@@ -832,7 +853,7 @@ class ActionService:
             raise NotFound(ENTITY, action_id)
         return row
 
-    def _view(self, session: Session, row: Action) -> ActionView:
+    def _view(self, session: Session, row: Action | transitions.Draft) -> ActionView:
         return ActionView.from_row(row, ActionRepository(session).approvals(row.id))
 
     def _request(

@@ -139,6 +139,10 @@ class AgentRepository:
     def get(self, agent_id: str) -> Agent | None:
         return self.session.get(Agent, agent_id)
 
+    def exists(self, agent_id: str) -> bool:
+        """Whether ``agent_id`` is a registered agent (a Core query: no ORM row is built)."""
+        return self.session.execute(_AGENT_EXISTS, {"agent_id": agent_id}).first() is not None
+
     def require(self, agent_id: str) -> Agent:
         row = self.get(agent_id)
         if row is None:
@@ -239,3 +243,6 @@ def set_budget(session: Session, row: Agent, budget: dict[str, str] | None, *, a
     session.flush()
     transitions.record_event(session, ENTITY, row, actor=actor, event=event, now=now,
                              details={"before": before, "after": budget_of(row), "action_id": action_id})
+
+
+_AGENT_EXISTS = sa.select(Agent.__table__.c.id).where(Agent.__table__.c.id == sa.bindparam("agent_id"))

@@ -45,7 +45,7 @@ HEAD_ROW_ID = 1
 
 def canonical_json(value: Any) -> str:
     """Deterministic JSON: sorted keys, no whitespace, datetimes as ISO-8601 UTC. Same bytes on every backend."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_json_default)
+    return _CANONICAL.encode(value)
 
 
 def _json_default(value: Any) -> Any:
@@ -58,6 +58,10 @@ def _json_default(value: Any) -> Any:
     if hasattr(value, "total_seconds"):
         return value.total_seconds()
     return str(value)
+
+
+# One encoder for every call (``json.dumps`` with options builds a new one each time); encoding is reentrant.
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_json_default)
 
 
 @dataclass(frozen=True)

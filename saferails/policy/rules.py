@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
-from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
+from typing import Any, ClassVar, Literal, Protocol, TypeGuard, runtime_checkable
 
 from saferails.conditions import Condition
 from saferails.policy.model import Impact, Policy, RuleSpec, TimeoutAction, format_duration
@@ -99,6 +99,29 @@ class AgentLookup(Protocol):
     def agent_facts(
         self, proposer: str, action_type: str, params: Mapping[str, Any], now: datetime
     ) -> AgentFacts | None: ...
+
+
+def _offers(counter: object, extra: Any) -> bool:
+    """``isinstance(counter, extra)`` for an optional runtime-checkable protocol, answered once per counter
+    class when the class has the methods (the isinstance check walks the protocol's members on every call)."""
+    key = (type(counter), extra)
+    offered = _CLASS_OFFERS.get(key)
+    if offered is None:
+        members = [name for name, value in vars(extra).items() if callable(value) and not name.startswith("_")]
+        offered = _CLASS_OFFERS[key] = bool(members) and all(
+            callable(getattr(type(counter), name, None)) for name in members)
+    return offered or isinstance(counter, extra)
+
+
+_CLASS_OFFERS: dict[tuple[type[Any], type[Any]], bool] = {}
+
+
+def _looks_up_oldest(counter: object) -> TypeGuard[OldestEventLookup]:
+    return _offers(counter, OldestEventLookup)
+
+
+def _looks_up_agents(counter: object) -> TypeGuard[AgentLookup]:
+    return _offers(counter, AgentLookup)
 
 
 _TIMEOUT_ACTION_STRICTNESS: dict[TimeoutAction, int] = {"approve": 0, "reject": 1, "fail": 2}
@@ -385,7 +408,7 @@ class RateLimitRule(PolicyRule):
         fallback = facts.now + window
         # Only at exactly the limit does one event leaving the window make room; above it (the limit was
         # lowered) several must leave, and we only know about the oldest.
-        if count != limit or not isinstance(facts.counter, OldestEventLookup):
+        if count != limit or not _looks_up_oldest(facts.counter):
             return fallback
         try:
             oldest = facts.counter.oldest_since(facts.proposer.id, facts.action_type, facts.now - window)
@@ -462,7 +485,7 @@ class AgentControlsRule(PolicyRule):
         if not self.matches(facts):
             return self._quiet()
         counter = facts.counter
-        if not isinstance(counter, AgentLookup):
+        if not _looks_up_agents(counter):
             return self._quiet("no agent registry to consult")
         params = facts.context.get("params") or {}
         agent = counter.agent_facts(facts.proposer.id, facts.action_type, params, facts.now)

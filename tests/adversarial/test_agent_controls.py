@@ -57,6 +57,14 @@ def test_splitting_a_purchase_into_small_ones_does_not_get_past_the_budget(fleet
     assert states == ["approved"] * 6 + ["blocked"] * 2  # 6 x 150 = 900; a 7th would be 1050
 
 
+def test_splitting_a_purchase_inside_one_batch_does_not_get_past_the_budget(fleet: Fleet) -> None:
+    fleet.run("set_budget", "buyer-1", {"amount": "1000", "currency": "EUR", "period": "month"})
+    batch = fleet.store.actions.propose_many([_as_agent("buyer-1", "make_purchase", "operating", PURCHASE)] * 8)
+    assert [a.state for a in batch] == ["approved"] * 6 + ["blocked"] * 2  # as one at a time: the batch's own count
+    again = fleet.store.actions.propose_many([_as_agent("buyer-1", "make_purchase", "operating", PURCHASE)] * 2)
+    assert [a.state for a in again] == ["blocked"] * 2  # the 2 blocked ones above spent nothing, the 6 did
+
+
 def test_a_fleet_pause_of_another_workspace_touches_nothing(fleet: Fleet) -> None:
     fleet.agents.register("rival-1", tenant="rival", department="sales")
     action = fleet.propose("pause_agent", "rival", {"scope": "fleet", "reason": "sabotage"}, tenant="acme")

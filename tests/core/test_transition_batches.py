@@ -16,7 +16,7 @@ from saferails.clock import ManualClock
 from saferails.errors import GuardRejected, InvalidTransition, NotFound
 from saferails.policy.loader import load_policy_text
 from saferails.store.db import read_transaction
-from saferails.store.tables import OutboxEvent
+from saferails.store.tables import Action, OutboxEvent
 
 POLICY = """
 version: "batches"
@@ -91,3 +91,27 @@ def test_an_idempotency_key_repeated_inside_one_batch_names_one_action(db: Any, 
     first, second = actions.propose_many([proposal, proposal])
 
     assert first.id == second.id and first.state == "approved"
+
+
+def test_a_repeated_key_inside_one_batch_shows_the_action_as_decided(db: Any, clock: ManualClock) -> None:
+    actions = ActionService(db.sessions, load_policy_text(POLICY), clock)
+    proposal = Proposal(action_type="reassign_manager", target="e", proposer="agent-1",
+                        params={"new_manager_id": "m"}, idempotency_key="twice")
+
+    first, second = actions.propose_many([proposal, proposal])
+
+    assert first == second and second.state == "pending_approval" and second.version == 2
+
+
+def test_proposed_rows_store_sql_null_in_the_columns_a_proposal_leaves_empty(db: Any, clock: ManualClock) -> None:
+    actions = ActionService(db.sessions, load_policy_text(POLICY), clock)
+    (view,) = actions.propose_many([Proposal(action_type="create_document", target="n", proposer="agent-1",
+                                             params={"path": "n.md", "content": "x"})])
+    with read_transaction(db.sessions) as session:
+        nulls = session.execute(
+            sa.select(Action.result.is_(None), Action.pre_state.is_(None), Action.rollback_data.is_(None),
+                      Action.flow_run_id.is_(None), Action.decided_at.is_not(None))
+            .where(Action.id == view.id)
+        ).one()
+    assert tuple(nulls) == (True, True, True, True, True)  # SQL NULL, not JSON null
+    assert actions.get(view.id) == view
