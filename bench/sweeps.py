@@ -5,7 +5,7 @@ deadline), swept; then topped up to ``large`` rows with ``due`` fresh due items,
 the table is realistic clutter: most actions finished, 10% pending with a future deadline (the same index
 prefix as the due ones). Rows are bulk-loaded with raw batched INSERTs (sqlite3) or COPY (psycopg 3), never the
 ORM. Reported per step: load time and rows/s, the due count query, the sweep's wall time and its cost per due
-item, and the plan (``EXPLAIN``) of the due query, which must use ``ix_actions_state_deadline``.
+item, and the plan (``EXPLAIN``) of the due query, which must use ``ix_actions_pending_deadline``.
 
 Sizes: default 100k -> 1M rows, ``--full`` 1M -> 10M (about ten minutes of loading per backend on the reference
 machine), ``--quick`` 10k -> 100k with 1,000 due; ``--n N`` gives N -> 10N with N/100 due (smoke runs).
@@ -40,7 +40,7 @@ from saferails.sweeps.expire import ORDER, SWEEP, due_conditions
 
 AREA = "sweeps"
 NOW = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
-INDEX = "ix_actions_state_deadline"
+INDEX = "ix_actions_pending_deadline"
 COLUMNS = ("id", "action_type", "target", "params", "proposer", "reason", "tenant", "priority", "idempotency_key",
            "action_hash", "impact", "state", "decision", "min_approvals", "approval_deadline", "timeout_action",
            "version", "created_at", "updated_at")
