@@ -10,6 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from saferails.actions.service import ActionService, TimeoutOutcome
+from saferails.audit import verify_chain
 from saferails.clock import ManualClock
 from saferails.errors import InvalidInput, StoreUnavailable
 from saferails.store.db import transaction
@@ -74,6 +75,9 @@ def test_two_sweeps_at_once_each_resolve_a_share_and_no_action_twice(db: Any, cl
     assert sorted(handled) == sorted(ids)  # every action once, by exactly one of the two sweeps
     assert all(i.outcome == "resolved" for r in reports for i in r.items)
     assert all(events(db, i).count("approval_timed_out") == 1 for i in ids)
+    with transaction(db.sessions) as session:
+        report = verify_chain(session)
+    assert report.ok, report.problem
 
 
 def test_a_rerun_after_a_crashed_sweep_picks_up_its_items_once_the_lease_lapses(db: Any, clock: ManualClock) -> None:
