@@ -1,16 +1,20 @@
 """The expire sweep: pending approvals past their deadline get their timeout action.
 
 Contract of ``ExpireSweep.run``: every action in ``pending_approval`` whose ``approval_deadline`` is at or
-before the clock's now is resolved through ``ActionService.resolve_timeouts``, one transaction per claimed
-batch (the policy's timeout action:
-``fail`` -> ``timed_out``, ``reject`` -> ``rejected``, ``approve`` -> ``approved``), oldest deadline first, in
-claimed batches. Whether the flow run that paused for it is alive does not matter: the store is the truth.
-An action decided by someone else between claim and resolution is ``skipped`` (nothing written). Several
-sweeps may run at once (each item is handled by one of them); a re-run after a crash is harmless (claims lapse
-after ``lease``; resolved items are no longer due). Cost follows the due items: the due query is a range scan
-of the index ``ix_actions_state_deadline (state, approval_deadline)`` on SQLite and PostgreSQL.
-An item whose resolution raises anything but a typed error is ended ``timed_out`` with the reason (audited
-``sweep_item_poisoned``) and the sweep carries on with the rest.
+before the clock's now gets the policy's timeout action (``fail`` -> ``timed_out``, ``reject`` -> ``rejected``,
+``approve`` -> ``approved``), oldest deadline first, in batches: ONE transaction per batch locks up to
+``batch_size`` due rows (``claims.lock_due``: ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, the writer lock on
+SQLite) and resolves them (``ActionService.resolve_locked_timeouts``: set-based writes of states, audit records
+and outbox events). Whether the flow run that paused for it is alive does not matter: the store is the truth.
+An action decided by someone else in the meantime is ``skipped`` (nothing written). Several sweeps may run at
+once (each item is handled by one of them: a locked row is skipped by the others); a crash rolls its batch back,
+so the items are due again at once. An item that fails with a typed error is held by a claim for ``lease`` (the
+next batches, and other workers, leave it alone until then), as is any item a live claim of this sweep holds.
+Cost follows the due items: the due query and the count read the partial index ``ix_actions_pending_deadline
+(approval_deadline, id) WHERE state = 'pending_approval'`` in the sweep's order on SQLite and PostgreSQL.
+A batch whose transaction fails as a whole is retried item by item (``resolve_timeout``), and an item whose
+resolution raises anything but a typed error is ended ``timed_out`` with the reason (audited
+``sweep_item_poisoned``); the sweep carries on with the rest.
 """
 
 from __future__ import annotations
@@ -68,7 +72,7 @@ class ExpireSweep:
         self.worker_id = worker_id or f"expire-{uuid.uuid4().hex[:12]}"
 
     def count_due(self) -> int:
-        """How many actions are due now (an index range count: cheap at any table size)."""
+        """How many actions are due now (a range count over the due entries of the partial index)."""
         now = self.clock.now()
         with transaction(self.sessions) as session:
             stmt = sa.select(sa.func.count()).select_from(Action).where(*due_conditions(now))
