@@ -16,6 +16,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from saferails import audit, outbox
 from saferails.errors import ConcurrentModification, InvalidInput, NotFound, SaferailsError
@@ -310,6 +311,7 @@ def transition_many(
     with session.no_autoflush:  # the subjects' queries must not flush half-decided rows one by one
         subjects = kind.subjects_of(session, [row for _, _, row in staged], now)
     records: list[_Record] = []
+    writes: list[tuple[Any, dict[str, Any]]] = []
     for (index, change, row), subject in zip(staged, subjects, strict=True):
         source = row.state
         try:
@@ -319,16 +321,45 @@ def transition_many(
         except SaferailsError as exc:
             results[index] = Applied(change.entity_id, error=exc)
             continue
-        for column, value in (change.changes or {}).items():
-            setattr(row, column, value)
-        row.state = change.target
-        row.version += 1
-        row.updated_at = now
+        writes.append((row, {**(change.changes or {}), "state": change.target, "updated_at": now}))
         results[index] = Applied(change.entity_id, row=row)
         records.append(_Record(row, change.actor, change.event, dict(change.details or {}),
                                (source, change.target), change.correlation_id))
+    _write_states(session, kind, writes)
     _record_many(session, kind, records, now=now)
     return [r for r in results if r is not None]
+
+
+def _write_states(session: Session, kind: EntityKind, writes: Sequence[tuple[Any, dict[str, Any]]]) -> None:
+    """Write each row's new values and ``version + 1``. Rows already in the database that get the same values
+    (a batch of timeouts: same state, same ``decided_at``) share ONE ``UPDATE ... WHERE id IN (...)``; the rows
+    are then told the values as committed, so the session does not write them again. A row not yet flushed (created
+    in this transaction) just gets its attributes set: its INSERT carries them."""
+    model = kind.model
+    groups: dict[Any, tuple[dict[str, Any], list[Any]]] = {}
+    for row, values in writes:
+        if not sa.inspect(row).persistent:
+            for attribute, value in values.items():
+                setattr(row, attribute, value)
+            row.version += 1
+            continue
+        try:
+            key: Any = tuple((name, type(value), value) for name, value in values.items())
+            hash(key)
+        except TypeError:  # an unhashable value (a JSON document): this row gets a statement of its own
+            key = id(row)
+        groups.setdefault(key, (values, []))[1].append(row)
+    for values, rows in groups.values():
+        session.execute(
+            sa.update(model)
+            .where(model.id.in_([r.id for r in rows]))
+            .values({**values, "version": model.version + 1})
+            .execution_options(synchronize_session=False)
+        )
+        for row in rows:
+            for attribute, value in values.items():
+                set_committed_value(row, attribute, value)
+            set_committed_value(row, "version", row.version + 1)
 
 
 def transition(

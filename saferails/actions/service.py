@@ -804,15 +804,23 @@ class ActionService:
         now = self.clock.now()
         with transaction(self.sessions) as session:
             rows = transitions.lock_rows(session, ACTION_KIND, action_ids)
-            applied = transitions.transition_many(
-                session, ENTITY, _timeout_changes(rows, action_ids, actor, now), now=now, locked_rows=rows
-            )
-            return [
-                TimeoutOutcome(a.entity_id, a.row.state, a.row.flow_run_id)
-                if a.row is not None
-                else TimeoutOutcome(a.entity_id, error=a.error)
-                for a in applied
-            ]
+            return self.resolve_locked_timeouts(session, rows, action_ids, actor=actor, now=now)
+
+    def resolve_locked_timeouts(
+        self, session: Session, rows: Mapping[str, Action], action_ids: Sequence[str], *, actor: str, now: datetime
+    ) -> builtins.list[TimeoutOutcome]:
+        """``resolve_timeouts`` inside the caller's open transaction, for ``rows`` it already holds locked (by id;
+        an id of ``action_ids`` not among them gets ``NotFound``). Never commits: the expire sweep locks a due
+        batch and resolves it in one transaction. Results are in the order of ``action_ids``."""
+        applied = transitions.transition_many(
+            session, ENTITY, _timeout_changes(rows, action_ids, actor, now), now=now, locked_rows=rows
+        )
+        return [
+            TimeoutOutcome(a.entity_id, a.row.state, a.row.flow_run_id)
+            if a.row is not None
+            else TimeoutOutcome(a.entity_id, error=a.error)
+            for a in applied
+        ]
 
     def expire_due(self, *, limit: int = 1000, actor: str = "system:timeout") -> builtins.list[ActionView]:
         """Resolve every pending action whose deadline has passed (oldest deadline first)."""

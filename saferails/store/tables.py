@@ -48,6 +48,11 @@ class PolicyDocument(Base):
     first_seen_at: Mapped[datetime]
 
 
+# The predicate of the partial index on pending approvals. A query uses that index only if its WHERE holds this
+# very comparison with the literal (a bound parameter does not match): see ``saferails.sweeps.expire``.
+PENDING_ONLY = sa.text("state = 'pending_approval'")
+
+
 class Action(Base):
     """A proposed change to the world: an org intervention (seed 000), an agent action (seed 001), an operator
     action (seed 003) or a runbook step's effect. ``state`` follows ``ACTION_MACHINE``."""
@@ -90,7 +95,10 @@ class Action(Base):
 
     __table_args__ = (
         sa.UniqueConstraint("tenant", "idempotency_key", name="uq_actions_tenant_idempotency_key"),
-        sa.Index("ix_actions_state_deadline", "state", "approval_deadline"),
+        # The expire sweep's due query and count (migration 0012_sweep_indexes): only pending rows, in the
+        # sweep's order, so its cost follows the pending approvals, not the table.
+        sa.Index("ix_actions_pending_deadline", "approval_deadline", "id", sqlite_where=PENDING_ONLY,
+                 postgresql_where=PENDING_ONLY),
         sa.Index("ix_actions_rate", "proposer", "action_type", "created_at"),
         sa.Index("ix_actions_target", "target"),
         sa.Index("ix_actions_state_priority", "state", "priority", "scheduled_for"),

@@ -15,6 +15,10 @@ now RETURNING item_id``: the conflict check reads the latest committed claim, so
 two claimers' snapshots overlap, and only the ids it returns are the caller's. A crashed worker's claims lapse
 when their lease runs out; processing an item must therefore be safe to repeat (sweeps re-check state under
 the row lock through ``saferails.transitions``).
+
+A sweep that handles a whole batch inside one transaction (the expire sweep) needs no claim rows: ``lock_due``
+takes the same due rows locked in that transaction (a rollback leaves them due at once), and only the items it
+could not handle are ``hold``-ed for a lease so the next batch does not pick them up again.
 """
 
 from __future__ import annotations
@@ -25,7 +29,9 @@ from typing import Any, cast
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Mapped, Session, mapped_column
+from sqlalchemy.sql.functions import FunctionElement
 
 from saferails.errors import InvalidInput
 from saferails.store.tables import Base
@@ -42,6 +48,28 @@ class SweepClaim(Base):
     claimed_until: Mapped[datetime]
 
     __table_args__ = (sa.Index("ix_sweep_claims_until", "sweep", "claimed_until"),)
+
+
+class unselective(FunctionElement[bool]):
+    """``unselective(<condition>)``: the condition, marked for SQLite's planner as true for most rows (SQLite's
+    ``likely()``; PostgreSQL gets the bare condition). Wrapping a partial index's own predicate keeps the index
+    usable while SQLite, which has no statistics until ``ANALYZE``, stops preferring another index that starts
+    with the same column (it would read every pending row and sort them for each batch)."""
+
+    # Not Boolean: SQLite (no native booleans) would get ``likely(...) = 1``, which matches no partial index.
+    type = sa.types.NullType()  # type: ignore[assignment]
+    name = "unselective"
+    inherit_cache = True
+
+
+@compiles(unselective)
+def _unselective_default(element: unselective, compiler: Any, **kw: Any) -> str:
+    return str(compiler.process(next(iter(element.clauses)), **kw))
+
+
+@compiles(unselective, "sqlite")
+def _unselective_sqlite(element: unselective, compiler: Any, **kw: Any) -> str:
+    return f"likely({compiler.process(next(iter(element.clauses)), **kw)})"
 
 
 def _key_column(model: type[Any]) -> sa.ColumnElement[Any]:
@@ -61,13 +89,16 @@ def due_query(
     *,
     sweep: str,
     dialect: str,
+    rows: bool = False,
 ) -> sa.Select[Any]:
-    """The SELECT ``claim_due`` runs (exposed so tests and benchmarks can EXPLAIN it)."""
+    """The SELECT ``claim_due`` (key only) and ``lock_due`` (``rows=True``: whole rows) run, exposed so tests and
+    benchmarks can EXPLAIN it: the due rows no live claim of ``sweep`` holds, locked ``FOR UPDATE SKIP LOCKED``
+    on PostgreSQL."""
     key = _key_column(model)
     live = sa.select(SweepClaim.item_id).where(
         SweepClaim.sweep == sweep, SweepClaim.item_id == key, SweepClaim.claimed_until > now
     )
-    stmt = sa.select(key).where(*where, ~sa.exists(live)).order_by(*order_by).limit(limit)
+    stmt = sa.select(model if rows else key).where(*where, ~sa.exists(live)).order_by(*order_by).limit(limit)
     if dialect == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True, of=model)
     return stmt
@@ -89,6 +120,11 @@ def _upsert(dialect: str) -> Any:
 _UPSERTS = {"postgresql": _upsert("postgresql"), "sqlite": _upsert("sqlite")}
 
 
+def _check(limit: int, lease: timedelta) -> None:
+    if limit < 1 or lease <= timedelta(0):
+        raise InvalidInput(f"claim limit must be >= 1 and lease positive (got {limit}, {lease})")
+
+
 def claim_due(
     session: Session,
     model: type[Any],
@@ -104,20 +140,53 @@ def claim_due(
     """Claim up to ``limit`` items of ``model`` matching ``where`` (in ``order_by`` order) that no live claim of
     ``sweep`` holds, for ``worker_id`` until ``now + lease``. Returns the claimed ids (possibly fewer than
     selected: an id another worker claimed in the meantime is not returned). Never commits."""
-    if limit < 1 or lease <= timedelta(0):
-        raise InvalidInput(f"claim limit must be >= 1 and lease positive (got {limit}, {lease})")
+    _check(limit, lease)
     dialect = session.get_bind().dialect.name
     ids = [str(i) for i in session.execute(due_query(model, where, order_by, limit, now, sweep=sweep,
                                                      dialect=dialect)).scalars()]
-    if not ids:
+    return hold(session, sweep, ids, worker_id, lease, now)
+
+
+def hold(session: Session, sweep: str, item_ids: Sequence[str], worker_id: str, lease: timedelta,
+         now: datetime) -> list[str]:
+    """Claim ``item_ids`` of ``sweep`` for ``worker_id`` until ``now + lease`` unless a live claim holds them
+    already; returns the ids won, in the given order. Never commits."""
+    if not item_ids:
         return []
+    _check(1, lease)
     # executemany with RETURNING (SQLAlchemy's insertmanyvalues): one cached statement, whatever the batch size
     # (a VALUES list built per call would be compiled anew for every batch).
-    upsert = _UPSERTS[dialect]
+    upsert = _UPSERTS[session.get_bind().dialect.name]
     rows = [{"sweep": sweep, "item_id": i, "claimed_by": worker_id, "claimed_at": now, "claimed_until": now + lease,
-             "now": now} for i in ids]
+             "now": now} for i in item_ids]
     won = {str(i) for i in session.connection().execute(upsert, rows).scalars()}
-    return [i for i in ids if i in won]
+    return [i for i in item_ids if i in won]
+
+
+def lock_due(
+    session: Session,
+    model: type[Any],
+    where: Sequence[sa.ColumnElement[bool]],
+    order_by: Sequence[Any],
+    limit: int,
+    now: datetime,
+    *,
+    sweep: str,
+) -> dict[str, Any]:
+    """Lock up to ``limit`` rows of ``model`` matching ``where`` (in ``order_by`` order) that no live claim of
+    ``sweep`` holds, for the rest of the caller's transaction, with ONE statement; returns them by id, in order.
+
+    For a sweep that handles its items inside that same transaction: no claim row is written, because the row
+    locks already keep other workers off (PostgreSQL: ``FOR UPDATE ... SKIP LOCKED``, so a concurrent worker
+    takes the next rows instead of waiting; SQLite: the transaction holds the writer lock). If the transaction
+    rolls back (the worker crashed), the rows are due again at once. Fresh copies replace any stale ones in the
+    session (``populate_existing``). Never commits."""
+    if limit < 1:
+        raise InvalidInput(f"claim limit must be >= 1 (got {limit})")
+    key = str(_key_column(model).key)
+    stmt = due_query(model, where, order_by, limit, now, sweep=sweep, dialect=session.get_bind().dialect.name,
+                     rows=True).execution_options(populate_existing=True)
+    return {str(getattr(row, key)): row for row in session.execute(stmt).scalars()}
 
 
 def release(session: Session, sweep: str, item_ids: Sequence[str], worker_id: str) -> int:
@@ -156,4 +225,5 @@ def explain(session: Session, stmt: sa.Select[Any]) -> list[str]:
     return [str(r[0]) for r in rows]
 
 
-__all__ = ["SweepClaim", "claim_due", "due_query", "explain", "purge_lapsed", "release"]
+__all__ = ["SweepClaim", "claim_due", "due_query", "explain", "hold", "lock_due", "purge_lapsed", "release",
+           "unselective"]

@@ -1,16 +1,20 @@
 """The expire sweep: pending approvals past their deadline get their timeout action.
 
 Contract of ``ExpireSweep.run``: every action in ``pending_approval`` whose ``approval_deadline`` is at or
-before the clock's now is resolved through ``ActionService.resolve_timeouts``, one transaction per claimed
-batch (the policy's timeout action:
-``fail`` -> ``timed_out``, ``reject`` -> ``rejected``, ``approve`` -> ``approved``), oldest deadline first, in
-claimed batches. Whether the flow run that paused for it is alive does not matter: the store is the truth.
-An action decided by someone else between claim and resolution is ``skipped`` (nothing written). Several
-sweeps may run at once (each item is handled by one of them); a re-run after a crash is harmless (claims lapse
-after ``lease``; resolved items are no longer due). Cost follows the due items: the due query is a range scan
-of the index ``ix_actions_state_deadline (state, approval_deadline)`` on SQLite and PostgreSQL.
-An item whose resolution raises anything but a typed error is ended ``timed_out`` with the reason (audited
-``sweep_item_poisoned``) and the sweep carries on with the rest.
+before the clock's now gets the policy's timeout action (``fail`` -> ``timed_out``, ``reject`` -> ``rejected``,
+``approve`` -> ``approved``), oldest deadline first, in batches: ONE transaction per batch locks up to
+``batch_size`` due rows (``claims.lock_due``: ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, the writer lock on
+SQLite) and resolves them (``ActionService.resolve_locked_timeouts``: set-based writes of states, audit records
+and outbox events). Whether the flow run that paused for it is alive does not matter: the store is the truth.
+An action decided by someone else in the meantime is ``skipped`` (nothing written). Several sweeps may run at
+once (each item is handled by one of them: a locked row is skipped by the others); a crash rolls its batch back,
+so the items are due again at once. An item that fails with a typed error is held by a claim for ``lease`` (the
+next batches, and other workers, leave it alone until then), as is any item a live claim of this sweep holds.
+Cost follows the due items: the due query and the count read the partial index ``ix_actions_pending_deadline
+(approval_deadline, id) WHERE state = 'pending_approval'`` in the sweep's order on SQLite and PostgreSQL.
+A batch whose transaction fails as a whole is retried item by item (``resolve_timeout``), and an item whose
+resolution raises anything but a typed error is ended ``timed_out`` with the reason (audited
+``sweep_item_poisoned``); the sweep carries on with the rest.
 """
 
 from __future__ import annotations
@@ -19,10 +23,11 @@ import uuid
 from datetime import datetime, timedelta
 
 import sqlalchemy as sa
+from sqlalchemy.orm import Session
 
 from saferails import transitions
 from saferails.actions import lifecycle as lc
-from saferails.actions.service import ACTION_KIND, ENTITY, ActionService
+from saferails.actions.service import ACTION_KIND, ENTITY, ActionService, TimeoutOutcome
 from saferails.errors import InvalidTransition, SaferailsError
 from saferails.store.db import transaction
 from saferails.store.tables import Action
@@ -33,8 +38,16 @@ SWEEP = "expire"
 ACTOR = "system:timeout-sweep"
 
 
+# ``state = 'pending_approval'`` written as a literal, exactly the predicate of the partial index
+# ``ix_actions_pending_deadline``: neither SQLite nor PostgreSQL (generic plans of prepared statements) match a
+# partial index against a bound parameter. ``unselective`` keeps SQLite from preferring ``ix_actions_state_priority``
+# for it when the database has no statistics.
+PENDING = sa.literal_column(f"'{lc.PENDING_APPROVAL}'", sa.String)
+
+
 def due_conditions(now: datetime) -> list[sa.ColumnElement[bool]]:
-    return [Action.state == lc.PENDING_APPROVAL, Action.approval_deadline <= now]
+    """Pending approvals whose deadline is at or before ``now`` (served by ``ix_actions_pending_deadline``)."""
+    return [claims.unselective(Action.state == PENDING), Action.approval_deadline <= now]
 
 
 ORDER = (Action.approval_deadline, Action.id)
@@ -59,7 +72,7 @@ class ExpireSweep:
         self.worker_id = worker_id or f"expire-{uuid.uuid4().hex[:12]}"
 
     def count_due(self) -> int:
-        """How many actions are due now (an index range count: cheap at any table size)."""
+        """How many actions are due now (a range count over the due entries of the partial index)."""
         now = self.clock.now()
         with transaction(self.sessions) as session:
             stmt = sa.select(sa.func.count()).select_from(Action).where(*due_conditions(now))
@@ -73,42 +86,52 @@ class ExpireSweep:
             claims.purge_lapsed(session, SWEEP, self.clock.now())
         while max_items is None or len(report.items) < max_items:
             want = self.batch_size if max_items is None else min(self.batch_size, max_items - len(report.items))
-            now = self.clock.now()
-            with transaction(self.sessions) as session:
-                ids = claims.claim_due(session, Action, due_conditions(now), ORDER, want, self.worker_id,
-                                       self.lease, now, sweep=SWEEP)
-            if not ids:
+            items = self._batch(want)
+            if not items:
                 break
-            done: list[str] = []
-            for item in self._resolve_batch(ids):
+            for item in items:
                 report.items.append(item)
-                if item.outcome != FAILED:
-                    done.append(item.action_id)
                 progress.step()
-            with transaction(self.sessions) as session:
-                claims.release(session, SWEEP, done, self.worker_id)
         progress.finish()
         return report
 
-    def _resolve_batch(self, ids: list[str]) -> list[SweepItem]:
-        """Resolve a claimed batch in ONE transaction (``ActionService.resolve_timeouts``). If the batch as a whole
-        fails (anything but an item's typed error), it is retried item by item so one poisoned item is isolated
-        and the rest still resolve."""
+    def _batch(self, want: int) -> list[SweepItem]:
+        """Lock up to ``want`` due actions and resolve them in ONE transaction (``claims.lock_due`` then
+        ``ActionService.resolve_locked_timeouts``); an item that fails with a typed error is held for ``lease`` so
+        the next batch does not take it again. If the transaction fails as a whole (anything but an item's typed
+        error), the batch is retried item by item, one transaction each, so one poisoned item is isolated and the
+        rest still resolve."""
+        now = self.clock.now()
+        ids: list[str] = []
         try:
-            outcomes = self.actions.resolve_timeouts(ids, actor=ACTOR)
-        except Exception:  # noqa: BLE001 - fall back to one transaction per item to find the culprit
-            return [self._resolve(action_id) for action_id in ids]
-        items = []
-        for outcome in outcomes:
-            if outcome.error is None:
-                items.append(SweepItem(outcome.action_id, RESOLVED, state=outcome.state,
-                                       flow_run_id=outcome.flow_run_id))
-            elif isinstance(outcome.error, InvalidTransition):  # decided meanwhile: the store already has it
-                items.append(SweepItem(outcome.action_id, SKIPPED, detail=outcome.error.code))
-            else:
-                items.append(SweepItem(outcome.action_id, FAILED,
-                                       detail=f"{outcome.error.code}: {outcome.error.message}"))
+            with transaction(self.sessions) as session:
+                rows = claims.lock_due(session, Action, due_conditions(now), ORDER, want, now, sweep=SWEEP)
+                ids = list(rows)
+                if not ids:
+                    return []
+                items = [self._item(o) for o in
+                         self.actions.resolve_locked_timeouts(session, rows, ids, actor=ACTOR, now=now)]
+                self._hold(session, items, now)
+                return items
+        except Exception:
+            if not ids:
+                raise  # the due query itself failed: nothing to isolate
+        items = [self._resolve(action_id) for action_id in ids]  # fall back: find the culprit
+        with transaction(self.sessions) as session:
+            self._hold(session, items, self.clock.now())
         return items
+
+    def _hold(self, session: Session, items: list[SweepItem], now: datetime) -> None:
+        failed = [i.action_id for i in items if i.outcome == FAILED]
+        claims.hold(session, SWEEP, failed, self.worker_id, self.lease, now)
+
+    @staticmethod
+    def _item(outcome: TimeoutOutcome) -> SweepItem:
+        if outcome.error is None:
+            return SweepItem(outcome.action_id, RESOLVED, state=outcome.state, flow_run_id=outcome.flow_run_id)
+        if isinstance(outcome.error, InvalidTransition):  # decided meanwhile: the store already has it
+            return SweepItem(outcome.action_id, SKIPPED, detail=outcome.error.code)
+        return SweepItem(outcome.action_id, FAILED, detail=f"{outcome.error.code}: {outcome.error.message}")
 
     def _resolve(self, action_id: str) -> SweepItem:
         try:

@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from saferails import transitions
 from saferails.clock import as_utc
+from saferails.errors import NotFound
 from saferails.store.db import transaction
 from saferails.workflow import alerts
 from saferails.workflow.machines import TASK
@@ -103,11 +104,14 @@ class SlaMonitor:
     def sweep_breaches(self, now: datetime, *, limit: int = 500) -> list[Breach]:
         """Mark up to ``limit`` open records whose ``due_at`` has passed as breached; return what was breached.
 
-        Idempotent: a breached record is never breached again. One transaction per sweep; the cost grows with the
+        Idempotent: a breached record is never breached again. One transaction per sweep, with one statement
+        each for the records, their tasks, the audit records and the outbox events; the cost grows with the
         records due, not with the table (index on completed_at, breached, due_at).
         """
         found: list[Breach] = []
-        with transaction(self.sessions) as session:
+        # One statement locks the batch's tasks, and its audit records and outbox events go out as one INSERT
+        # each when the ``batched`` block ends (before the commit).
+        with transaction(self.sessions) as session, transitions.batched(session):
             records = session.execute(
                 sa.select(SlaRecord)
                 .where(SlaRecord.completed_at.is_(None), SlaRecord.breached.is_(False), SlaRecord.due_at <= now)
@@ -115,16 +119,20 @@ class SlaMonitor:
                 .limit(limit)
                 .with_for_update(skip_locked=True)
             ).scalars().all()
+            kind = transitions.entity_kind(TASK)
+            tasks = transitions.lock_rows(session, kind, [r.task_id for r in records])
             for record in records:
-                found.append(self._breach(session, record, now))
+                task = tasks.get(record.task_id)
+                if task is None:
+                    raise NotFound(TASK, record.task_id)
+                found.append(self._breach(session, record, task, now))
         self.metrics.sla_breaches.inc(len(found))
         return found
 
-    def _breach(self, session: Session, record: SlaRecord, now: datetime) -> Breach:
+    def _breach(self, session: Session, record: SlaRecord, task: Task, now: datetime) -> Breach:
         record.breached = True
         record.breached_at = now
         overdue = round((now - as_utc(record.due_at)).total_seconds() / 60, 3)
-        task = transitions.lock_row(session, transitions.entity_kind(TASK), record.task_id)
         previous_priority = task.priority
         # Escalation: a breached task jumps the queue. Priority is not lifecycle state, so it is written here
         # and recorded in the same audit/outbox event as the breach.

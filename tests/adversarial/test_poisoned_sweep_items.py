@@ -136,11 +136,11 @@ class _ChokingActions(ActionService):
             raise KeyError("corrupt decision document")
         return super().resolve_timeout(action_id, actor)
 
-    def resolve_timeouts(self, action_ids: list[str], actor: str = "system:timeout") -> Any:
+    def resolve_locked_timeouts(self, session: Any, rows: Any, action_ids: Any, *, actor: str, now: Any) -> Any:
         # The batch holding the poisoned item crashes as a whole; the sweep must isolate it item by item.
         if self.poisoned in action_ids:
             raise KeyError("corrupt decision document")
-        return super().resolve_timeouts(action_ids, actor)
+        return super().resolve_locked_timeouts(session, rows, action_ids, actor=actor, now=now)
 
 
 def test_the_expire_sweep_ends_a_poisoned_item_timed_out_with_a_reason_and_resolves_the_rest(

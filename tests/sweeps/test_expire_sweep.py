@@ -9,8 +9,10 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from saferails.actions.service import ActionService, TimeoutOutcome
+from saferails.audit import verify_chain
 from saferails.clock import ManualClock
-from saferails.errors import InvalidInput
+from saferails.errors import InvalidInput, StoreUnavailable
 from saferails.store.db import transaction
 from saferails.store.tables import Action
 from saferails.sweeps import ExpireSweep, SweepProgress, claim_due
@@ -73,6 +75,9 @@ def test_two_sweeps_at_once_each_resolve_a_share_and_no_action_twice(db: Any, cl
     assert sorted(handled) == sorted(ids)  # every action once, by exactly one of the two sweeps
     assert all(i.outcome == "resolved" for r in reports for i in r.items)
     assert all(events(db, i).count("approval_timed_out") == 1 for i in ids)
+    with transaction(db.sessions) as session:
+        report = verify_chain(session)
+    assert report.ok, report.problem
 
 
 def test_a_rerun_after_a_crashed_sweep_picks_up_its_items_once_the_lease_lapses(db: Any, clock: ManualClock) -> None:
@@ -114,12 +119,47 @@ def test_a_claim_with_no_room_or_no_lease_is_refused(db: Any, clock: ManualClock
                   sweep=SWEEP)
 
 
-def test_the_due_query_is_an_index_range_scan_on_state_and_deadline(db: Any, clock: ManualClock) -> None:
+def test_the_due_query_and_count_read_the_partial_index_on_pending_approvals(db: Any, clock: ManualClock) -> None:
     with transaction(db.sessions) as session:
         if db.backend == "postgresql":
             # An empty test table is cheapest to scan whole; the benchmark shows the plan at 1M+ rows.
             session.execute(sa.text("SET LOCAL enable_seqscan = off"))
-        stmt = due_query(Action, due_conditions(clock.now()), ORDER, 500, clock.now(), sweep=SWEEP,
-                         dialect=db.backend)
-        plan = "\n".join(explain(session, stmt))
-    assert "ix_actions_state_deadline" in plan, plan
+            session.execute(sa.text("SET LOCAL enable_bitmapscan = off"))
+        for rows in (False, True):
+            stmt = due_query(Action, due_conditions(clock.now()), ORDER, 500, clock.now(), sweep=SWEEP,
+                             dialect=db.backend, rows=rows)
+            plan = "\n".join(explain(session, stmt))
+            assert "ix_actions_pending_deadline" in plan, plan
+            assert "TEMP B-TREE" not in plan and "Sort" not in plan, plan  # the index gives the sweep's order
+        count = sa.select(sa.func.count()).select_from(Action).where(*due_conditions(clock.now()))
+        plan = "\n".join(explain(session, count))
+        assert "ix_actions_pending_deadline" in plan, plan
+
+
+class _Refusing(ActionService):
+    """Fault injection: one chosen action fails with a typed error every time the sweep resolves it."""
+
+    refused: str = ""
+
+    def resolve_locked_timeouts(self, session: Any, rows: Any, action_ids: Any, *, actor: str, now: Any) -> Any:
+        outcomes = super().resolve_locked_timeouts(session, rows, [i for i in action_ids if i != self.refused],
+                                                   actor=actor, now=now)
+        refused = [TimeoutOutcome(self.refused, error=StoreUnavailable("refused for the test"))]
+        return outcomes + (refused if self.refused in action_ids else [])
+
+
+def test_an_item_that_fails_is_held_for_the_lease_instead_of_being_taken_again_and_again(
+    db: Any, clock: ManualClock
+) -> None:
+    base = service(db, clock)
+    svc = _Refusing(db.sessions, base.policy, clock)
+    ids = propose_pending(svc, 5)
+    svc.refused = ids[2]
+    clock.advance(timedelta(hours=1))
+    report = ExpireSweep(svc, batch_size=2).run()
+    assert [i.outcome for i in report.items if i.action_id == ids[2]] == ["failed"]
+    assert sorted(i.action_id for i in report.items if i.outcome == "resolved") == sorted(set(ids) - {ids[2]})
+    assert ExpireSweep(svc).run().items == []  # held by the failed run's claim
+    clock.advance(timedelta(minutes=10))
+    svc.refused = ""
+    assert [(i.action_id, i.state) for i in ExpireSweep(svc).run().items] == [(ids[2], "timed_out")]

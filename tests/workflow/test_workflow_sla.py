@@ -8,8 +8,10 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
+from saferails.audit import verify_chain
 from saferails.clock import ManualClock
 from saferails.errors import InvalidInput
+from saferails.store.db import transaction
 from saferails.store.tables import AuditRecord, OutboxEvent
 from saferails.workflow.alerts import Alert
 from saferails.workflow.permissions import WorkflowActor
@@ -106,3 +108,22 @@ def test_an_sla_target_outside_one_minute_to_a_year_is_refused(svc: WorkflowServ
 def test_a_second_config_for_the_same_area_and_type_is_refused(svc: WorkflowService) -> None:
     with pytest.raises(InvalidInput, match="already exists"):
         svc.create_sla_config(ADMIN, service_area="intake", task_type="intake", target_minutes=5)
+
+
+def test_one_sweep_breaches_many_records_each_audited_alerted_and_escalated_once_in_an_intact_chain(
+    db: Any, svc: WorkflowService, clock: ManualClock
+) -> None:
+    alerts: list[Alert] = []
+    tasks = [svc.create_task(ADMIN, title=f"intake {i}", task_type="intake") for i in range(5)]
+    clock.advance(timedelta(hours=2))
+    breaches = SlaMonitor(db.sessions, notifier=alerts.append).sweep_breaches(clock.now(), limit=3)
+    breaches += SlaMonitor(db.sessions, notifier=alerts.append).sweep_breaches(clock.now(), limit=3)
+    assert sorted(b.task_id for b in breaches) == sorted(t.id for t in tasks)
+    assert len(alerts) == 5 and {svc.get_task(t.id).priority for t in tasks} == {"critical"}
+    with transaction(db.sessions) as session:
+        for task in tasks:
+            events = session.execute(sa.select(AuditRecord.event).where(AuditRecord.entity_id == task.id)).scalars()
+            assert sorted(e for e in events if e in ("sla_breached", "alert_emitted")) == ["alert_emitted",
+                                                                                           "sla_breached"]
+        report = verify_chain(session)
+    assert report.ok, report.problem
