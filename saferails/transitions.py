@@ -333,12 +333,12 @@ def transition_many(
 def _write_states(session: Session, kind: EntityKind, writes: Sequence[tuple[Any, dict[str, Any]]]) -> None:
     """Write each row's new values and ``version + 1``. Rows already in the database that get the same values
     (a batch of timeouts: same state, same ``decided_at``) share ONE ``UPDATE ... WHERE id IN (...)``; the rows
-    are then told the values as committed, so the session does not write them again. A row not yet flushed (created
-    in this transaction) just gets its attributes set: its INSERT carries them."""
+    are then told the values as committed, so the session does not write them again. A row not yet written (a
+    ``Draft``, or a mapped row created in this transaction) just gets its attributes set: its INSERT carries them."""
     model = kind.model
     groups: dict[Any, tuple[dict[str, Any], list[Any]]] = {}
     for row, values in writes:
-        if not sa.inspect(row).persistent:
+        if isinstance(row, Draft) or not sa.inspect(row).persistent:
             for attribute, value in values.items():
                 setattr(row, attribute, value)
             row.version += 1
