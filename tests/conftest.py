@@ -258,6 +258,15 @@ def db(request: pytest.FixtureRequest, tmp_path: Path, _sqlite_template: Path, _
 
 
 @pytest.fixture
+def postgresql_db(tmp_path: Path, _sqlite_template: Path, _pg: PgTemplates) -> Iterator[Database]:
+    """A fresh migrated PostgreSQL database, for tests of what only PostgreSQL has (concurrent writers, roles)."""
+    database = make_database("postgresql", tmp_path, _sqlite_template, _pg)
+    yield database
+    database.engine.dispose()
+    _pg.release(database.url)
+
+
+@pytest.fixture
 def sqlite_db(tmp_path: Path, _sqlite_template: Path, _pg: PgTemplates) -> Iterator[Database]:
     """A fresh migrated SQLite database, for tests about the embedded default only."""
     database = make_database("sqlite", tmp_path, _sqlite_template, _pg)

@@ -40,6 +40,15 @@ def sequenced(db: Any, signer: AuditSigner) -> Any:
     return db
 
 
+@pytest.fixture
+def pg_sequenced(postgresql_db: Any, signer: AuditSigner) -> Any:
+    """The sequencer's own behaviour (gaps, concurrent writers, the one-time chaining UPDATE): PostgreSQL only,
+    since SQLite chains inline."""
+    install_signer(postgresql_db.sessions, signer)
+    install_sequencer(postgresql_db.sessions, True)
+    return postgresql_db
+
+
 def append(db: Any, clock: ManualClock, numbers: list[int]) -> list[audit.Appended]:
     with transaction(db.sessions) as session:
         return audit.append_many(session, [entry(n) for n in numbers], now=clock.now())
@@ -58,7 +67,7 @@ def verify(db: Any, **kwargs: Any) -> audit.VerifyReport:
 
 
 def test_appends_are_chained_by_the_sequencer_in_number_order(sequenced: Any, signer: AuditSigner,
-                                                               clock: ManualClock) -> None:
+                                                              clock: ManualClock) -> None:
     db = sequenced
     append(db, clock, [1, 2])
     append(db, clock, [3])
@@ -82,11 +91,9 @@ def test_appends_are_chained_by_the_sequencer_in_number_order(sequenced: Any, si
     assert sequence_pending(db.sessions).chained == 0
 
 
-def test_a_rolled_back_number_is_a_gap_the_links_vouch_for(sequenced: Any, signer: AuditSigner,
+def test_a_rolled_back_number_is_a_gap_the_links_vouch_for(pg_sequenced: Any, signer: AuditSigner,
                                                             clock: ManualClock) -> None:
-    db = sequenced
-    if db.backend == "sqlite":
-        pytest.skip("SQLite chains inline: its numbers have no gaps")
+    db = pg_sequenced
     append(db, clock, [1])
     with pytest.raises(RuntimeError), transaction(db.sessions) as session:
         audit.append(session, entry(99), now=clock.now())
@@ -98,11 +105,9 @@ def test_a_rolled_back_number_is_a_gap_the_links_vouch_for(sequenced: Any, signe
     assert report.ok and report.records_checked == 2 and report.head_sequence == 3, report
 
 
-def test_the_sequencer_waits_for_a_writer_still_in_its_transaction(sequenced: Any, clock: ManualClock) -> None:
+def test_the_sequencer_waits_for_a_writer_still_in_its_transaction(pg_sequenced: Any, clock: ManualClock) -> None:
     """Number 1 is drawn first but committed after number 2: chaining 2 alone would skip 1 for good."""
-    db = sequenced
-    if db.backend == "sqlite":
-        pytest.skip("SQLite has one writer at a time")
+    db = pg_sequenced
     slow = db.sessions()
     slow.begin()
     audit.append(slow, entry(1), now=clock.now())  # holds number 1, uncommitted
@@ -127,10 +132,8 @@ def test_the_sequencer_waits_for_a_writer_still_in_its_transaction(sequenced: An
 
 
 def test_a_chained_record_never_changes_and_content_cannot_change_while_chaining(
-        sequenced: Any, clock: ManualClock) -> None:
-    db = sequenced
-    if db.backend == "sqlite":
-        pytest.skip("the one-time chaining UPDATE exists on PostgreSQL only")
+        pg_sequenced: Any, clock: ManualClock) -> None:
+    db = pg_sequenced
     append(db, clock, [1, 2])
     sequence_pending(db.sessions, now=clock.now())
     append(db, clock, [3])
@@ -149,10 +152,8 @@ def test_a_chained_record_never_changes_and_content_cannot_change_while_chaining
 
 
 def test_a_record_chained_behind_the_sequencers_back_stops_it_and_breaks_verify(
-        sequenced: Any, clock: ManualClock) -> None:
-    db = sequenced
-    if db.backend == "sqlite":
-        pytest.skip("PostgreSQL only")
+        pg_sequenced: Any, clock: ManualClock) -> None:
+    db = pg_sequenced
     append(db, clock, [1, 2])
     with db.engine.begin() as conn:
         conn.execute(sa.text("UPDATE audit_log SET prev_hash = :p, hash = :h WHERE sequence = 2"),
@@ -163,10 +164,8 @@ def test_a_record_chained_behind_the_sequencers_back_stops_it_and_breaks_verify(
     assert not report.ok and report.first_broken_sequence == 2 and "hash mismatch" in (report.problem or "")
 
 
-def test_a_record_skipped_below_a_chained_one_is_a_finding(sequenced: Any, clock: ManualClock) -> None:
-    db = sequenced
-    if db.backend == "sqlite":
-        pytest.skip("PostgreSQL only")
+def test_a_record_skipped_below_a_chained_one_is_a_finding(pg_sequenced: Any, clock: ManualClock) -> None:
+    db = pg_sequenced
     append(db, clock, [1])
     sequence_pending(db.sessions, now=clock.now())
     append(db, clock, [2, 3])
@@ -184,11 +183,9 @@ def test_a_record_skipped_below_a_chained_one_is_a_finding(sequenced: Any, clock
     assert not report.ok and report.first_broken_sequence == 2 and "never chained" in (report.problem or "")
 
 
-def test_a_record_inserted_without_the_key_is_never_chained(sequenced: Any, clock: ManualClock) -> None:
+def test_a_record_inserted_without_the_key_is_never_chained(pg_sequenced: Any, clock: ManualClock) -> None:
     """Database credentials alone (no MAC) cannot get a record signed: the sequencer stops before it."""
-    db = sequenced
-    if db.backend == "sqlite":
-        pytest.skip("PostgreSQL only")
+    db = pg_sequenced
     append(db, clock, [1])
     with db.engine.begin() as conn:
         conn.execute(sa.text(
@@ -202,10 +199,9 @@ def test_a_record_inserted_without_the_key_is_never_chained(sequenced: Any, cloc
     assert not late.ok and "left unchained" in (late.problem or "")
 
 
-def test_unchained_appends_refuse_a_sequence_behind_the_head(db: Any, clock: ManualClock) -> None:
+def test_unchained_appends_refuse_a_sequence_behind_the_head(postgresql_db: Any, clock: ManualClock) -> None:
     """A store appended to inline after migration 0012, then switched: the writer refuses, nothing is written."""
-    if db.backend == "sqlite":
-        pytest.skip("PostgreSQL only")
+    db = postgresql_db
     append(db, clock, [1, 2, 3])  # inline: numbers 1..3, the sequence object still at 1
     install_sequencer(db.sessions, True)
     with pytest.raises(AuditSequenceBehind, match="at or below the chain head 3"):
