@@ -162,6 +162,13 @@ async function load() {
     }
     body.appendChild(row);
   }
+  if (data.items.length === 0) {
+    const row = document.createElement("tr");
+    row.id = "no-agents";
+    cell(row, "No agents in your workspaces yet. An operator registers one with the principal id it proposes " +
+         "under: saferails agent register ID --tenant WORKSPACE [--department D].").colSpan = 8;
+    body.appendChild(row);
+  }
 }
 
 function openDialog(name, agent) {
