@@ -451,8 +451,10 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
             print(f"HTTP API: http://{config.host}:{config.api_port}/api/v1 (saferails api serve)", flush=True)
         print(f"Store: {config.store_database} as role {config.app_role}; Ctrl-C stops everything", flush=True)
         store_url = make_url(settings.database_url).render_as_string(hide_password=True)
+        links = f" SAFERAILS_PUBLIC_URL='http://{config.host}:{config.api_port}'" if cluster.api is not None else ""
         print(f"To propose and approve from another shell (README, Production):\n  export SAFERAILS_DATABASE_URL="
-              f"'{store_url}' SAFERAILS_DATA_DIR='{config.data_dir}' PREFECT_API_URL='{config.api_url}'", flush=True)
+              f"'{store_url}' SAFERAILS_DATA_DIR='{config.data_dir}' PREFECT_API_URL='{config.api_url}'{links}",
+              flush=True)
         while True:
             for name, proc in list(cluster.workers.items()):
                 if proc.poll() is not None:
