@@ -12,6 +12,7 @@ a process (a test, the demo, ``deployments.serve``) may :func:`install_runtime` 
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from typing import cast
 
@@ -156,8 +157,9 @@ def current_runtime() -> Runtime:
     global _runtime
     with _lock:
         if _runtime is None:
-            try:
+            with contextlib.suppress(ValueError):  # no saved block of that name: the environment's, below
                 _runtime = runtime_from_blocks()
-            except ValueError:  # no saved block of that name
-                _runtime = runtime_from_settings(load_settings())
+        if _runtime is None:
+            # Outside the handler, so an error while building it is not chained to the missing block.
+            _runtime = runtime_from_settings(load_settings())
         return _runtime

@@ -217,11 +217,15 @@ class Cluster:
     # --- start ------------------------------------------------------------------------------------------------
     def start(self) -> None:
         self.logs.mkdir(parents=True, exist_ok=True)
+        print(f"starting the Prefect server on {self.config.ui_url} (database {self.config.prefect_database}; "
+              f"output in {self.logs})", flush=True)
         self.start_server()
+        print(f"registering prefect.yaml's deployments in work pool {POOL} (prefect deploy --all)", flush=True)
         self.prefect("work-pool", "inspect", POOL, check=False) or self.prefect(
             "work-pool", "create", "--type", "process", POOL)
         self.prefect("--no-prompt", "deploy", "--all")
         ensure_zombie_automation(self.config)
+        print(f"starting {self.config.workers} workers", flush=True)
         for i in range(1, self.config.workers + 1):
             self.start_worker(f"worker-{i}")
         if self.config.api_port:
@@ -402,16 +406,24 @@ def group_alive(pgid: int) -> bool:
 def parse_args(argv: list[str] | None = None) -> ClusterConfig:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0] if __doc__ else None)
     defaults = ClusterConfig()
-    parser.add_argument("--pg-admin-url", default=defaults.pg_admin_url)
-    parser.add_argument("--prefect-database", default=defaults.prefect_database)
-    parser.add_argument("--store-database", default=defaults.store_database)
-    parser.add_argument("--owner-role", default=defaults.owner_role)
-    parser.add_argument("--app-role", default=defaults.app_role)
-    parser.add_argument("--port", type=int, default=defaults.port)
-    parser.add_argument("--workers", type=int, default=defaults.workers)
-    parser.add_argument("--worker-limit", type=int, default=defaults.worker_limit)
-    parser.add_argument("--api-port", type=int, default=defaults.api_port, help="saferails HTTP API; 0: none")
-    parser.add_argument("--data-dir", type=Path, default=defaults.data_dir)
+    parser.add_argument("--pg-admin-url", default=defaults.pg_admin_url,
+                        help="a PostgreSQL superuser's URL; creates the databases and roles (%(default)s)")
+    parser.add_argument("--prefect-database", default=defaults.prefect_database,
+                        help="the Prefect server's database (%(default)s)")
+    parser.add_argument("--store-database", default=defaults.store_database,
+                        help="the saferails store's database (%(default)s)")
+    parser.add_argument("--owner-role", default=defaults.owner_role,
+                        help="the store's owner role, migrates the schema (%(default)s)")
+    parser.add_argument("--app-role", default=defaults.app_role,
+                        help="the role the workers and the HTTP API connect as (%(default)s)")
+    parser.add_argument("--port", type=int, default=defaults.port, help="the Prefect server and UI (%(default)s)")
+    parser.add_argument("--workers", type=int, default=defaults.workers, help="worker processes (%(default)s)")
+    parser.add_argument("--worker-limit", type=int, default=defaults.worker_limit,
+                        help="flow runs per worker at once; a paused approval holds one (%(default)s)")
+    parser.add_argument("--api-port", type=int, default=defaults.api_port,
+                        help="the saferails HTTP API; 0: none (%(default)s)")
+    parser.add_argument("--data-dir", type=Path, default=defaults.data_dir,
+                        help="keys, approval inboxes, Prefect home and logs (.saferails/cluster)")
     ns = parser.parse_args(argv)
     return ClusterConfig(pg_admin_url=ns.pg_admin_url, prefect_database=ns.prefect_database,
                          store_database=ns.store_database, owner_role=ns.owner_role, app_role=ns.app_role,
@@ -422,6 +434,8 @@ def parse_args(argv: list[str] | None = None) -> ClusterConfig:
 def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) -> None:
     config = parse_args(argv)
     config.data_dir.mkdir(parents=True, exist_ok=True)
+    print(f"preparing the store: database {config.store_database}, roles {config.owner_role} (schema) and "
+          f"{config.app_role}", flush=True)
     settings = prepare_store(config, load_settings(env))
     cluster = Cluster(config, settings)
 
@@ -436,6 +450,11 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
         if cluster.api is not None:
             print(f"HTTP API: http://{config.host}:{config.api_port}/api/v1 (saferails api serve)", flush=True)
         print(f"Store: {config.store_database} as role {config.app_role}; Ctrl-C stops everything", flush=True)
+        store_url = make_url(settings.database_url).render_as_string(hide_password=True)
+        links = f" SAFERAILS_PUBLIC_URL='http://{config.host}:{config.api_port}'" if cluster.api is not None else ""
+        print(f"To propose and approve from another shell (README, Production):\n  export SAFERAILS_DATABASE_URL="
+              f"'{store_url}' SAFERAILS_DATA_DIR='{config.data_dir}' PREFECT_API_URL='{config.api_url}'{links}",
+              flush=True)
         while True:
             for name, proc in list(cluster.workers.items()):
                 if proc.poll() is not None:

@@ -170,10 +170,26 @@ def serve_all(runner_limit: int = 50) -> None:
     for deployment in deployments:
         schedules = ", ".join(_describe(s.schedule) for s in deployment.schedules or []) or "run on demand"
         print(f"  {deployment.flow_name}/{deployment.name}: {schedules}", flush=True)
+    async def run() -> None:
+        asyncio.get_running_loop().set_exception_handler(quiet_cancelled)
+        await runner.start()
+
     try:
-        asyncio.run(runner.start())
+        asyncio.run(run())
     except KeyboardInterrupt:
         print("stopped", flush=True)
+
+
+def quiet_cancelled(loop: Any, context: dict[str, Any]) -> None:
+    """The event loop's exception handler while serving: a callback that failed only because its task was
+    cancelled (Prefect's runner cancels the control-channel connections of its flow runs when Ctrl-C or SIGTERM
+    stops it) is the shutdown itself, not an error, so it is dropped; anything else goes to asyncio's default
+    handler (logged with its traceback)."""
+    import asyncio
+
+    if isinstance(context.get("exception"), asyncio.CancelledError):
+        return
+    loop.default_exception_handler(context)
 
 
 def _describe(schedule: Any) -> str:

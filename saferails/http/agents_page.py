@@ -32,7 +32,8 @@ body{font-family:system-ui,sans-serif;max-width:72rem;margin:2rem auto;padding:0
 h1{font-size:1.35rem}table{border-collapse:collapse;width:100%;margin:1rem 0}
 th{text-align:left;padding:.35rem .6rem;background:#f3f4f6}td{padding:.35rem .6rem;border-bottom:1px solid #e5e7eb}
 button{font-size:.95rem;padding:.35rem .9rem;border-radius:.35rem;border:1px solid #555;cursor:pointer;background:#fff}
-button:disabled{opacity:.5;cursor:progress}.primary{background:#1d4ed8;color:#fff;border-color:#1d4ed8}
+button:disabled{opacity:.5;cursor:progress}td button{margin:0 .4rem .2rem 0}
+.primary{background:#1d4ed8;color:#fff;border-color:#1d4ed8}
 .status-paused{color:#b91c1c;font-weight:600}.status-active{color:#15803d}
 .note{padding:.6rem .8rem;border-radius:.35rem;margin:1rem 0}.ok{background:#dcfce7}.bad{background:#fee2e2}
 .busy{background:#fef9c3}.wait{background:#e0e7ff}dialog{max-width:32rem;border:1px solid #888;border-radius:.5rem}
@@ -160,6 +161,13 @@ async function load() {
       button.addEventListener("click", () => openDialog(name, agent));
       actions.appendChild(button);
     }
+    body.appendChild(row);
+  }
+  if (data.items.length === 0) {
+    const row = document.createElement("tr");
+    row.id = "no-agents";
+    cell(row, "No agents in your workspaces yet. An operator registers one with the principal id it proposes " +
+         "under: saferails agent register ID --tenant WORKSPACE [--department D].").colSpan = 8;
     body.appendChild(row);
   }
 }

@@ -160,3 +160,26 @@ def test_an_approver_key_sees_the_403_and_nothing_changes(world: HttpWorld) -> N
             expect(page.locator("#api-key")).to_be_visible()
         finally:
             browser.close()
+
+
+@pytest.mark.browser
+def test_no_agents_yet_says_how_to_register_one(sqlite_db: Any, tmp_path: Path, clock: ManualClock) -> None:
+    _require_browser()
+    from playwright.sync_api import expect, sync_playwright
+
+    world = open_world(sqlite_db.url, tmp_path, clock)
+    try:
+        with running(world.client.app) as base, sync_playwright() as pw:  # type: ignore[arg-type]
+            browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+            try:
+                page = browser.new_page()
+                page.goto(f"{base}/agents")
+                page.fill("#api-key", world.tokens["olga"])
+                page.get_by_role("button", name="Sign in").click()
+                expect(page.locator("tr#no-agents")).to_contain_text("saferails agent register ID --tenant")
+                expect(page.locator("tr[data-agent]")).to_have_count(0)
+            finally:
+                browser.close()
+    finally:
+        world.client.close()
+        world.store.close()

@@ -112,3 +112,24 @@ def test_build_runtime_and_runtime_from_store_reuse_the_one_wiring(tmp_path: Pat
             assert conn.exec_driver_sql("select 1").scalar() == 1
     finally:
         engine.dispose()
+
+
+def test_an_error_building_the_runtime_from_the_environment_is_not_chained_to_the_missing_block(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A flow run interrupted (or failing) while its runtime is built shows that error alone in its traceback,
+    not "Unable to find block document" above it: the fallback is not a consequence of the missing block."""
+    import blocks.settings as module
+
+    def no_block() -> None:
+        raise ValueError("Unable to find block document named saferails")
+
+    def interrupted(settings: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(module, "runtime_from_blocks", no_block)
+    monkeypatch.setattr(module, "runtime_from_settings", interrupted)
+    module.install_runtime(None)
+    with pytest.raises(KeyboardInterrupt) as raised:
+        module.current_runtime()
+    assert raised.value.__context__ is None
+    assert module._runtime is None

@@ -66,3 +66,21 @@ def test_make_serve_starts_the_http_api_beside_prefect_and_mails_link_to_it(
     finally:
         proc.terminate()
         proc.wait(timeout=60)
+
+
+def test_a_callback_cancelled_at_shutdown_is_not_logged_as_an_error(caplog: pytest.LogCaptureFixture) -> None:
+    import asyncio
+
+    from deployments.serve import quiet_cancelled
+
+    loop = asyncio.new_event_loop()
+    try:
+        loop.set_exception_handler(quiet_cancelled)
+        with caplog.at_level("ERROR", logger="asyncio"):
+            loop.call_exception_handler({"message": "Exception in callback", "exception": asyncio.CancelledError()})
+            assert caplog.records == []
+            loop.call_exception_handler({"message": "Exception in callback", "exception": RuntimeError("real")})
+        assert [r.getMessage() for r in caplog.records] == ["Exception in callback"]
+        assert caplog.records[0].exc_info is not None and isinstance(caplog.records[0].exc_info[1], RuntimeError)
+    finally:
+        loop.close()
