@@ -397,11 +397,14 @@ class OutcomeMonitor:
         others = session.execute(sa.select(OutcomeCheck.target).where(
             OutcomeCheck.id != row.id, OutcomeCheck.due_at >= since)).scalars()
         controls = choose_controls(session, row.target, exclude=list(others))
+        # The post-period: every whole window since the change (delay_days 21 with 7-day windows: 3 weeks).
+        post_end = floor_hour(now)
+        post = max(1, int((post_end - pre_end) // rules.window))
         data = read_weekly(session, [row.target, *controls], pre_end=pre_end, pre=rules.pre_weeks,
-                           window=rules.window, post_end=floor_hour(now))
+                           window=rules.window, post_end=post_end, post=post)
         judge = DiDJudge(confidence=rules.confidence)
         specs = [RuleSpec(r.name, r.metric, r.direction, r.threshold) for r in rules.rules]
-        return judge.judge(specs, series_for(data, rules.pre_weeks), controls)
+        return judge.judge(specs, series_for(data, rules.pre_weeks, post), controls)
 
     def resolve_inconclusive(self, action_id: str, actor: str, *, roll_back: bool, reason: str,
                              code: str | None = None, channel: str = "api") -> CheckOutcome:
