@@ -187,9 +187,10 @@ def outcomes_demo(store: Store, clock: ManualClock, out: TextIO, execution: Exec
     decided = monitor.run_due(worker_id="demo:outcome-sweep")
     _say(out, f"clock +{AFTER_DAYS} days -> {cli_output.format_time(clock.now())}; outcome sweep decides "
               f"{decided.claimed} check(s): {decided.count('negative')} negative, {decided.count('ok')} ok")
-    for action_id, label in ((report.isolating_id, f"reassign {target}"), (report.harmless_id, f"focus time {harmless}")):
+    labels = {report.isolating_id: f"reassign {target}", report.harmless_id: f"focus time {harmless}"}
+    for action_id, label in labels.items():
         _say(out, f"{label}: {_judged(monitor, action_id)}")
-    _table(decided, {report.isolating_id: f"reassign {target}", report.harmless_id: f"focus time {harmless}"}, out)
+    _table(decided, labels, out)
 
     report.managers.append(_manager(store, target))
     for action_id in (report.isolating_id, report.harmless_id):

@@ -56,7 +56,7 @@ from saferails.errors import InvalidInput
 Verdict = Literal["ok", "negative", "inconclusive"]
 SEVERITY: dict[str, int] = {"ok": 0, "inconclusive": 1, "negative": 2}
 JUDGES = ("did", "thresholds")
-DEFAULT_JUDGE = "did"
+DEFAULT_JUDGE: Literal["did"] = "did"
 DEFAULT_CONFIDENCE = 0.975
 DEFAULT_POST_WEEKS = 3  # the did judge's goals are met from three weeks after the change (README "Which judge")
 FloatArray = NDArray[np.float64]

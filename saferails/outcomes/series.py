@@ -6,9 +6,9 @@ target), same role before other roles, then people of the same role elsewhere wh
 control path). Ordered by id within a tier so the choice is reproducible.
 
 Weeks (``read_weekly``): ``pre`` consecutive windows of ``window`` length ending at ``pre_end`` (midnight UTC of
-the execution day: strictly before the change) and ``post`` consecutive windows ending at ``post_end``. Per person and window:
-``degree_centrality`` (distinct partners / (active people - 1), as in ``orggraph.metrics``; a control's ties to the
-target are left out) and ``burnout`` (the mean of the window's observations; NaN without one).
+the execution day: strictly before the change) and ``post`` consecutive windows ending at ``post_end``. Per
+person and window: ``degree_centrality`` (distinct partners / (active people - 1), as in ``orggraph.metrics``;
+a control's ties to the target are left out) and ``burnout`` (the mean of the window's observations; NaN without one).
 """
 
 from __future__ import annotations
