@@ -121,7 +121,8 @@ def over_time(judgement: Mapping[str, Any]) -> list[str]:
         labels = {w: (f"+{w - (len(target) - post) + 1}" if w >= len(target) - post
                       else f"w-{len(target) - post - w}") for w in weeks}
         marker = f"change{' ' + change_day if change_day else ''}"
-        lines += ["", f"**{m['metric']}**: target against its controls over time (1.00 = the person's usual level)",
+        lines += ["", f"**{m['metric']}**: target against its controls over time (1.00 = the person's usual level; "
+                  "w-N: N weeks before the change, +N: the Nth week after it)",
                   "", "| week | target | controls | controls' middle half |", "|---|---:|---:|---|"]
         for w in weeks:
             if w == len(target) - post:
