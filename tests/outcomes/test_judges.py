@@ -144,3 +144,19 @@ def test_the_noisy_panel_is_deterministic_by_seed_and_carries_team_shocks_and_ho
     assert ((first.burnout > 0) & (first.burnout <= 1)).all()
     with pytest.raises(InvalidInput):
         generate_panel(20_001)
+
+
+def test_a_rollback_needs_every_post_week_to_show_the_harm_and_records_each_week() -> None:
+    rng = np.random.default_rng(3)
+    ctrl = 10 * (1 + rng.normal(0, 0.03, size=(8, PRE + 3)))
+    steady = 10 * (1 + rng.normal(0, 0.03, size=PRE + 3))
+    lasting, one_bad_week = steady.copy(), steady.copy()
+    lasting[-3:] *= 0.5  # half the partners lost, every week since the change
+    one_bad_week[-3] *= 0.0  # a mean drop of a third, all in one week (a trip, a sick week)
+    judged = {name: DiDJudge().judge([ISOLATION], {"degree_centrality": MetricSeries(
+        "degree_centrality", series, ctrl, PRE, 3)}).metrics[0] for name, series in
+        (("lasting", lasting), ("one bad week", one_bad_week))}
+    assert judged["lasting"].verdict == "negative"
+    assert judged["lasting"].details["week_harms"] == pytest.approx([0.5, 0.5, 0.5], abs=0.08)
+    assert judged["one bad week"].harm is not None and judged["one bad week"].harm > 0.3
+    assert judged["one bad week"].verdict == "inconclusive"  # large, but not in every week: a person decides
