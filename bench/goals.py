@@ -1,4 +1,4 @@
-"""The goals of issue 15, judged from the results of one ``make bench`` run: one line per goal with the measured
+"""The goals of issues 15 and 16, judged from the results of one ``make bench`` run: one line per goal with the measured
 figure, what it is compared with (a ceiling or a baseline from the same run), the ratio and a verdict.
 
 A goal whose figures are missing from the run (an area not run, PostgreSQL unreachable, a size below the goal's)
@@ -117,6 +117,29 @@ def _outcomes(results: Sequence[Result]) -> Verdict:
     return Verdict(goal, MET if total.value < 20 else NOT_MET, f"{total.value:.1f} s for {size}")
 
 
+QUALITY_GOALS = (("false rollbacks", "<=", 1.0), ("detection of harm >= threshold", ">=", 95.0),
+                 ("inconclusive", "<=", 5.0))
+
+
+def _outcome_quality(results: Sequence[Result]) -> list[Verdict]:
+    """Issue 16's goals on the held-out organisations (``bench.outcomes_quality``'s GOAL lines), each with the
+    seed rule's figure from the same run."""
+    out = []
+    for label, op, goal in QUALITY_GOALS:
+        text = f"outcome judge (default did), held-out organisations: {label} {op} {goal:g}%"
+        suffix = f": {label}"
+        r = next((x for x in reversed(results) if x.area == "outcomes_quality" and x.value is not None
+                  and x.name.startswith("GOAL held-out") and x.name.endswith(suffix)), None)
+        if r is None or r.value is None:
+            out.append(Verdict(text, UNMEASURED, "outcomes_quality area not run"))
+            continue
+        met = r.value <= goal if op == "<=" else r.value >= goal
+        seed = r.note.split("; ", 1)[-1] if "; " in r.note else ""
+        out.append(Verdict(text, MET if met else NOT_MET,
+                           f"{r.value:.2f}% of {r.n:,} cases ({r.name.split('(')[-1].split(')')[0]}); {seed}"))
+    return out
+
+
 def judge(results: Sequence[Result]) -> list[Verdict]:
     return [
         _proposals_single(results),
@@ -127,11 +150,12 @@ def judge(results: Sequence[Result]) -> list[Verdict]:
         _dispatch(results),
         *_action_flow(results),
         _outcomes(results),
+        *_outcome_quality(results),
     ]
 
 
 def format_verdicts(verdicts: Sequence[Verdict]) -> str:
     width = max(len(v.verdict) for v in verdicts)
-    lines = ["Goals (issue 15), judged from this run:"]
+    lines = ["Goals (issues 15 and 16), judged from this run:"]
     lines += [f"  [{v.verdict:<{width}}] {v.goal}\n  {'':<{width + 2}} {v.figure}" for v in verdicts]
     return "\n".join(lines)

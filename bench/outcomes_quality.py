@@ -10,11 +10,11 @@ week of randomly chosen targets:
 * ``burnout``: the target's burnout rises 5-60%.
 
 Each case is judged by the seed's ``thresholds`` rule and by the ``did`` judge (controls matched by team, role
-and prior activity; 24 pre-period weeks), with a one-week and a two-week post-period (``delay_days`` 7 and 14).
+and prior activity; 24 pre-period weeks), with a one-, two- and three-week post-period (``delay_days`` 7, 14, 21).
 A case's TRUE effect is what the intervention did to the measured metric over the post-period (the changed panel
 against the same panel unchanged), so "harm at least the threshold" is decided by the data the judge sees, not by
-the drawn size. Reported per judge, separately for the organisations the judge was tuned on (seeds 0-1) and
-held-out ones (seeds 1000+, never used to choose a parameter): false rollbacks (neutral or beneficial judged
+the drawn size. Reported per judge, separately for the organisations the judge was tuned on (seeds 0-7) and
+held-out ones (seeds 1000-1002, never used to choose a parameter): false rollbacks (neutral or beneficial judged
 ``negative``), detection (true harm at least the threshold judged ``negative``), inconclusive (all cases), harm at
 least the threshold rolled back or sent to a person, and the rollbacks of harm below the threshold; then the
 held-out quality table (judge x organisation size x kind: share rolled back, share asked) and the goal figures
@@ -33,15 +33,24 @@ import numpy as np
 
 from bench.common import BenchArgs, Result
 from saferails.orggraph.sample import WeeklyPanel, generate_panel
-from saferails.outcomes.judges import DiDJudge, Judge, MetricSeries, RuleSpec, ThresholdJudge, match_controls
+from saferails.outcomes.judges import (
+    DEFAULT_POST_WEEKS,
+    DiDJudge,
+    Judge,
+    MetricSeries,
+    RuleSpec,
+    ThresholdJudge,
+    match_controls,
+)
 
 AREA = "outcomes_quality"
 PRE_WEEKS, POST_WEEKS = 24, 1
-GOAL_POST = 2  # the goal figures: did with delay_days 14 (see README "Which judge")
+POSTS = (1, 2, 3)  # post-period weeks measured: the policy's delay_days / 7
+GOAL_POST = DEFAULT_POST_WEEKS  # the goal figures: did with delay_days 21, its default (README "Which judge")
 RULES = (RuleSpec("isolation", "degree_centrality", "drop", 0.30),
          RuleSpec("increased_burnout", "burnout", "rise", 0.20))
 KINDS = ("neutral", "beneficial", "isolating", "burnout")
-TUNED_SEEDS = (0, 1)
+TUNED_SEEDS = tuple(range(8))
 HELD_OUT_SEEDS = (1000, 1001, 1002)
 
 
@@ -230,8 +239,8 @@ def run(args: BenchArgs) -> list[Result]:
     per_kind = args.size(250, 60)
     judges: dict[str, Judge] = {"thresholds": ThresholdJudge(), "did": DiDJudge()}
     results: list[Result] = []
-    for post in (POST_WEEKS, GOAL_POST):
-        for split, seeds in (("tuned", TUNED_SEEDS), ("held-out", HELD_OUT_SEEDS)):
+    for post in POSTS:
+        for split, seeds in (("tuned", TUNED_SEEDS[:2] if args.quick else TUNED_SEEDS), ("held-out", HELD_OUT_SEEDS)):
             cells: Counter[tuple[str, int, str, str]] = Counter()
             tallies = evaluate(sizes, seeds, per_kind, judges, post, cells)
             results += _results(f"{split}, {post}-week post", tallies, sizes)

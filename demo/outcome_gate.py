@@ -4,7 +4,8 @@ so a person decides, with their one-time code, and the change is rolled back.
 ``outcome_gate_demo(store, clock, out, execution)`` runs on an open store whose clock is ``clock`` (a
 ManualClock). A team of six where ``gt`` is erratic (all five teammates in even weeks, two in odd ones) for eight
 weeks; ``gt`` is reassigned to another team's lead (approved by ``alice`` with her code), then meets two
-teammates. The judge (``did``, 8-week pre-period for this demo; the default policy's is 24) sees a 40% drop it
+teammates. The judge (``did``, 8-week pre-period and a 7-day delay for this demo; the default policy's are 24
+weeks and 21 days) sees a 40% drop it
 cannot separate from ``gt``'s own odd weeks: ``inconclusive``. The monitor issues one-time codes to the action's
 approvers and the evidence is shown; ``bob`` answers with his code (the check the monitor flow's pause and
 ``saferails outcomes resolve`` make) and the change is rolled back.
@@ -81,7 +82,7 @@ def outcome_gate_demo(store: Store, clock: ManualClock, out: TextIO, execution: 
     _usual(store, clock, range(0, 7))
     _meet(store, clock, [("gt", "gl"), ("gt", "g1")], range(0, 7))
 
-    rules = load_rulebook({"reassign_manager": {"judge": "did", "pre_weeks": PRE_WEEKS}})
+    rules = load_rulebook({"reassign_manager": {"judge": "did", "pre_weeks": PRE_WEEKS, "delay_days": 7}})
     monitor = OutcomeMonitor(store.sessions, clock, execution, rules, cache=SnapshotCache(), codes=store.codes,
                              notifier=store.notifier)
     monitor.schedule()

@@ -2,13 +2,15 @@
 is kept.
 
 ``outcomes_demo(store, clock, out, execution)`` runs on an open store whose clock is ``clock`` (a ManualClock:
-the seven days pass by moving it, never by sleeping). A 60-person sample org with a week of interactions and
-burnout readings; two interventions approved and executed through the core (``reassign_manager`` of a team
-member under a lead far away in the org, which needs a human approval, and ``schedule_focus_time`` for someone
-else, approved automatically); an outcome sweep schedules both checks. The week after, everyone works as before
-except the reassigned person, who stops meeting the old team. The clock moves 7 days, the sweep runs again: the
-isolation rule (degree centrality down more than 30%) fires, the reassignment is audited
-``negative_outcome_detected`` and rolled back (the old manager is back); the focus time is ``outcome_ok``.
+the three weeks pass by moving it, never by sleeping). A 60-person sample org with 24 weeks of interactions and
+burnout readings (the default ``did`` judge's pre-period); two interventions approved and executed through the
+core (``reassign_manager`` of a team member under a lead far away in the org, which needs a human approval, and
+``schedule_focus_time`` for someone else, approved automatically); an outcome sweep schedules both checks. The
+three weeks after, everyone works as before except the reassigned person, who stops meeting the old team. The
+clock moves 21 days (the default delay), the sweep runs again: the judge compares each target with its matched
+controls, the reassignment's isolation (degree centrality down far more than 30%, net of its teammates) is
+audited ``negative_outcome_detected`` and rolled back (the old manager is back); the focus time is
+``outcome_ok``.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from saferails.store.tables import AuditRecord
 __all__ = ["OutcomesDemoReport", "outcomes_demo"]
 
 ORG_SIZE, SEED = 60, 7
+HISTORY_WEEKS, AFTER_DAYS = 24, 21  # the default policy's pre_weeks and delay_days
 PROPOSER, APPROVER = "hr-agent", "hana"
 SHOWN = ("degree_centrality", "betweenness", "clustering", "burnout")
 COLUMNS = ("intervention", "metric", "before", "after", "change")
@@ -106,6 +109,19 @@ def _change(before: Any, after: Any) -> str:
     return "n/a" if before == 0 else f"{(after - before) / before:+.0%}"
 
 
+def _judged(monitor: OutcomeMonitor, action_id: str) -> str:
+    """The did judge's isolation finding in one line: effect net of the controls, interval, verdict."""
+    check = monitor.check_for(action_id)
+    judgement = ((check.result or {}).get("judgement") or {}) if check else {}
+    found = next((m for m in judgement.get("metrics", []) if m["rule"] == "isolation"), None)
+    if found is None or found.get("effect") is None:
+        return f"judge {judgement.get('method', '-')}: no isolation finding"
+    low, high = found["interval"]
+    return (f"judge {judgement['method']}: degree centrality {found['effect']:+.0%} against "
+            f"{len(judgement.get('controls', []))} matched controls, interval {low:+.0%}..{high:+.0%} "
+            f"(threshold -30%) -> {found['verdict']}")
+
+
 def _table(report: MonitorReport, labels: dict[str, str], out: TextIO) -> None:
     rows = []
     for outcome in sorted(report.outcomes, key=lambda o: list(labels).index(o.action_id)
@@ -130,7 +146,8 @@ def outcomes_demo(store: Store, clock: ManualClock, out: TextIO, execution: Exec
     title = "Outcome monitoring: a harmful intervention undone, a harmless one kept (seed 000)"
     out.write(f"\n== {title} {'=' * max(3, 76 - len(title))}\n")
     midnight = pd.Timestamp(start_of(0, clock.now()))
-    org = generate_org(ORG_SIZE, seed=SEED, start=start_of(7, clock.now()), days=14)
+    org = generate_org(ORG_SIZE, seed=SEED, start=start_of(7 * HISTORY_WEEKS, clock.now()),
+                       days=7 * HISTORY_WEEKS + AFTER_DAYS)
     past_i, next_i = _split(org.interactions, "occurred_at", midnight)
     past_w, next_w = _split(org.wellbeing, "observed_at", midnight)
     with transaction(store.sessions) as session:
@@ -138,7 +155,7 @@ def outcomes_demo(store: Store, clock: ManualClock, out: TextIO, execution: Exec
     store.actions.upsert_principal(PROPOSER, groups=["agents"], actor="demo")
     store.actions.upsert_principal(APPROVER, groups=["approvers"], actor="demo")
     _say(out, f"sample org (seed {SEED}): {ORG_SIZE} people in {len(org.teams)} teams, {len(past_i)} interactions "
-              f"and {len(past_w)} burnout readings in the last 7 days")
+              f"and {len(past_w)} burnout readings in the last {HISTORY_WEEKS} weeks")
 
     target, manager, far_lead, harmless = _pick(org)
     report.managers.append(_manager(store, target))
@@ -157,19 +174,23 @@ def outcomes_demo(store: Store, clock: ManualClock, out: TextIO, execution: Exec
     when = cli_output.format_time(due.due_at if due else None)
     _say(out, f"outcome sweep: {scheduled} check(s) scheduled, due {when}")
 
-    # The week after: as usual, except that the reassigned person no longer meets the old team.
+    # The weeks after: as usual, except that the reassigned person no longer meets the old team.
     team = set(org.employees.loc[org.employees["team_id"] == org.employees.set_index("id").at[target, "team_id"], "id"])
     cut = ((next_i["person_a"] == target) & next_i["person_b"].isin(team)) | (
         (next_i["person_b"] == target) & next_i["person_a"].isin(team))
     with transaction(store.sessions) as session:
         insert_interactions(session, next_i[~cut])
         insert_wellbeing(session, next_w)
-    _say(out, f"the week after: {target} stops meeting the old team ({int(cut.sum())} interactions fewer)")
-    clock.advance(timedelta(days=7))
+    _say(out, f"the {AFTER_DAYS // 7} weeks after: {target} stops meeting the old team ({int(cut.sum())} "
+              "interactions fewer)")
+    clock.advance(timedelta(days=AFTER_DAYS))
     decided = monitor.run_due(worker_id="demo:outcome-sweep")
-    _say(out, f"clock +7 days -> {cli_output.format_time(clock.now())}; outcome sweep decides {decided.claimed} "
-              f"check(s): {decided.count('negative')} negative, {decided.count('ok')} ok")
-    _table(decided, {report.isolating_id: f"reassign {target}", report.harmless_id: f"focus time {harmless}"}, out)
+    _say(out, f"clock +{AFTER_DAYS} days -> {cli_output.format_time(clock.now())}; outcome sweep decides "
+              f"{decided.claimed} check(s): {decided.count('negative')} negative, {decided.count('ok')} ok")
+    labels = {report.isolating_id: f"reassign {target}", report.harmless_id: f"focus time {harmless}"}
+    for action_id, label in labels.items():
+        _say(out, f"{label}: {_judged(monitor, action_id)}")
+    _table(decided, labels, out)
 
     report.managers.append(_manager(store, target))
     for action_id in (report.isolating_id, report.harmless_id):

@@ -34,4 +34,19 @@ def test_each_goal_is_judged_against_its_threshold() -> None:
                     "head"] == NOT_MET  # fast enough, but waiting on the head
     assert verdicts["expire sweep, 10,000 due among 1,000,000, sqlite: < 2 s; 10x the rows <= 1.2x"] == MET
     assert verdicts["outbox dispatch with a matching trigger, SQLite: >= 3,000 events/s"] == MET
-    assert "Goals (issue 15)" in format_verdicts(judge(results))
+    assert "Goals (issues 15 and 16)" in format_verdicts(judge(results))
+
+
+def test_outcome_quality_goals_are_judged_from_the_held_out_goal_lines() -> None:
+    results = [
+        Result("outcomes_quality", "GOAL held-out did (3-week post): false rollbacks", "memory", 0.4, "%", 4800,
+               "goal <= 1%: MET; seed rule 3.10%"),
+        Result("outcomes_quality", "GOAL held-out did (3-week post): detection of harm >= threshold", "memory",
+               94.0, "%", 4800, "goal >= 95%: NOT MET; seed rule 92.00%"),
+    ]
+    verdicts = {v.goal: v for v in judge(results)}
+    prefix = "outcome judge (default did), held-out organisations: "
+    assert verdicts[prefix + "false rollbacks <= 1%"].verdict == MET
+    assert "seed rule 3.10%" in verdicts[prefix + "false rollbacks <= 1%"].figure
+    assert verdicts[prefix + "detection of harm >= threshold >= 95%"].verdict == NOT_MET
+    assert verdicts[prefix + "inconclusive <= 5%"].verdict == UNMEASURED

@@ -2,38 +2,42 @@
 
 Two judges, selectable per action type (``TypeRules.judge``):
 
-``thresholds`` (seed 000 as written, the default): the target's metric in the last pre-period week against the
-post-period, relative change beyond the rule's threshold -> ``negative``. No control, no uncertainty. (The
-monitor applies the same rule to its snapshot windows through ``rules.MetricRule``; this class is its form on
-weekly series, for the benchmark.)
+``thresholds`` (seed 000 as written): the target's metric in the last pre-period week against the post-period,
+relative change beyond the rule's threshold -> ``negative``. No control, no uncertainty. (The monitor applies the
+same rule to its snapshot windows through ``rules.MetricRule``; this class is its form on weekly series, for the
+benchmark.)
 
-``did``: a difference in differences against a control group, standardised by the target's own noise. Every
-unit's weekly series is divided by its own pre-period mean, so changes are relative (like the seed's thresholds).
-The control path is the 20%-trimmed mean of the controls' normalised series, week by week (a team-wide shock or a
-holiday moves both). The target's sensitivity to that path is fitted over the pre-period by least squares pulled
-towards 1 with ``slope_prior`` pseudo-weeks (someone who already meets everyone they can loses less in a quiet
-week; a pre-period without such weeks leaves the slope near 1). The target's residual is its normalised series
-minus ``1 + slope * (path - 1)``; the effect is the residual's post-period mean minus its pre-period mean. Its
-noise level is the target's own pre-period residual spread, shrunk towards the controls' median spread with
-``prior_weeks`` pseudo-weeks (heavy-tailed people get their own, wider scale; a handful of weeks is a poor
-estimate alone), times ``sqrt(1/post + 1/pre)``; the interval is normal at ``confidence``. No random draws: the
-same data always gives the same decision.
+``did`` (the default): a difference in differences against a control group, standardised by the target's own
+noise. Every unit's weekly series is divided by its own pre-period mean. The control path is the 20%-trimmed mean
+of the controls' normalised series, week by week (a team-wide shock or a holiday moves both). The target's
+sensitivity to that path is fitted over the pre-period by least squares pulled towards 1 with ``slope_prior``
+pseudo-weeks (someone who already meets everyone they can loses less in a quiet week). The counterfactual for
+each post week is ``1 + slope * (path - 1)`` plus the target's mean pre-period residual (its usual level, moved as
+its controls moved); the effect is the post-period mean relative to the counterfactual's mean, minus 1 (relative,
+as the thresholds are). Its noise level is the target's own pre-period residual spread, shrunk towards the
+controls' median spread with ``prior_weeks`` pseudo-weeks (heavy-tailed people get their own, wider scale),
+times ``sqrt(1/post + 1/pre)`` over the counterfactual; the interval is normal at ``confidence``. No random
+draws: the same data always gives the same decision.
 
-Decision per metric, with ``harm`` the effect oriented so that positive is harmful (a drop for ``drop`` rules)
-and ``[lo, hi]`` the interval of ``harm``:
+Decision per metric, with ``harm`` the effect oriented so that positive is harmful (a drop for ``drop`` rules),
+``[lo, hi]`` the interval of ``harm`` and ``week_harms`` each post week's own harm against its counterfactual:
 
-* ``negative``: ``lo > 0`` (confidently harmful) and ``harm >= min_share * threshold`` (large);
+* ``negative`` (rolled back automatically): ``lo > 0`` (confidently harmful), ``harm >= min_share * threshold``
+  (large) and every post week's harm ``>= week_share * threshold`` (lasting: one bad week, a trip or a sick day,
+  does not roll a change back);
 * ``inconclusive``: not negative but ``harm >= ask_from * threshold`` (a large effect the data cannot separate
   from that person's ordinary weeks: ask a person);
 * ``ok``: otherwise.
 
-``confidence``, ``min_share``, ``ask_from``, ``prior_weeks`` and ``slope_prior`` were chosen on the benchmark's
-tuning organisations only (``bench/outcomes_quality.py``, seeds 0-1; held-out seeds are reported separately).
+``confidence`` (0.975), ``min_share`` (0.8), ``week_share`` (0.2), ``ask_from`` (0.8), ``prior_weeks`` and
+``slope_prior`` were chosen on the benchmark's tuning organisations only (``bench/outcomes_quality.py``, seeds
+0-7; held-out seeds 1000-1002 are reported separately). The goals hold from :data:`DEFAULT_POST_WEEKS` weeks
+after the change (the policy's ``delay_days: 21``); with fewer weeks the judge rolls back less real harm.
 
 The check's decision is the worst over its metrics (negative > inconclusive > ok). A metric without a usable
 pre-period (a zero pre-period mean, missing weeks, fewer than 2 pre weeks or no controls) is ``inconclusive``
 and says why: failing closed here means asking a person, not rolling back nor waving through. A metric with no
-reading at all for the target gives no finding (``ok``, noted), as in the seed's rule.
+reading at all for the target (or only zeros) gives no finding (``ok``, noted), as in the seed's rule.
 """
 
 from __future__ import annotations
@@ -52,6 +56,9 @@ from saferails.errors import InvalidInput
 Verdict = Literal["ok", "negative", "inconclusive"]
 SEVERITY: dict[str, int] = {"ok": 0, "inconclusive": 1, "negative": 2}
 JUDGES = ("did", "thresholds")
+DEFAULT_JUDGE: Literal["did"] = "did"
+DEFAULT_CONFIDENCE = 0.975
+DEFAULT_POST_WEEKS = 3  # the did judge's goals are met from three weeks after the change (README "Which judge")
 FloatArray = NDArray[np.float64]
 
 
@@ -180,29 +187,33 @@ class DiDJudge:
     docstring). Parameters: ``confidence`` of the two-sided interval; ``prior_weeks`` of shrinkage of the target's
     noise level towards the controls' median; ``slope_prior`` pseudo-weeks pulling the target's sensitivity to
     the control path towards 1; ``min_share`` of the threshold the effect itself must reach for a rollback;
-    ``ask_from`` (share of the threshold) from which an effect that is not confidently harmful goes to a person."""
+    ``week_share`` of the threshold every post week's own harm must reach for a rollback; ``ask_from`` (share of
+    the threshold) from which an effect that is not confidently harmful goes to a person."""
 
-    confidence: float = 0.994
+    confidence: float = DEFAULT_CONFIDENCE
     prior_weeks: float = 4.0
     slope_prior: float = 2.0
     min_share: float = 0.8
+    week_share: float = 0.2
     ask_from: float = 0.8
     name: str = "did"
 
     def __post_init__(self) -> None:
         if not 0.5 < self.confidence < 1 or self.prior_weeks < 0 or self.slope_prior < 0 \
-                or not 0 < self.min_share <= 1 or not 0 < self.ask_from <= 1:
+                or not 0 < self.min_share <= 1 or not 0 <= self.week_share <= 1 or not 0 < self.ask_from <= 1:
             raise InvalidInput("did judge: confidence must be in (0.5, 1), prior_weeks >= 0, slope_prior >= 0, "
-                               "0 < min_share <= 1, 0 < ask_from <= 1")
+                               "0 < min_share <= 1, 0 <= week_share <= 1, 0 < ask_from <= 1")
 
     @property
     def params(self) -> dict[str, Any]:
         return {"confidence": self.confidence, "prior_weeks": self.prior_weeks, "slope_prior": self.slope_prior,
-                "min_share": self.min_share, "ask_from": self.ask_from,
+                "min_share": self.min_share, "week_share": self.week_share, "ask_from": self.ask_from,
                 "interval": "normal, standardised by the target's pre-period residual spread shrunk towards the "
                             "controls' median spread",
                 "control_path": "20% trimmed mean of pre-normalised controls, target's slope on it ridge-fitted "
-                                "over the pre-period towards 1"}
+                                "over the pre-period towards 1",
+                "effect": "post-period mean relative to the counterfactual (the target's level moved as its "
+                          "controls moved)"}
 
     def judge(self, rules: Sequence[RuleSpec], series: Mapping[str, MetricSeries],
               controls: Sequence[str] = ()) -> Judgement:
@@ -221,15 +232,15 @@ class DiDJudge:
         def unusable(note: str) -> MetricDecision:
             return MetricDecision(rule.name, rule.metric, "inconclusive", None, None, None, rule.threshold, note)
 
+        target, controls = s.target.astype(float), s.controls.astype(float)
+        if not np.nan_to_num(target).any():
+            # As the seed's rule: no reading (or nothing but zeros: a target the org data does not know) gives no
+            # finding, and says so (an org without wellbeing surveys must not send every check to a person).
+            return MetricDecision(rule.name, rule.metric, "ok", None, None, None, rule.threshold, "no reading")
         if s.controls.shape[0] < 1:
             return unusable("no control group")
         if s.pre < 2:
             return unusable("fewer than 2 pre-period weeks")
-        target, controls = s.target.astype(float), s.controls.astype(float)
-        if not np.isfinite(target).any():
-            # As the seed's rule: no reading gives no finding, and says so (an org without wellbeing surveys
-            # must not send every check to a person).
-            return MetricDecision(rule.name, rule.metric, "ok", None, None, None, rule.threshold, "no reading")
         t_base = np.nanmean(target[:s.pre]) if np.isfinite(target[:s.pre]).any() else np.nan
         if not np.isfinite(t_base) or t_base <= 0:
             return unusable("the target's pre-period mean is zero or missing")
@@ -251,21 +262,29 @@ class DiDJudge:
         slope = float(np.clip((x @ r + self.slope_prior) / (x @ x + self.slope_prior), 0.0, 2.0)) \
             if self.slope_prior > 0 or x @ x > 0 else 1.0
         resid = y_t - 1 - slope * (path - 1)
-        pre_r, post_r = resid[:s.pre], resid[-s.post:]
-        effect = float(post_r.mean() - pre_r.mean())
+        pre_r = resid[:s.pre]
+        # The counterfactual: what the target would have shown after the change without it (its usual level,
+        # moved as its controls moved). The effect is relative to it, as the thresholds are.
+        expected = 1 + slope * (path[-s.post:] - 1) + float(pre_r.mean())
+        base = max(float(expected.mean()), 1e-9)
+        effect = float(y_t[-s.post:].mean()) / base - 1
         # Noise level: the target's own pre-period spread (per week), shrunk towards the controls' median spread.
         own = float(np.std(pre_r, ddof=1))
         c_resid = y_c - path
         pop = float(np.median(np.std(c_resid[:, :s.pre], axis=1, ddof=1)))
         dof = s.pre - 1
         weekly = float(np.sqrt((dof * own**2 + self.prior_weeks * pop**2) / (dof + self.prior_weeks)))
-        scale = weekly * float(np.sqrt(1 / s.post + 1 / s.pre))
+        scale = weekly * float(np.sqrt(1 / s.post + 1 / s.pre)) / base
         z = _normal_quantile(1 - (1 - self.confidence) / 2)
         low, high = effect - z * scale, effect + z * scale
         sign = -1.0 if rule.direction == "drop" else 1.0
         harm = sign * effect
         harm_lo = min(sign * low, sign * high)
-        if harm_lo > 0 and harm >= rule.threshold * self.min_share:
+        # Every post week on its own (a week's residual against its own counterfactual): a lasting harm shows
+        # in each of them, one bad week (a trip, a sick day) does not.
+        week_harms = sign * (y_t[-s.post:] / np.maximum(expected, 1e-9) - 1)
+        steady = float(week_harms.min()) >= self.week_share * rule.threshold
+        if harm_lo > 0 and harm >= rule.threshold * self.min_share and steady:
             verdict: Verdict = "negative"
         elif harm >= rule.threshold * self.ask_from:
             verdict = "inconclusive"
@@ -273,12 +292,16 @@ class DiDJudge:
             verdict = "ok"
         details = {"target_change": float(y_t[-s.post:].mean() - 1),
                    "control_change": float(path[-s.post:].mean() - path[:s.pre].mean()), "slope": slope,
+                   "expected_after": base, "week_harms": [round(float(v), 4) for v in week_harms],
                    "noise_sd": weekly, "own_sd": own, "controls_sd": pop, "effect_sd": scale,
                    "z": float(harm / scale) if scale > 0 else None, "controls_used": int(usable.sum()),
                    "pre_weeks": s.pre, "post_weeks": s.post,
-                   # What the evidence shows a person: both normalised to their own pre-period mean (1 = usual).
+                   # What the evidence shows a person: both normalised to their own pre-period mean (1 = usual),
+                   # and the band the middle half of the controls spans, week by week.
                    "target_series": [round(float(v), 4) for v in y_t],
-                   "control_series": [round(float(v), 4) for v in path]}
+                   "control_series": [round(float(v), 4) for v in path],
+                   "control_low": [round(float(v), 4) for v in np.quantile(y_c, 0.25, axis=0)],
+                   "control_high": [round(float(v), 4) for v in np.quantile(y_c, 0.75, axis=0)]}
         return MetricDecision(rule.name, rule.metric, verdict, effect, harm, (low, high), rule.threshold,
                               details=details)
 
@@ -288,7 +311,7 @@ def _normal_quantile(level: float) -> float:
     return float(NormalDist().inv_cdf(level))
 
 
-def make_judge(name: str, *, confidence: float = 0.994) -> Judge:
+def make_judge(name: str, *, confidence: float = DEFAULT_CONFIDENCE) -> Judge:
     """The judge called ``name`` (one of :data:`JUDGES`); ``InvalidInput`` otherwise."""
     if name == "did":
         return DiDJudge(confidence=confidence)

@@ -128,6 +128,7 @@ class CheckOutcome:
     after: dict[str, Any]
     rollback_state: str | None = None
     note: str = ""
+    judgement: dict[str, Any] | None = None  # the did judge's record (method, controls, weekly series), if any
 
 
 @dataclass
@@ -331,7 +332,8 @@ class OutcomeMonitor:
             verdict = ("negative" if negative else "ok") if judgement is None else judgement.verdict
             result: dict[str, Any] = {"after": after, "findings": found, "negative": verdict == "negative",
                                       "negative_recorded": recorded, "judge": rules.judge,
-                                      "judgement": None if judgement is None else judgement.as_dict()}
+                                      "judgement": None if judgement is None else
+                                      {**judgement.as_dict(), "change_day": (baseline.get("window") or {}).get("end")}}
             row.algorithm = snapshot.algorithm
             row.library_versions = dict(snapshot.header["library_versions"])
             row.params = {"metrics": snapshot.header["params"], "current_window": snapshot.header["window"],
@@ -358,14 +360,16 @@ class OutcomeMonitor:
                         result["decide_by"] = (now + self.decide_within).isoformat()
                 row.state, row.decided_at, row.result = "inconclusive", now, result
                 early = CheckOutcome(*view, "inconclusive", found, baseline["target"], after["target"],
-                                     note="a person must decide whether to roll back")
+                                     note="a person must decide whether to roll back",
+                                     judgement=result["judgement"])
             elif verdict == "ok":
                 if action.state == lc.COMPLETED:
                     transitions.record_event(session, ENTITY, action, actor=ACTOR, event="outcome_ok", now=now,
                                              details=details)
                 row.state, row.decided_at, row.result = "ok", now, result
                 early = CheckOutcome(*view, "ok", found, baseline["target"], after["target"],
-                                     note="" if action.state == lc.COMPLETED else f"action is {action.state}")
+                                     note="" if action.state == lc.COMPLETED else f"action is {action.state}",
+                                     judgement=result["judgement"])
             else:
                 early = None
                 if not recorded:
@@ -386,7 +390,7 @@ class OutcomeMonitor:
             locked.state, locked.decided_at = "negative", self.clock.now()
             locked.result = {**result, "rollback_state": rollback_state, "rollback_note": note}
         return CheckOutcome(*view, "negative", found, baseline["target"], after["target"],
-                            rollback_state, note)
+                            rollback_state, note, judgement=result["judgement"])
 
     def _judge_did(self, session: Session, row: OutcomeCheck, rules: TypeRules, now: datetime) -> Judgement:
         window = row.baseline.get("window") or {}
@@ -397,11 +401,14 @@ class OutcomeMonitor:
         others = session.execute(sa.select(OutcomeCheck.target).where(
             OutcomeCheck.id != row.id, OutcomeCheck.due_at >= since)).scalars()
         controls = choose_controls(session, row.target, exclude=list(others))
+        # The post-period: every whole window since the change (delay_days 21 with 7-day windows: 3 weeks).
+        post_end = floor_hour(now)
+        post = max(1, int((post_end - pre_end) // rules.window))
         data = read_weekly(session, [row.target, *controls], pre_end=pre_end, pre=rules.pre_weeks,
-                           window=rules.window, post_end=floor_hour(now))
+                           window=rules.window, post_end=post_end, post=post)
         judge = DiDJudge(confidence=rules.confidence)
         specs = [RuleSpec(r.name, r.metric, r.direction, r.threshold) for r in rules.rules]
-        return judge.judge(specs, series_for(data, rules.pre_weeks), controls)
+        return judge.judge(specs, series_for(data, rules.pre_weeks, post), controls)
 
     def resolve_inconclusive(self, action_id: str, actor: str, *, roll_back: bool, reason: str,
                              code: str | None = None, channel: str = "api") -> CheckOutcome:

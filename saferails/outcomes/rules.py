@@ -1,8 +1,10 @@
 """Per-action-type outcome rules: what counts as a negative outcome, and when to look.
 
-Defaults (seed 000): a drop of more than 30% in the target's degree centrality is ``isolation``; a rise of more
-than 20% in its burnout score is ``increased_burnout``; checks are due 7 days after execution and compare a
-7-day window before execution with the latest 7 days. Changes are relative to the baseline; a baseline of 0 or
+Defaults: a drop of more than 30% in the target's degree centrality is ``isolation``; a rise of more than 20% in
+its burnout score is ``increased_burnout`` (seed 000's thresholds, the minimum effect that matters); the ``did``
+judge decides, 21 days after execution, from 24 weekly windows before it and the three after (seed 000's own
+rule, ``judge: thresholds``, looks 7 days after and compares the 7-day window before execution with the latest
+7 days). Changes are relative to the baseline; a baseline of 0 or
 a missing reading gives no finding (a relative change from nothing is undefined), and says so.
 """
 
@@ -16,6 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from saferails.errors import InvalidInput
+from saferails.outcomes.judges import DEFAULT_CONFIDENCE, DEFAULT_JUDGE, DEFAULT_POST_WEEKS
 
 SEED_000_TYPES = (
     "reassign_manager",
@@ -71,15 +74,16 @@ INCREASED_BURNOUT = MetricRule("increased_burnout", "burnout", "rise", 0.20)
 class TypeRules:
     """One action type's outcome settings. ``judge`` names the decision method (``saferails.outcomes.judges``:
     ``thresholds`` is seed 000's rule as written, ``did`` the difference in differences against matched
-    controls); ``pre_weeks`` and ``confidence`` are the ``did`` judge's pre-period and interval level; the rules'
-    thresholds are the minimum effect that matters for either judge."""
+    controls, the default); ``pre_weeks`` and ``confidence`` are the ``did`` judge's pre-period and interval
+    level, and its post-period is every whole ``window`` from the change to the check (``delay`` 21 days: three);
+    the rules' thresholds are the minimum effect that matters for either judge."""
 
-    delay: timedelta = timedelta(days=7)
+    delay: timedelta = timedelta(days=7 * DEFAULT_POST_WEEKS)
     window: timedelta = timedelta(days=7)
     rules: tuple[MetricRule, ...] = (ISOLATION, INCREASED_BURNOUT)
-    judge: Literal["thresholds", "did"] = "thresholds"
+    judge: Literal["thresholds", "did"] = DEFAULT_JUDGE
     pre_weeks: int = 24
-    confidence: float = 0.994
+    confidence: float = DEFAULT_CONFIDENCE
 
     def evaluate(self, before: Mapping[str, Any], after: Mapping[str, Any]) -> list[Finding]:
         return [rule.evaluate(before, after) for rule in self.rules]
@@ -100,7 +104,8 @@ class RuleBook:
 
 
 def default_rulebook() -> RuleBook:
-    """Seed 000's intervention types, each with the isolation and burnout rules and a 7-day delay."""
+    """Seed 000's intervention types, each with the isolation and burnout rules, the ``did`` judge and a 21-day
+    delay."""
     return RuleBook({action_type: TypeRules() for action_type in SEED_000_TYPES})
 
 
@@ -114,12 +119,12 @@ class _RuleIn(BaseModel):
 
 class _TypeIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    delay_days: float = Field(default=7, gt=0)
+    delay_days: float | None = Field(default=None, gt=0)  # None: 21 for did, 7 for thresholds
     window_days: float = Field(default=7, gt=0)
     rules: list[_RuleIn] | None = None
-    judge: Literal["thresholds", "did"] = "thresholds"
+    judge: Literal["thresholds", "did"] = DEFAULT_JUDGE
     pre_weeks: int = Field(default=24, ge=2, le=52)
-    confidence: float = Field(default=0.994, gt=0.5, lt=1)
+    confidence: float = Field(default=DEFAULT_CONFIDENCE, gt=0.5, lt=1)
 
 
 def load_rulebook(document: Mapping[str, Any], *, base: RuleBook | None = None) -> RuleBook:
@@ -144,6 +149,8 @@ def load_rulebook(document: Mapping[str, Any], *, base: RuleBook | None = None) 
             if parsed.rules is not None
             else TypeRules().rules
         )
-        merged[action_type] = TypeRules(timedelta(days=parsed.delay_days), timedelta(days=parsed.window_days), rules,
+        delay = parsed.delay_days if parsed.delay_days is not None else \
+            7 * DEFAULT_POST_WEEKS if parsed.judge == "did" else 7
+        merged[action_type] = TypeRules(timedelta(days=delay), timedelta(days=parsed.window_days), rules,
                                         parsed.judge, parsed.pre_weeks, parsed.confidence)
     return RuleBook(merged)

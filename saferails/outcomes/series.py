@@ -6,9 +6,9 @@ target), same role before other roles, then people of the same role elsewhere wh
 control path). Ordered by id within a tier so the choice is reproducible.
 
 Weeks (``read_weekly``): ``pre`` consecutive windows of ``window`` length ending at ``pre_end`` (midnight UTC of
-the execution day: strictly before the change) and one post window ending at ``post_end``. Per person and window:
-``degree_centrality`` (distinct partners / (active people - 1), as in ``orggraph.metrics``; a control's ties to the
-target are left out) and ``burnout`` (the mean of the window's observations; NaN without one).
+the execution day: strictly before the change) and ``post`` consecutive windows ending at ``post_end``. Per
+person and window: ``degree_centrality`` (distinct partners / (active people - 1), as in ``orggraph.metrics``;
+a control's ties to the target are left out) and ``burnout`` (the mean of the window's observations; NaN without one).
 """
 
 from __future__ import annotations
@@ -45,10 +45,11 @@ def choose_controls(session: Session, target: str, *, exclude: Sequence[str] = (
 
 
 def read_weekly(session: Session, people: Sequence[str], *, pre_end: datetime, pre: int, window: timedelta,
-                post_end: datetime) -> dict[str, np.ndarray]:
-    """``{metric: array (len(people), pre + 1)}``; column ``pre`` is the post window. ``people[0]`` is the
-    target: the others' ties to it are not counted."""
-    starts = [pre_end - window * (pre - i) for i in range(pre)] + [post_end - window]
+                post_end: datetime, post: int = 1) -> dict[str, np.ndarray]:
+    """``{metric: array (len(people), pre + post)}``; the last ``post`` columns are the post windows.
+    ``people[0]`` is the target: the others' ties to it are not counted."""
+    starts = [pre_end - window * (pre - i) for i in range(pre)] + [post_end - window * (post - i)
+                                                                    for i in range(post)]
     first, last = starts[0], post_end
     index = {p: i for i, p in enumerate(people)}
     active = session.execute(sa.select(sa.func.count()).select_from(Employee)
@@ -59,7 +60,7 @@ def read_weekly(session: Session, people: Sequence[str], *, pre_end: datetime, p
         in_range, sa.or_(Interaction.person_a.in_(list(people)), Interaction.person_b.in_(list(people))))).all()
     target = people[0] if people else None
     for a, b, when in rows:
-        w = _week(as_utc(when), starts, window)
+        w = _week(as_utc(when), starts, window, post)
         if w is None:
             continue
         # A control's tie to the target is not counted: the change moves it too (an isolated target's partners
@@ -74,7 +75,7 @@ def read_weekly(session: Session, people: Sequence[str], *, pre_end: datetime, p
     obs = session.execute(sa.select(Wellbeing.person, Wellbeing.observed_at, Wellbeing.burnout_score).where(
         Wellbeing.observed_at >= first, Wellbeing.observed_at < last, Wellbeing.person.in_(list(people)))).all()
     for person, when, score in obs:
-        w = _week(as_utc(when), starts, window)
+        w = _week(as_utc(when), starts, window, post)
         if w is not None:
             sums[index[person], w] += float(score)
             counts[index[person], w] += 1
@@ -82,15 +83,18 @@ def read_weekly(session: Session, people: Sequence[str], *, pre_end: datetime, p
     return {"degree_centrality": degree, "burnout": burnout}
 
 
-def _week(when: datetime, starts: list[datetime], window: timedelta) -> int | None:
-    """Index of the window holding ``when``: the pre windows are contiguous from ``starts[0]``; the post window
-    (the last) may overlap the pre-period's end or lie after a gap, and wins when it holds ``when``."""
-    if starts[-1] <= when < starts[-1] + window:
-        return len(starts) - 1
+def _week(when: datetime, starts: list[datetime], window: timedelta, post: int = 1) -> int | None:
+    """Index of the window holding ``when``: the pre windows are contiguous from ``starts[0]``, the ``post``
+    windows (the last ones) contiguous from ``starts[-post]``; the post windows may overlap the pre-period's end
+    or lie after a gap, and win when they hold ``when``."""
+    first_post = len(starts) - post
+    after = int((when - starts[first_post]) // window) if when >= starts[first_post] else -1
+    if 0 <= after < post:
+        return first_post + after
     pre = int((when - starts[0]) // window)
-    return pre if 0 <= pre < len(starts) - 1 else None
+    return pre if 0 <= pre < first_post else None
 
 
-def series_for(data: dict[str, np.ndarray], pre: int) -> dict[str, MetricSeries]:
-    """Row 0 is the target, the other rows its controls."""
-    return {metric: MetricSeries(metric, values[0], values[1:], pre, 1) for metric, values in data.items()}
+def series_for(data: dict[str, np.ndarray], pre: int, post: int = 1) -> dict[str, MetricSeries]:
+    """Row 0 is the target, the other rows its controls; the last ``post`` columns are after the change."""
+    return {metric: MetricSeries(metric, values[0], values[1:], pre, post) for metric, values in data.items()}

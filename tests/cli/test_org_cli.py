@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from importlib.resources import files
 from itertools import combinations
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ from saferails.orggraph import Interaction
 from saferails.orggraph.service import load_org_data
 from saferails.outcomes import OutcomeMonitor
 from saferails.outcomes.rules import RuleBook, TypeRules
+from saferails.policy.loader import DEFAULT_POLICY_RESOURCE
 from saferails.settings import load_settings
 from saferails.store.db import transaction
 from saferails.sweeps.now import due_checks, run_sweep
@@ -40,6 +42,12 @@ TEAM_B = ["mb", "x", "b1", "b2", "b3", "b4"]
 def cli(db: Any, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> Cli:
     use_database(monkeypatch, db.url)
     monkeypatch.setenv("SAFERAILS_DATA_DIR", str(tmp_path))
+    # This module's org has a week of data: the outcome sweep judges with seed 000's rule as written (7 days).
+    policy = tmp_path / "policy.yaml"
+    bundled = files("saferails.policy").joinpath(DEFAULT_POLICY_RESOURCE).read_text(encoding="utf-8")
+    policy.write_text(bundled.replace(
+        "{delay_days: 21, window_days: 7, judge: did,", "{delay_days: 7, window_days: 7, judge: thresholds,"))
+    monkeypatch.setenv("SAFERAILS_POLICY", str(policy))
     return Cli(capsys)
 
 
@@ -206,7 +214,8 @@ def test_a_person_resolves_an_inconclusive_outcome_from_the_cli_with_their_code(
     world = World(past, past.clock)
     action_id = _erratic_target_then_a_drop(world)
     monitor = OutcomeMonitor(past.sessions, past.clock, world.executor,
-                             RuleBook({"reassign_manager": TypeRules(judge="did", pre_weeks=PRE_WEEKS)}),
+                             RuleBook({"reassign_manager": TypeRules(timedelta(days=7), judge="did",
+                                                                     pre_weeks=PRE_WEEKS)}),
                              codes=past.codes, notifier=past.notifier)
     monitor.schedule()
     past.clock.advance(timedelta(days=7))

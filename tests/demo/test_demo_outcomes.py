@@ -1,4 +1,5 @@
-"""The outcome part of ``make demo``: the isolating intervention is rolled back after 7 days, the harmless one kept."""
+"""The outcome part of ``make demo``: the isolating intervention is rolled back after 21 days (the default did
+judge), the harmless one kept."""
 
 from __future__ import annotations
 
@@ -60,13 +61,14 @@ def test_the_harmless_intervention_is_kept(shown: tuple[OutcomesDemoReport, str,
     assert "-> outcome_ok; kept (completed)" in text
 
 
-def test_the_section_moves_the_clock_seven_days_and_prints_a_short_before_after_table(
+def test_the_section_moves_the_clock_three_weeks_and_prints_the_judge_and_a_short_before_after_table(
         shown: tuple[OutcomesDemoReport, str, datetime]) -> None:
     _, text, now = shown
     lines = text.strip().splitlines()
 
-    assert now == START + timedelta(days=7)
+    assert now == START + timedelta(days=21)  # the default policy's delay for the did judge
     assert len(lines) <= 25
     assert "outcome sweep decides 2 check(s): 1 negative, 1 ok" in text
+    assert "judge did: degree centrality" in text and "matched controls" in text and "-> negative" in text
     assert any(line.split()[:2] == ["intervention", "metric"] for line in lines)
     assert "degree_centrality" in text and "burnout" in text

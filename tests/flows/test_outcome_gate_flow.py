@@ -30,7 +30,7 @@ POLICY = """version: "outcome-gate"
 impact: {default: low}
 rules: []
 outcomes:
-  reassign_manager: {judge: did, pre_weeks: 8}
+  reassign_manager: {judge: did, pre_weeks: 8, delay_days: 7}
 """
 
 

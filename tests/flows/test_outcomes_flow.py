@@ -1,5 +1,7 @@
-"""The hourly outcome-monitoring flow: an isolating intervention is rolled back when the clock passes its
-monitoring delay, a harmless one is kept, and each decision leaves a markdown artifact with a table and chart."""
+"""The hourly outcome-monitoring flow with the default policy (the did judge, 24 weeks before, 21 days after): an
+isolating intervention is rolled back when the clock passes its monitoring delay, a harmless one is kept, and
+each decision leaves a markdown artifact with the judge's finding, the target against its controls over time,
+and the snapshot table and chart."""
 
 from __future__ import annotations
 
@@ -51,7 +53,7 @@ def test_the_flow_rolls_back_an_isolating_intervention_keeps_a_harmless_one_and_
             "employees": [{"id": p, "name": p, "email": f"{p}@example.org", "team_id": "T",
                            "manager_id": None if p in ("lead", "other") else "lead"} for p in people]})
     team_pairs = list(combinations(TEAM, 2))
-    _interactions(runtime, [*team_pairs, ("other", "x")], range(-7, 0))
+    _interactions(runtime, [*team_pairs, ("other", "x")], range(-7 * 24, 0))
     actions = coded_service(runtime.sessions, load_policy_text(OPEN_POLICY), runtime.clock)
     assert runtime.execution is not None
     ids = []
@@ -59,11 +61,13 @@ def test_the_flow_rolls_back_an_isolating_intervention_keeps_a_harmless_one_and_
                                         ("role_change", "x", {"new_role": "senior"})):
         action = actions.propose(Proposal(action_type=action_type, target=target, params=params, proposer="hr-bot"))
         ids.append(runtime.execution.execute(action.id).id)
-    _interactions(runtime, [p for p in team_pairs if "t" not in p] + [("t", "other"), ("other", "x")], range(0, 7))
+    _interactions(runtime, [p for p in team_pairs if "t" not in p] + [("t", "other"), ("other", "x")], range(0, 21))
 
     first = monitor_outcomes()
     assert (first["scheduled"], first["claimed"]) == (2, 0)
-    clock.advance(timedelta(days=7))
+    clock.advance(timedelta(days=6))
+    assert monitor_outcomes()["claimed"] == 0  # the default delay is 21 days
+    clock.advance(timedelta(days=15))
     second = monitor_outcomes()
 
     assert (second["negative"], second["ok"], second["artifacts"]) == (1, 1, 2)
@@ -72,3 +76,8 @@ def test_the_flow_rolls_back_an_isolating_intervention_keeps_a_harmless_one_and_
     assert "NEGATIVE - rolled back" in negative and "| degree_centrality | 0.6667 | 0.1667 | -75% |" in negative
     assert "```text" in negative and "█" in negative
     assert "ok - kept" in kept
+    # The did judge's finding and the target against its controls, week by week around the change.
+    assert "Judge `did` against" in negative and "| isolation | degree_centrality | -75% |" in negative
+    assert "target against its controls over time" in negative and "| **change " in negative
+    assert "| +3 | 0.25 | 1.00 |" in negative and "●" in negative and "┼" in negative
+    assert "| isolation | degree_centrality |" in kept and "| 30% | ok |" in kept

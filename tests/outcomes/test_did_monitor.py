@@ -17,7 +17,7 @@ PRE_WEEKS = 8
 
 
 def _did_monitor(world: World) -> OutcomeMonitor:
-    rules = RuleBook({"reassign_manager": TypeRules(judge="did", pre_weeks=PRE_WEEKS)})
+    rules = RuleBook({"reassign_manager": TypeRules(timedelta(days=7), judge="did", pre_weeks=PRE_WEEKS)})
     return OutcomeMonitor(world.db.sessions, world.clock, world.executor, rules, cache=world.cache)
 
 
@@ -43,7 +43,7 @@ def test_a_clear_isolation_is_rolled_back_with_the_method_controls_effect_and_in
     assert isolation["effect"] == pytest.approx(-0.8)  # 5 partners -> 1, teammates steady
     low, high = isolation["interval"]
     assert low <= isolation["effect"] <= high < 0
-    assert (check.params["judge"], check.params["pre_weeks"], check.params["confidence"]) == ("did", 8, 0.994)
+    assert (check.params["judge"], check.params["pre_weeks"], check.params["confidence"]) == ("did", 8, 0.975)
     assert check.snapshot_hash is not None and check.baseline["snapshot_hash"]
     assert world.events(action_id)[-4:] == [
         "outcome_check_scheduled", "negative_outcome_detected", "rollback_started", "rolled_back"]

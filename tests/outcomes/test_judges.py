@@ -46,7 +46,7 @@ def test_a_clear_harm_against_steady_controls_is_negative_with_its_interval_reco
     assert metric.effect is not None and metric.effect == pytest.approx(-0.6, abs=0.08)
     assert metric.interval is not None and metric.interval[1] < 0  # confidently a drop
     recorded = judgement.as_dict()
-    assert recorded["method"] == "did" and recorded["params"]["confidence"] == 0.994
+    assert recorded["method"] == "did" and recorded["params"]["confidence"] == 0.975
     assert recorded["controls"] == ["c1", "c2"] and len(recorded["metrics"][0]["interval"]) == 2
 
 
@@ -111,9 +111,11 @@ def test_the_policy_selects_the_judge_and_its_settings_per_action_type() -> None
     assert role.delay.days == 14
     assert book.for_type("reassign_manager") is None  # not monitored
     team = book.for_type("team_restructure")
-    assert team is not None and team.judge == "thresholds"
+    assert team is not None and (team.judge, team.delay.days) == ("did", 21)  # the default judge and its delay
+    seed = load_rulebook({"role_change": {"judge": "thresholds"}}).for_type("role_change")
+    assert seed is not None and (seed.judge, seed.delay.days) == ("thresholds", 7)  # seed 000's rule, selectable
     default = load_rulebook(default_policy().outcomes).for_type("schedule_focus_time")
-    assert default is not None and default.judge == "thresholds" and default.pre_weeks == 24
+    assert default is not None and (default.judge, default.pre_weeks, default.delay.days) == ("did", 24, 21)
 
 
 @pytest.mark.parametrize("bad", [{"judge": "magic"}, {"confidence": 1.5}, {"pre_weeks": 1}])
@@ -142,3 +144,19 @@ def test_the_noisy_panel_is_deterministic_by_seed_and_carries_team_shocks_and_ho
     assert ((first.burnout > 0) & (first.burnout <= 1)).all()
     with pytest.raises(InvalidInput):
         generate_panel(20_001)
+
+
+def test_a_rollback_needs_every_post_week_to_show_the_harm_and_records_each_week() -> None:
+    rng = np.random.default_rng(3)
+    ctrl = 10 * (1 + rng.normal(0, 0.03, size=(8, PRE + 3)))
+    steady = 10 * (1 + rng.normal(0, 0.03, size=PRE + 3))
+    lasting, one_bad_week = steady.copy(), steady.copy()
+    lasting[-3:] *= 0.5  # half the partners lost, every week since the change
+    one_bad_week[-3] *= 0.0  # a mean drop of a third, all in one week (a trip, a sick week)
+    judged = {name: DiDJudge().judge([ISOLATION], {"degree_centrality": MetricSeries(
+        "degree_centrality", series, ctrl, PRE, 3)}).metrics[0] for name, series in
+        (("lasting", lasting), ("one bad week", one_bad_week))}
+    assert judged["lasting"].verdict == "negative"
+    assert judged["lasting"].details["week_harms"] == pytest.approx([0.5, 0.5, 0.5], abs=0.08)
+    assert judged["one bad week"].harm is not None and judged["one bad week"].harm > 0.3
+    assert judged["one bad week"].verdict == "inconclusive"  # large, but not in every week: a person decides

@@ -76,7 +76,8 @@ def test_the_monitoring_delay_and_rules_are_configurable_per_action_type(world: 
     world.teams_as_usual(range(-7, 7))
     world.burnout("n", 0.5, range(-7, 0))
     world.burnout("n", 0.65, range(0, 7))
-    rules = RuleBook({"role_change": TypeRules(timedelta(days=2), timedelta(days=2), (INCREASED_BURNOUT,))})
+    rules = RuleBook({"role_change": TypeRules(timedelta(days=2), timedelta(days=2), (INCREASED_BURNOUT,),
+                                               judge="thresholds")})
     monitor = OutcomeMonitor(world.db.sessions, world.clock, world.executor, rules, cache=world.cache)
     role = world.execute("role_change", "n", {"new_role": "lead"})
     world.execute("reassign_manager", "b1", {"new_manager_id": "ma"})  # not monitored under these rules

@@ -29,7 +29,7 @@ def _coded_monitor(world: World, outbox: Outbox) -> OutcomeMonitor:
     with transaction(world.db.sessions) as session:
         session.execute(sa.update(Principal).where(Principal.id.in_(["alice", "bob", "hr-bot"]))
                         .values(roles=["approver"]))
-    rules = RuleBook({"reassign_manager": TypeRules(judge="did", pre_weeks=PRE_WEEKS)})
+    rules = RuleBook({"reassign_manager": TypeRules(timedelta(days=7), judge="did", pre_weeks=PRE_WEEKS)})
     return OutcomeMonitor(world.db.sessions, world.clock, world.executor, rules, cache=world.cache,
                           codes=ApprovalCodes(SECRET.encode(), world.clock), notifier=outbox)
 

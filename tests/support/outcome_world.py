@@ -16,11 +16,14 @@ from saferails.execution import ExecutionService
 from saferails.handlers import HandlerSettings
 from saferails.org import OrgRepository
 from saferails.orggraph import SnapshotCache, insert_interactions, insert_wellbeing
-from saferails.outcomes import OutcomeMonitor
+from saferails.outcomes import OutcomeMonitor, load_rulebook
+from saferails.outcomes.rules import SEED_000_TYPES
 from saferails.policy import load_policy_text
 from saferails.store.db import transaction
 from saferails.store.tables import AuditRecord
 from tests.support.approvals import coded_service
+
+SEED_RULE = load_rulebook({t: {"judge": "thresholds"} for t in SEED_000_TYPES})
 
 OPEN_POLICY = 'version: "outcome-test"\nimpact: {default: low}\nrules: []\n'
 TEAM_A = ["ma", "t", "a1", "a2", "a3", "a4"]
@@ -44,7 +47,8 @@ class World:
                                            "roles": [{"id": "member"}, {"id": "lead"}], "employees": employees})
 
     def new_monitor(self, cache: SnapshotCache | None = None) -> OutcomeMonitor:
-        return OutcomeMonitor(self.db.sessions, self.clock, self.executor, cache=cache or self.cache)
+        """A monitor with seed 000's rule as written (``thresholds``, 7 days): this world has a week of data."""
+        return OutcomeMonitor(self.db.sessions, self.clock, self.executor, SEED_RULE, cache=cache or self.cache)
 
     def day(self, offset: int, hour: int = 10) -> datetime:
         midnight = self.executed_on.replace(hour=0, minute=0, second=0, microsecond=0)
