@@ -35,8 +35,8 @@ def action_flow(
 
     The fast path is ONE task run (``decide-and-execute``: load or propose, attach this run, execute when the
     policy allowed it): a task run costs Prefect 10-25 ms, as much as the store's work for a LOW action. Only an
-    action that waits for approval pays for more (preview, request artifact, notification, gate, decision
-    artifact, execution). ``poll_interval`` (seconds) is how often a paused run looks for an answer.
+    action that waits for approval pays for more (preview, request artifact, notification, gate, execution,
+    then the decision artifact). ``poll_interval`` (seconds) is how often a paused run looks for an answer.
 
     A blocked or rate-limited action runs nothing. An action already past the gate (re-run, recovery) is not
     decided again; execution is idempotent in the core, so a completed action's re-run applies nothing.
@@ -47,9 +47,13 @@ def action_flow(
         description = request_markdown(view, preview)
         write_request_artifact(view.id, description)
         notify_approvers(view.id)
-        view = approval_gate(view, description, poll_interval=poll_interval)
-        write_decision_artifact(view)
-        if view.state == APPROVED:
-            view = execute_action(view.id)
+        decided = view = approval_gate(view, description, poll_interval=poll_interval)
+        try:
+            if decided.state == APPROVED:
+                view = execute_action(decided.id)
+        finally:
+            # After the execution, not before: the approver's answer reaches the handler one task run sooner.
+            # Written also when the execution raises; it says how the approval was decided, as before.
+            write_decision_artifact(decided)
     # Prefect resolves a returned state into the run's final state, and into its result (the dict) for callers.
     return final_state(view)  # type: ignore[return-value]

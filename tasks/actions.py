@@ -41,22 +41,26 @@ def decide_and_execute(action_id: str | None, proposal: dict[str, Any] | None, f
                        flow_run_name: str | None = None) -> ActionView:
     """The action flow's fast path as ONE task run (a task run costs Prefect as much as the store's work for a
     LOW action): the recorded action (loaded by id, or proposed now: the policy decides inside ``propose``), the
-    flow run attached to it (audited), the run renamed to :func:`name_of` the action unless ``flow_run_name``
-    already is that (``flows.api`` creates runs with it), and the action executed at once when it is approved
-    (allowed by the policy, or approved before this run). Anything else comes back as the store holds it:
-    pending approval for the gate, or final."""
+    flow run attached to it (audited; in the proposal's own transaction when it is proposed here), the run
+    renamed to :func:`name_of` the action unless ``flow_run_name`` already is that (``flows.api`` creates runs
+    with it), and the action executed at once when it is approved and due (allowed by the policy, or approved
+    before this run). Anything else comes back as the store holds it: pending approval for the gate, final, or
+    approved for later (the scheduled-execution sweep runs it)."""
     rt = current_runtime()
     if action_id is not None:
         view = rt.actions.get(action_id)
+        rt.actions.attach_flow_run(view.id, flow_run_id, actor=FLOW_ACTOR)
     elif proposal is None:
         raise ValueError("the action flow needs an action_id or a proposal")
     else:
-        view = rt.actions.propose(Proposal.model_validate(proposal))
-    rt.actions.attach_flow_run(view.id, flow_run_id, actor=FLOW_ACTOR)
+        view = rt.actions.propose(Proposal.model_validate(proposal), flow_run_id=flow_run_id, actor=FLOW_ACTOR)
     if flow_run_name != name_of(view):
         _rename_flow_run(view, flow_run_id)
-    if view.state == APPROVED:
-        view = _execute(view.id, FLOW_ACTOR)
+    if view.state == APPROVED and (view.scheduled_for is None or view.scheduled_for <= rt.clock.now()):
+        # Executed straight from the view just read (``ExecutionService.run`` would read it again first).
+        view = rt.execution.execute(view.id, FLOW_ACTOR)
+    elif view.state == APPROVED:
+        get_run_logger().info("action %s is scheduled for %s: left to the sweep", view.id, view.scheduled_for)
     return view
 
 
@@ -210,7 +214,8 @@ def name_of(view: ActionView) -> str:
 
 
 def _rename_flow_run(view: ActionView, flow_run_id: str) -> None:
-    """Name the run after its action (a run started from a proposal, or created without the name)."""
+    """Name the run after its action (a run started from a proposal, or created without the name). Inside a run
+    ``get_client`` hands back the run's own client: one API call, no new connection."""
     with get_client(sync_client=True) as client:
         client.update_flow_run(UUID(flow_run_id), name=name_of(view))
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import builtins
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -347,13 +347,18 @@ class ActionService:
             )
 
     # --- proposing ----------------------------------------------------------------------------------------
-    def propose(self, proposal: Proposal) -> ActionView:
+    def propose(
+        self, proposal: Proposal, *, flow_run_id: str | None = None, actor: str = "system:orchestrator"
+    ) -> ActionView:
         """Record ``proposal``, apply the policy and move it to ``pending_approval``, ``approved`` or ``blocked``.
 
         Raises ``UnknownActionType`` / ``InvalidParams`` before writing anything. A policy refusal is not an
         exception: the action is recorded as ``blocked`` with the decision (callers map that to an error at
         their edge). Re-proposing with the same idempotency key returns the existing action; with the same key
         but a different action it raises ``IdempotencyConflict``.
+
+        ``flow_run_id`` attaches the orchestrator run carrying the action in the same transaction, exactly as
+        ``attach_flow_run`` (audited as ``actor``) would right after: one commit instead of two.
         """
         params = validate_params(proposal.action_type, proposal.params)
         digest = action_hash(proposal.action_type, proposal.target, params)
@@ -363,6 +368,7 @@ class ActionService:
         try:
             with transaction(self.sessions) as session:
                 view = self._propose(session, proposal, params, digest, now, outbox)
+                view = self._attached(session, view, flow_run_id, actor, now)
             self._deliver(outbox)
             return view
         except IntegrityError:
@@ -373,7 +379,8 @@ class ActionService:
                 existing = ActionRepository(session).by_idempotency_key(proposal.tenant, proposal.idempotency_key)
                 if existing is None:
                     raise
-                return self._view(session, self._same_or_conflict(existing, digest))
+                view = self._view(session, self._same_or_conflict(existing, digest))
+                return self._attached(session, view, flow_run_id, actor, now)
 
     def propose_many(self, proposals: builtins.list[Proposal]) -> builtins.list[ActionView]:
         """Propose several actions in ONE transaction: all are recorded with their decisions, or none is.
@@ -545,20 +552,32 @@ class ActionService:
         audited with the ``previous`` one. State is unchanged. ``NotFound`` for an unknown action."""
         now = self.clock.now()
         with transaction(self.sessions) as session:
-            row = transitions.lock_row(session, ACTION_KIND, action_id)
-            if row.flow_run_id == flow_run_id:
-                return
-            previous = row.flow_run_id
-            row.flow_run_id = flow_run_id
-            transitions.record_event(
-                session,
-                ENTITY,
-                row,
-                actor=actor,
-                event="flow_run_attached",
-                now=now,
-                details={"flow_run_id": flow_run_id, "previous": previous},
-            )
+            self._attach(session, action_id, flow_run_id, actor, now)
+
+    def _attached(
+        self, session: Session, view: ActionView, flow_run_id: str | None, actor: str, now: datetime
+    ) -> ActionView:
+        """``view`` with ``flow_run_id`` attached in the caller's transaction (unchanged when it is None)."""
+        if flow_run_id is None:
+            return view
+        self._attach(session, view.id, flow_run_id, actor, now)
+        return replace(view, flow_run_id=flow_run_id)
+
+    def _attach(self, session: Session, action_id: str, flow_run_id: str, actor: str, now: datetime) -> None:
+        row = transitions.lock_row(session, ACTION_KIND, action_id)
+        if row.flow_run_id == flow_run_id:
+            return
+        previous = row.flow_run_id
+        row.flow_run_id = flow_run_id
+        transitions.record_event(
+            session,
+            ENTITY,
+            row,
+            actor=actor,
+            event="flow_run_attached",
+            now=now,
+            details={"flow_run_id": flow_run_id, "previous": previous},
+        )
 
     # --- deciding -----------------------------------------------------------------------------------------
     def approve(

@@ -383,6 +383,29 @@ def test_attaching_a_flow_run_is_audited_once_and_a_new_run_records_the_previous
                                                                                      ("run-2", "run-1")]
 
 
+
+def test_a_flow_run_attached_at_proposal_is_in_the_same_transaction_and_audited_after_the_decision(
+    db: Any, clock: ManualClock
+) -> None:
+    svc = service(db, clock)
+    action = svc.propose(reassign(idempotency_key="k-1"), flow_run_id="run-1", actor="system:flow")
+    assert action.flow_run_id == "run-1" and svc.get(action.id).flow_run_id == "run-1"
+    again = svc.propose(reassign(idempotency_key="k-1"), flow_run_id="run-2", actor="system:flow")  # a re-run
+    assert again.id == action.id and svc.get(action.id).flow_run_id == "run-2"
+    with db.engine.connect() as conn:
+        rows = conn.execute(
+            sa.select(AuditRecord.event, AuditRecord.actor, AuditRecord.details)
+            .where(AuditRecord.entity_id == action.id).order_by(AuditRecord.sequence)
+        ).all()
+    events = [event for event, _, _ in rows]
+    assert events[0] == "action_proposed" and events[-2:] == ["flow_run_attached", "flow_run_attached"]
+    attached = [(actor, json.loads(d)["flow_run_id"], json.loads(d)["previous"]) for e, actor, d in rows
+                if e == "flow_run_attached"]
+    assert attached == [("system:flow", "run-1", None), ("system:flow", "run-2", "run-1")]
+    with pytest.raises(InvalidInput):  # the run id is an identifier like every *_id argument
+        svc.propose(reassign(), flow_run_id="bad id\n")
+    assert counts(db)[0] == 1
+
 def _nested(depth: int) -> Any:
     value: Any = 1
     for _ in range(depth):
