@@ -9,7 +9,8 @@ executed that day, however late the sweep runs. The check is due ``delay`` after
 :meth:`OutcomeMonitor.run_due` claims due checks (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; on SQLite the claim
 runs under ``BEGIN IMMEDIATE``, which holds the writer lock), so two monitors never take the same check; a claim
 expires after ``claim_ttl`` so a crashed worker's checks are taken again. Current metrics come from one snapshot
-per window length (the window ending at the current whole hour), shared by every check of the sweep. A negative
+per window length (the window ending at the current whole hour), shared by every check of the sweep; so are the
+``did`` judge's reads (``series.SweepSeries``). Decisions are committed ``decide_batch`` checks per transaction. A negative
 outcome is audited ``negative_outcome_detected`` on the action, then rolled back through
 ``ExecutionService.rollback`` (which audits itself); otherwise ``outcome_ok``. A re-run after a crash does not
 audit a detection twice and does not roll back an action that is no longer completed. Every decision records
@@ -184,6 +185,7 @@ class OutcomeMonitor:
         codes: ApprovalCodes | None = None,
         notifier: Notifier | None = None,
         decide_within: timedelta = timedelta(days=7),
+        decide_batch: int = DECIDE_BATCH,
     ) -> None:
         self.sessions = sessions
         self.clock = clock
@@ -197,6 +199,7 @@ class OutcomeMonitor:
         self.codes = codes
         self.notifier = notifier
         self.decide_within = decide_within
+        self.decide_batch = max(1, decide_batch)  # checks decided per transaction by ``run_due``
 
     # --- scheduling -------------------------------------------------------------------------------------------
     def schedule(self, *, limit: int = 1000, progress: Progress | None = None) -> int:
@@ -287,7 +290,7 @@ class OutcomeMonitor:
     # --- the sweep --------------------------------------------------------------------------------------------
     def run_due(self, *, worker_id: str, limit: int = 100, progress: Progress | None = None) -> MonitorReport:
         """Claim and decide up to ``limit`` due checks (see the module docstring); ``progress(done, total)``
-        is called after each check. Decisions are written ``DECIDE_BATCH`` per transaction (one commit, one pass
+        is called after each check. Decisions are written ``decide_batch`` per transaction (one commit, one pass
         over the audit chain head); if a batch fails, its checks are decided one transaction each, so a bad
         check costs only itself and raises as it would alone. A negative check's rollback follows its batch's
         commit (the detection is recorded first, as for a single check)."""
@@ -326,7 +329,7 @@ class OutcomeMonitor:
                 report.snapshots[str(rules.window)] = snapshots[rules.window].hash
                 snapshot_seconds += time.perf_counter() - began
             batch.append((check_id, rules))
-            if len(batch) >= DECIDE_BATCH:
+            if len(batch) >= self.decide_batch:
                 flush()
         flush()
         total = time.perf_counter() - started

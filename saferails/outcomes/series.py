@@ -9,6 +9,11 @@ Weeks (``read_weekly``): ``pre`` consecutive windows of ``window`` length ending
 the execution day: strictly before the change) and one post window ending at ``post_end``. Per person and window:
 ``degree_centrality`` (distinct partners / (active people - 1), as in ``orggraph.metrics``; a control's ties to the
 target are left out) and ``burnout`` (the mean of the window's observations; NaN without one).
+
+``SweepSeries``: the same controls and weeks for every check of one sweep from reads done once per sweep (the
+employees, the targets of overlapping checks, and per period every person's weekly distinct partners and burnout
+readings, bucketed by the database), instead of several queries per check. The functions above stay the
+reference it is tested against.
 """
 
 from __future__ import annotations
