@@ -10,8 +10,8 @@ executed that day, however late the sweep runs. The check is due ``delay`` after
 runs under ``BEGIN IMMEDIATE``, which holds the writer lock), so two monitors never take the same check; a claim
 expires after ``claim_ttl`` so a crashed worker's checks are taken again. Current metrics come from one snapshot
 per window length (the window ending at the current whole hour), shared by every check of the sweep; so are the
-``did`` judge's reads (``series.SweepSeries``). Decisions are committed ``decide_batch`` checks per transaction. A negative
-outcome is audited ``negative_outcome_detected`` on the action, then rolled back through
+``did`` judge's reads (``series.SweepSeries``). Decisions are committed ``decide_batch`` checks per transaction.
+A negative outcome is audited ``negative_outcome_detected`` on the action, then rolled back through
 ``ExecutionService.rollback`` (which audits itself); otherwise ``outcome_ok``. A re-run after a crash does not
 audit a detection twice and does not roll back an action that is no longer completed. Every decision records
 the algorithm, library versions, parameters and snapshot hashes.
