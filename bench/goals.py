@@ -105,16 +105,21 @@ def _action_flow(results: Sequence[Result]) -> list[Verdict]:
 
 
 def _outcomes(results: Sequence[Result]) -> Verdict:
-    goal = "outcome sweep, 20,000 people, 1,000 due: < 20 s"
-    total = _find(results, "outcomes", "sqlite", lambda r: r.name == "sweep: total") or \
-        _find(results, "outcomes", "postgresql", lambda r: r.name == "sweep: total")
-    people = _find(results, "outcomes", total.backend if total else "sqlite", lambda r: r.name == "load generated org")
-    if total is None or total.value is None:
+    """Every judge swept must meet it: the slowest sweep total of the run is the figure."""
+    goal = "outcome sweep (20,000 people, 1,000 due): under 20 s"
+    totals = [r for r in results if r.area == "outcomes" and r.value is not None and r.name.startswith("sweep total")]
+    if not totals:
         return Verdict(goal, UNMEASURED, "outcomes area not run")
-    size = f"{total.n:,} checks" + (f" on {people.n:,} people" if people else "")
-    if people is None or people.n < 20_000 or total.n < 1_000:
-        return Verdict(goal, UNMEASURED, f"{total.value:.1f} s for {size} (below the goal's size)")
-    return Verdict(goal, MET if total.value < 20 else NOT_MET, f"{total.value:.1f} s for {size}")
+    worst = max(totals, key=lambda r: r.value or 0.0)
+    assert worst.value is not None
+    people = int(worst.details.get("people", 0))
+    each = ", ".join(f"{r.name.removeprefix('sweep total ')} {r.value:.1f} s" for r in totals)
+    phases = worst.details.get("phases", {})
+    split = "; ".join(f"{name} {seconds:.1f} s" for name, seconds in phases.items())
+    figure = f"{each} for {worst.n:,} checks on {people:,} people (slowest: {split})"
+    if people < 20_000 or worst.n < 1_000:
+        return Verdict(goal, UNMEASURED, f"{figure} (below the goal's size)")
+    return Verdict(goal, MET if worst.value < 20 else NOT_MET, figure)
 
 
 QUALITY_GOALS = (("false rollbacks", "<=", 1.0), ("detection of harm >= threshold", ">=", 95.0),

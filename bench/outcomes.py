@@ -1,10 +1,13 @@
 """Outcome-monitoring benchmarks (issue 4).
 
-1. The outcome sweep on a generated organisation (default 20,000 people, 14 days of interactions) with 1,000
-   completed interventions executed on one day through the real ActionService and ExecutionService: the time to
-   schedule the checks (capturing baselines from one shared snapshot), the time to decide all of them once due
-   (one shared current snapshot), and the compute time per snapshot (metrics of every person). Runs on the first
-   requested backend only: its cost is the graph computation, not the store.
+1. The outcome sweep on a generated organisation (default 20,000 people, ``PRE_WEEKS`` weeks of interactions
+   before the execution day and one after) with 1,000 completed interventions executed on one day through the
+   real ActionService and ExecutionService, then swept once per judge (``thresholds`` and ``did``, each on a copy
+   of the store): the time to schedule the checks (capturing baselines from one shared snapshot) and to decide
+   all of them once due (one shared current snapshot; for ``did`` the weekly panel of the pre-period read once),
+   wall and CPU seconds, and the phases: reading and hashing snapshot data, computing snapshot metrics,
+   persisting snapshots, the did judge's shared reads, and the rest (per-check judging and writing). Runs on
+   the first requested backend only (both judges on SQLite, ``thresholds`` on PostgreSQL).
 2. The betweenness method's error: on a generated graph small enough for exact betweenness (default 1,000
    people), the Riondato-Kornaropoulos estimate (the method used above ``exact_limit`` nodes) against networkx's
    exact Brandes, with the stated bound: max absolute error over all nodes, and the median relative error on the
@@ -13,6 +16,7 @@
 
 from __future__ import annotations
 
+import shutil
 import statistics
 import time
 from datetime import UTC, datetime, timedelta
@@ -29,10 +33,13 @@ from saferails.orggraph import MetricParams, SnapshotCache, generate_org, insert
 from saferails.orggraph.betweenness import rk_betweenness
 from saferails.orggraph.tables import SNAPSHOT_HEADER, MetricSnapshotRow
 from saferails.outcomes import OutcomeMonitor
+from saferails.outcomes.rules import load_rulebook
 from saferails.policy import load_policy_text
 from saferails.store.db import create_engine, migrate, session_factory, transaction
 
 AREA = "outcomes"
+JUDGE_NAMES = ("thresholds", "did")
+PRE_WEEKS = 4  # the did judge's pre-period in the benchmark (the generated organisation spans it and a week)
 EXECUTED_AT = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
 OPEN_POLICY = 'version: "bench-outcomes"\nimpact: {default: low}\nrules: []\n'
 
@@ -48,13 +55,17 @@ def run(args: BenchArgs) -> list[Result]:
     return results
 
 
-def _sweep(database: BenchDatabase, people: int, checks: int) -> list[Result]:
+def _setup(database: BenchDatabase, people: int, checks: int) -> tuple[list[Result], str]:
+    """The organisation (``PRE_WEEKS`` weeks before the execution day and one after) and ``checks`` executed
+    interventions, in ``database``; returns the setup's results and a line describing the organisation."""
+    backend = database.backend
     engine = create_engine(database.url)
     try:
         migrate(engine)
         sessions = session_factory(engine)
         clock = ManualClock(EXECUTED_AT)
-        org = generate_org(people, seed=11, start=EXECUTED_AT.replace(hour=0) - timedelta(days=7), days=14)
+        days = 7 * PRE_WEEKS
+        org = generate_org(people, seed=11, start=EXECUTED_AT.replace(hour=0) - timedelta(days=days), days=days + 7)
         started = time.perf_counter()
         with transaction(sessions) as session:
             counts = insert_sample(session, org)
@@ -68,16 +79,45 @@ def _sweep(database: BenchDatabase, people: int, checks: int) -> list[Result]:
                                               params={"new_role": "lead"}, proposer="bench"))
             executor.execute(action.id)
         execute_seconds = time.perf_counter() - started
+    finally:
+        engine.dispose()
+    org_note = f"{people:,} people, {counts['interactions']:,} interactions over {days + 7} days"
+    return [Result(AREA, "load generated org (setup)", backend, load_seconds, "s", people, org_note, counts),
+            Result(AREA, "execute interventions (setup)", backend, execute_seconds, "s", checks)], org_note
 
+
+def _sweep(database: BenchDatabase, people: int, checks: int) -> list[Result]:
+    """Set up once, then sweep a copy of the store per judge (SQLite: a file copy; on PostgreSQL only the
+    default judge, on the store itself)."""
+    results, org_note = _setup(database, people, checks)
+    judges = JUDGE_NAMES if database.backend == "sqlite" else JUDGE_NAMES[:1]
+    for judge in judges:
+        url = database.url
+        if database.backend == "sqlite":
+            copy = f"{database.sqlite_path}.{judge}"
+            shutil.copyfile(database.sqlite_path, copy)
+            url = f"sqlite:///{copy}"
+        results += _sweep_once(BenchDatabase(database.backend, url), people, checks, judge, org_note)
+    return results
+
+
+def _sweep_once(database: BenchDatabase, people: int, checks: int, judge: str, org_note: str) -> list[Result]:
+    backend = database.backend
+    engine = create_engine(database.url)
+    try:
+        sessions = session_factory(engine)
+        clock = ManualClock(EXECUTED_AT)
+        executor = ExecutionService(sessions, clock, HandlerSettings(), sleeper=lambda _s: None)
+        rules = load_rulebook({"role_change": {"judge": judge, "pre_weeks": PRE_WEEKS}})
         cache = SnapshotCache()
-        monitor = OutcomeMonitor(sessions, clock, executor, cache=cache, params=MetricParams())
-        started = time.perf_counter()
+        monitor = OutcomeMonitor(sessions, clock, executor, rules, cache=cache, params=MetricParams())
+        started, cpu = time.perf_counter(), time.process_time()
         scheduled = monitor.schedule(limit=checks)
-        schedule_seconds = time.perf_counter() - started
+        schedule_seconds, schedule_cpu = time.perf_counter() - started, time.process_time() - cpu
         clock.advance(timedelta(days=7))
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         report = monitor.run_due(worker_id="bench", limit=checks)
-        decide_seconds = time.perf_counter() - started
+        decide_seconds, decide_cpu = time.perf_counter() - started, time.process_time() - cpu
         if scheduled != checks or report.claimed != checks:
             raise RuntimeError(f"expected {checks} checks, scheduled {scheduled}, decided {report.claimed}")
         with transaction(sessions) as session:
@@ -85,22 +125,28 @@ def _sweep(database: BenchDatabase, people: int, checks: int) -> list[Result]:
                 MetricSnapshotRow.person == SNAPSHOT_HEADER).limit(1)).scalar_one()
     finally:
         engine.dispose()
-    backend, total = database.backend, schedule_seconds + decide_seconds
-    snapshot_total = sum(cache.compute_seconds)
-    algorithm = str(header["algorithm"])
-    org_note = f"{people:,} people, {counts['interactions']:,} interactions"
-    verdicts = f"ok {report.count('ok')}, negative {report.count('negative')}, error {report.count('error')}"
+    total, cpu_total = schedule_seconds + decide_seconds, schedule_cpu + decide_cpu
+    read, compute, persist = sum(cache.read_seconds), sum(cache.compute_seconds), sum(cache.persist_seconds)
+    series = report.timings["series_reads"]
+    per_check = total - read - compute - persist - series
+    verdicts = ", ".join(f"{state} {report.count(state)}" for state in ("ok", "negative", "inconclusive", "error"))
+    phases = {"load snapshot data + hash": read, "snapshot metrics": compute, "persist snapshots": persist,
+              "did series reads": series, "per-check work (baselines, judging, writes)": per_check}
+    breakdown = "; ".join(f"{name} {seconds:.1f} s" for name, seconds in phases.items())
+    tag = f"({judge})"
     return [
-        Result(AREA, "load generated org", backend, load_seconds, "s", people, org_note, counts),
-        Result(AREA, "execute interventions (setup)", backend, execute_seconds, "s", checks),
-        Result(AREA, "sweep: schedule checks + baselines", backend, schedule_seconds, "s", checks),
-        Result(AREA, "sweep: decide due checks", backend, decide_seconds, "s", checks, verdicts),
-        Result(AREA, "sweep: total", backend, total, "s", checks,
-               f"{cache.computations} snapshots computed; {_goal(people, checks, total)}"),
-        Result(AREA, "time per snapshot", backend, statistics.mean(cache.compute_seconds), "s/snapshot",
-               cache.computations, algorithm, {"compute_seconds": cache.compute_seconds}),
-        Result(AREA, "time per check excl. snapshots", backend, 1000 * (total - snapshot_total) / checks,
-               "ms/check", checks),
+        Result(AREA, f"sweep {tag}: schedule checks + baselines", backend, schedule_seconds, "s", checks,
+               f"cpu {schedule_cpu:.1f} s"),
+        Result(AREA, f"sweep {tag}: decide due checks", backend, decide_seconds, "s", checks,
+               f"cpu {decide_cpu:.1f} s; {verdicts}"),
+        Result(AREA, f"sweep total {tag}", backend, total, "s", checks,
+               f"cpu {cpu_total:.1f} s; {cache.computations} snapshots computed; {_goal(people, checks, total)}",
+               {"judge": judge, "people": people, "org": org_note, "cpu_seconds": cpu_total, "phases": phases}),
+        *[Result(AREA, f"  phase {tag}: {name}", backend, seconds, "s", checks) for name, seconds in phases.items()],
+        Result(AREA, f"time per snapshot {tag}", backend, statistics.mean(cache.compute_seconds), "s/snapshot",
+               cache.computations, str(header["algorithm"]), {"compute_seconds": cache.compute_seconds}),
+        Result(AREA, f"time per check excl. snapshots {tag}", backend, 1000 * (total - read - compute - persist)
+               / checks, "ms/check", checks, breakdown),
     ]
 
 

@@ -4,8 +4,9 @@ A snapshot is identified by ``hash`` = SHA-256 over the window, the metric param
 the metrics depend on (active people, the window's aggregated edges, its wellbeing observations). Metrics are
 computed at most once per hash: :class:`SnapshotCache` keeps recent snapshots in memory (per process) and
 persists each one in ``metric_snapshots`` (one JSON row per person plus a header row), so other processes and
-later sweeps load it instead of recomputing. ``computations`` / ``loads`` / ``hits`` count what happened and
-``compute_seconds`` times each computation: the instruments tests and benchmarks read.
+later sweeps load it instead of recomputing. ``computations`` / ``loads`` / ``hits`` count what happened;
+``read_seconds`` times each read of window data (with hashing), ``compute_seconds`` each computation and
+``persist_seconds`` each write of a computed snapshot: the instruments tests and benchmarks read.
 """
 
 from __future__ import annotations
@@ -81,6 +82,8 @@ class SnapshotCache:
         self.loads = 0
         self.hits = 0
         self.compute_seconds: list[float] = []
+        self.read_seconds: list[float] = []
+        self.persist_seconds: list[float] = []
         self._memory: OrderedDict[str, Snapshot] = OrderedDict()
         self._lock = threading.Lock()
         self._per_hash: dict[str, threading.Lock] = {}
@@ -94,13 +97,17 @@ class SnapshotCache:
         """:meth:`get` of each window, in order, their data read in one transaction (``read_windows``): what a
         series of overlapping windows (a person's metrics over weeks) needs. A window is computed at most once
         whatever the series; one whose content recurs is the same snapshot."""
+        started = time.perf_counter()
         with transaction(sessions) as session:
             found = read_windows(session, windows)
-        return [self._resolve(sessions, window, params, data, now) for window, data in zip(windows, found, strict=True)]
+        digests = [snapshot_hash(window, params, data) for window, data in zip(windows, found, strict=True)]
+        with self._lock:
+            self.read_seconds.append(time.perf_counter() - started)
+        return [self._resolve(sessions, digest, window, params, data, now)
+                for digest, window, data in zip(digests, windows, found, strict=True)]
 
-    def _resolve(self, sessions: sessionmaker[Session], window: Window, params: MetricParams, data: WindowData,
-                 now: datetime) -> Snapshot:
-        digest = snapshot_hash(window, params, data)
+    def _resolve(self, sessions: sessionmaker[Session], digest: str, window: Window, params: MetricParams,
+                 data: WindowData, now: datetime) -> Snapshot:
         with self._lock:
             lock = self._per_hash.setdefault(digest, threading.Lock())
         with lock:
@@ -147,6 +154,7 @@ class SnapshotCache:
         with self._lock:
             self.computations += 1
             self.compute_seconds.append(time.perf_counter() - started)
+        started = time.perf_counter()
         header = {"window": window.as_dict(), "algorithm": computed.algorithm, "params": computed.params,
                   "library_versions": library_versions(), "nodes": computed.nodes, "edges": computed.edges}
         rows = [{"snapshot_hash": digest, "person": SNAPSHOT_HEADER, "metrics": header, "created_at": now}]
@@ -157,6 +165,8 @@ class SnapshotCache:
             for begin in range(0, len(rows), _BATCH):
                 # Another process may have persisted the same snapshot meanwhile: identical content, keep theirs.
                 session.execute(insert(MetricSnapshotRow).on_conflict_do_nothing(), rows[begin:begin + _BATCH])
+        with self._lock:
+            self.persist_seconds.append(time.perf_counter() - started)
         return Snapshot(digest, header, computed.persons)
 
 

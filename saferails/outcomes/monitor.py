@@ -9,8 +9,9 @@ executed that day, however late the sweep runs. The check is due ``delay`` after
 :meth:`OutcomeMonitor.run_due` claims due checks (``FOR UPDATE SKIP LOCKED`` on PostgreSQL; on SQLite the claim
 runs under ``BEGIN IMMEDIATE``, which holds the writer lock), so two monitors never take the same check; a claim
 expires after ``claim_ttl`` so a crashed worker's checks are taken again. Current metrics come from one snapshot
-per window length (the window ending at the current whole hour), shared by every check of the sweep. A negative
-outcome is audited ``negative_outcome_detected`` on the action, then rolled back through
+per window length (the window ending at the current whole hour), shared by every check of the sweep; so are the
+``did`` judge's reads (``series.SweepSeries``). Decisions are committed ``decide_batch`` checks per transaction.
+A negative outcome is audited ``negative_outcome_detected`` on the action, then rolled back through
 ``ExecutionService.rollback`` (which audits itself); otherwise ``outcome_ok``. A re-run after a crash does not
 audit a detection twice and does not roll back an action that is no longer completed. Every decision records
 the algorithm, library versions, parameters and snapshot hashes.
@@ -18,6 +19,7 @@ the algorithm, library versions, parameters and snapshot hashes.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -41,12 +43,13 @@ from saferails.orggraph.snapshots import Snapshot, SnapshotCache, default_cache
 from saferails.orggraph.tables import OutcomeCheck
 from saferails.outcomes.judges import DiDJudge, Judgement, RuleSpec
 from saferails.outcomes.rules import METRICS, Finding, RuleBook, TypeRules, default_rulebook
-from saferails.outcomes.series import choose_controls, read_weekly, series_for
+from saferails.outcomes.series import SweepSeries, series_for
 from saferails.store.db import transaction
 from saferails.store.tables import Action, Principal
 
 ACTOR = "system:outcome-monitor"
 SCHEDULE_BATCH = 200  # checks created per transaction by ``schedule``
+DECIDE_BATCH = 100  # checks decided per transaction by ``run_due``
 # A check to create: action id, action type, target, due at, baseline.
 _NewCheck = tuple[str, str, str, datetime, dict[str, Any]]
 Progress = Callable[[int, int], None]
@@ -131,6 +134,23 @@ class CheckOutcome:
     judgement: dict[str, Any] | None = None  # the did judge's record (method, controls, weekly series), if any
 
 
+@dataclass(frozen=True)
+class _Judged:
+    """A check decided inside a transaction: ``early`` is the outcome of an ok or inconclusive check (with the
+    ``notes`` to send after the commit); None means negative, to roll back after the commit."""
+
+    check_id: str
+    early: CheckOutcome | None
+    notes: list[Notification]
+    view: tuple[str, str, str, str]  # check id, action id, action type, target
+    found: list[dict[str, Any]]
+    before: dict[str, Any]
+    after: dict[str, Any]
+    result: dict[str, Any]
+    action_state: str
+    reason: str
+
+
 @dataclass
 class MonitorReport:
     worker_id: str
@@ -138,6 +158,9 @@ class MonitorReport:
     outcomes: list[CheckOutcome] = field(default_factory=list)
     lost: int = 0  # claims another worker took over (ours had expired)
     snapshots: dict[str, str] = field(default_factory=dict)  # window length -> snapshot hash
+    # Wall seconds: getting the current snapshots (read, compute or load), the did judge's shared reads
+    # (employees, due targets, weekly panels), and everything else (per-check judging and writing).
+    timings: dict[str, float] = field(default_factory=dict)
 
     def count(self, state: str) -> int:
         return sum(1 for o in self.outcomes if o.state == state)
@@ -163,6 +186,7 @@ class OutcomeMonitor:
         codes: ApprovalCodes | None = None,
         notifier: Notifier | None = None,
         decide_within: timedelta = timedelta(days=7),
+        decide_batch: int = DECIDE_BATCH,
     ) -> None:
         self.sessions = sessions
         self.clock = clock
@@ -176,6 +200,7 @@ class OutcomeMonitor:
         self.codes = codes
         self.notifier = notifier
         self.decide_within = decide_within
+        self.decide_batch = max(1, decide_batch)  # checks decided per transaction by ``run_due``
 
     # --- scheduling -------------------------------------------------------------------------------------------
     def schedule(self, *, limit: int = 1000, progress: Progress | None = None) -> int:
@@ -266,29 +291,72 @@ class OutcomeMonitor:
     # --- the sweep --------------------------------------------------------------------------------------------
     def run_due(self, *, worker_id: str, limit: int = 100, progress: Progress | None = None) -> MonitorReport:
         """Claim and decide up to ``limit`` due checks (see the module docstring); ``progress(done, total)``
-        is called after each check."""
+        is called after each check. Decisions are written ``decide_batch`` per transaction (one commit, one pass
+        over the audit chain head); if a batch fails, its checks are decided one transaction each, so a bad
+        check costs only itself and raises as it would alone. A negative check's rollback follows its batch's
+        commit (the detection is recorded first, as for a single check)."""
         report = MonitorReport(worker_id)
         claimed = self._claim(worker_id, limit)
         report.claimed = len(claimed)
         snapshots: dict[timedelta, Snapshot] = {}
+        shared = SweepSeries()  # the did judge's reads, once per sweep
         now = self.clock.now()
-        for done, (check_id, action_type) in enumerate(claimed, start=1):
-            rules = self.rules.for_type(action_type)
-            if rules is None:
-                outcome = self._close(check_id, worker_id, "error", f"{action_type!r} is no longer monitored")
-            else:
-                if rules.window not in snapshots:
-                    snapshots[rules.window] = self.cache.get(
-                        self.sessions, Window.ending(floor_hour(now), rules.window), self.params, now)
-                    report.snapshots[str(rules.window)] = snapshots[rules.window].hash
-                outcome = self._decide(check_id, worker_id, rules, snapshots[rules.window])
+        batch: list[tuple[str, TypeRules]] = []
+        started, snapshot_seconds = time.perf_counter(), 0.0
+
+        def record(outcome: CheckOutcome | None) -> None:
             if outcome is None:
                 report.lost += 1
             else:
                 report.outcomes.append(outcome)
             if progress is not None:
-                progress(done, len(claimed))
+                progress(report.lost + len(report.outcomes), len(claimed))
+
+        def flush() -> None:
+            for outcome in self._decide_batch(batch, worker_id, snapshots, shared):
+                record(outcome)
+            batch.clear()
+
+        for check_id, action_type in claimed:
+            rules = self.rules.for_type(action_type)
+            if rules is None:
+                flush()
+                record(self._close(check_id, worker_id, "error", f"{action_type!r} is no longer monitored"))
+                continue
+            if rules.window not in snapshots:
+                began = time.perf_counter()
+                snapshots[rules.window] = self.cache.get(
+                    self.sessions, Window.ending(floor_hour(now), rules.window), self.params, now)
+                report.snapshots[str(rules.window)] = snapshots[rules.window].hash
+                snapshot_seconds += time.perf_counter() - began
+            batch.append((check_id, rules))
+            if len(batch) >= self.decide_batch:
+                flush()
+        flush()
+        total = time.perf_counter() - started
+        report.timings = {"snapshots": snapshot_seconds, "series_reads": shared.read_seconds,
+                          "checks": total - snapshot_seconds - shared.read_seconds}
         return report
+
+    def _decide_batch(self, batch: list[tuple[str, TypeRules]], worker_id: str,
+                      snapshots: dict[timedelta, Snapshot], shared: SweepSeries) -> list[CheckOutcome | None]:
+        if not batch:
+            return []
+        try:
+            with transaction(self.sessions) as session:
+                steps = [self._judge_check(session, check_id, worker_id, rules, snapshots[rules.window], shared)
+                         for check_id, rules in batch]
+        except Exception:
+            if len(batch) == 1:
+                raise
+        else:
+            return [self._finish(step, worker_id) for step in steps]
+        outcomes = []
+        for check_id, rules in batch:  # one at a time: the failing check raises, those before it are decided
+            with transaction(self.sessions) as session:
+                step = self._judge_check(session, check_id, worker_id, rules, snapshots[rules.window], shared)
+            outcomes.append(self._finish(step, worker_id))
+        return outcomes
 
     def _claim(self, worker_id: str, limit: int) -> list[tuple[str, str]]:
         now = self.clock.now()
@@ -316,96 +384,103 @@ class OutcomeMonitor:
             row.state, row.decided_at, row.result = state, self.clock.now(), {"note": note}
             return CheckOutcome(row.id, row.action_id, row.action_type, row.target, state, [], {}, {}, note=note)
 
-    def _decide(self, check_id: str, worker_id: str, rules: TypeRules, snapshot: Snapshot) -> CheckOutcome | None:
+    def _judge_check(self, session: Session, check_id: str, worker_id: str, rules: TypeRules, snapshot: Snapshot,
+                     shared: SweepSeries) -> _Judged | None:
+        """Decide one claimed check inside ``session`` (None: the claim was lost); what must follow the commit
+        (notifications, a rollback) is left to :meth:`_finish`."""
         now = self.clock.now()
+        row = self._locked_check(session, check_id, worker_id)
+        if row is None:
+            return None
+        baseline = dict(row.baseline)
+        after = _capture(snapshot, row.target, list(baseline.get("neighbours", {})))
+        findings = rules.evaluate(baseline["target"], after["target"])
+        negative = [f for f in findings if f.negative]
+        found = [asdict(f) for f in findings]
+        recorded = bool((row.result or {}).get("negative_recorded"))
+        judgement = self._judge_did(session, row, rules, now, shared) if rules.judge == "did" else None
+        verdict = ("negative" if negative else "ok") if judgement is None else judgement.verdict
+        result: dict[str, Any] = {"after": after, "findings": found, "negative": verdict == "negative",
+                                  "negative_recorded": recorded, "judge": rules.judge,
+                                  "judgement": None if judgement is None else
+                                  {**judgement.as_dict(), "change_day": (baseline.get("window") or {}).get("end")}}
+        row.algorithm = snapshot.algorithm
+        row.library_versions = dict(snapshot.header["library_versions"])
+        row.params = {"metrics": snapshot.header["params"], "current_window": snapshot.header["window"],
+                      "baseline_window": baseline.get("window"), "delay": str(rules.delay),
+                      "rules": [asdict(r) for r in rules.rules], "judge": rules.judge,
+                      "pre_weeks": rules.pre_weeks, "confidence": rules.confidence}
+        row.snapshot_hash = snapshot.hash
+        action = transitions.lock_row(session, ACTION_KIND, row.action_id)
+        details = {"check_id": row.id, "findings": result["findings"], "snapshot": snapshot.hash,
+                   "baseline_snapshot": row.baseline_snapshot_hash, "algorithm": snapshot.algorithm,
+                   "judge": rules.judge, "judgement": result["judgement"]}
+        view = (row.id, row.action_id, row.action_type, row.target)
+        notes: list[Notification] = []
+        if verdict == "inconclusive":
+            # A large effect the data cannot separate from noise: neither roll back nor wave through;
+            # a person decides (resolve_inconclusive).
+            if action.state == lc.COMPLETED:
+                transitions.record_event(session, ENTITY, action, actor=ACTOR, event="outcome_inconclusive",
+                                         now=now, details=details)
+                if self.codes is not None:
+                    issued = self.codes.issue_outcome(session, action, row.id, now + self.decide_within)
+                    notes = _decision_requests(session, row, judgement, issued, now + self.decide_within)
+                    result["deciders"] = sorted(issued)
+                    result["decide_by"] = (now + self.decide_within).isoformat()
+            row.state, row.decided_at, row.result = "inconclusive", now, result
+            early = CheckOutcome(*view, "inconclusive", found, baseline["target"], after["target"],
+                                 note="a person must decide whether to roll back", judgement=result["judgement"])
+        elif verdict == "ok":
+            if action.state == lc.COMPLETED:
+                transitions.record_event(session, ENTITY, action, actor=ACTOR, event="outcome_ok", now=now,
+                                         details=details)
+            row.state, row.decided_at, row.result = "ok", now, result
+            early = CheckOutcome(*view, "ok", found, baseline["target"], after["target"],
+                                 note="" if action.state == lc.COMPLETED else f"action is {action.state}",
+                                 judgement=result["judgement"])
+        else:
+            early = None
+            if not recorded:
+                transitions.record_event(session, ENTITY, action, actor=ACTOR,
+                                         event="negative_outcome_detected", now=now, details=details)
+                result["negative_recorded"] = True
+            row.result = result
+        return _Judged(check_id, early, notes, view, found, baseline["target"], after["target"], result,
+                       action.state, _reason(negative, judgement) if early is None else "")
+
+    def _finish(self, judged: _Judged | None, worker_id: str) -> CheckOutcome | None:
+        """After the decision's commit: send an inconclusive check's requests, or roll a negative one back."""
+        if judged is None:
+            return None
+        if judged.early is not None:
+            if judged.early.state == "inconclusive":
+                self._send(judged.notes)
+            return judged.early
+        rollback_state, note = self._roll_back(judged.view[1], judged.action_state, judged.reason)
         with transaction(self.sessions) as session:
-            row = self._locked_check(session, check_id, worker_id)
-            if row is None:
-                return None
-            baseline = dict(row.baseline)
-            after = _capture(snapshot, row.target, list(baseline.get("neighbours", {})))
-            findings = rules.evaluate(baseline["target"], after["target"])
-            negative = [f for f in findings if f.negative]
-            found = [asdict(f) for f in findings]
-            recorded = bool((row.result or {}).get("negative_recorded"))
-            judgement = self._judge_did(session, row, rules, now) if rules.judge == "did" else None
-            verdict = ("negative" if negative else "ok") if judgement is None else judgement.verdict
-            result: dict[str, Any] = {"after": after, "findings": found, "negative": verdict == "negative",
-                                      "negative_recorded": recorded, "judge": rules.judge,
-                                      "judgement": None if judgement is None else
-                                      {**judgement.as_dict(), "change_day": (baseline.get("window") or {}).get("end")}}
-            row.algorithm = snapshot.algorithm
-            row.library_versions = dict(snapshot.header["library_versions"])
-            row.params = {"metrics": snapshot.header["params"], "current_window": snapshot.header["window"],
-                          "baseline_window": baseline.get("window"), "delay": str(rules.delay),
-                          "rules": [asdict(r) for r in rules.rules], "judge": rules.judge,
-                          "pre_weeks": rules.pre_weeks, "confidence": rules.confidence}
-            row.snapshot_hash = snapshot.hash
-            action = transitions.lock_row(session, ACTION_KIND, row.action_id)
-            details = {"check_id": row.id, "findings": result["findings"], "snapshot": snapshot.hash,
-                       "baseline_snapshot": row.baseline_snapshot_hash, "algorithm": snapshot.algorithm,
-                       "judge": rules.judge, "judgement": result["judgement"]}
-            view = (row.id, row.action_id, row.action_type, row.target)
-            notes: list[Notification] = []
-            if verdict == "inconclusive":
-                # A large effect the data cannot separate from noise: neither roll back nor wave through;
-                # a person decides (resolve_inconclusive).
-                if action.state == lc.COMPLETED:
-                    transitions.record_event(session, ENTITY, action, actor=ACTOR, event="outcome_inconclusive",
-                                             now=now, details=details)
-                    if self.codes is not None:
-                        issued = self.codes.issue_outcome(session, action, row.id, now + self.decide_within)
-                        notes = _decision_requests(session, row, judgement, issued, now + self.decide_within)
-                        result["deciders"] = sorted(issued)
-                        result["decide_by"] = (now + self.decide_within).isoformat()
-                row.state, row.decided_at, row.result = "inconclusive", now, result
-                early = CheckOutcome(*view, "inconclusive", found, baseline["target"], after["target"],
-                                     note="a person must decide whether to roll back",
-                                     judgement=result["judgement"])
-            elif verdict == "ok":
-                if action.state == lc.COMPLETED:
-                    transitions.record_event(session, ENTITY, action, actor=ACTOR, event="outcome_ok", now=now,
-                                             details=details)
-                row.state, row.decided_at, row.result = "ok", now, result
-                early = CheckOutcome(*view, "ok", found, baseline["target"], after["target"],
-                                     note="" if action.state == lc.COMPLETED else f"action is {action.state}",
-                                     judgement=result["judgement"])
-            else:
-                early = None
-                if not recorded:
-                    transitions.record_event(session, ENTITY, action, actor=ACTOR,
-                                             event="negative_outcome_detected", now=now, details=details)
-                    result["negative_recorded"] = True
-                row.result = result
-                action_state = action.state
-        if early is not None:
-            if early.state == "inconclusive":
-                self._send(notes)
-            return early
-        rollback_state, note = self._roll_back(row.action_id, action_state, _reason(negative, judgement))
-        with transaction(self.sessions) as session:
-            locked = self._locked_check(session, check_id, worker_id)
+            locked = self._locked_check(session, judged.check_id, worker_id)
             if locked is None:
                 return None
             locked.state, locked.decided_at = "negative", self.clock.now()
-            locked.result = {**result, "rollback_state": rollback_state, "rollback_note": note}
-        return CheckOutcome(*view, "negative", found, baseline["target"], after["target"],
-                            rollback_state, note, judgement=result["judgement"])
+            locked.result = {**judged.result, "rollback_state": rollback_state, "rollback_note": note}
+        return CheckOutcome(*judged.view, "negative", judged.found, judged.before, judged.after,
+                            rollback_state, note, judgement=judged.result["judgement"])
 
-    def _judge_did(self, session: Session, row: OutcomeCheck, rules: TypeRules, now: datetime) -> Judgement:
+    def _judge_did(self, session: Session, row: OutcomeCheck, rules: TypeRules, now: datetime,
+                   shared: SweepSeries) -> Judgement:
         window = row.baseline.get("window") or {}
         pre_end = as_utc(datetime.fromisoformat(window["end"])) if "end" in window else floor_day(now)
         # Targets of other changes whose checks fall due from the start of our pre-period on: their own change
-        # overlaps our weeks, so they are no controls. Bounded by due_at (indexed), not the whole table.
+        # overlaps our weeks, so they are no controls. Bounded by due_at (indexed), not the whole table; read once
+        # per sweep and pre-period start (the check's own target is never its control anyway).
         since = pre_end - rules.window * rules.pre_weeks
-        others = session.execute(sa.select(OutcomeCheck.target).where(
-            OutcomeCheck.id != row.id, OutcomeCheck.due_at >= since)).scalars()
-        controls = choose_controls(session, row.target, exclude=list(others))
+        controls = shared.controls(session, row.target, exclude=shared.targets_due_from(session, since))
         # The post-period: every whole window since the change (delay_days 21 with 7-day windows: 3 weeks).
         post_end = floor_hour(now)
         post = max(1, int((post_end - pre_end) // rules.window))
-        data = read_weekly(session, [row.target, *controls], pre_end=pre_end, pre=rules.pre_weeks,
-                           window=rules.window, post_end=post_end, post=post)
+        data = shared.weekly(session, [row.target, *controls], pre_end=pre_end, pre=rules.pre_weeks,
+                             window=rules.window, post_end=post_end, post=post)
         judge = DiDJudge(confidence=rules.confidence)
         specs = [RuleSpec(r.name, r.metric, r.direction, r.threshold) for r in rules.rules]
         return judge.judge(specs, series_for(data, rules.pre_weeks, post), controls)

@@ -9,20 +9,29 @@ Weeks (``read_weekly``): ``pre`` consecutive windows of ``window`` length ending
 the execution day: strictly before the change) and ``post`` consecutive windows ending at ``post_end``. Per
 person and window: ``degree_centrality`` (distinct partners / (active people - 1), as in ``orggraph.metrics``;
 a control's ties to the target are left out) and ``burnout`` (the mean of the window's observations; NaN without one).
+
+``SweepSeries``: the same controls and weeks for every check of one sweep from reads done once per sweep (the
+employees, the targets of overlapping checks, and per period every person's weekly distinct partners and burnout
+readings, bucketed by the database), instead of several queries per check. The functions above stay the
+reference it is tested against.
 """
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 import numpy as np
+import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from saferails.clock import as_utc
 from saferails.org.tables import Employee
-from saferails.orggraph.tables import Interaction, Wellbeing
+from saferails.orggraph.tables import Interaction, OutcomeCheck, Wellbeing
 from saferails.outcomes.judges import MetricSeries
 
 
@@ -98,3 +107,185 @@ def _week(when: datetime, starts: list[datetime], window: timedelta, post: int =
 def series_for(data: dict[str, np.ndarray], pre: int, post: int = 1) -> dict[str, MetricSeries]:
     """Row 0 is the target, the other rows its controls; the last ``post`` columns are after the change."""
     return {metric: MetricSeries(metric, values[0], values[1:], pre, post) for metric, values in data.items()}
+
+
+# --- one sweep's shared reads -----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _People:
+    """The employees as ``choose_controls`` sees them, read once: (team, role) of everyone, the active ones by
+    team and, in the database's id order, by role."""
+
+    info: dict[str, tuple[str | None, str | None]]
+    by_team: dict[str | None, list[tuple[str, str | None]]]
+    by_role: dict[str | None, list[tuple[str, str | None]]]
+    active: int
+
+
+def _read_people(session: Session) -> _People:
+    rows = session.execute(sa.select(Employee.id, Employee.team_id, Employee.role, Employee.active)
+                           .order_by(Employee.id)).all()
+    info: dict[str, tuple[str | None, str | None]] = {}
+    by_team: dict[str | None, list[tuple[str, str | None]]] = {}
+    by_role: dict[str | None, list[tuple[str, str | None]]] = {}
+    active = 0
+    for person, team, role, is_active in rows:
+        info[person] = (team, role)
+        if is_active:
+            active += 1
+            by_team.setdefault(team, []).append((person, role))
+            by_role.setdefault(role, []).append((person, team))
+    return _People(info, by_team, by_role, active)
+
+
+@dataclass(frozen=True)
+class _Panel:
+    """Every person's weekly distinct-partner counts and burnout sums over one period, with the period's
+    distinct pairs (to take a control's tie to the target out)."""
+
+    people: dict[str, int]
+    partners: np.ndarray  # (people, weeks) distinct partners
+    pairs: np.ndarray  # sorted keys (low * n + high) * weeks + week of the distinct pairs
+    burnout_sum: np.ndarray  # (people, weeks)
+    burnout_count: np.ndarray  # (people, weeks)
+
+
+def _bucket(column: Any, starts: list[datetime], window: timedelta, post: int) -> Any:
+    """SQL for ``_week``: the ``post`` windows first (they win where they overlap), then the contiguous pre
+    windows."""
+    first_post = len(starts) - post
+    order = [*((first_post + j, starts[first_post + j]) for j in range(post)), *enumerate(starts[:first_post])]
+    whens = [(sa.and_(column >= start, column < start + window), week) for week, start in order]
+    return sa.case(*whens, else_=None)
+
+
+def _read_panel(session: Session, starts: list[datetime], window: timedelta, post_end: datetime,
+                post: int) -> _Panel:
+    weeks = len(starts)
+    first, last = starts[0], post_end
+    week = _bucket(Interaction.occurred_at, starts, window, post).label("week")
+    # Every row, de-duplicated below in numpy: SQLite's DISTINCT (a temporary B-tree of strings) cost four times
+    # the plain read here.
+    # Core, not ORM, execution: the ORM's per-row result processing cost more than the database here.
+    connection = session.connection()
+    pairs = connection.execute(sa.select(Interaction.person_a, Interaction.person_b, week).where(
+        Interaction.occurred_at >= first, Interaction.occurred_at < last)).all()
+    obs = connection.execute(sa.select(Wellbeing.person, _bucket(Wellbeing.observed_at, starts, window, post).label("week"),
+                                    Wellbeing.burnout_score).where(
+        Wellbeing.observed_at >= first, Wellbeing.observed_at < last)
+        .order_by(Wellbeing.person, Wellbeing.observed_at)).all()
+    a_col, b_col, w_col = zip(*pairs, strict=True) if pairs else ((), (), ())
+    a = np.array(a_col, dtype=object)
+    b = np.array(b_col, dtype=object)
+    w = np.array([-1 if x is None else x for x in w_col], dtype=np.int64)
+    who = np.array([r[0] for r in obs], dtype=object)
+    codes, names = pd.factorize(np.concatenate([a, b, who]))
+    n = max(len(names), 1)
+    ca, cb, cw = codes[:len(a)], codes[len(a):2 * len(a)], codes[2 * len(a):]
+    inside = w >= 0
+    low, high, w = np.minimum(ca, cb)[inside], np.maximum(ca, cb)[inside], w[inside]
+    keys = np.unique((low.astype(np.int64) * n + high) * weeks + w)
+    w_k, pair = keys % weeks, keys // weeks
+    low, high = pair // n, pair % n
+    partners = np.bincount(low * weeks + w_k, minlength=n * weeks)
+    # A pair of one person with itself (the loaders refuse it) counts once, as a partner set would.
+    partners += np.bincount(high[high != low] * weeks + w_k[high != low], minlength=n * weeks)
+    ow = np.array([-1 if r[1] is None else r[1] for r in obs], dtype=np.int64)
+    scores = np.array([float(r[2]) for r in obs], dtype=float)
+    found = ow >= 0
+    sums = np.zeros(n * weeks)
+    counts = np.zeros(n * weeks)
+    np.add.at(sums, cw[found] * weeks + ow[found], scores[found])
+    np.add.at(counts, cw[found] * weeks + ow[found], 1.0)
+    return _Panel({str(p): i for i, p in enumerate(names)}, partners.reshape(n, weeks).astype(float), keys,
+                  sums.reshape(n, weeks), counts.reshape(n, weeks))
+
+
+class SweepSeries:
+    """What the ``did`` checks of one sweep share, read from the store at first use and kept for the sweep:
+    the employees, the targets of checks due from a given time on, and per period (pre-period end, weeks, window,
+    post end) every person's weekly partner counts and burnout readings. :meth:`controls` and :meth:`weekly`
+    return what ``choose_controls`` and ``read_weekly`` return for the store as read (tested equal), at the cost of
+    a few queries per sweep instead of several per check. Not thread-safe; one per sweep."""
+
+    def __init__(self) -> None:
+        self._people: _People | None = None
+        self._sorted_mates: dict[tuple[str | None, str | None], list[str]] = {}
+        self._due_from: dict[datetime, frozenset[str]] = {}
+        self._panels: dict[tuple[datetime, int, timedelta, datetime, int], _Panel] = {}
+        self.panel_reads = 0
+        self.read_seconds = 0.0  # reading the employees, due targets and panels
+
+    def people(self, session: Session) -> _People:
+        if self._people is None:
+            started = time.perf_counter()
+            self._people = _read_people(session)
+            self.read_seconds += time.perf_counter() - started
+        return self._people
+
+    def targets_due_from(self, session: Session, since: datetime) -> frozenset[str]:
+        """Targets of outcome checks due at or after ``since`` (their changes overlap a pre-period from then)."""
+        if since not in self._due_from:
+            started = time.perf_counter()
+            self._due_from[since] = frozenset(session.execute(
+                sa.select(OutcomeCheck.target).where(OutcomeCheck.due_at >= since)).scalars())
+            self.read_seconds += time.perf_counter() - started
+        return self._due_from[since]
+
+    def controls(self, session: Session, target: str, *, exclude: frozenset[str] | set[str], k: int = 10,
+                 k_min: int = 5) -> list[str]:
+        """``choose_controls(session, target, exclude=exclude, k=k, k_min=k_min)``."""
+        people = self.people(session)
+        me = people.info.get(target)
+        if me is None:
+            return []
+        team, role = me
+        if (team, role) not in self._sorted_mates:
+            mates = people.by_team.get(team, [])
+            self._sorted_mates[team, role] = [p for p, _r in sorted(mates, key=lambda m: (m[1] != role, m[0]))]
+        chosen: list[str] = []
+        for person in self._sorted_mates[team, role]:
+            if len(chosen) == k:
+                break
+            if person != target and person not in exclude:
+                chosen.append(person)
+        if len(chosen) < k_min:
+            for person, other_team in people.by_role.get(role, []):
+                if len(chosen) >= k_min:
+                    break
+                if other_team is not None and other_team != team and person != target and person not in exclude:
+                    chosen.append(person)
+        return chosen
+
+    def weekly(self, session: Session, people: Sequence[str], *, pre_end: datetime, pre: int, window: timedelta,
+               post_end: datetime, post: int = 1) -> dict[str, np.ndarray]:
+        """``read_weekly`` with the same arguments, from the period's panel (read once per sweep)."""
+        key = (as_utc(pre_end), pre, window, as_utc(post_end), post)
+        if key not in self._panels:
+            started = time.perf_counter()
+            starts = [key[0] - window * (pre - i) for i in range(pre)] + [key[3] - window * (post - i)
+                                                                          for i in range(post)]
+            self._panels[key] = _read_panel(session, starts, window, key[3], post)
+            self.panel_reads += 1
+            self.read_seconds += time.perf_counter() - started
+        panel = self._panels[key]
+        weeks = pre + post
+        rows = np.array([panel.people.get(p, -1) for p in people], dtype=np.int64)
+        known = rows >= 0
+        partners = np.zeros((len(people), weeks))
+        partners[known] = panel.partners[rows[known]]
+        sums = np.zeros((len(people), weeks))
+        counts = np.zeros((len(people), weeks))
+        sums[known], counts[known] = panel.burnout_sum[rows[known]], panel.burnout_count[rows[known]]
+        if len(people) > 1 and rows[0] >= 0:
+            # A control's tie to the target is not counted (as in ``read_weekly``).
+            n, target = len(panel.people), int(rows[0])
+            others = rows[1:]
+            low, high = np.minimum(others, target), np.maximum(others, target)
+            keys = ((low * n + high)[:, None] * weeks + np.arange(weeks)[None, :])
+            at = np.searchsorted(panel.pairs, keys)
+            tied = (at < panel.pairs.size) & (panel.pairs[np.minimum(at, panel.pairs.size - 1)] == keys)
+            partners[1:] -= np.where(known[1:, None], tied, False)
+        active = self.people(session).active
+        degree = partners / max(active - 1, 1)
+        burnout = np.where(counts > 0, sums / np.maximum(counts, 1), np.nan)
+        return {"degree_centrality": degree, "burnout": burnout}

@@ -117,22 +117,27 @@ def test_two_monitors_running_at_once_handle_each_check_exactly_once(world: Worl
     assert all(world.events(i).count("outcome_ok") == 1 for i in ids)
 
 
-def test_a_rerun_after_a_crashed_sweep_finishes_the_work_without_repeating_it(world: World) -> None:
+@pytest.mark.parametrize("batch, left", [(1, 2), (100, 0)])
+def test_a_rerun_after_a_crashed_sweep_finishes_the_work_without_repeating_it(world: World, batch: int,
+                                                                              left: int) -> None:
+    """The worker dies after its first reported check: one decision per transaction leaves the other two to the
+    rerun; a batch was committed whole before its checks were reported, so nothing is left (nor repeated)."""
     world.teams_as_usual(range(-7, 7))
     ids = [world.execute("role_change", p, {"new_role": "lead"}) for p in ("a1", "a2", "a3")]
     world.monitor.schedule()
     world.clock.advance(timedelta(days=7))
+    monitor = OutcomeMonitor(world.db.sessions, world.clock, world.executor, cache=world.cache, decide_batch=batch)
 
     def crash(done: int, total: int) -> None:
         raise RuntimeError("worker died")
 
     with pytest.raises(RuntimeError):
-        world.monitor.run_due(worker_id="w1", progress=crash)
-    assert world.monitor.run_due(worker_id="w2").claimed == 0  # w1's claims still hold
+        monitor.run_due(worker_id="w1", progress=crash)
+    assert monitor.run_due(worker_id="w2").claimed == 0  # w1's claims still hold
     world.clock.advance(timedelta(hours=1))
     seen: list[tuple[int, int]] = []
-    report = world.monitor.run_due(worker_id="w2", progress=lambda d, t: seen.append((d, t)))
-    assert report.claimed == 2 and seen == [(1, 2), (2, 2)]
+    report = monitor.run_due(worker_id="w2", progress=lambda d, t: seen.append((d, t)))
+    assert report.claimed == left and seen == [(d, left) for d in range(1, left + 1)]
     assert all(world.events(i).count("outcome_ok") == 1 for i in ids)
 
 
