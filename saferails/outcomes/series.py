@@ -169,8 +169,8 @@ def _read_panel(session: Session, starts: list[datetime], window: timedelta, pos
     connection = session.connection()
     pairs = connection.execute(sa.select(Interaction.person_a, Interaction.person_b, week).where(
         Interaction.occurred_at >= first, Interaction.occurred_at < last)).all()
-    obs = connection.execute(sa.select(Wellbeing.person, _bucket(Wellbeing.observed_at, starts, window, post).label("week"),
-                                    Wellbeing.burnout_score).where(
+    observed_week = _bucket(Wellbeing.observed_at, starts, window, post).label("week")
+    obs = connection.execute(sa.select(Wellbeing.person, observed_week, Wellbeing.burnout_score).where(
         Wellbeing.observed_at >= first, Wellbeing.observed_at < last)
         .order_by(Wellbeing.person, Wellbeing.observed_at)).all()
     a_col, b_col, w_col = zip(*pairs, strict=True) if pairs else ((), (), ())
