@@ -56,7 +56,7 @@ STOP_GRACE = 20.0
 HEARTBEAT_SECONDS = 30  # the smallest value Prefect accepts
 ZOMBIE_AUTOMATION = "saferails-crash-zombie-flow-runs"
 STUCK_PENDING_AUTOMATION = "saferails-crash-stuck-pending-flow-runs"
-PENDING_SECONDS = 120
+PENDING_SECONDS = 300  # generous: on a loaded machine a flow-run process can take a minute to start
 PREFETCH_SECONDS = 10  # how far ahead a worker claims scheduled runs (Prefect's default)
 # The Redis-backed implementations Prefect's multi-process server needs (prefect/cli/_server_utils.py checks all four).
 REDIS_SETTINGS = {
@@ -441,14 +441,21 @@ def processes_of(api_url: str) -> list[int]:
 
 
 def group_alive(pgid: int) -> bool:
-    """True while any process of group ``pgid`` exists."""
+    """True while any process of group ``pgid`` exists that is not a zombie (a killed process not yet reaped)."""
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    for entry in Path("/proc").iterdir():
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
 
 
 def parse_args(argv: list[str] | None = None) -> ClusterConfig:

@@ -136,6 +136,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--throughput", type=int, default=0, metavar="N",
                         help="measure N auto actions with 1, 2, 3 workers and through make serve (no kills)")
     parser.add_argument("--submitters", type=int, default=8, help="threads submitting actions concurrently")
+    parser.add_argument("--worker-limit", type=int, default=10,
+                        help="flow runs each worker runs at once (each is a Python process of ~200 MB)")
     parser.add_argument("--server-workers", type=int, default=ClusterConfig().server_workers,
                         help="Prefect API processes (more than 1: Redis messaging and a services process)")
     parser.add_argument("--redis-url", default=None,
@@ -153,7 +155,8 @@ def main(argv: list[str] | None = None) -> int:
     redis_url = ns.redis_url or f"redis://127.0.0.1:6379/{random.randint(1, 15)}"
     config = ClusterConfig(prefect_database=f"{tag}_prefect", store_database=f"{tag}_store",
                            owner_role=f"{tag}_owner", app_role=f"{tag}_app", port=free_port(), workers=ns.workers,
-                           api_port=free_port(), server_workers=ns.server_workers, redis_url=redis_url,
+                           api_port=free_port(), server_workers=ns.server_workers, worker_limit=ns.worker_limit,
+                           redis_url=redis_url,
                            data_dir=work / "data")
     # Prefect reads its settings from the environment when first imported: point this process at the cluster
     # before anything imports it.
@@ -187,11 +190,14 @@ def main(argv: list[str] | None = None) -> int:
         if cluster is not None:
             groups += cluster.pids()
             cluster.stop()
-        survivors = [g for g in set(groups) if group_alive(g)]
+        # Killed processes of a group may outlive its leader for a moment (until init reaps them): poll.
+        deadline = time.monotonic() + 30
+        while (survivors := [g for g in set(groups) if group_alive(g)]) and time.monotonic() < deadline:
+            time.sleep(0.2)
         if survivors:
             report.failures.append(f"process groups still alive after stop: {survivors}")
-        time.sleep(1)  # killed processes are reaped by init
-        left = processes_of(config.api_url)
+        while (left := processes_of(config.api_url)) and time.monotonic() < deadline:
+            time.sleep(0.2)
         if left:
             report.failures.append(f"processes of the cluster still running after stop: {left}")
         if not ns.keep:
