@@ -320,6 +320,8 @@ def approve_loop(api: Any, store: Any, runs: dict[str, str], kinds: dict[str, st
     while not stop.is_set():
         todo = [a for a, k in list(kinds.items()) if k in ("approve", "reject") and a not in decided]
         for action_id in todo:
+            if stop.is_set():
+                return
             try:
                 view = store.actions.get(action_id)
             except Exception:  # noqa: BLE001 - a transient store error: ask again next pass
