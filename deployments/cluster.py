@@ -57,6 +57,7 @@ HEARTBEAT_SECONDS = 30  # the smallest value Prefect accepts
 ZOMBIE_AUTOMATION = "saferails-crash-zombie-flow-runs"
 STUCK_PENDING_AUTOMATION = "saferails-crash-stuck-pending-flow-runs"
 PENDING_SECONDS = 300  # generous: on a loaded machine a flow-run process can take a minute to start
+SERVER_SETTLE_SECONDS = 20.0  # a multi-process server that stays up this long after answering is up
 PREFETCH_SECONDS = 10  # how far ahead a worker claims scheduled runs (Prefect's default)
 # The Redis-backed implementations Prefect's multi-process server needs (prefect/cli/_server_utils.py checks all four).
 REDIS_SETTINGS = {
@@ -284,15 +285,35 @@ class Cluster:
         if _healthy(self.config.api_url):
             raise SystemExit(f"something already answers on {self.config.ui_url}; stop it or pick --port")
         ensure_database(self.config.pg_admin_url, self.config.prefect_database)
+        if self.config.uses_redis:
+            # Migrated once beforehand: the API processes would otherwise all migrate a fresh database at once.
+            self.prefect("server", "database", "upgrade", "-y", env=self.server_env())
         argv = [sys.executable, "-m", "prefect", "server", "start", "--host", self.config.host,
                 "--port", str(self.config.port)]
         if self.config.uses_redis:
             # --workers > 1 runs the API processes without the background services (scheduler, automations,
             # zombie detection...): they run once, in a process of their own, as the self-hosting guide does.
             argv += ["--workers", str(self.config.server_workers)]
-        self.server = self.spawn("server", argv, self.server_env())
-        _await(lambda: _healthy(self.config.api_url), self.server, 240,
-               f"prefect server (see {self.logs / 'server.log'})")
+        for attempt in range(1, 4):
+            self.server = self.spawn("server", argv, self.server_env())
+            try:
+                _await(lambda: _healthy(self.config.api_url), self.server, 240,
+                       f"prefect server (see {self.logs / 'server.log'})")
+            except SystemExit:
+                if self.server.poll() is None or attempt == 3 or not self.config.uses_redis:
+                    raise
+            # On a fresh database every API process registers Prefect's block types at start-up and all but
+            # one may die on the unique key (uvicorn then stops them all) after the first answered: watch for that.
+            settled = time.monotonic() + (SERVER_SETTLE_SECONDS if self.config.uses_redis else 0)
+            while self.server.poll() is None and time.monotonic() < settled:
+                time.sleep(0.5)
+            if self.server.poll() is None:
+                break
+            print(f"prefect server exited during start-up ({self.server.returncode}); starting it again "
+                  f"(attempt {attempt + 1})", flush=True)
+            _stop(self.server)
+        else:
+            raise SystemExit(f"prefect server kept exiting during start-up; see {self.logs / 'server.log'}")
         if self.config.uses_redis:
             self.services = self.spawn("services", [sys.executable, "-m", "prefect", "server", "services", "start"],
                                        self.server_env())
@@ -310,11 +331,12 @@ class Cluster:
             self.worker_env())
         return proc
 
-    def prefect(self, *args: str, check: bool = True) -> bool:
+    def prefect(self, *args: str, check: bool = True, env: Mapping[str, str] | None = None) -> bool:
         """Run one ``prefect`` CLI command against this cluster's server; its output goes to ``cli.log``. The
         command runs in a session of its own, so :meth:`stop` finds it like any other process."""
         with (self.logs / "cli.log").open("ab") as log:
-            proc = subprocess.Popen([sys.executable, "-m", "prefect", *args], env=self.cli_env(), cwd=PROJECT_DIR,
+            proc = subprocess.Popen([sys.executable, "-m", "prefect", *args], env=dict(env or self.cli_env()),
+                                    cwd=PROJECT_DIR,
                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
             self.others["cli"] = proc
             rc = proc.wait(timeout=600)

@@ -319,6 +319,11 @@ def approve_loop(api: Any, store: Any, runs: dict[str, str], kinds: dict[str, st
     first_seen: dict[str, float] = {}
     while not stop.is_set():
         todo = [a for a, k in list(kinds.items()) if k in ("approve", "reject") and a not in decided]
+        try:
+            paused = paused_runs()  # one request a pass, not one per action: a loaded server answers slowly
+        except Exception:  # noqa: BLE001 - the server is restarting: ask again next pass
+            stop.wait(1)
+            continue
         for action_id in todo:
             if stop.is_set():
                 return
@@ -330,13 +335,19 @@ def approve_loop(api: Any, store: Any, runs: dict[str, str], kinds: dict[str, st
                 decided.add(action_id)
                 continue
             run_id = view.flow_run_id or runs[action_id]
-            try:
-                state = prefect_run_probe(run_id)
-            except Exception:  # noqa: BLE001 - the server is restarting: ask again next pass
-                continue
             waited = time.monotonic() - first_seen.setdefault(action_id, time.monotonic())
-            if state != "PAUSED" and (state in ALIVE or waited < GIVE_UP):
+            state: str | None
+            if run_id in paused:
+                state = "PAUSED"
+            elif waited < GIVE_UP:
                 continue
+            else:
+                try:
+                    state = prefect_run_probe(run_id)
+                except Exception:  # noqa: BLE001 - the server is restarting: ask again next pass
+                    continue
+                if state in ALIVE or state == "PAUSED":
+                    continue  # alive; a run paused since the pass began is decided next pass
             decide = api.approve if kinds[action_id] == "approve" else api.reject
             try:
                 decide(action_id, APPROVER, reason="scale test")
@@ -347,6 +358,17 @@ def approve_loop(api: Any, store: Any, runs: dict[str, str], kinds: dict[str, st
                 report.note(f"decided {action_id} directly: its run is {state}")
             decided.add(action_id)
         stop.wait(1)
+
+
+def paused_runs() -> set[str]:
+    """Ids of the flow runs in a Paused state (at most 200, the API's page; more than the cluster's slots here)."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
+    from prefect.client.schemas.objects import StateType
+
+    states = FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED]))
+    with get_client(sync_client=True) as client:
+        return {str(run.id) for run in client.read_flow_runs(flow_run_filter=FlowRunFilter(state=states), limit=200)}
 
 
 def settle(api: Any, store: Any, ids: dict[str, str], ns: argparse.Namespace, report: Report) -> None:
