@@ -6,16 +6,19 @@
    missing (``--pg-admin-url``, default ``postgresql://postgres@127.0.0.1:5432/postgres``);
 2. runs ``saferails.store.roles.init_roles`` on the store database: an owner role migrates the schema, an
    application role (no DDL, append-only audit tables) is what every worker connects as;
-3. starts ONE ``prefect server start`` process on 127.0.0.1 with
-   ``PREFECT_SERVER_DATABASE_CONNECTION_URL=postgresql+asyncpg://...``. One server process keeps its messaging
-   in memory, so Redis is not needed; running several API processes needs ``prefect-redis`` (see the README);
+3. starts the Prefect server on 127.0.0.1 with ``PREFECT_SERVER_DATABASE_CONNECTION_URL=postgresql+asyncpg://...``:
+   with ``--server-workers`` N > 1 (default 2) as Prefect's self-hosting guide runs it, ``prefect server start
+   --workers N`` (N API processes, no background services) plus ONE ``prefect server services start`` process,
+   all sharing messaging, cache, event ordering and concurrency leases through Redis (``prefect-redis``,
+   ``--redis-url``); with ``--server-workers 1``, one ``prefect server start`` process with in-memory messaging
+   and no Redis;
 4. creates the process work pool ``saferails`` (if missing) and runs ``prefect --no-prompt deploy --all`` from
    ``prefect.yaml``;
 5. starts ``--workers`` (3) ``prefect worker start --pool saferails`` processes, each in its own process group;
 6. starts the saferails HTTP API (``saferails api serve``, ``--api-port`` 8000, 0 for none) as the application role;
 7. prints the UI address and waits. Ctrl-C or SIGTERM stops the workers together (SIGTERM, then SIGKILL to the whole
    group after ``STOP_GRACE`` seconds; its flow runs are found through ``/proc`` and die with it) and the API, then
-   the server.
+   the server and its services; a signal during start-up stops what was started so far.
 
 Settings: the saferails part of every process's environment comes from the one settings model
 (``saferails.settings.load_settings`` reads ``SAFERAILS_*`` here, once); :func:`store_env` writes it back as the
@@ -33,7 +36,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
@@ -53,7 +56,16 @@ STOP_GRACE = 20.0
 HEARTBEAT_SECONDS = 30  # the smallest value Prefect accepts
 ZOMBIE_AUTOMATION = "saferails-crash-zombie-flow-runs"
 STUCK_PENDING_AUTOMATION = "saferails-crash-stuck-pending-flow-runs"
-PENDING_SECONDS = 120
+PENDING_SECONDS = 300  # generous: on a loaded machine a flow-run process can take a minute to start
+SERVER_SETTLE_SECONDS = 20.0  # a multi-process server that stays up this long after answering is up
+PREFETCH_SECONDS = 10  # how far ahead a worker claims scheduled runs (Prefect's default)
+# The Redis-backed implementations Prefect's multi-process server needs (prefect/cli/_server_utils.py checks all four).
+REDIS_SETTINGS = {
+    "PREFECT_MESSAGING_BROKER": "prefect_redis.messaging",
+    "PREFECT_MESSAGING_CACHE": "prefect_redis.messaging",
+    "PREFECT_SERVER_EVENTS_CAUSAL_ORDERING": "prefect_redis.ordering",
+    "PREFECT_SERVER_CONCURRENCY_LEASE_STORAGE": "prefect_redis.lease_storage",
+}
 
 
 @dataclass(frozen=True)
@@ -69,6 +81,9 @@ class ClusterConfig:
     port: int = 4200
     workers: int = 3
     worker_limit: int = 50
+    worker_poll_seconds: float = 1.0  # PREFECT_WORKER_QUERY_SECONDS (Prefect's default: 10)
+    server_workers: int = 2  # API processes; more than one needs Redis
+    redis_url: str = "redis://127.0.0.1:6379/0"
     api_port: int = 8000  # the saferails HTTP API; 0: not started
     data_dir: Path = field(default_factory=lambda: PROJECT_DIR / ".saferails" / "cluster")
 
@@ -100,8 +115,20 @@ class ClusterConfig:
             "PREFECT_FLOWS_HEARTBEAT_FREQUENCY": str(HEARTBEAT_SECONDS),
         }
 
+    @property
+    def uses_redis(self) -> bool:
+        return self.server_workers > 1
+
     def server_env(self) -> dict[str, str]:
-        return self.prefect_env() | {"PREFECT_SERVER_DATABASE_CONNECTION_URL": self.prefect_database_url}
+        """The server's API processes and its services process: the same database, and Redis when several."""
+        env = self.prefect_env() | {"PREFECT_SERVER_DATABASE_CONNECTION_URL": self.prefect_database_url}
+        if self.uses_redis:
+            env |= REDIS_SETTINGS | {"PREFECT_REDIS_MESSAGING_URL": self.redis_url}
+        return env
+
+    def worker_prefect_env(self) -> dict[str, str]:
+        """What workers (and the flow runs they start) read on top of :meth:`prefect_env`."""
+        return self.prefect_env() | {"PREFECT_WORKER_QUERY_SECONDS": str(self.worker_poll_seconds)}
 
 
 def store_env(settings: Settings) -> dict[str, str]:
@@ -188,31 +215,37 @@ def ensure_zombie_automation(config: ClusterConfig, missing_for: int = 3 * HEART
             print(f"automation {created.name}: {message} after {seconds} s -> Crashed", flush=True)
 
 
-def _healthy(url: str) -> bool:
+def _healthy(url: str, path: str = "/health") -> bool:
     try:
-        return httpx.get(f"{url}/health", timeout=2).status_code == 200
+        return httpx.get(f"{url}{path}", timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
 
 
 class Cluster:
-    """The running processes; :meth:`stop` leaves none behind (each is the leader of its own process group)."""
+    """The running processes; :meth:`stop` leaves none behind (each is the leader of its own process group, and
+    the flow runs the workers started are found through ``/proc``)."""
 
     def __init__(self, config: ClusterConfig, settings: Settings) -> None:
         self.config = config
         self.settings = settings
         self.server: subprocess.Popen[bytes] | None = None
+        self.services: subprocess.Popen[bytes] | None = None
         self.api: subprocess.Popen[bytes] | None = None
         self.workers: dict[str, subprocess.Popen[bytes]] = {}
+        self.others: dict[str, subprocess.Popen[bytes]] = {}  # started by callers through :meth:`spawn`
         self.logs = config.data_dir / "logs"
 
     # --- environments -----------------------------------------------------------------------------------------
     def worker_env(self) -> dict[str, str]:
         base = {k: v for k, v in os.environ.items() if not k.startswith(("SAFERAILS_", "PREFECT_"))}
-        return base | store_env(self.settings) | self.config.prefect_env()
+        return base | store_env(self.settings) | self.config.worker_prefect_env()
 
     def cli_env(self) -> dict[str, str]:
         return self.worker_env()
+
+    def server_env(self) -> dict[str, str]:
+        return {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")} | self.config.server_env()
 
     # --- start ------------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -231,59 +264,87 @@ class Cluster:
         if self.config.api_port:
             self.start_api()
 
+    def spawn(self, log: str, argv: list[str], env: Mapping[str, str]) -> subprocess.Popen[bytes]:
+        """Start ``argv`` in a process group (and session) of its own, output appended to ``logs/<log>.log``."""
+        with (self.logs / f"{log}.log").open("ab") as out:
+            return subprocess.Popen(argv, env=dict(env), cwd=PROJECT_DIR, stdout=out, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+
+    def start_other(self, name: str, argv: list[str], env: Mapping[str, str]) -> subprocess.Popen[bytes]:
+        """A process of the caller's (a comparison runner, say) that :meth:`stop` stops with the rest."""
+        self.others[name] = proc = self.spawn(name, argv, env)
+        return proc
+
     def start_api(self) -> None:
         """``saferails api serve`` on the store, as the application role (submitting and deciding from outside)."""
         url = f"http://{self.config.host}:{self.config.api_port}"
         if _healthy(url):
             raise SystemExit(f"something already answers on {url}; stop it or pick --api-port")
-        self.api = subprocess.Popen(
-            [sys.executable, "-m", "saferails.cli", "api", "serve", "--host", self.config.host,
-             "--port", str(self.config.api_port)],
-            env=self.worker_env(), cwd=PROJECT_DIR, stdout=(self.logs / "api.log").open("ab"),
-            stderr=subprocess.STDOUT, start_new_session=True)
-        for _ in range(240):
-            if self.api.poll() is not None:
-                raise SystemExit(f"the HTTP API exited ({self.api.returncode}); see {self.logs / 'api.log'}")
-            try:
-                if httpx.get(f"{url}/health/live", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.5)
-        raise SystemExit(f"the HTTP API did not answer within 120 s; see {self.logs / 'api.log'}")
+        self.api = self.spawn("api", [sys.executable, "-m", "saferails.cli", "api", "serve", "--host",
+                                      self.config.host, "--port", str(self.config.api_port)], self.worker_env())
+        _await(lambda: _healthy(url, "/health/live"), self.api, 120, f"the HTTP API (see {self.logs / 'api.log'})")
 
     def start_server(self) -> None:
+        """The API process(es) and, when they are several, the services process; returns once healthy."""
         if _healthy(self.config.api_url):
             raise SystemExit(f"something already answers on {self.config.ui_url}; stop it or pick --port")
         ensure_database(self.config.pg_admin_url, self.config.prefect_database)
-        env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")} | self.config.server_env()
-        self.server = subprocess.Popen(
-            [sys.executable, "-m", "prefect", "server", "start", "--host", self.config.host,
-             "--port", str(self.config.port)],
-            env=env, cwd=PROJECT_DIR, stdout=(self.logs / "server.log").open("ab"), stderr=subprocess.STDOUT,
-            start_new_session=True)
-        for _ in range(480):
-            if self.server.poll() is not None:
-                raise SystemExit(f"prefect server exited ({self.server.returncode}); see {self.logs / 'server.log'}")
-            if _healthy(self.config.api_url):
-                return
-            time.sleep(0.5)
-        raise SystemExit(f"prefect server not healthy after 240 s; see {self.logs / 'server.log'}")
+        if self.config.uses_redis:
+            # Migrated once beforehand: the API processes would otherwise all migrate a fresh database at once.
+            self.prefect("server", "database", "upgrade", "-y", env=self.server_env())
+        argv = [sys.executable, "-m", "prefect", "server", "start", "--host", self.config.host,
+                "--port", str(self.config.port)]
+        if self.config.uses_redis:
+            # --workers > 1 runs the API processes without the background services (scheduler, automations,
+            # zombie detection...): they run once, in a process of their own, as the self-hosting guide does.
+            argv += ["--workers", str(self.config.server_workers)]
+        for attempt in range(1, 4):
+            self.server = self.spawn("server", argv, self.server_env())
+            try:
+                _await(lambda: _healthy(self.config.api_url), self.server, 240,
+                       f"prefect server (see {self.logs / 'server.log'})")
+            except SystemExit:
+                if self.server.poll() is None or attempt == 3 or not self.config.uses_redis:
+                    raise
+            # On a fresh database every API process registers Prefect's block types at start-up and all but
+            # one may die on the unique key (uvicorn then stops them all) after the first answered: watch for that.
+            settled = time.monotonic() + (SERVER_SETTLE_SECONDS if self.config.uses_redis else 0)
+            while self.server.poll() is None and time.monotonic() < settled:
+                time.sleep(0.5)
+            if self.server.poll() is None:
+                break
+            print(f"prefect server exited during start-up ({self.server.returncode}); starting it again "
+                  f"(attempt {attempt + 1})", flush=True)
+            _stop(self.server)
+        else:
+            raise SystemExit(f"prefect server kept exiting during start-up; see {self.logs / 'server.log'}")
+        if self.config.uses_redis:
+            self.services = self.spawn("services", [sys.executable, "-m", "prefect", "server", "services", "start"],
+                                       self.server_env())
+
+    def restart_server(self) -> None:
+        """Stop the server's processes (SIGTERM, then SIGKILL to their groups) and start them on the same database."""
+        _stop_all([p for p in (self.services, self.server) if p is not None])
+        self.server = self.services = None
+        self.start_server()
 
     def start_worker(self, name: str) -> subprocess.Popen[bytes]:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "prefect", "worker", "start", "--pool", POOL, "--type", "process",
-             "--name", name, "--limit", str(self.config.worker_limit)],
-            env=self.worker_env(), cwd=PROJECT_DIR, stdout=(self.logs / f"{name}.log").open("ab"),
-            stderr=subprocess.STDOUT, start_new_session=True)
-        self.workers[name] = proc
+        self.workers[name] = proc = self.spawn(name, [
+            sys.executable, "-m", "prefect", "worker", "start", "--pool", POOL, "--type", "process", "--name", name,
+            "--limit", str(self.config.worker_limit), "--prefetch-seconds", str(PREFETCH_SECONDS)],
+            self.worker_env())
         return proc
 
-    def prefect(self, *args: str, check: bool = True) -> bool:
-        """Run one ``prefect`` CLI command against this cluster's server; its output goes to ``cli.log``."""
+    def prefect(self, *args: str, check: bool = True, env: Mapping[str, str] | None = None) -> bool:
+        """Run one ``prefect`` CLI command against this cluster's server; its output goes to ``cli.log``. The
+        command runs in a session of its own, so :meth:`stop` finds it like any other process."""
         with (self.logs / "cli.log").open("ab") as log:
-            rc = subprocess.run([sys.executable, "-m", "prefect", *args], env=self.cli_env(), cwd=PROJECT_DIR,
-                                stdout=log, stderr=subprocess.STDOUT, timeout=600).returncode
+            proc = subprocess.Popen([sys.executable, "-m", "prefect", *args], env=dict(env or self.cli_env()),
+                                    cwd=PROJECT_DIR,
+                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            self.others["cli"] = proc
+            rc = proc.wait(timeout=600)
+            self.others.pop("cli", None)
         if check and rc != 0:
             raise SystemExit(f"prefect {' '.join(args)} failed ({rc}); see {self.logs / 'cli.log'}")
         return rc == 0
@@ -306,17 +367,30 @@ class Cluster:
         _stop(self.workers.pop(name))
 
     def stop(self) -> None:
-        """Workers first, all at once (their runs report to the server while it is up), then the server."""
-        _stop_all([*self.workers.values(), *([self.api] if self.api else [])])
+        """Workers, the API and the caller's processes first, all at once (their runs report to the server while
+        it is up), then the server and its services. Idempotent."""
+        _stop_all([*self.workers.values(), *([self.api] if self.api else []), *self.others.values()])
         self.workers.clear()
+        self.others.clear()
         self.api = None
-        if self.server is not None:
-            _stop(self.server)
-            self.server = None
+        _stop_all([p for p in (self.services, self.server) if p is not None])
+        self.server = self.services = None
 
     def pids(self) -> list[int]:
-        procs = [*self.workers.values(), *([self.server] if self.server else []), *([self.api] if self.api else [])]
+        procs = [*self.workers.values(), *self.others.values(),
+                 *(p for p in (self.server, self.services, self.api) if p is not None)]
         return [p.pid for p in procs]
+
+
+def _await(ready: Callable[[], bool], proc: subprocess.Popen[bytes], seconds: float, what: str) -> None:
+    """Poll ``ready`` until true; ``SystemExit`` if ``proc`` exits first or ``seconds`` pass."""
+    deadline = time.monotonic() + seconds
+    while not ready():
+        if proc.poll() is not None:
+            raise SystemExit(f"{what} exited ({proc.returncode})")
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{what} not ready after {seconds:.0f} s")
+        time.sleep(0.5)
 
 
 def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
@@ -393,14 +467,21 @@ def processes_of(api_url: str) -> list[int]:
 
 
 def group_alive(pgid: int) -> bool:
-    """True while any process of group ``pgid`` exists."""
+    """True while any process of group ``pgid`` exists that is not a zombie (a killed process not yet reaped)."""
     try:
         os.killpg(pgid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    for entry in Path("/proc").iterdir():
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[2]) == pgid and fields[0] != "Z":
+            return True
+    return False
 
 
 def parse_args(argv: list[str] | None = None) -> ClusterConfig:
@@ -420,6 +501,13 @@ def parse_args(argv: list[str] | None = None) -> ClusterConfig:
     parser.add_argument("--workers", type=int, default=defaults.workers, help="worker processes (%(default)s)")
     parser.add_argument("--worker-limit", type=int, default=defaults.worker_limit,
                         help="flow runs per worker at once; a paused approval holds one (%(default)s)")
+    parser.add_argument("--worker-poll", type=float, default=defaults.worker_poll_seconds,
+                        help="seconds between a worker's polls for runs (PREFECT_WORKER_QUERY_SECONDS, %(default)s)")
+    parser.add_argument("--server-workers", type=int, default=defaults.server_workers,
+                        help="Prefect API processes; more than 1 uses Redis (--redis-url) and a services process "
+                        "(%(default)s)")
+    parser.add_argument("--redis-url", default=defaults.redis_url,
+                        help="Redis for Prefect's messaging with several API processes (%(default)s)")
     parser.add_argument("--api-port", type=int, default=defaults.api_port,
                         help="the saferails HTTP API; 0: none (%(default)s)")
     parser.add_argument("--data-dir", type=Path, default=defaults.data_dir,
@@ -427,8 +515,64 @@ def parse_args(argv: list[str] | None = None) -> ClusterConfig:
     ns = parser.parse_args(argv)
     return ClusterConfig(pg_admin_url=ns.pg_admin_url, prefect_database=ns.prefect_database,
                          store_database=ns.store_database, owner_role=ns.owner_role, app_role=ns.app_role,
-                         port=ns.port, workers=ns.workers, api_port=ns.api_port,
-                         worker_limit=ns.worker_limit, data_dir=ns.data_dir.resolve())
+                         port=ns.port, workers=ns.workers, api_port=ns.api_port, worker_limit=ns.worker_limit,
+                         worker_poll_seconds=ns.worker_poll, server_workers=ns.server_workers,
+                         redis_url=ns.redis_url, data_dir=ns.data_dir.resolve())
+
+
+class Interrupted(Exception):
+    """SIGTERM or SIGINT arrived: unwind to the ``finally`` that stops the cluster."""
+
+
+@contextlib.contextmanager
+def stop_signals() -> Iterator[None]:
+    """SIGTERM and SIGINT raise :class:`Interrupted` in the main thread inside the block (so a signal during
+    start-up unwinds to the caller's cleanup like one later); leaving the block ignores both, so a second Ctrl-C
+    cannot interrupt that cleanup. Process groups of their own do not see the terminal's Ctrl-C: only we stop them."""
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        raise Interrupted(signal.Signals(signum).name)
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for sig in previous:
+            signal.signal(sig, signal.SIG_IGN)
+
+
+def run(cluster: Cluster) -> None:
+    """Start ``cluster``, print where it is, restart a worker that exits, and stop everything on SIGTERM/Ctrl-C
+    (also during start-up); returns once nothing is left running."""
+    config = cluster.config
+    try:
+        with stop_signals():
+            try:
+                cluster.start()
+                print(f"Prefect UI: {config.ui_url}", flush=True)
+                print(f"Workers: {', '.join(cluster.workers)} (pool {POOL}); logs in {cluster.logs}", flush=True)
+                if cluster.api is not None:
+                    print(f"HTTP API: http://{config.host}:{config.api_port}/api/v1 (saferails api serve)",
+                          flush=True)
+                print(f"Store: {config.store_database} as role {config.app_role}; Ctrl-C stops everything",
+                      flush=True)
+                store_url = make_url(cluster.settings.database_url).render_as_string(hide_password=True)
+                links = (f" SAFERAILS_PUBLIC_URL='http://{config.host}:{config.api_port}'"
+                         if cluster.api is not None else "")
+                print(f"To propose and approve from another shell (README, Production):\n  export "
+                      f"SAFERAILS_DATABASE_URL='{store_url}' SAFERAILS_DATA_DIR='{config.data_dir}' "
+                      f"PREFECT_API_URL='{config.api_url}'{links}", flush=True)
+                while True:
+                    for name, proc in list(cluster.workers.items()):
+                        if proc.poll() is not None:
+                            print(f"{name} exited ({proc.returncode}); restarting it", flush=True)
+                            cluster.start_worker(name)
+                    time.sleep(2)
+            except Interrupted as signum:
+                print(f"{signum}: stopping", flush=True)
+    finally:
+        cluster.stop()
+        print("stopped", flush=True)
 
 
 def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) -> None:
@@ -436,38 +580,12 @@ def main(argv: list[str] | None = None, env: Mapping[str, str] | None = None) ->
     config.data_dir.mkdir(parents=True, exist_ok=True)
     print(f"preparing the store: database {config.store_database}, roles {config.owner_role} (schema) and "
           f"{config.app_role}", flush=True)
-    settings = prepare_store(config, load_settings(env))
-    cluster = Cluster(config, settings)
-
-    def on_signal(signum: int, frame: FrameType | None) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, on_signal)
-    try:
-        cluster.start()
-        print(f"Prefect UI: {config.ui_url}", flush=True)
-        print(f"Workers: {', '.join(cluster.workers)} (pool {POOL}); logs in {cluster.logs}", flush=True)
-        if cluster.api is not None:
-            print(f"HTTP API: http://{config.host}:{config.api_port}/api/v1 (saferails api serve)", flush=True)
-        print(f"Store: {config.store_database} as role {config.app_role}; Ctrl-C stops everything", flush=True)
-        store_url = make_url(settings.database_url).render_as_string(hide_password=True)
-        links = f" SAFERAILS_PUBLIC_URL='http://{config.host}:{config.api_port}'" if cluster.api is not None else ""
-        print(f"To propose and approve from another shell (README, Production):\n  export SAFERAILS_DATABASE_URL="
-              f"'{store_url}' SAFERAILS_DATA_DIR='{config.data_dir}' PREFECT_API_URL='{config.api_url}'{links}",
-              flush=True)
-        while True:
-            for name, proc in list(cluster.workers.items()):
-                if proc.poll() is not None:
-                    print(f"{name} exited ({proc.returncode}); restarting it", flush=True)
-                    cluster.start_worker(name)
-            time.sleep(2)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        cluster.stop()
-        print("stopped", flush=True)
+    with stop_signals():
+        try:
+            settings = prepare_store(config, load_settings(env))
+        except Interrupted:
+            return
+    run(Cluster(config, settings))
 
 
 if __name__ == "__main__":

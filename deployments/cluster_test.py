@@ -40,6 +40,7 @@ import threading
 import time
 import uuid
 from collections import Counter
+from concurrent.futures import FIRST_EXCEPTION, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
@@ -47,7 +48,15 @@ from typing import Any, cast
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
-from deployments.cluster import Cluster, ClusterConfig, group_alive, prepare_store, processes_of
+from deployments.cluster import (
+    Cluster,
+    ClusterConfig,
+    Interrupted,
+    group_alive,
+    prepare_store,
+    processes_of,
+    stop_signals,
+)
 from saferails.settings import load_settings
 
 KINDS = ("auto", "approve", "reject", "timeout")
@@ -97,6 +106,7 @@ class Report:
     run_states: Counter[str] = field(default_factory=Counter)
     sweeps: list[dict[str, Any]] = field(default_factory=list)
     phases: list[dict[str, Any]] = field(default_factory=list)
+    stages: dict[str, list[float]] = field(default_factory=dict)
 
     def note(self, text: str) -> None:
         line = f"[{time.monotonic() - self.started:7.1f}s] {text}"
@@ -125,6 +135,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--keep", action="store_true", help="leave databases and files for inspection")
     parser.add_argument("--throughput", type=int, default=0, metavar="N",
                         help="measure N auto actions with 1, 2, 3 workers and through make serve (no kills)")
+    parser.add_argument("--submitters", type=int, default=8, help="threads submitting actions concurrently")
+    parser.add_argument("--worker-limit", type=int, default=10,
+                        help="flow runs each worker runs at once (each is a Python process of ~200 MB)")
+    parser.add_argument("--server-workers", type=int, default=ClusterConfig().server_workers,
+                        help="Prefect API processes (more than 1: Redis messaging and a services process)")
+    parser.add_argument("--redis-url", default=None,
+                        help="default: redis://127.0.0.1:6379/<a database 1-15 picked at random>, flushed after")
     ns = parser.parse_args(argv)
     if ns.throughput:
         ns.workers = 1
@@ -135,9 +152,11 @@ def main(argv: list[str] | None = None) -> int:
     files.mkdir()
     policy = work / "policy.yaml"
     policy.write_text(POLICY.replace("TIMEOUT", f"{ns.approval_timeout}s"))
+    redis_url = ns.redis_url or f"redis://127.0.0.1:6379/{random.randint(1, 15)}"
     config = ClusterConfig(prefect_database=f"{tag}_prefect", store_database=f"{tag}_store",
                            owner_role=f"{tag}_owner", app_role=f"{tag}_app", port=free_port(), workers=ns.workers,
-                           api_port=free_port(),
+                           api_port=free_port(), server_workers=ns.server_workers, worker_limit=ns.worker_limit,
+                           redis_url=redis_url,
                            data_dir=work / "data")
     # Prefect reads its settings from the environment when first imported: point this process at the cluster
     # before anything imports it.
@@ -146,34 +165,43 @@ def main(argv: list[str] | None = None) -> int:
     cluster: Cluster | None = None
     groups: list[int] = []
     try:
-        settings = prepare_store(config, load_settings({"SAFERAILS_POLICY": str(policy),
-                                                        "SAFERAILS_FILE_ROOT": str(files)}))
-        cluster = Cluster(config, settings)
-        cluster.start()
-        groups += cluster.pids()
-        report.note(f"cluster up: {config.ui_url}, {len(cluster.workers)} workers, store {config.store_database}")
-        if ns.throughput:
-            throughput(cluster, settings, ns.throughput, report, groups)
-        else:
-            run(cluster, settings, ns, report, groups)
-    except (Exception, SystemExit) as exc:  # noqa: BLE001 - the report is printed and everything removed
-        report.failures.append(f"the test itself failed: {type(exc).__name__}: {exc}")
-        import traceback
+        with stop_signals():
+            try:
+                settings = prepare_store(config, load_settings({"SAFERAILS_POLICY": str(policy),
+                                                                "SAFERAILS_FILE_ROOT": str(files)}))
+                cluster = Cluster(config, settings)
+                cluster.start()
+                groups += cluster.pids()
+                report.note(f"cluster up: {config.ui_url}, {len(cluster.workers)} workers, "
+                            f"{config.server_workers} API process(es), store {config.store_database}")
+                if ns.throughput:
+                    throughput(cluster, settings, ns, report, groups)
+                else:
+                    run(cluster, settings, ns, report, groups)
+            except Interrupted as signum:
+                report.failures.append(f"interrupted by {signum}")
+                report.note(f"{signum}: stopping the cluster and removing what the test created")
+            except (Exception, SystemExit) as exc:  # noqa: BLE001 - the report is printed and everything removed
+                report.failures.append(f"the test itself failed: {type(exc).__name__}: {exc}")
+                import traceback
 
-        traceback.print_exc()
+                traceback.print_exc()
     finally:
         if cluster is not None:
             groups += cluster.pids()
             cluster.stop()
-        survivors = [g for g in set(groups) if group_alive(g)]
+        # Killed processes of a group may outlive its leader for a moment (until init reaps them): poll.
+        deadline = time.monotonic() + 30
+        while (survivors := [g for g in set(groups) if group_alive(g)]) and time.monotonic() < deadline:
+            time.sleep(0.2)
         if survivors:
             report.failures.append(f"process groups still alive after stop: {survivors}")
-        time.sleep(1)  # killed processes are reaped by init
-        left = processes_of(config.api_url)
+        while (left := processes_of(config.api_url)) and time.monotonic() < deadline:
+            time.sleep(0.2)
         if left:
             report.failures.append(f"processes of the cluster still running after stop: {left}")
         if not ns.keep:
-            cleanup(config, work)
+            cleanup(config, work, flush_redis=ns.redis_url is None and config.uses_redis)
     print_report(report)
     return 1 if report.failures else 0
 
@@ -198,10 +226,12 @@ def run(cluster: Cluster, settings: Any, ns: argparse.Namespace, report: Report,
     approver.start()
     kill_at = sorted(random.Random(7).sample(range(ns.count // 5, max(ns.count // 5 + 1, 4 * ns.count // 5)),
                                              k=min(ns.kills, max(1, ns.count // 5))))
-    restart_server_at = ns.count // 2 if not ns.no_server_restart else -1
+    # (after how many submissions, what): the kills and the server restart happen while submissions go on.
+    events: list[tuple[int, str]] = sorted([(k, "kill") for k in kill_at]
+                                           + ([] if ns.no_server_restart else [(ns.count // 2, "restart")]))
     victims = list(cluster.workers)[: ns.kills]
-    t0 = time.monotonic()
-    for i in range(ns.count):
+
+    def submit_one(i: int) -> None:
         kind = kind_of(i)
         label = {"auto": "auto", "approve": "gated", "reject": "gated", "timeout": "expires"}[kind]
         proposal = Proposal(action_type="create_document", target=f"{label}-{i:05d}",
@@ -210,26 +240,43 @@ def run(cluster: Cluster, settings: Any, ns: argparse.Namespace, report: Report,
         started = time.monotonic()
         sub = submit(api, proposal, report)
         report.submit_seconds.append(time.monotonic() - started)
-        ids[sub.action.id] = kind
         runs[sub.action.id] = str(sub.flow_run_id)
+        ids[sub.action.id] = kind
         kinds[sub.action.id] = kind
-        if i in kill_at and victims:
-            name = victims.pop(0)
-            report.note(f"SIGKILL {name} (process group) after {i + 1} submissions")
-            cluster.kill_worker(name)
-            time.sleep(3)
-            groups.append(cluster.start_worker(name).pid)
-            report.note(f"{name} restarted")
-        if i == restart_server_at:
-            restart_server(cluster, report, groups)
+
+    t0 = time.monotonic()
+    pool = ThreadPoolExecutor(ns.submitters, thread_name_prefix="submit")
+    try:
+        pending = {pool.submit(submit_one, i) for i in range(ns.count)}
+        while pending:
+            done, pending = wait(pending, timeout=1, return_when=FIRST_EXCEPTION)
+            for future in done:
+                future.result()  # a submission that failed even after its retries fails the test
+            submitted = ns.count - len(pending)
+            while events and submitted > events[0][0]:
+                _, what = events.pop(0)
+                if what == "restart":
+                    report.note(f"restarting the Prefect server after {submitted} submissions")
+                    cluster.restart_server()
+                    groups.extend(p.pid for p in (cluster.server, cluster.services) if p is not None)
+                    report.note("Prefect server back")
+                elif victims:
+                    name = victims.pop(0)
+                    report.note(f"SIGKILL {name} (process group and its flow runs) after {submitted} submissions")
+                    cluster.kill_worker(name)
+                    groups.append(cluster.start_worker(name).pid)
+                    report.note(f"{name} restarted")
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
     try:
         report.submitted_at = time.monotonic() - t0
-        report.note(f"{ns.count} actions submitted in {report.submitted_at:.1f}s")
+        report.note(f"{ns.count} actions submitted in {report.submitted_at:.1f}s by {ns.submitters} threads")
         settle(api, store, ids, ns, report)
         report.settled_at = time.monotonic() - t0
         stop.set()
         approver.join(30)
         pickup(store, ids, report)
+        report.stages = _stages(store, list(ids), runs)
         verify(store, settings, ids, Path(str(settings.file_root)), report)
     finally:
         stop.set()
@@ -238,36 +285,27 @@ def run(cluster: Cluster, settings: Any, ns: argparse.Namespace, report: Report,
         store.close()
 
 
-def submit(api: Any, proposal: Any, report: Report, attempts: int = 5) -> Any:
-    """``flows.api.submit_action`` through the deployment, retried on a server error or a dropped connection (a
-    loaded or restarting server answers 500/503): safe, since the proposal's idempotency key gives the same action
-    and the action id is the run's idempotency key, so a retry never makes a second action or run."""
+def submit(api: Any, proposal: Any, report: Report, patience: float = 300) -> Any:
+    """``flows.api.submit_action`` through the deployment, retried for up to ``patience`` seconds on a server
+    error or a dropped connection (a loaded or restarting server answers 500/503, or not at all): safe, since the
+    proposal's idempotency key gives the same action and the action id is the run's idempotency key, so a retry
+    never makes a second action or run."""
     import httpx
     from prefect.exceptions import PrefectHTTPStatusError
 
-    for attempt in range(1, attempts + 1):
+    deadline = time.monotonic() + patience
+    attempt = 0
+    while True:
+        attempt += 1
         try:
             return api.submit_action(proposal, deployment=DEPLOYMENT, poll_interval=2)
         except (PrefectHTTPStatusError, httpx.TransportError) as exc:
-            if attempt == attempts or (isinstance(exc, PrefectHTTPStatusError)
-                                       and exc.response.status_code < 500):
+            if time.monotonic() > deadline or (isinstance(exc, PrefectHTTPStatusError)
+                                               and exc.response.status_code < 500):
                 raise
-            report.note(f"submission of {proposal.target} failed ({type(exc).__name__}); retrying")
-            time.sleep(2 * attempt)
-    raise AssertionError("unreachable")
-
-
-def restart_server(cluster: Cluster, report: Report, groups: list[int]) -> None:
-    """Stop the server (SIGTERM, then SIGKILL to its group) and start it again on the same database."""
-    report.note("restarting the Prefect server")
-    assert cluster.server is not None
-    from deployments.cluster import _stop
-
-    _stop(cluster.server)
-    cluster.start_server()
-    assert cluster.server is not None
-    groups.append(cluster.server.pid)
-    report.note("Prefect server back")
+            if attempt == 1:
+                report.note(f"submission of {proposal.target} failed ({type(exc).__name__}); retrying")
+            time.sleep(min(2 * attempt, 10))
 
 
 def approve_loop(api: Any, store: Any, runs: dict[str, str], kinds: dict[str, str], decided: set[str],
@@ -281,7 +319,14 @@ def approve_loop(api: Any, store: Any, runs: dict[str, str], kinds: dict[str, st
     first_seen: dict[str, float] = {}
     while not stop.is_set():
         todo = [a for a, k in list(kinds.items()) if k in ("approve", "reject") and a not in decided]
+        try:
+            paused = paused_runs()  # one request a pass, not one per action: a loaded server answers slowly
+        except Exception:  # noqa: BLE001 - the server is restarting: ask again next pass
+            stop.wait(1)
+            continue
         for action_id in todo:
+            if stop.is_set():
+                return
             try:
                 view = store.actions.get(action_id)
             except Exception:  # noqa: BLE001 - a transient store error: ask again next pass
@@ -290,13 +335,19 @@ def approve_loop(api: Any, store: Any, runs: dict[str, str], kinds: dict[str, st
                 decided.add(action_id)
                 continue
             run_id = view.flow_run_id or runs[action_id]
-            try:
-                state = prefect_run_probe(run_id)
-            except Exception:  # noqa: BLE001 - the server is restarting: ask again next pass
-                continue
             waited = time.monotonic() - first_seen.setdefault(action_id, time.monotonic())
-            if state != "PAUSED" and (state in ALIVE or waited < GIVE_UP):
+            state: str | None
+            if run_id in paused:
+                state = "PAUSED"
+            elif waited < GIVE_UP:
                 continue
+            else:
+                try:
+                    state = prefect_run_probe(run_id)
+                except Exception:  # noqa: BLE001 - the server is restarting: ask again next pass
+                    continue
+                if state in ALIVE or state == "PAUSED":
+                    continue  # alive; a run paused since the pass began is decided next pass
             decide = api.approve if kinds[action_id] == "approve" else api.reject
             try:
                 decide(action_id, APPROVER, reason="scale test")
@@ -307,6 +358,17 @@ def approve_loop(api: Any, store: Any, runs: dict[str, str], kinds: dict[str, st
                 report.note(f"decided {action_id} directly: its run is {state}")
             decided.add(action_id)
         stop.wait(1)
+
+
+def paused_runs() -> set[str]:
+    """Ids of the flow runs in a Paused state (at most 200, the API's page; more than the cluster's slots here)."""
+    from prefect import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterState, FlowRunFilterStateType
+    from prefect.client.schemas.objects import StateType
+
+    states = FlowRunFilterState(type=FlowRunFilterStateType(any_=[StateType.PAUSED]))
+    with get_client(sync_client=True) as client:
+        return {str(run.id) for run in client.read_flow_runs(flow_run_filter=FlowRunFilter(state=states), limit=200)}
 
 
 def settle(api: Any, store: Any, ids: dict[str, str], ns: argparse.Namespace, report: Report) -> None:
@@ -408,12 +470,13 @@ def verify(store: Any, settings: Any, ids: dict[str, str], files: Path, report: 
         report.failures.append(f"audit chain does not verify: {result}")
 
 
-def throughput(cluster: Cluster, settings: Any, n: int, report: Report, groups: list[int]) -> None:
+def throughput(cluster: Cluster, settings: Any, ns: argparse.Namespace, report: Report, groups: list[int]) -> None:
     """N auto actions per phase: 1, 2, 3 workers, then ``deployments.serve`` alone (workers stopped)."""
     from blocks.settings import install_runtime
     from flows import api
     from saferails.api import open_store
 
+    n = ns.throughput
     store = open_store(settings, upgrade=False)
     install_runtime(store)
     store.actions.upsert_principal(AGENT, groups=["agents"])
@@ -421,58 +484,73 @@ def throughput(cluster: Cluster, settings: Any, n: int, report: Report, groups: 
         for workers in (1, 2, 3):
             while len(cluster.workers) < workers:
                 groups.append(cluster.start_worker(f"worker-{len(cluster.workers) + 1}").pid)
-            report.phases.append(_phase(f"cluster, {workers} worker(s)", api, store, n, report))
+            report.phases.append(_phase(f"cluster, {workers} worker(s)", api, store, n, ns.submitters, report))
         for name in list(cluster.workers):
             cluster.stop_worker(name)
-        serve = _start_serve(cluster, report)
-        groups.append(serve.pid)
-        try:
-            report.phases.append(_phase("make serve (one process)", api, store, n, report))
-        finally:
-            from deployments.cluster import _stop
-
-            _stop(serve)
+        groups.append(_start_serve(cluster, report).pid)
+        report.phases.append(_phase("make serve (one process)", api, store, n, ns.submitters, report))
     finally:
         install_runtime(None)
         store.close()
 
 
 def _start_serve(cluster: Cluster, report: Report) -> Any:
-    """``python -m deployments.serve`` against the cluster's server and store (its deployments replace the
-    work-pool ones of the same name), started as ``make serve`` starts it; returns once it serves."""
-    import subprocess
+    """``python -m deployments.serve`` against the cluster's server and store, started as ``make serve`` starts it
+    (its own HTTP API and metrics on free ports); returns once its runner has registered the action deployment.
+    The work-pool deployments are deleted first: the runner's upsert of a deployment of the same name would keep
+    the work-pool one's pull steps, and the runner would run them."""
+    from prefect import get_client
 
-    env = cluster.worker_env() | {"SAFERAILS_METRICS_PORT": str(free_port()),
+    with get_client(sync_client=True) as client:
+        for deployment in client.read_deployments():
+            client.delete_deployment(deployment.id)
+    env = cluster.worker_env() | {"SAFERAILS_METRICS_PORT": str(free_port()), "SAFERAILS_API_PORT": str(free_port()),
                                   "SAFERAILS_SERVE_PORT": str(cluster.config.port)}
-    log = (cluster.logs / "serve.log").open("ab")
-    proc = subprocess.Popen([sys.executable, "-m", "deployments.serve"], env=env, cwd=str(Path.cwd()), stdout=log,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    proc = cluster.start_other("serve", [sys.executable, "-m", "deployments.serve"], env)
     deadline = time.monotonic() + 300
-    while b"Serving:" not in (cluster.logs / "serve.log").read_bytes():
+    while not _served(DEPLOYMENT):
         if proc.poll() is not None or time.monotonic() > deadline:
             raise SystemExit(f"deployments.serve did not start; see {cluster.logs / 'serve.log'}")
         time.sleep(1)
-    time.sleep(5)  # the runner registers its deployments right after printing them
     report.note("make serve's runner is serving the deployments")
     return proc
 
 
-def _phase(label: str, api: Any, store: Any, n: int, report: Report) -> dict[str, Any]:
+def _served(name: str) -> bool:
+    """True once deployment ``name`` exists outside any work pool (a runner registered it)."""
+    from prefect import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    with get_client(sync_client=True) as client:
+        try:
+            return client.read_deployment_by_name(name).work_pool_name is None
+        except ObjectNotFound:
+            return False
+
+
+def _phase(label: str, api: Any, store: Any, n: int, submitters: int, report: Report) -> dict[str, Any]:
     from saferails.actions.lifecycle import FINAL_STATES
     from saferails.actions.models import Proposal
 
     tag = uuid.uuid4().hex[:6]
-    report.note(f"{label}: submitting {n} auto actions")
-    ids: list[str] = []
+    report.note(f"{label}: submitting {n} auto actions from {submitters} threads")
     submits: list[float] = []
-    t0 = time.monotonic()
-    for i in range(n):
+    runs: dict[str, str] = {}
+
+    def submit_one(i: int) -> str:
         proposal = Proposal(action_type="create_document", target=f"auto-{tag}-{i:04d}",
                             params={"path": f"tp-{tag}-{i:04d}.md", "content": f"{label} {i}\n"},
                             proposer=AGENT, reason="throughput", idempotency_key=f"tp-{tag}-{i}")
         started = time.monotonic()
-        ids.append(submit(api, proposal, report).action.id)
+        sub = submit(api, proposal, report)
         submits.append(time.monotonic() - started)
+        runs[sub.action.id] = str(sub.flow_run_id)
+        return str(sub.action.id)
+
+    t0 = time.monotonic()
+    with ThreadPoolExecutor(submitters, thread_name_prefix="submit") as pool:
+        ids = list(pool.map(submit_one, range(n)))
+    submitted = time.monotonic() - t0
     while True:
         states = Counter(store.actions.get(a).state for a in ids)
         if sum(c for s, c in states.items() if s in FINAL_STATES) == n:
@@ -482,34 +560,72 @@ def _phase(label: str, api: Any, store: Any, n: int, report: Report) -> dict[str
             break
         time.sleep(1)
     seconds = time.monotonic() - t0
-    pickups, stores = _timings(store, ids)
+    stages = _stages(store, ids, runs)
     phase = {"label": label, "n": n, "seconds": seconds, "per_min": 60 * n / seconds, "states": dict(states),
-             "submit_median": _pct(submits, 0.5), "pickup_median": _pct(pickups, 0.5),
-             "pickup_p95": _pct(pickups, 0.95), "store_median": _pct(stores, 0.5)}
-    report.note(f"{label}: {phase['per_min']:.1f} actions/min ({seconds:.0f} s), {dict(states)}")
+             "submitted": submitted, "create": _pct(submits, 0.5),
+             **{k: _pct(v, 0.5) for k, v in stages.items()}}
+    report.note(f"{label}: {phase['per_min']:.1f} actions/min ({seconds:.0f} s, all submitted after "
+                f"{submitted:.0f} s), {dict(states)}")
     return phase
 
 
-def _timings(store: Any, ids: list[str]) -> tuple[list[float], list[float]]:
-    """Per action, from the store's own timestamps: proposal -> flow run attached, attached -> completed."""
-    from saferails.store.tables import Action, AuditRecord
+STAGES = ("queued", "start", "runtime", "store")
+STAGE_HELP = {
+    "create": "propose + create the deployment's flow run (one submission)",
+    "queued": "run Scheduled -> Pending: waiting for a worker's poll and a free slot",
+    "start": "Pending -> Running: a new Python process importing Prefect and the flow",
+    "runtime": "Running -> action attached: our runtime built (block, store, migration check) and attach",
+    "store": "attached -> executed: policy, decision and execution in our store",
+}
+
+
+def _stages(store: Any, ids: list[str], runs: dict[str, str]) -> dict[str, list[float]]:
+    """Per action, seconds spent in each of :data:`STAGES`: Prefect's state history of its first flow run (when
+    the worker claimed it, when its process started the flow) and the store's own timestamps (attached,
+    executed). Only actions that went through every stage count."""
+    from datetime import UTC, datetime
+
+    from prefect import get_client
+
+    from saferails.store.tables import AuditRecord
+
+    def utc(at: datetime) -> datetime:
+        return at if at.tzinfo else at.replace(tzinfo=UTC)
 
     with store.sessions() as session:
-        rows = session.execute(sa.select(Action.id, Action.created_at).where(Action.id.in_(ids))).tuples().all()
-        created = dict(rows)
         q = sa.select(AuditRecord.entity_id, AuditRecord.event, sa.func.min(AuditRecord.occurred_at)).where(
             AuditRecord.entity_id.in_(ids), AuditRecord.event.in_(["flow_run_attached", "executed"])).group_by(
             AuditRecord.entity_id, AuditRecord.event)
-        seen: dict[tuple[str, str], Any] = {(e, ev): at for e, ev, at in session.execute(q).tuples().all()}
-    pickups = [(seen[(a, "flow_run_attached")] - created[a]).total_seconds() for a in ids
-               if (a, "flow_run_attached") in seen]
-    stores = [(seen[(a, "executed")] - seen[(a, "flow_run_attached")]).total_seconds() for a in ids
-              if (a, "executed") in seen and (a, "flow_run_attached") in seen]
-    return pickups, stores
+        seen = {(e, ev): utc(at) for e, ev, at in session.execute(q).tuples().all()}
+    out: dict[str, list[float]] = {k: [] for k in STAGES}
+    with get_client(sync_client=True) as client:
+        for action_id in ids:
+            if (action_id, "executed") not in seen or (action_id, "flow_run_attached") not in seen:
+                continue
+            history = client.read_flow_run_states(uuid.UUID(runs[action_id]))
+            first: dict[str, datetime] = {}
+            for state in sorted(history, key=lambda st: st.timestamp):
+                first.setdefault(state.type.value, utc(state.timestamp))
+            if not {"SCHEDULED", "PENDING", "RUNNING"} <= first.keys():
+                continue
+            attached, executed = seen[(action_id, "flow_run_attached")], seen[(action_id, "executed")]
+            out["queued"].append((first["PENDING"] - first["SCHEDULED"]).total_seconds())
+            out["start"].append((first["RUNNING"] - first["PENDING"]).total_seconds())
+            out["runtime"].append((attached - first["RUNNING"]).total_seconds())
+            out["store"].append((executed - attached).total_seconds())
+    return out
 
 
-def cleanup(config: ClusterConfig, work: Path) -> None:
-    """Drop the test's databases and roles and remove its directory."""
+def cleanup(config: ClusterConfig, work: Path, *, flush_redis: bool = False) -> None:
+    """Drop the test's databases and roles, remove its directory and (``flush_redis``) empty its Redis database."""
+    if flush_redis:
+        import redis
+
+        client = redis.Redis.from_url(config.redis_url)
+        try:
+            client.flushdb()
+        finally:
+            client.close()
     admin = make_url(config.pg_admin_url).set(drivername="postgresql+psycopg")
     engine = sa.create_engine(admin, isolation_level="AUTOCOMMIT", poolclass=sa.pool.NullPool)
     try:
@@ -536,16 +652,22 @@ def print_report(report: Report) -> None:
     if report.settled_at:
         print(f"submitted in {report.submitted_at:.1f}s, all final after {report.settled_at:.1f}s: "
               f"{60 * report.count / report.settled_at:.0f} actions/min end to end")
-    print(f"submit (propose + create the deployment run): median {_pct(report.submit_seconds, 0.5) * 1000:.0f} ms, "
-          f"p95 {_pct(report.submit_seconds, 0.95) * 1000:.0f} ms")
-    print(f"proposal -> flow run attached (Prefect scheduling + worker pickup + process start): median "
-          f"{_pct(report.pickup_seconds, 0.5):.1f}s, p95 {_pct(report.pickup_seconds, 0.95):.1f}s")
+    if report.submit_seconds:
+        print(f"create ({STAGE_HELP['create']}): median {_pct(report.submit_seconds, 0.5):.2f}s, "
+              f"p95 {_pct(report.submit_seconds, 0.95):.2f}s")
+        print(f"proposal -> flow run attached: median {_pct(report.pickup_seconds, 0.5):.1f}s, "
+              f"p95 {_pct(report.pickup_seconds, 0.95):.1f}s")
+    for stage, values in report.stages.items():
+        print(f"{stage:>8} ({STAGE_HELP[stage]}): median {_pct(values, 0.5):.2f}s, p95 {_pct(values, 0.95):.2f}s"
+              f" (n={len(values)})")
     if report.phases:
-        print(f"{'throughput phase':<28} {'actions/min':>11} {'submit':>8} {'pickup':>8} {'pickup95':>9} "
-              f"{'store':>7}  (medians, seconds; N={report.phases[0]['n']} each)")
+        print(f"\n{'throughput phase':<26} {'act/min':>7} {'submit':>7} {'create':>7} "
+              + " ".join(f"{s:>7}" for s in STAGES) + f"  (seconds; stages are medians; N={report.phases[0]['n']})")
     for p in report.phases:
-        print(f"{p['label']:<28} {p['per_min']:>11.1f} {p['submit_median']:>8.2f} {p['pickup_median']:>8.1f} "
-              f"{p['pickup_p95']:>9.1f} {p['store_median']:>7.2f}  {p['states']}")
+        print(f"{p['label']:<26} {p['per_min']:>7.1f} {p['submitted']:>7.1f} {p['create']:>7.2f} "
+              + " ".join(f"{p.get(s, float('nan')):>7.2f}" for s in STAGES) + f"  {p['states']}")
+    if report.phases:
+        print("submit: seconds until all N were submitted; " + "; ".join(f"{k}: {v}" for k, v in STAGE_HELP.items()))
     print("final states by kind:", dict(sorted(report.states.items())))
     print("last flow run states:", dict(sorted(report.run_states.items())))
     for line in report.failures[:30]:

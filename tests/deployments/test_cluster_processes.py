@@ -63,3 +63,62 @@ def test_a_killed_worker_takes_its_flow_runs_with_it_and_nothing_of_the_cluster_
     assert proc.returncode == -signal.SIGKILL
     eventually(_gone(run))
     eventually(lambda: not processes_of(config.api_url))
+
+
+# A cluster whose processes are stand-ins: a "server" that sleeps and two "workers" that each start a "flow run" in
+# a session of its own. ``run`` supervises them exactly as it supervises the real ones. With ``hang`` its start-up
+# blocks after the server and the workers are up (a signal then arrives during start-up).
+CLUSTER = """
+import os, sys, threading, time
+from pathlib import Path
+from deployments.cluster import Cluster, ClusterConfig, run
+from saferails.settings import Settings
+
+WORKER = sys.argv[4]
+data, port, hang = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3] == "hang"
+
+class Fake(Cluster):
+    def start(self):
+        self.logs.mkdir(parents=True, exist_ok=True)
+        env = dict(os.environ) | self.config.prefect_env()
+        self.server = self.spawn("server", [sys.executable, "-c", "import time; time.sleep(600)"], env)
+        for i in (1, 2):
+            self.workers[f"worker-{i}"] = self.spawn(f"worker-{i}", [sys.executable, "-c", WORKER,
+                                                                     str(data / f"run-{i}.pid")], env)
+        while not all((data / f"run-{i}.pid").exists() for i in (1, 2)):
+            time.sleep(0.05)
+        if hang:
+            print("starting", flush=True)
+            threading.Event().wait()
+
+run(Fake(ClusterConfig(port=port, data_dir=data), Settings()))
+"""
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="needs Linux /proc")
+@pytest.mark.parametrize(("sig", "when"), [(signal.SIGTERM, "up"), (signal.SIGINT, "up"),
+                                           (signal.SIGTERM, "hang")])
+def test_a_signal_to_the_supervisor_stops_every_process_it_started_without_a_traceback(
+        tmp_path: Path, sig: signal.Signals, when: str) -> None:
+    config = ClusterConfig(port=2, data_dir=tmp_path)
+    out, err = tmp_path / "out", tmp_path / "err"
+    with out.open("wb") as o, err.open("wb") as e:
+        # Its own session, as a terminal's foreground job: SIGINT goes to its group, as Ctrl-C would.
+        proc = subprocess.Popen([sys.executable, "-c", CLUSTER, str(tmp_path), "2", when, WORKER],
+                                cwd=Path(__file__).resolve().parents[2], stdout=o, stderr=e,
+                                start_new_session=True)
+    try:
+        ready = "starting" if when == "hang" else "Prefect UI:"
+        eventually(lambda: ready in out.read_text() or proc.poll() is not None)
+        runs = [int((tmp_path / f"run-{i}.pid").read_text()) for i in (1, 2)]
+        assert len(processes_of(config.api_url)) >= 5  # server, two workers, two flow runs
+        os.killpg(proc.pid, sig)
+        assert proc.wait(timeout=60) == 0, err.read_text()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert "Traceback" not in err.read_text(), err.read_text()
+    assert out.read_text().rstrip().endswith("stopped")
+    for run in runs:
+        eventually(_gone(run))
+    eventually(lambda: not processes_of(config.api_url))
