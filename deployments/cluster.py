@@ -68,6 +68,15 @@ REDIS_SETTINGS = {
 }
 
 
+def _default_sigint() -> None:
+    """In a child before exec: SIGINT handled by default (an ignored signal is inherited across exec)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+# The long-lived consumers of prefect.yaml (flow name/deployment name), run once when the cluster starts.
+CONSUMER_DEPLOYMENTS = ("saferails-dispatch-outbox/dispatch-outbox", "saferails-relay-audit-events/relay")
+
+
 @dataclass(frozen=True)
 class ClusterConfig:
     """Everything about the cluster that is not a saferails setting. Every address is on 127.0.0.1."""
@@ -85,6 +94,7 @@ class ClusterConfig:
     server_workers: int = 2  # API processes; more than one needs Redis
     redis_url: str = "redis://127.0.0.1:6379/0"
     api_port: int = 8000  # the saferails HTTP API; 0: not started
+    start_consumers: bool = True  # one run of the relay and dispatch-outbox deployments at start-up
     data_dir: Path = field(default_factory=lambda: PROJECT_DIR / ".saferails" / "cluster")
 
     @property
@@ -261,14 +271,21 @@ class Cluster:
         print(f"starting {self.config.workers} workers", flush=True)
         for i in range(1, self.config.workers + 1):
             self.start_worker(f"worker-{i}")
+        if self.config.start_consumers:
+            # The consumers' schedules are hourly (each run lasts the hour): without a run now nothing would
+            # dispatch or relay during the cluster's first hour (as ``make serve``'s start_consumers).
+            for deployment in CONSUMER_DEPLOYMENTS:
+                self.prefect("deployment", "run", deployment, check=False)
         if self.config.api_port:
             self.start_api()
 
     def spawn(self, log: str, argv: list[str], env: Mapping[str, str]) -> subprocess.Popen[bytes]:
         """Start ``argv`` in a process group (and session) of its own, output appended to ``logs/<log>.log``."""
         with (self.logs / f"{log}.log").open("ab") as out:
+            # SIGINT back to its default: a shell starting ``make cluster &`` ignores it for its children, and a
+            # Prefect worker stops by sending itself SIGINT (it would then wait out the grace period).
             return subprocess.Popen(argv, env=dict(env), cwd=PROJECT_DIR, stdout=out, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
+                                    start_new_session=True, preexec_fn=_default_sigint)
 
     def start_other(self, name: str, argv: list[str], env: Mapping[str, str]) -> subprocess.Popen[bytes]:
         """A process of the caller's (a comparison runner, say) that :meth:`stop` stops with the rest."""
