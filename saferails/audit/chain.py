@@ -111,9 +111,12 @@ def record_digest(
     return hashlib.sha256(body.encode("utf-8")).hexdigest()
 
 
-def digest_of(row: AuditRecord) -> str:
-    """Recompute a stored record's hash from its columns. Raises ``ValueError`` for a record not chained yet."""
-    if row.prev_hash is None:
+def digest_of(row: Any, prev_hash: str | None = None) -> str:
+    """Recompute a stored record's hash from its columns (an ``AuditRecord`` or a result row with its columns),
+    linked to ``prev_hash`` when given (the sequencer chaining it), else to its own stored ``prev_hash``. Raises
+    ``ValueError`` for a record not chained yet and no ``prev_hash`` given."""
+    prev_hash = row.prev_hash if prev_hash is None else prev_hash
+    if prev_hash is None:
         raise ValueError(f"audit record {row.sequence} is not chained yet")
     return record_digest(
         sequence=row.sequence,
@@ -126,7 +129,7 @@ def digest_of(row: AuditRecord) -> str:
         target=row.target,
         tenant=row.tenant,
         details=row.details,
-        prev_hash=row.prev_hash,
+        prev_hash=prev_hash,
     )
 
 

@@ -37,7 +37,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from saferails.audit.chain import SEQUENCER_LOCK_KEY, _head_lock, content_mac, read_head, record_digest
+from saferails.audit.chain import SEQUENCER_LOCK_KEY, _head_lock, content_mac, digest_of, read_head
 from saferails.audit.checkpoints import signer_of
 from saferails.audit.signing import AuditSigner
 from saferails.clock import as_utc
@@ -152,19 +152,7 @@ def _chain_batch(session: Session, bound: int, batch_size: int, at: datetime) ->
                 "nothing after it is chained; run audit verify",
                 sequence=row.sequence,
             )
-        digest = record_digest(
-            sequence=row.sequence,
-            occurred_at=row.occurred_at,
-            actor=row.actor,
-            event=row.event,
-            entity_type=row.entity_type,
-            entity_id=row.entity_id,
-            action_type=row.action_type,
-            target=row.target,
-            tenant=row.tenant,
-            details=row.details,
-            prev_hash=prev,
-        )
+        digest = digest_of(row, prev_hash=prev)
         updates.append({"b_sequence": row.sequence, "b_prev_hash": prev, "b_hash": digest})
         prev = digest
     result = session.connection().execute(_CHAIN_UPDATE, updates)
