@@ -115,22 +115,36 @@ def _verified(sessions: Any, signer: Any) -> str:
 
 
 def measure(database: BenchDatabase, per_writer: int, counts: tuple[int, ...] = WRITERS) -> list[Result]:
-    """One Result per writer count (PostgreSQL only); the schema must already be migrated."""
+    """One Result per writer count (PostgreSQL only). The writers get a database of their own beside
+    ``database`` (created, migrated and dropped here): the earlier measurements append inline and unsigned, and the
+    chain the writers leave is verified with the signing key's public half from its first record."""
+    own = make_url(database.url).set(database=f"{make_url(database.url).database}_writers")
+    admin = sa.create_engine(make_url(database.url).set(database="postgres"), isolation_level="AUTOCOMMIT",
+                             poolclass=sa.NullPool)
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{own.database}" WITH (FORCE)')
+        conn.exec_driver_sql(f'CREATE DATABASE "{own.database}"')
+    try:
+        return _measure(BenchDatabase("postgresql", own.render_as_string(hide_password=False)), per_writer, counts)
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{own.database}" WITH (FORCE)')
+        admin.dispose()
+
+
+def _measure(database: BenchDatabase, per_writer: int, counts: tuple[int, ...]) -> list[Result]:
     url = make_url(database.url).update_query_dict({"application_name": APP_NAME}).render_as_string(
         hide_password=False)
     name = str(make_url(database.url).database)
     context = multiprocessing.get_context("spawn")
     from saferails.audit.signing import AuditSigner
-    from saferails.store.db import create_engine, session_factory
+    from saferails.store.db import create_engine, migrate, session_factory
 
     key_file = str(Path(tempfile.mkdtemp(prefix="saferails-bench-key-")) / "audit.key")
     signer = AuditSigner.load_or_create(key_file)  # the writers load it too: their records carry its MAC
     engine = create_engine(database.url)
+    migrate(engine)
     sessions = session_factory(engine, audit_signer=signer)
-    # Earlier measurements of this run appended inline (the sequencer setting is off by default): switching a store
-    # to the sequencer is the owner's step the README names, done here as the bench's database owner.
-    with engine.begin() as conn:
-        conn.execute(sa.text("SELECT setval('audit_log_sequence', (SELECT sequence FROM audit_head) + 1, false)"))
     results: list[Result] = []
     base: float | None = None
     for n in counts:
