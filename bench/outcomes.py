@@ -1,9 +1,9 @@
 """Outcome-monitoring benchmarks (issue 4).
 
 1. The outcome sweep on a generated organisation (default 20,000 people, ``PRE_WEEKS`` weeks of interactions
-   before the execution day and one after) with 1,000 completed interventions executed on one day through the
-   real ActionService and ExecutionService, then swept once per judge (``thresholds`` and ``did``, each on a copy
-   of the store): the time to schedule the checks (capturing baselines from one shared snapshot) and to decide
+   before the execution day and the longest judge delay after) with 1,000 completed interventions executed on
+   one day through the real ActionService and ExecutionService, then swept once per judge (``thresholds`` and
+   ``did``, each on a copy of the store, after its default delay: 7 days, 21 days): the time to schedule the checks (capturing baselines from one shared snapshot) and to decide
    all of them once due (one shared current snapshot; for ``did`` the weekly panel of the pre-period read once),
    wall and CPU seconds, and the phases: reading and hashing snapshot data, computing snapshot metrics,
    persisting snapshots, the did judge's shared reads, and the rest (per-check judging and writing). Runs on
@@ -39,7 +39,9 @@ from saferails.store.db import create_engine, migrate, session_factory, transact
 
 AREA = "outcomes"
 JUDGE_NAMES = ("thresholds", "did")
-PRE_WEEKS = 4  # the did judge's pre-period in the benchmark (the generated organisation spans it and a week)
+PRE_WEEKS = 4  # the did judge's pre-period in the benchmark (the generated organisation spans it and the delay)
+# Each judge's default delay (saferails.outcomes.rules): the sweep runs that long after the execution day.
+DELAY_DAYS = {"thresholds": 7, "did": 21}
 EXECUTED_AT = datetime(2026, 11, 22, 9, 0, tzinfo=UTC)
 OPEN_POLICY = 'version: "bench-outcomes"\nimpact: {default: low}\nrules: []\n'
 
@@ -56,8 +58,8 @@ def run(args: BenchArgs) -> list[Result]:
 
 
 def _setup(database: BenchDatabase, people: int, checks: int) -> tuple[list[Result], str]:
-    """The organisation (``PRE_WEEKS`` weeks before the execution day and one after) and ``checks`` executed
-    interventions, in ``database``; returns the setup's results and a line describing the organisation."""
+    """The organisation (``PRE_WEEKS`` weeks before the execution day and the longest delay after) and ``checks``
+    executed interventions, in ``database``; returns the setup's results and a line describing the organisation."""
     backend = database.backend
     engine = create_engine(database.url)
     try:
@@ -65,7 +67,9 @@ def _setup(database: BenchDatabase, people: int, checks: int) -> tuple[list[Resu
         sessions = session_factory(engine)
         clock = ManualClock(EXECUTED_AT)
         days = 7 * PRE_WEEKS
-        org = generate_org(people, seed=11, start=EXECUTED_AT.replace(hour=0) - timedelta(days=days), days=days + 7)
+        post = max(DELAY_DAYS.values())
+        org = generate_org(people, seed=11, start=EXECUTED_AT.replace(hour=0) - timedelta(days=days),
+                           days=days + post)
         started = time.perf_counter()
         with transaction(sessions) as session:
             counts = insert_sample(session, org)
@@ -81,7 +85,7 @@ def _setup(database: BenchDatabase, people: int, checks: int) -> tuple[list[Resu
         execute_seconds = time.perf_counter() - started
     finally:
         engine.dispose()
-    org_note = f"{people:,} people, {counts['interactions']:,} interactions over {days + 7} days"
+    org_note = f"{people:,} people, {counts['interactions']:,} interactions over {days + post} days"
     return [Result(AREA, "load generated org (setup)", backend, load_seconds, "s", people, org_note, counts),
             Result(AREA, "execute interventions (setup)", backend, execute_seconds, "s", checks)], org_note
 
@@ -108,18 +112,19 @@ def _sweep_once(database: BenchDatabase, people: int, checks: int, judge: str, o
         sessions = session_factory(engine)
         clock = ManualClock(EXECUTED_AT)
         executor = ExecutionService(sessions, clock, HandlerSettings(), sleeper=lambda _s: None)
-        rules = load_rulebook({"role_change": {"judge": judge, "pre_weeks": PRE_WEEKS}})
+        rules = load_rulebook({"role_change": {"judge": judge, "pre_weeks": PRE_WEEKS,
+                                               "delay_days": DELAY_DAYS[judge]}})
         cache = SnapshotCache()
         monitor = OutcomeMonitor(sessions, clock, executor, rules, cache=cache, params=MetricParams())
         started, cpu = time.perf_counter(), time.process_time()
         scheduled = monitor.schedule(limit=checks)
         schedule_seconds, schedule_cpu = time.perf_counter() - started, time.process_time() - cpu
-        clock.advance(timedelta(days=7))
+        clock.advance(timedelta(days=DELAY_DAYS[judge]))
         started, cpu = time.perf_counter(), time.process_time()
         report = monitor.run_due(worker_id="bench", limit=checks)
         decide_seconds, decide_cpu = time.perf_counter() - started, time.process_time() - cpu
         if scheduled != checks or report.claimed != checks:
-            raise RuntimeError(f"expected {checks} checks, scheduled {scheduled}, decided {report.claimed}")
+            raise RuntimeError(f"{judge}: expected {checks} checks, scheduled {scheduled}, decided {report.claimed}")
         with transaction(sessions) as session:
             header = session.execute(sa.select(MetricSnapshotRow.metrics).where(
                 MetricSnapshotRow.person == SNAPSHOT_HEADER).limit(1)).scalar_one()
