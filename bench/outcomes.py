@@ -3,7 +3,8 @@
 1. The outcome sweep on a generated organisation (default 20,000 people, ``PRE_WEEKS`` weeks of interactions
    before the execution day and the longest judge delay after) with 1,000 completed interventions executed on
    one day through the real ActionService and ExecutionService, then swept once per judge (``thresholds`` and
-   ``did``, each on a copy of the store, after its default delay: 7 days, 21 days): the time to schedule the checks (capturing baselines from one shared snapshot) and to decide
+   ``did``, each on a copy of the store, after its default delay: 7 days, 21 days): the time to schedule the
+   checks (capturing baselines from one shared snapshot) and to decide
    all of them once due (one shared current snapshot; for ``did`` the weekly panel of the pre-period read once),
    wall and CPU seconds, and the phases: reading and hashing snapshot data, computing snapshot metrics,
    persisting snapshots, the did judge's shared reads, and the rest (per-check judging and writing). Runs on
