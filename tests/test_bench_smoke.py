@@ -40,3 +40,19 @@ def test_the_quick_foundation_benchmark_prints_a_table_and_writes_positive_resul
     out = capsys.readouterr().out
     assert "propose, 1 per txn: LOW create_document -> approved" in out
     assert str(written) in out
+
+
+@pytest.mark.slow
+def test_the_quick_outcome_sweep_benchmark_decides_every_check_with_both_judges(tmp_path: Path) -> None:
+    """Each judge is swept after its own default delay; a sweep that decided fewer checks than it scheduled
+    raises instead of reporting a time (the did judge once decided none, swept after 7 of its 21 days)."""
+    argv = ["--only", "outcomes", "--n", "60", "--backend", "sqlite", "--results-dir", str(tmp_path)]
+
+    assert main(argv) == 0
+
+    [written] = tmp_path.glob("*_outcomes.json")
+    rows = json.loads(written.read_text())["results"]
+    decided = {r["name"]: r for r in rows if r["name"].startswith("sweep (") and "decide" in r["name"]}
+    assert set(decided) == {"sweep (thresholds): decide due checks", "sweep (did): decide due checks"}
+    for row in decided.values():
+        assert row["n"] > 0 and row["value"] > 0 and "error 0" in row["note"], row
