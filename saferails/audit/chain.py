@@ -222,16 +222,7 @@ def append_many(session: Session, entries: Sequence[AuditEntry], *, now: datetim
             prev_hash=prev,
         )
         rows.append({
-            "sequence": sequence,
-            "occurred_at": occurred_at,
-            "actor": entry.actor,
-            "event": entry.event,
-            "entity_type": entry.entity_type,
-            "entity_id": entry.entity_id,
-            "action_type": entry.action_type,
-            "target": entry.target,
-            "tenant": entry.tenant,
-            "details": details,
+            **_content(sequence, occurred_at, entry, details),
             "prev_hash": prev,
             "hash": digest,
         })
@@ -247,6 +238,13 @@ def append_many(session: Session, entries: Sequence[AuditEntry], *, now: datetim
 
 
 _AUDIT_INSERT = sa.insert(AuditRecord.__table__)  # type: ignore[arg-type]
+
+
+def _content(sequence: int, occurred_at: datetime, entry: AuditEntry, details: str) -> dict[str, Any]:
+    """A record's content columns (what its hash and MAC cover besides the link): both append paths insert it."""
+    return {"sequence": sequence, "occurred_at": occurred_at, "actor": entry.actor, "event": entry.event,
+            "entity_type": entry.entity_type, "entity_id": entry.entity_id, "action_type": entry.action_type,
+            "target": entry.target, "tenant": entry.tenant, "details": details}
 SEQUENCE_NAME = "audit_log_sequence"
 # The barrier CTE is materialised before any row is produced, so the lock is held before the first number is drawn.
 _NUMBERS_WITH_BARRIER = sa.text(
@@ -312,18 +310,7 @@ def _append_unchained(session: Session, entries: Sequence[AuditEntry], occurred_
     signer = signer_of(session)
     rows: list[dict[str, Any]] = []
     for number, entry in zip(numbers, entries, strict=True):
-        row = {
-            "sequence": number,
-            "occurred_at": occurred_at,
-            "actor": entry.actor,
-            "event": entry.event,
-            "entity_type": entry.entity_type,
-            "entity_id": entry.entity_id,
-            "action_type": entry.action_type,
-            "target": entry.target,
-            "tenant": entry.tenant,
-            "details": canonical_json(entry.details),
-        }
+        row = _content(number, occurred_at, entry, canonical_json(entry.details))
         row["mac"] = None if signer is None else content_mac(signer, row)
         rows.append(row)
     connection.execute(_AUDIT_INSERT, rows)

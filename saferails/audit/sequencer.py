@@ -40,6 +40,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from saferails.audit.chain import SEQUENCER_LOCK_KEY, _head_lock, content_mac, digest_of, read_head
 from saferails.audit.checkpoints import signer_of
 from saferails.audit.signing import AuditSigner
+from saferails.audit.verify import RECORD_COLUMNS
 from saferails.clock import as_utc
 from saferails.errors import AuditChainBroken, InvalidInput
 from saferails.store.tables import AuditRecord
@@ -50,21 +51,8 @@ _CHAIN_UPDATE = (
     .where(_TABLE.c.sequence == sa.bindparam("b_sequence"), _TABLE.c.hash.is_(None))
     .values(prev_hash=sa.bindparam("b_prev_hash"), hash=sa.bindparam("b_hash"))
 )
-_CONTENT = (
-    AuditRecord.sequence,
-    AuditRecord.occurred_at,
-    AuditRecord.actor,
-    AuditRecord.event,
-    AuditRecord.entity_type,
-    AuditRecord.entity_id,
-    AuditRecord.action_type,
-    AuditRecord.target,
-    AuditRecord.tenant,
-    AuditRecord.details,
-    AuditRecord.prev_hash,
-    AuditRecord.hash,
-    AuditRecord.mac,
-)
+# A stored record's columns as verify reads them, and its MAC.
+_CONTENT = (*RECORD_COLUMNS, AuditRecord.mac)
 
 
 class AuditEntryForged(AuditChainBroken):

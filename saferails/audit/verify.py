@@ -47,13 +47,13 @@ from saferails.clock import as_utc
 from saferails.errors import AuditChainBroken, InvalidInput
 from saferails.store.tables import AuditCheckpoint, AuditRecord
 
-# A result row carrying the _COLUMNS attributes (Row's type parameters differ between SQLAlchemy 2.0 and 2.1).
+# A result row carrying the RECORD_COLUMNS attributes (Row's type parameters differ between SQLAlchemy 2.0 and 2.1).
 _Row = Any
 
 if TYPE_CHECKING:  # anchor.py verifies before exporting, so it imports this module
     from saferails.audit.anchor import Anchor
 
-_COLUMNS = (
+RECORD_COLUMNS = (
     AuditRecord.sequence,
     AuditRecord.occurred_at,
     AuditRecord.actor,
@@ -252,7 +252,7 @@ class _Records:
     def __init__(self, session: Session, batch_size: int, sqlite: bool) -> None:
         self.session = session
         self.batch_size = batch_size
-        self.columns = tuple(_raw_time(c, sqlite) if c.key == "occurred_at" else c for c in _COLUMNS)
+        self.columns = tuple(_raw_time(c, sqlite) if c.key == "occurred_at" else c for c in RECORD_COLUMNS)
         self.head: tuple[int, str] = (0, GENESIS_HASH)
         self.finished = False
 
@@ -458,7 +458,7 @@ def _check(row: _Row, last_sequence: int, last_hash: str) -> _Broken | None:
         if last_sequence == 0:
             return _Broken(expected, f"sequence gap: the chain starts at {row.sequence}, not 1 (record deleted)")
         return _Broken(expected, f"sequence gap: {last_sequence} followed by {row.sequence} (record deleted)")
-    fields = {column.key: getattr(row, column.key) for column in _COLUMNS if column.key != "hash"}
+    fields = {column.key: getattr(row, column.key) for column in RECORD_COLUMNS if column.key != "hash"}
     try:
         fields["occurred_at"] = _parse_time(fields["occurred_at"])
         digest = record_digest(**fields)
