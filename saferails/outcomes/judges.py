@@ -53,12 +53,14 @@ from numpy.typing import NDArray
 
 from saferails.errors import InvalidInput
 
+# Re-exported: the defaults live apart so that validating a policy does not import numpy.
+from saferails.outcomes.defaults import DEFAULT_CONFIDENCE as DEFAULT_CONFIDENCE
+from saferails.outcomes.defaults import DEFAULT_JUDGE as DEFAULT_JUDGE
+from saferails.outcomes.defaults import DEFAULT_POST_WEEKS as DEFAULT_POST_WEEKS
+
 Verdict = Literal["ok", "negative", "inconclusive"]
 SEVERITY: dict[str, int] = {"ok": 0, "inconclusive": 1, "negative": 2}
 JUDGES = ("did", "thresholds")
-DEFAULT_JUDGE: Literal["did"] = "did"
-DEFAULT_CONFIDENCE = 0.975
-DEFAULT_POST_WEEKS = 3  # the did judge's goals are met from three weeks after the change (README "Which judge")
 FloatArray = NDArray[np.float64]
 
 

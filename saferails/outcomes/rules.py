@@ -18,7 +18,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from saferails.errors import InvalidInput
-from saferails.outcomes.judges import DEFAULT_CONFIDENCE, DEFAULT_JUDGE, DEFAULT_POST_WEEKS
+from saferails.outcomes.defaults import DEFAULT_CONFIDENCE, DEFAULT_JUDGE, DEFAULT_POST_WEEKS
 
 SEED_000_TYPES = (
     "reassign_manager",

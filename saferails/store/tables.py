@@ -51,6 +51,7 @@ class PolicyDocument(Base):
 # The predicate of the partial index on pending approvals. A query uses that index only if its WHERE holds this
 # very comparison with the literal (a bound parameter does not match): see ``saferails.sweeps.expire``.
 PENDING_ONLY = sa.text("state = 'pending_approval'")
+PENDING_WITH_RUN = sa.text("state = 'pending_approval' AND flow_run_id IS NOT NULL")
 
 
 class Action(Base):
@@ -99,6 +100,10 @@ class Action(Base):
         # sweep's order, so its cost follows the pending approvals, not the table.
         sa.Index("ix_actions_pending_deadline", "approval_deadline", "id", sqlite_where=PENDING_ONLY,
                  postgresql_where=PENDING_ONLY),
+        # The recover sweep's query for pending actions whose paused run may be gone (migration
+        # 0013_recover_index): only those rows, in the sweep's (updated_at, id) order.
+        sa.Index("ix_actions_pending_run", "updated_at", "id", sqlite_where=PENDING_WITH_RUN,
+                 postgresql_where=PENDING_WITH_RUN),
         sa.Index("ix_actions_rate", "proposer", "action_type", "created_at"),
         sa.Index("ix_actions_target", "target"),
         sa.Index("ix_actions_state_priority", "state", "priority", "scheduled_for"),

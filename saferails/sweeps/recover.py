@@ -62,10 +62,18 @@ from saferails.sweeps.report import (
 
 ACTOR = "system:recovery-sweep"
 STUCK, ORPHANED, LOST = "recover-executing", "recover-approved", "recover-pending"
+ORDER = (Action.updated_at, Action.id)  # every part takes its items oldest change first
 UNDOING = "recover-rolling-back"
 POISONED_FINAL = {lc.APPROVED: lc.FAILED, lc.EXECUTING: lc.FAILED, lc.ROLLING_BACK: lc.ROLLBACK_FAILED}
 log = logging.getLogger("saferails.sweeps.recover")
 ALIVE = frozenset({"SCHEDULED", "PENDING", "RUNNING", "PAUSED", "CANCELLING"})
+
+
+def lost_conditions() -> list[sa.ColumnElement[bool]]:
+    """Pending approvals that have a flow run (part 3): the partial index ``ix_actions_pending_run`` holds exactly
+    these rows in :data:`ORDER` (migration 0013_recover_index)."""
+    return [Action.state == lc.PENDING_APPROVAL, Action.flow_run_id.is_not(None)]
+
 
 RunProbe = Callable[[str], str | None]
 
@@ -123,7 +131,7 @@ class RecoverSweep:
         while True:
             now = self.clock.now()
             with transaction(self.sessions) as session:
-                ids = claims.claim_due(session, Action, where(now), (Action.updated_at, Action.id),
+                ids = claims.claim_due(session, Action, where(now), ORDER,
                                        self.batch_size, self.worker_id, lease, now, sweep=sweep)
             if not ids:
                 return
@@ -250,7 +258,7 @@ class RecoverSweep:
 
     # --- 3. pending, paused run gone -----------------------------------------------------------------------
     def _lost_where(self, _now: datetime) -> list[sa.ColumnElement[bool]]:
-        return [Action.state == lc.PENDING_APPROVAL, Action.flow_run_id.is_not(None)]
+        return lost_conditions()
 
     def _note_lost(self, action_id: str) -> SweepItem | None:
         view = self.actions.get(action_id)

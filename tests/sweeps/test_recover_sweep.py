@@ -8,6 +8,7 @@ from datetime import timedelta
 from typing import Any, ClassVar
 
 import pytest
+import sqlalchemy as sa
 
 from saferails.actions.service import ActionService, Proposal
 from saferails.actions.types import Params
@@ -18,7 +19,8 @@ from saferails.org import Effect
 from saferails.store.db import transaction
 from saferails.store.tables import Action
 from saferails.sweeps import RecoverSweep
-from saferails.sweeps.recover import INTERRUPTED
+from saferails.sweeps.claims import due_query, explain
+from saferails.sweeps.recover import INTERRUPTED, LOST, ORDER, lost_conditions
 from tests.support.sweepkit import events, propose_pending, service, set_flow_run
 
 
@@ -177,3 +179,22 @@ def test_two_recover_sweeps_at_once_never_execute_an_action_twice(env: Env) -> N
     assert sorted(i.action_id for r in reports for i in r.items) == sorted(ids)
     assert Ping.calls == 12
     assert all(env.actions.get(i).state == "completed" for i in ids)
+
+
+def test_the_lost_approvals_query_reads_the_partial_index_on_pending_actions_with_a_run(
+    db: Any, clock: ManualClock
+) -> None:
+    """Part 3's due query (pending approvals with a flow run, oldest change first) is read off
+    ``ix_actions_pending_run`` in its order on PostgreSQL; on SQLite the index exists and the planner may prefer
+    the state index (it has no statistics on a test table)."""
+    with transaction(db.sessions) as session:
+        if db.backend == "postgresql":
+            # An empty test table is cheapest to scan whole: make the planner show the index it would use.
+            session.execute(sa.text("SET LOCAL enable_seqscan = off"))
+            session.execute(sa.text("SET LOCAL enable_bitmapscan = off"))
+            stmt = due_query(Action, lost_conditions(), ORDER, 200, clock.now(), sweep=LOST, dialect=db.backend)
+            plan = "\n".join(explain(session, stmt))
+            assert "ix_actions_pending_run" in plan, plan
+            assert "Sort" not in plan, plan  # the index gives the sweep's order
+        names = {ix["name"] for ix in sa.inspect(session.connection()).get_indexes("actions")}
+        assert "ix_actions_pending_run" in names
