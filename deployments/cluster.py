@@ -12,9 +12,11 @@
    all sharing messaging, cache, event ordering and concurrency leases through Redis (``prefect-redis``,
    ``--redis-url``); with ``--server-workers 1``, one ``prefect server start`` process with in-memory messaging
    and no Redis;
-4. creates the process work pool ``saferails`` (if missing) and runs ``prefect --no-prompt deploy --all`` from
-   ``prefect.yaml``;
-5. starts ``--workers`` (3) ``prefect worker start --pool saferails`` processes, each in its own process group;
+4. creates (or updates) the process work pools ``saferails`` (actions, runbooks, fleet controls) and
+   ``saferails-housekeeping`` (sweeps, consumers), both starting flow runs with ``python -m prefect.engine``
+   (:func:`process_pool_template`), and runs ``prefect --no-prompt deploy --all`` from ``prefect.yaml``;
+5. starts ``--workers`` (3) ``prefect worker start --pool saferails`` processes and one ``--pool
+   saferails-housekeeping`` worker (the sweeps and consumers), each in its own process group;
 6. starts the saferails HTTP API (``saferails api serve``, ``--api-port`` 8000, 0 for none) as the application role;
 7. prints the UI address and waits. Ctrl-C or SIGTERM stops the workers together (SIGTERM, then SIGKILL to the whole
    group after ``STOP_GRACE`` seconds; its flow runs are found through ``/proc`` and die with it) and the API, then
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import signal
 import subprocess
@@ -40,7 +43,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
-from typing import cast
+from typing import Any, cast
 
 import httpx
 import sqlalchemy as sa
@@ -52,6 +55,11 @@ from saferails.store.roles import init_roles
 
 PROJECT_DIR = Path(__file__).resolve().parent.parent
 POOL = "saferails"
+# The sweeps and the long-lived consumers (prefect.yaml) run in a pool of their own, served by one worker, so a
+# backlog of action runs (each holding an action worker's slot, a paused approval too) never delays them.
+HOUSEKEEPING_POOL = "saferails-housekeeping"
+HOUSEKEEPING_WORKER = "housekeeping"
+HOUSEKEEPING_LIMIT = 8  # the two hour-long consumers, plus room for every sweep at once
 STOP_GRACE = 20.0
 HEARTBEAT_SECONDS = 30  # the smallest value Prefect accepts
 ZOMBIE_AUTOMATION = "saferails-crash-zombie-flow-runs"
@@ -90,6 +98,7 @@ class ClusterConfig:
     port: int = 4200
     workers: int = 3
     worker_limit: int = 50
+    housekeeping_limit: int = HOUSEKEEPING_LIMIT  # slots of the housekeeping pool's worker
     worker_poll_seconds: float = 1.0  # PREFECT_WORKER_QUERY_SECONDS (Prefect's default: 10)
     server_workers: int = 2  # API processes; more than one needs Redis
     redis_url: str = "redis://127.0.0.1:6379/0"
@@ -139,6 +148,20 @@ class ClusterConfig:
     def worker_prefect_env(self) -> dict[str, str]:
         """What workers (and the flow runs they start) read on top of :meth:`prefect_env`."""
         return self.prefect_env() | {"PREFECT_WORKER_QUERY_SECONDS": str(self.worker_poll_seconds)}
+
+
+def process_pool_template() -> dict[str, Any]:
+    """Prefect's process work-pool template with the flow-run command set to ``<this interpreter> -m
+    prefect.engine``. With no command, Prefect 3.8's process worker starts each flow run through a workspace
+    supervisor (``prefect.runner._workspace_supervisor``: a second Python process per run that imports Prefect,
+    runs the deployment's pull steps and then starts the engine, about 2-3 s of CPU per run here); with a
+    command it starts the engine directly, which runs the pull steps itself. The deployments here have no
+    dependencies to install and no run hooks, which is all the supervisor adds."""
+    from prefect.workers.process import ProcessWorker
+
+    template = ProcessWorker.get_default_base_job_template()
+    template["variables"]["properties"]["command"]["default"] = f"{sys.executable} -m prefect.engine"
+    return template
 
 
 def store_env(settings: Settings) -> dict[str, str]:
@@ -263,14 +286,20 @@ class Cluster:
         print(f"starting the Prefect server on {self.config.ui_url} (database {self.config.prefect_database}; "
               f"output in {self.logs})", flush=True)
         self.start_server()
-        print(f"registering prefect.yaml's deployments in work pool {POOL} (prefect deploy --all)", flush=True)
-        self.prefect("work-pool", "inspect", POOL, check=False) or self.prefect(
-            "work-pool", "create", "--type", "process", POOL)
+        print(f"registering prefect.yaml's deployments in work pools {POOL} and {HOUSEKEEPING_POOL} "
+              "(prefect deploy --all)", flush=True)
+        template = self.logs / "process-pool.json"
+        template.write_text(json.dumps(process_pool_template()))
+        for pool in (POOL, HOUSEKEEPING_POOL):
+            # --overwrite: a pool made by an earlier version (or by hand) gets the engine command too.
+            self.prefect("work-pool", "create", "--type", "process", "--base-job-template", str(template),
+                         "--overwrite", pool)
         self.prefect("--no-prompt", "deploy", "--all")
         ensure_zombie_automation(self.config)
-        print(f"starting {self.config.workers} workers", flush=True)
+        print(f"starting {self.config.workers} workers and the housekeeping worker", flush=True)
         for i in range(1, self.config.workers + 1):
             self.start_worker(f"worker-{i}")
+        self.start_worker(HOUSEKEEPING_WORKER)
         if self.config.start_consumers:
             # The consumers' schedules are hourly (each run lasts the hour): without a run now nothing would
             # dispatch or relay during the cluster's first hour (as ``make serve``'s start_consumers).
@@ -346,11 +375,20 @@ class Cluster:
         self.start_server()
 
     def start_worker(self, name: str) -> subprocess.Popen[bytes]:
+        """Worker ``name``: :data:`HOUSEKEEPING_WORKER` serves the housekeeping pool, any other name the action
+        pool."""
+        pool, limit = ((HOUSEKEEPING_POOL, self.config.housekeeping_limit) if name == HOUSEKEEPING_WORKER
+                       else (POOL, self.config.worker_limit))
         self.workers[name] = proc = self.spawn(name, [
-            sys.executable, "-m", "prefect", "worker", "start", "--pool", POOL, "--type", "process", "--name", name,
-            "--limit", str(self.config.worker_limit), "--prefetch-seconds", str(PREFETCH_SECONDS)],
+            sys.executable, "-m", "prefect", "worker", "start", "--pool", pool, "--type", "process", "--name", name,
+            "--limit", str(limit), "--prefetch-seconds", str(PREFETCH_SECONDS)],
             self.worker_env())
         return proc
+
+    @property
+    def action_workers(self) -> list[str]:
+        """The names of the running workers of the action pool (every worker but the housekeeping one)."""
+        return [name for name in self.workers if name != HOUSEKEEPING_WORKER]
 
     def prefect(self, *args: str, check: bool = True, env: Mapping[str, str] | None = None) -> bool:
         """Run one ``prefect`` CLI command against this cluster's server; its output goes to ``cli.log``. The
@@ -368,8 +406,9 @@ class Cluster:
 
     # --- stop -------------------------------------------------------------------------------------------------
     def kill_worker(self, name: str) -> None:
-        """SIGKILL the worker and every flow run it started (a lost machine). Prefect starts each flow-run process
-        in a session of its own, so the worker's process group alone would leave them running: the worker's group
+        """SIGKILL the worker and every flow run it started (a lost machine). Prefect may start a flow-run process
+        in a session of its own (it does without a pool command: the workspace supervisor), so the worker's
+        process group alone could leave them running: the worker's group
         is frozen (SIGSTOP: it starts nothing more), its descendants are found through ``/proc``, then every
         group is killed."""
         proc = self.workers.pop(name)
@@ -422,8 +461,8 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
 
 def _stop_all(procs: list[subprocess.Popen[bytes]]) -> None:
     """:func:`_stop` for several groups at once: one grace period in all, not one each. The flow runs a worker
-    started live in sessions of their own (Prefect isolates them): they are found before the worker exits (once
-    it has, they belong to init) and get the same signals."""
+    started may live in sessions of their own (Prefect isolates them when its workspace supervisor starts them):
+    they are found before the worker exits (once it has, they belong to init) and get the same signals."""
     groups = {pgid for proc in procs for pgid in (proc.pid, *_descendant_groups(proc.pid))}
     for pgid in groups:
         with contextlib.suppress(ProcessLookupError, PermissionError):

@@ -107,11 +107,73 @@ class Report:
     sweeps: list[dict[str, Any]] = field(default_factory=list)
     phases: list[dict[str, Any]] = field(default_factory=list)
     stages: dict[str, list[float]] = field(default_factory=dict)
+    cpu: dict[str, float] = field(default_factory=dict)  # CPU seconds by role (:func:`account_cpu`)
+
+    def add_cpu(self, counts: dict[str, float]) -> None:
+        for role, seconds in counts.items():
+            self.cpu[role] = self.cpu.get(role, 0.0) + seconds
 
     def note(self, text: str) -> None:
         line = f"[{time.monotonic() - self.started:7.1f}s] {text}"
         self.events.append(line)
         print(line, flush=True)
+
+
+def _cpu(pid: int) -> tuple[float, float]:
+    """(own CPU seconds, CPU seconds of its children that have ended and been reaped) of live process ``pid``;
+    zeros when it is gone. Linux ``/proc``."""
+    try:
+        fields = (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return 0.0, 0.0
+    tick = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / tick, (int(fields[13]) + int(fields[14])) / tick
+
+
+def _descendants(pid: int) -> list[int]:
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            children.setdefault(parent, []).append(int(entry.name))
+    found, todo = [], list(children.get(pid, []))
+    while todo:
+        child = todo.pop()
+        found.append(child)
+        todo.extend(children.get(child, []))
+    return found
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU seconds of ``pid`` and everything below it, live or ended (no process counted twice: a live child's
+    time is not yet in its parent's reaped-children total)."""
+    return sum(sum(_cpu(p)) for p in (pid, *_descendants(pid)))
+
+
+def worker_cpu(pid: int) -> dict[str, float]:
+    """A worker's CPU seconds: its own, and its flow runs' (every process below it, ended or live)."""
+    own = _cpu(pid)[0]
+    return {"workers": own, "flow runs": tree_cpu(pid) - own}
+
+
+def account_cpu(cluster: Cluster, report: Report) -> None:
+    """Add the CPU seconds the cluster's processes used, by role, to ``report.cpu`` (before they are stopped):
+    the flow runs of a worker killed earlier were counted when it was killed, except those it had not reaped."""
+    for name, proc in cluster.workers.items():
+        counts = worker_cpu(proc.pid)
+        if name == "housekeeping":
+            counts = {f"housekeeping {k}": v for k, v in counts.items()}
+        report.add_cpu(counts)
+    for role, server in (("prefect server", cluster.server), ("prefect services", cluster.services),
+                         ("saferails API", cluster.api)):
+        if server is not None:
+            report.add_cpu({role: tree_cpu(server.pid)})
+    # Its own time only: its reaped children (killed workers, the first server) were counted above.
+    times = os.times()
+    report.cpu["this test (submitters, approver)"] = times.user + times.system
 
 
 def free_port() -> int:
@@ -189,6 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if cluster is not None:
             groups += cluster.pids()
+            account_cpu(cluster, report)
             cluster.stop()
         # Killed processes of a group may outlive its leader for a moment (until init reaps them): poll.
         deadline = time.monotonic() + 30
@@ -229,7 +292,7 @@ def run(cluster: Cluster, settings: Any, ns: argparse.Namespace, report: Report,
     # (after how many submissions, what): the kills and the server restart happen while submissions go on.
     events: list[tuple[int, str]] = sorted([(k, "kill") for k in kill_at]
                                            + ([] if ns.no_server_restart else [(ns.count // 2, "restart")]))
-    victims = list(cluster.workers)[: ns.kills]
+    victims = cluster.action_workers[: ns.kills]
 
     def submit_one(i: int) -> None:
         kind = kind_of(i)
@@ -257,12 +320,16 @@ def run(cluster: Cluster, settings: Any, ns: argparse.Namespace, report: Report,
                 _, what = events.pop(0)
                 if what == "restart":
                     report.note(f"restarting the Prefect server after {submitted} submissions")
+                    for role, proc in (("prefect server", cluster.server), ("prefect services", cluster.services)):
+                        if proc is not None:
+                            report.add_cpu({role: tree_cpu(proc.pid)})
                     cluster.restart_server()
                     groups.extend(p.pid for p in (cluster.server, cluster.services) if p is not None)
                     report.note("Prefect server back")
                 elif victims:
                     name = victims.pop(0)
                     report.note(f"SIGKILL {name} (process group and its flow runs) after {submitted} submissions")
+                    report.add_cpu(worker_cpu(cluster.workers[name].pid))
                     cluster.kill_worker(name)
                     groups.append(cluster.start_worker(name).pid)
                     report.note(f"{name} restarted")
@@ -321,20 +388,22 @@ def approve_loop(api: Any, store: Any, runs: dict[str, str], kinds: dict[str, st
         todo = [a for a, k in list(kinds.items()) if k in ("approve", "reject") and a not in decided]
         try:
             paused = paused_runs()  # one request a pass, not one per action: a loaded server answers slowly
-        except Exception:  # noqa: BLE001 - the server is restarting: ask again next pass
+            # One query a pass too: with a backlog of hundreds of gated actions, one read each per second was
+            # most of this process's CPU (and it shares the cores with the cluster it measures).
+            rows = action_rows(store, todo)
+        except Exception:  # noqa: BLE001 - the server is restarting, or a transient store error: next pass
             stop.wait(1)
             continue
         for action_id in todo:
             if stop.is_set():
                 return
-            try:
-                view = store.actions.get(action_id)
-            except Exception:  # noqa: BLE001 - a transient store error: ask again next pass
+            if action_id not in rows:
                 continue
-            if view.state != PENDING_APPROVAL:
+            current, flow_run_id = rows[action_id]
+            if current != PENDING_APPROVAL:
                 decided.add(action_id)
                 continue
-            run_id = view.flow_run_id or runs[action_id]
+            run_id = flow_run_id or runs[action_id]
             waited = time.monotonic() - first_seen.setdefault(action_id, time.monotonic())
             state: str | None
             if run_id in paused:
@@ -360,6 +429,19 @@ def approve_loop(api: Any, store: Any, runs: dict[str, str], kinds: dict[str, st
         stop.wait(1)
 
 
+def action_rows(store: Any, ids: list[str]) -> dict[str, tuple[str, str | None]]:
+    """``{action id: (state, flow run id)}`` for ``ids``, read in a few queries (chunks of 500) instead of one
+    per action."""
+    from saferails.store.tables import Action
+
+    out: dict[str, tuple[str, str | None]] = {}
+    with store.sessions() as session:
+        for i in range(0, len(ids), 500):
+            q = sa.select(Action.id, Action.state, Action.flow_run_id).where(Action.id.in_(ids[i:i + 500]))
+            out.update({r.id: (r.state, r.flow_run_id) for r in session.execute(q)})
+    return out
+
+
 def paused_runs() -> set[str]:
     """Ids of the flow runs in a Paused state (at most 200, the API's page; more than the cluster's slots here)."""
     from prefect import get_client
@@ -382,7 +464,7 @@ def settle(api: Any, store: Any, ids: dict[str, str], ns: argparse.Namespace, re
     deadline = time.monotonic() + ns.settle_timeout
     last_sweep = time.monotonic()
     while True:
-        states = Counter(store.actions.get(a).state for a in ids)
+        states = Counter(state for state, _ in action_rows(store, list(ids)).values())
         open_ = sum(n for s, n in states.items() if s not in FINAL_STATES)
         if open_ == 0:
             report.note(f"all {len(ids)} actions final")
@@ -482,8 +564,8 @@ def throughput(cluster: Cluster, settings: Any, ns: argparse.Namespace, report: 
     store.actions.upsert_principal(AGENT, groups=["agents"])
     try:
         for workers in (1, 2, 3):
-            while len(cluster.workers) < workers:
-                groups.append(cluster.start_worker(f"worker-{len(cluster.workers) + 1}").pid)
+            while len(cluster.action_workers) < workers:
+                groups.append(cluster.start_worker(f"worker-{len(cluster.action_workers) + 1}").pid)
             report.phases.append(_phase(f"cluster, {workers} worker(s)", api, store, n, ns.submitters, report))
         for name in list(cluster.workers):
             cluster.stop_worker(name)
@@ -552,7 +634,7 @@ def _phase(label: str, api: Any, store: Any, n: int, submitters: int, report: Re
         ids = list(pool.map(submit_one, range(n)))
     submitted = time.monotonic() - t0
     while True:
-        states = Counter(store.actions.get(a).state for a in ids)
+        states = Counter(state for state, _ in action_rows(store, ids).values())
         if sum(c for s, c in states.items() if s in FINAL_STATES) == n:
             break
         if time.monotonic() - t0 > 1800:
@@ -668,6 +750,11 @@ def print_report(report: Report) -> None:
               + " ".join(f"{p.get(s, float('nan')):>7.2f}" for s in STAGES) + f"  {p['states']}")
     if report.phases:
         print("submit: seconds until all N were submitted; " + "; ".join(f"{k}: {v}" for k, v in STAGE_HELP.items()))
+    if report.cpu:
+        total = sum(report.cpu.values())
+        print(f"CPU seconds (PostgreSQL and Redis not counted, nor flow runs that outlived a killed worker): "
+              f"{total:.0f} in all, {total / report.count:.2f} per action; "
+              + ", ".join(f"{k} {v:.0f}" for k, v in sorted(report.cpu.items(), key=lambda kv: -kv[1])))
     print("final states by kind:", dict(sorted(report.states.items())))
     print("last flow run states:", dict(sorted(report.run_states.items())))
     for line in report.failures[:30]:
