@@ -192,14 +192,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=3)
     parser.add_argument("--kills", type=int, default=2, help="workers SIGKILLed (and restarted) during the run")
     parser.add_argument("--approval-timeout", type=int, default=40, help="seconds before 'expires' actions time out")
-    parser.add_argument("--settle-timeout", type=float, default=1800)
+    parser.add_argument("--settle-timeout", type=float, default=3600)
     parser.add_argument("--no-server-restart", action="store_true")
     parser.add_argument("--keep", action="store_true", help="leave databases and files for inspection")
     parser.add_argument("--throughput", type=int, default=0, metavar="N",
                         help="measure N auto actions with 1, 2, 3 workers and through make serve (no kills)")
     parser.add_argument("--submitters", type=int, default=8, help="threads submitting actions concurrently")
-    parser.add_argument("--worker-limit", type=int, default=10,
-                        help="flow runs each worker runs at once (each is a Python process of ~200 MB)")
+    parser.add_argument("--worker-limit", type=int, default=20,
+                        help="flow runs each worker runs at once (each is a Python process of ~150 MB; a paused "
+                             "approval holds one until decided or timed out)")
     parser.add_argument("--server-workers", type=int, default=ClusterConfig().server_workers,
                         help="Prefect API processes (more than 1: Redis messaging and a services process)")
     parser.add_argument("--redis-url", default=None,
