@@ -327,11 +327,11 @@ def transition_many(
     The rows are locked in one statement (``locked_rows`` skips that for rows the caller already holds: mapped
     rows, or ``Stored`` rows read without the ORM), every change is checked against the machine with what its
     guards see (``EntityKind.subjects``: one query per batch, no autoflush in between), and the states, audit
-    records (chained in order) and outbox events of the changes that pass are written with set-based statements. A change that fails (``NotFound``,
-    ``ConcurrentModification``, ``InvalidTransition``, ``GuardRejected``, a duplicate id in the batch) is
-    returned with its typed error and leaves its row exactly as it was; the others go ahead. Results are in the
-    order of ``changes``. Errors that are not saferails errors (the database failing) propagate: the caller's
-    transaction must then be rolled back.
+    records (chained in order) and outbox events of the changes that pass are written with set-based statements.
+    A change that fails (``NotFound``, ``ConcurrentModification``, ``InvalidTransition``, ``GuardRejected``, a
+    duplicate id in the batch) is returned with its typed error and leaves its row exactly as it was; the others
+    go ahead. Results are in the order of ``changes``. Errors that are not saferails errors (the database
+    failing) propagate: the caller's transaction must then be rolled back.
     """
     kind = entity_kind(entity_type)
     rows: dict[str, Any] = dict(locked_rows or {})

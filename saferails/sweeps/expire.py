@@ -6,10 +6,11 @@ before the clock's now gets the policy's timeout action (``fail`` -> ``timed_out
 ``batch_size`` due rows (``claims.lock_due``: ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, the writer lock on
 SQLite; a Core SELECT of ``TIMEOUT_COLUMNS`` into ``transitions.Stored`` rows, no ORM objects) and resolves them
 (``ActionService.resolve_locked_timeouts``: set-based writes of states, audit records chained in order and
-outbox events), with the cyclic garbage collector held off for the batch (``collector.collection_paused``). Whether the flow run that paused for it is alive does not matter: the store is the truth.
-An action decided by someone else in the meantime is ``skipped`` (nothing written). Several sweeps may run at
-once (each item is handled by one of them: a locked row is skipped by the others); a crash rolls its batch back,
-so the items are due again at once. An item that fails with a typed error is held by a claim for ``lease`` (the
+outbox events), with the cyclic garbage collector held off for the batch (``collector.collection_paused``).
+Whether the flow run that paused for it is alive does not matter: the store is the truth. An action decided by
+someone else in the meantime is ``skipped`` (nothing written). Several sweeps may run at once (each item is
+handled by one of them: a locked row is skipped by the others); a crash rolls its batch back, so the items are
+due again at once. An item that fails with a typed error is held by a claim for ``lease`` (the
 next batches, and other workers, leave it alone until then), as is any item a live claim of this sweep holds.
 Cost follows the due items: the due query and the count read the partial index ``ix_actions_pending_deadline
 (approval_deadline, id) WHERE state = 'pending_approval'`` in the sweep's order on SQLite and PostgreSQL.
