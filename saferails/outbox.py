@@ -6,7 +6,6 @@ Dispatchers (the workflow layer, Prefect event emission) read them later, at lea
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -15,13 +14,14 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from saferails.audit.chain import canonical_json
 from saferails.store.tables import OutboxEvent
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class DomainEvent:
     event_type: str
     aggregate_type: str
@@ -48,8 +48,9 @@ def append_many(session: Session, events: Sequence[DomainEvent], *, now: datetim
             "event_type": event.event_type,
             "aggregate_type": event.aggregate_type,
             "aggregate_id": event.aggregate_id,
-            # Round-trip through canonical JSON: datetimes and decimals become strings, on every backend alike.
-            "payload": json.loads(canonical_json(event.payload)),
+            # Canonical JSON text (datetimes and decimals become strings, on every backend alike), bound as the
+            # text it is: no second encoding by the column type (see ``_insert``).
+            "payload": canonical_json(event.payload),
             "correlation_id": event.correlation_id,
             "actor": event.actor,
             "tenant": event.tenant,
@@ -63,7 +64,7 @@ def append_many(session: Session, events: Sequence[DomainEvent], *, now: datetim
     if isinstance(kept, list):
         kept.extend(rows)
     else:
-        session.connection().execute(_OUTBOX_INSERT, rows)
+        _insert(session, rows)
     return [str(row["id"]) for row in rows]
 
 
@@ -84,7 +85,21 @@ def deferred(session: Session) -> Iterator[None]:
     finally:
         session.info.pop(_DEFERRED, None)
     if kept:
-        session.connection().execute(_OUTBOX_INSERT, kept)
+        _insert(session, kept)
 
 
-_OUTBOX_INSERT = sa.insert(OutboxEvent.__table__)  # type: ignore[arg-type]
+def _insert_statement(dialect: str) -> sa.Insert:
+    """The outbox INSERT with ``payload`` bound as JSON text: SQLite stores it as is (its JSON columns are text),
+    PostgreSQL casts it to JSONB. One statement object per dialect, so its compiled form is reused."""
+    text = sa.bindparam("payload", type_=sa.Text())
+    payload = sa.cast(text, postgresql.JSONB()) if dialect == "postgresql" else text
+    return sa.insert(OutboxEvent.__table__).values(payload=payload)  # type: ignore[arg-type]
+
+
+_INSERTS = {"postgresql": _insert_statement("postgresql"), "sqlite": _insert_statement("sqlite")}
+
+
+def _insert(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Write ``rows`` (payload as canonical JSON text) with ONE executemany of the dialect's cached INSERT."""
+    connection = session.connection()
+    connection.execute(_INSERTS[connection.dialect.name], rows)

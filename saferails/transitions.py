@@ -48,7 +48,9 @@ class EntityKind:
 
     ``subject`` builds what the guards see (the row, or facts derived from it such as the number of valid
     approvals); ``audit_subject`` names the action type / target / tenant for audit queries; ``payload`` is the
-    entity snapshot put in every outbox event so consumers need not read the row back.
+    entity snapshot put in every outbox event so consumers need not read the row back. ``columns`` names every
+    column those three (and ``subjects``) read besides ``id``, ``state`` and ``version``: what a ``Stored`` row of
+    the kind must hold (empty: every column).
     """
 
     entity_type: str
@@ -62,6 +64,7 @@ class EntityKind:
     # What the guards see for many rows at once (one query for the batch instead of one per row); defaults to
     # ``subject`` row by row. Must agree with ``subject`` for every row.
     subjects: Callable[[Session, Sequence[Any], datetime], list[Any]] | None = None
+    columns: tuple[str, ...] = ()
 
     def subjects_of(self, session: Session, rows: Sequence[Any], now: datetime) -> list[Any]:
         if self.subjects is not None:
@@ -107,23 +110,67 @@ def lock_row(session: Session, kind: EntityKind, entity_id: str) -> Any:
     return row
 
 
-def lock_rows(session: Session, kind: EntityKind, entity_ids: Sequence[str]) -> dict[str, Any]:
+def lock_rows(
+    session: Session, kind: EntityKind, entity_ids: Sequence[str], *,
+    columns: Sequence[sa.ColumnElement[Any]] | None = None,
+) -> dict[str, Any]:
     """Load and lock many rows in ONE statement (``FOR UPDATE`` on PostgreSQL, taken in id order so two batches
-    never deadlock on each other); returns the rows found by id (missing ids are simply absent)."""
+    never deadlock on each other); returns the rows found by id (missing ids are simply absent): mapped rows, or
+    with ``columns`` (``stored_columns``) ``Stored`` rows of just those columns, read without the ORM."""
     wanted = sorted(set(entity_ids))
     if not wanted:
         return {}
+    model = kind.model
+    if columns is not None:
+        return stored_rows(session, sa.select(*columns).where(model.id.in_(wanted)).order_by(model.id)
+                           .with_for_update())
     stmt = (
-        sa.select(kind.model)
-        .where(kind.model.id.in_(wanted))
-        .order_by(kind.model.id)
+        sa.select(model)
+        .where(model.id.in_(wanted))
+        .order_by(model.id)
         .with_for_update()
         .execution_options(populate_existing=True)
     )
     return {str(row.id): row for row in session.execute(stmt).scalars()}
 
 
-@dataclass(frozen=True)
+class Stored:
+    """A row already in the store, read with a Core SELECT of some of its columns (``stored_columns``) instead
+    of the ORM: plain attributes, none of the ORM's per-row loading and bookkeeping. ``transition_many`` treats
+    it like a mapped row the caller holds locked: its changes go out with the batch's set-based UPDATE and are
+    then set on it (``version`` included). It never enters the session: a mapped copy of the same row that the
+    session may hold is not updated. Reading a column that was not selected is an AttributeError naming it."""
+
+    id: Any
+    state: str
+    version: int
+
+    def __getattr__(self, name: str) -> Any:
+        raise AttributeError(f"a stored row holds no column {name!r} (select it: EntityKind.columns or extra)")
+
+
+def stored_columns(kind: EntityKind, extra: Sequence[str] = ()) -> list[sa.ColumnElement[Any]]:
+    """The columns to SELECT for ``Stored`` rows of ``kind``: ``id``, ``state``, ``version``, what its callbacks
+    read (``EntityKind.columns``; every column when it names none) and ``extra``, each once."""
+    table = kind.model.__table__
+    names = ("id", "state", "version", *(kind.columns or table.columns.keys()), *extra)
+    return [table.columns[name] for name in dict.fromkeys(names)]
+
+
+def stored_rows(session: Session, stmt: sa.Select[Any], *, key: str = "id") -> dict[str, Stored]:
+    """Run ``stmt`` (a SELECT of columns, ``key`` among them) and return its rows as ``Stored`` by key, in
+    order."""
+    result = session.connection().execute(stmt)
+    names = list(result.keys())
+    out: dict[str, Stored] = {}
+    for values in result:
+        row = Stored()
+        row.__dict__ = dict(zip(names, values, strict=True))
+        out[str(row.__dict__[key])] = row
+    return out
+
+
+@dataclass(frozen=True, slots=True)
 class New:
     """One entity to create in a batch (the arguments of ``create`` for one row)."""
 
@@ -207,7 +254,7 @@ def create_many(session: Session, entity_type: str, news: Sequence[New], *, now:
     kind = entity_kind(entity_type)
     for new in news:
         add_new(session, entity_type, new.row, now=now)
-    _record_many(session, kind, [_Record(n.row, n.actor, n.event, dict(n.details or {}), None, n.correlation_id)
+    _record_many(session, kind, [_Record(n.row, n.actor, n.event, n.details or _NO_DETAILS, None, n.correlation_id)
                                  for n in news], now=now)
     return [n.row for n in news]
 
@@ -227,7 +274,7 @@ def create(
     return create_many(session, entity_type, [New(row, actor, event, details, correlation_id)], now=now)[0]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Change:
     """One requested state change in a batch (the arguments of ``transition`` for one entity)."""
 
@@ -241,7 +288,7 @@ class Change:
     correlation_id: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Applied:
     """What became of one ``Change``: ``row`` (changed) or ``error`` (nothing written for it)."""
 
@@ -254,14 +301,17 @@ class Applied:
         return self.error is None
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Record:
     row: Any
     actor: str
     event: str
-    details: dict[str, Any]
+    details: Mapping[str, Any]  # the caller's, not copied: ``_record_many`` copies it once
     change: tuple[str, str] | None
     correlation_id: str | None
+
+
+_NO_DETAILS: Mapping[str, Any] = {}
 
 
 def transition_many(
@@ -274,14 +324,14 @@ def transition_many(
 ) -> list[Applied]:
     """Apply many changes to entities of one type inside the caller's transaction (never commits).
 
-    The rows are locked in one statement (``locked_rows`` skips that for rows the caller already holds), every
-    change is checked against the machine with what its guards see (``EntityKind.subjects``: one query per
-    batch, no autoflush in between), and the states, audit records (chained in order) and outbox events of the
-    changes that pass are written with set-based statements. A change that fails (``NotFound``,
-    ``ConcurrentModification``, ``InvalidTransition``, ``GuardRejected``, a duplicate id in the batch) is
-    returned with its typed error and leaves its row exactly as it was; the others go ahead. Results are in the
-    order of ``changes``. Errors that are not saferails errors (the database failing) propagate: the caller's
-    transaction must then be rolled back.
+    The rows are locked in one statement (``locked_rows`` skips that for rows the caller already holds: mapped
+    rows, or ``Stored`` rows read without the ORM), every change is checked against the machine with what its
+    guards see (``EntityKind.subjects``: one query per batch, no autoflush in between), and the states, audit
+    records (chained in order) and outbox events of the changes that pass are written with set-based statements.
+    A change that fails (``NotFound``, ``ConcurrentModification``, ``InvalidTransition``, ``GuardRejected``, a
+    duplicate id in the batch) is returned with its typed error and leaves its row exactly as it was; the others
+    go ahead. Results are in the order of ``changes``. Errors that are not saferails errors (the database
+    failing) propagate: the caller's transaction must then be rolled back.
     """
     kind = entity_kind(entity_type)
     rows: dict[str, Any] = dict(locked_rows or {})
@@ -312,6 +362,9 @@ def transition_many(
         subjects = kind.subjects_of(session, [row for _, _, row in staged], now)
     records: list[_Record] = []
     writes: list[tuple[Any, dict[str, Any]]] = []
+    # Changes that share their ``changes`` mapping and target (a batch of timeouts) share one values dict, so
+    # ``_write_states`` groups them without comparing values row by row.
+    shared: dict[tuple[int, str], dict[str, Any]] = {}
     for (index, change, row), subject in zip(staged, subjects, strict=True):
         source = row.state
         try:
@@ -321,9 +374,13 @@ def transition_many(
         except SaferailsError as exc:
             results[index] = Applied(change.entity_id, error=exc)
             continue
-        writes.append((row, {**(change.changes or {}), "state": change.target, "updated_at": now}))
+        values = shared.get((id(change.changes), change.target))
+        if values is None:
+            values = shared[(id(change.changes), change.target)] = {
+                **(change.changes or {}), "state": change.target, "updated_at": now}
+        writes.append((row, values))
         results[index] = Applied(change.entity_id, row=row)
-        records.append(_Record(row, change.actor, change.event, dict(change.details or {}),
+        records.append(_Record(row, change.actor, change.event, change.details or _NO_DETAILS,
                                (source, change.target), change.correlation_id))
     _write_states(session, kind, writes)
     _record_many(session, kind, records, now=now)
@@ -332,22 +389,28 @@ def transition_many(
 
 def _write_states(session: Session, kind: EntityKind, writes: Sequence[tuple[Any, dict[str, Any]]]) -> None:
     """Write each row's new values and ``version + 1``. Rows already in the database that get the same values
-    (a batch of timeouts: same state, same ``decided_at``) share ONE ``UPDATE ... WHERE id IN (...)``; the rows
-    are then told the values as committed, so the session does not write them again. A row not yet written (a
-    ``Draft``, or a mapped row created in this transaction) just gets its attributes set: its INSERT carries them."""
+    (a batch of timeouts: same state, same ``decided_at``) share ONE ``UPDATE ... WHERE id IN (...)``; a mapped
+    row is then told the values as committed, so the session does not write them again, and a ``Stored`` row
+    gets them set. A row not yet written (a ``Draft``, or a mapped row created in this transaction) just gets its
+    attributes set: its INSERT carries them."""
     model = kind.model
     groups: dict[Any, tuple[dict[str, Any], list[Any]]] = {}
+    keys: dict[int, Any] = {}  # id(values) -> group key: rows sharing one values dict are compared once
     for row, values in writes:
-        if isinstance(row, Draft) or not sa.inspect(row).persistent:
+        unwritten = isinstance(row, Draft) or (not isinstance(row, Stored) and not sa.inspect(row).persistent)
+        if unwritten:
             for attribute, value in values.items():
                 setattr(row, attribute, value)
             row.version += 1
             continue
-        try:
-            key: Any = tuple((name, type(value), value) for name, value in values.items())
-            hash(key)
-        except TypeError:  # an unhashable value (a JSON document): this row gets a statement of its own
-            key = id(row)
+        key = keys.get(id(values))
+        if key is None:
+            try:
+                key = tuple((name, type(value), value) for name, value in values.items())
+                hash(key)
+            except TypeError:  # an unhashable value (a JSON document): these rows get a statement of their own
+                key = id(values)
+            keys[id(values)] = key
         groups.setdefault(key, (values, []))[1].append(row)
     for values, rows in groups.values():
         session.execute(
@@ -357,6 +420,10 @@ def _write_states(session: Session, kind: EntityKind, writes: Sequence[tuple[Any
             .execution_options(synchronize_session=False)
         )
         for row in rows:
+            if isinstance(row, Stored):
+                row.__dict__.update(values)
+                row.version += 1
+                continue
             for attribute, value in values.items():
                 set_committed_value(row, attribute, value)
             set_committed_value(row, "version", row.version + 1)
@@ -408,7 +475,7 @@ def record_event(
     """Audit and announce something that happened to an entity without changing its state (an approval that
     does not yet reach the quorum, a rollback attempt that failed, a notification sent)."""
     kind = entity_kind(entity_type)
-    _record_many(session, kind, [_Record(row, actor, event, dict(details or {}), None, correlation_id)], now=now)
+    _record_many(session, kind, [_Record(row, actor, event, details or _NO_DETAILS, None, correlation_id)], now=now)
 
 
 @contextmanager
@@ -433,7 +500,7 @@ def _record_many(session: Session, kind: EntityKind, records: Sequence[_Record],
     for record in records:
         row = record.row
         subject = kind.audit_subject(row)
-        audit_details = dict(record.details)
+        audit_details = dict(record.details)  # the one copy: the audit record and the event each take it
         if record.change is not None:
             audit_details["from_state"], audit_details["to_state"] = record.change
         else:

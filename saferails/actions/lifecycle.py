@@ -37,7 +37,7 @@ NEEDS_APPROVAL = "needs_approval"
 DENY = "deny"
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class ActionFacts:
     """What the guards may know about an action at the moment of a transition."""
 

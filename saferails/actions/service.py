@@ -118,11 +118,16 @@ ACTION_KIND = transitions.register_entity(
         subject=_facts,
         subjects=_facts_many,
         payload=_payload,
+        # What _facts_of, _payload and the audit subject read (a Stored row holds these and id, state, version).
+        columns=("action_type", "target", "tenant", "impact", "proposer", "priority", "decision", "min_approvals",
+                 "action_hash", "approval_deadline", "timeout_action", "scheduled_for"),
     )
 )
+# The columns a timeout resolution reads from a Stored row beyond ACTION_KIND.columns (TimeoutOutcome's run).
+TIMEOUT_COLUMNS = transitions.stored_columns(ACTION_KIND, ("flow_run_id",))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TimeoutOutcome:
     """One action of ``resolve_timeouts``: its new state (and flow run), or the typed error that left it as is."""
 
@@ -133,19 +138,22 @@ class TimeoutOutcome:
 
 
 def _timeout_changes(
-    rows: Mapping[str, Action], action_ids: Sequence[str], actor: str, now: datetime
+    rows: Mapping[str, Action | transitions.Stored], action_ids: Sequence[str], actor: str, now: datetime
 ) -> builtins.list[transitions.Change]:
     """The timeout action of each row as a change (a missing row gets a change that fails with NotFound)."""
+    decided = {"decided_at": now}  # one mapping for the batch: transition_many writes rows sharing it together
     changes = []
     for action_id in action_ids:
         row = rows.get(action_id)
         timeout_action = (row.timeout_action if row is not None else None) or "fail"
-        target = {"approve": lc.APPROVED, "reject": lc.REJECTED}.get(timeout_action, lc.TIMED_OUT)
         details = {"timeout_action": timeout_action,
                    "deadline": row.approval_deadline if row is not None else None}
-        changes.append(transitions.Change(action_id, target, actor, "approval_timed_out", details,
-                                          {"decided_at": now}))
+        changes.append(transitions.Change(action_id, _TIMEOUT_TARGETS.get(timeout_action, lc.TIMED_OUT), actor,
+                                          "approval_timed_out", details, decided))
     return changes
+
+
+_TIMEOUT_TARGETS = {"approve": lc.APPROVED, "reject": lc.REJECTED}
 
 
 _DECIDED = {
@@ -822,15 +830,17 @@ class ActionService:
         Results are in the order of ``action_ids``."""
         now = self.clock.now()
         with transaction(self.sessions) as session:
-            rows = transitions.lock_rows(session, ACTION_KIND, action_ids)
+            rows = transitions.lock_rows(session, ACTION_KIND, action_ids, columns=TIMEOUT_COLUMNS)
             return self.resolve_locked_timeouts(session, rows, action_ids, actor=actor, now=now)
 
     def resolve_locked_timeouts(
-        self, session: Session, rows: Mapping[str, Action], action_ids: Sequence[str], *, actor: str, now: datetime
+        self, session: Session, rows: Mapping[str, Action | transitions.Stored], action_ids: Sequence[str], *,
+        actor: str, now: datetime
     ) -> builtins.list[TimeoutOutcome]:
         """``resolve_timeouts`` inside the caller's open transaction, for ``rows`` it already holds locked (by id;
-        an id of ``action_ids`` not among them gets ``NotFound``). Never commits: the expire sweep locks a due
-        batch and resolves it in one transaction. Results are in the order of ``action_ids``."""
+        an id of ``action_ids`` not among them gets ``NotFound``): mapped rows, or ``Stored`` rows of at least
+        ``TIMEOUT_COLUMNS``. Never commits: the expire sweep locks a due batch and resolves it in one transaction.
+        Results are in the order of ``action_ids``."""
         applied = transitions.transition_many(
             session, ENTITY, _timeout_changes(rows, action_ids, actor, now), now=now, locked_rows=rows
         )

@@ -64,7 +64,7 @@ def _json_default(value: Any) -> Any:
 _CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=_json_default)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class AuditEntry:
     """What a caller wants recorded. The chain adds sequence, time, prev_hash and hash."""
 
@@ -173,7 +173,7 @@ def _grouped(kept: list[tuple[datetime, list[T]]]) -> list[tuple[datetime, list[
     return out
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Appended:
     """Where one appended record landed in the chain."""
 

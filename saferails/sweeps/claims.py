@@ -33,6 +33,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Mapped, Session, mapped_column
 from sqlalchemy.sql.functions import FunctionElement
 
+from saferails import transitions
 from saferails.errors import InvalidInput
 from saferails.store.tables import Base
 
@@ -90,15 +91,17 @@ def due_query(
     sweep: str,
     dialect: str,
     rows: bool = False,
+    columns: Sequence[sa.ColumnElement[Any]] | None = None,
 ) -> sa.Select[Any]:
-    """The SELECT ``claim_due`` (key only) and ``lock_due`` (``rows=True``: whole rows) run, exposed so tests and
-    benchmarks can EXPLAIN it: the due rows no live claim of ``sweep`` holds, locked ``FOR UPDATE SKIP LOCKED``
-    on PostgreSQL."""
+    """The SELECT ``claim_due`` (key only) and ``lock_due`` (``rows=True``: whole rows, or ``columns``) run,
+    exposed so tests and benchmarks can EXPLAIN it: the due rows no live claim of ``sweep`` holds, locked ``FOR
+    UPDATE SKIP LOCKED`` on PostgreSQL."""
     key = _key_column(model)
     live = sa.select(SweepClaim.item_id).where(
         SweepClaim.sweep == sweep, SweepClaim.item_id == key, SweepClaim.claimed_until > now
     )
-    stmt = sa.select(model if rows else key).where(*where, ~sa.exists(live)).order_by(*order_by).limit(limit)
+    selected: Sequence[Any] = [key] if not rows else [model] if columns is None else columns
+    stmt = sa.select(*selected).where(*where, ~sa.exists(live)).order_by(*order_by).limit(limit)
     if dialect == "postgresql":
         stmt = stmt.with_for_update(skip_locked=True, of=model)
     return stmt
@@ -172,9 +175,12 @@ def lock_due(
     now: datetime,
     *,
     sweep: str,
+    columns: Sequence[sa.ColumnElement[Any]] | None = None,
 ) -> dict[str, Any]:
     """Lock up to ``limit`` rows of ``model`` matching ``where`` (in ``order_by`` order) that no live claim of
-    ``sweep`` holds, for the rest of the caller's transaction, with ONE statement; returns them by id, in order.
+    ``sweep`` holds, for the rest of the caller's transaction, with ONE statement; returns them by id, in order:
+    mapped rows, or with ``columns`` (``transitions.stored_columns``) ``transitions.Stored`` rows of just those
+    columns, read without the ORM.
 
     For a sweep that handles its items inside that same transaction: no claim row is written, because the row
     locks already keep other workers off (PostgreSQL: ``FOR UPDATE ... SKIP LOCKED``, so a concurrent worker
@@ -185,8 +191,11 @@ def lock_due(
         raise InvalidInput(f"claim limit must be >= 1 (got {limit})")
     key = str(_key_column(model).key)
     stmt = due_query(model, where, order_by, limit, now, sweep=sweep, dialect=session.get_bind().dialect.name,
-                     rows=True).execution_options(populate_existing=True)
-    return {str(getattr(row, key)): row for row in session.execute(stmt).scalars()}
+                     rows=True, columns=columns)
+    if columns is not None:
+        return transitions.stored_rows(session, stmt, key=key)
+    return {str(getattr(row, key)): row
+            for row in session.execute(stmt.execution_options(populate_existing=True)).scalars()}
 
 
 def release(session: Session, sweep: str, item_ids: Sequence[str], worker_id: str) -> int:

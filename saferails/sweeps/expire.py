@@ -4,11 +4,13 @@ Contract of ``ExpireSweep.run``: every action in ``pending_approval`` whose ``ap
 before the clock's now gets the policy's timeout action (``fail`` -> ``timed_out``, ``reject`` -> ``rejected``,
 ``approve`` -> ``approved``), oldest deadline first, in batches: ONE transaction per batch locks up to
 ``batch_size`` due rows (``claims.lock_due``: ``FOR UPDATE SKIP LOCKED`` on PostgreSQL, the writer lock on
-SQLite) and resolves them (``ActionService.resolve_locked_timeouts``: set-based writes of states, audit records
-and outbox events). Whether the flow run that paused for it is alive does not matter: the store is the truth.
-An action decided by someone else in the meantime is ``skipped`` (nothing written). Several sweeps may run at
-once (each item is handled by one of them: a locked row is skipped by the others); a crash rolls its batch back,
-so the items are due again at once. An item that fails with a typed error is held by a claim for ``lease`` (the
+SQLite; a Core SELECT of ``TIMEOUT_COLUMNS`` into ``transitions.Stored`` rows, no ORM objects) and resolves them
+(``ActionService.resolve_locked_timeouts``: set-based writes of states, audit records chained in order and
+outbox events), with the cyclic garbage collector held off for the batch (``collector.collection_paused``).
+Whether the flow run that paused for it is alive does not matter: the store is the truth. An action decided by
+someone else in the meantime is ``skipped`` (nothing written). Several sweeps may run at once (each item is
+handled by one of them: a locked row is skipped by the others); a crash rolls its batch back, so the items are
+due again at once. An item that fails with a typed error is held by a claim for ``lease`` (the
 next batches, and other workers, leave it alone until then), as is any item a live claim of this sweep holds.
 Cost follows the due items: the due query and the count read the partial index ``ix_actions_pending_deadline
 (approval_deadline, id) WHERE state = 'pending_approval'`` in the sweep's order on SQLite and PostgreSQL.
@@ -27,11 +29,12 @@ from sqlalchemy.orm import Session
 
 from saferails import transitions
 from saferails.actions import lifecycle as lc
-from saferails.actions.service import ACTION_KIND, ENTITY, ActionService, TimeoutOutcome
+from saferails.actions.service import ACTION_KIND, ENTITY, TIMEOUT_COLUMNS, ActionService, TimeoutOutcome
 from saferails.errors import InvalidTransition, SaferailsError
 from saferails.store.db import transaction
 from saferails.store.tables import Action
 from saferails.sweeps import claims
+from saferails.sweeps.collector import collection_paused
 from saferails.sweeps.report import FAILED, RESOLVED, SKIPPED, Progress, ProgressCallback, SweepItem, SweepReport
 
 SWEEP = "expire"
@@ -104,8 +107,9 @@ class ExpireSweep:
         now = self.clock.now()
         ids: list[str] = []
         try:
-            with transaction(self.sessions) as session:
-                rows = claims.lock_due(session, Action, due_conditions(now), ORDER, want, now, sweep=SWEEP)
+            with collection_paused(), transaction(self.sessions) as session:
+                rows = claims.lock_due(session, Action, due_conditions(now), ORDER, want, now, sweep=SWEEP,
+                                       columns=TIMEOUT_COLUMNS)
                 ids = list(rows)
                 if not ids:
                     return []

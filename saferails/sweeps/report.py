@@ -13,7 +13,7 @@ FAILED = "failed"  # the sweep could not handle it; its claim is kept so it is r
 NOTED = "noted"  # audited without a state change
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class SweepItem:
     action_id: str
     outcome: str

@@ -4,19 +4,21 @@ go ahead; rate limits inside a batch see the batch's earlier proposals; the chai
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Any
 
+import pytest
 import sqlalchemy as sa
 
-from saferails import audit
+from saferails import audit, transitions
 from saferails.actions.models import Proposal
-from saferails.actions.service import ActionService
+from saferails.actions.service import ACTION_KIND, ActionService
 from saferails.clock import ManualClock
 from saferails.errors import GuardRejected, InvalidTransition, NotFound
 from saferails.policy.loader import load_policy_text
-from saferails.store.db import read_transaction
-from saferails.store.tables import Action, OutboxEvent
+from saferails.store.db import read_transaction, transaction
+from saferails.store.tables import Action, AuditRecord, OutboxEvent
 
 POLICY = """
 version: "batches"
@@ -115,3 +117,41 @@ def test_proposed_rows_store_sql_null_in_the_columns_a_proposal_leaves_empty(db:
         ).one()
     assert tuple(nulls) == (True, True, True, True, True)  # SQL NULL, not JSON null
     assert actions.get(view.id) == view
+
+
+def _records(db: Any, action_id: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The last audit details and outbox payload of ``action_id``, without what differs from action to action."""
+    with read_transaction(db.sessions) as session:
+        details = session.execute(sa.select(AuditRecord.details).where(AuditRecord.entity_id == action_id)
+                                  .order_by(AuditRecord.sequence.desc()).limit(1)).scalar_one()
+        payload = session.execute(sa.select(OutboxEvent.payload).where(OutboxEvent.aggregate_id == action_id)
+                                  .order_by(OutboxEvent.position.desc()).limit(1)).scalar_one()
+    return json.loads(details), {k: v for k, v in payload.items() if k not in ("action_id", "target")}
+
+
+def test_a_batch_of_stored_rows_writes_what_one_mapped_row_writes(db: Any, clock: ManualClock) -> None:
+    actions = ActionService(db.sessions, load_policy_text(POLICY), clock)
+    mapped, stored = _pending(actions, "same-1"), _pending(actions, "same-2")
+    clock.advance(timedelta(hours=2))
+
+    actions.resolve_timeout(mapped)  # one mapped row (the ORM)
+    (outcome,) = actions.resolve_timeouts([stored])  # Stored rows: only the columns the kind names
+
+    assert (outcome.state, outcome.error) == ("timed_out", None)
+    assert _records(db, stored) == _records(db, mapped)
+    own = ("id", "target", "idempotency_key", "action_hash")
+    assert ({k: v for k, v in actions.get(stored).__dict__.items() if k not in own}
+            == {k: v for k, v in actions.get(mapped).__dict__.items() if k not in own})
+    with read_transaction(db.sessions) as session:
+        assert audit.verify_chain(session).ok
+
+
+def test_a_stored_row_names_the_column_it_was_not_read_with(db: Any, clock: ManualClock) -> None:
+    actions = ActionService(db.sessions, load_policy_text(POLICY), clock)
+    action_id = _pending(actions, "partial")
+    with transaction(db.sessions) as session:
+        rows = transitions.lock_rows(session, ACTION_KIND, [action_id],
+                                        columns=transitions.stored_columns(ACTION_KIND)[:2])  # id, state
+    assert rows[action_id].state == "pending_approval"
+    with pytest.raises(AttributeError, match="'params'"):
+        _ = rows[action_id].params
