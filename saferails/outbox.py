@@ -6,7 +6,6 @@ Dispatchers (the workflow layer, Prefect event emission) read them later, at lea
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -15,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from saferails.audit.chain import canonical_json
@@ -48,8 +48,9 @@ def append_many(session: Session, events: Sequence[DomainEvent], *, now: datetim
             "event_type": event.event_type,
             "aggregate_type": event.aggregate_type,
             "aggregate_id": event.aggregate_id,
-            # Round-trip through canonical JSON: datetimes and decimals become strings, on every backend alike.
-            "payload": json.loads(canonical_json(event.payload)),
+            # Canonical JSON, bound as text (``_OUTBOX_INSERT``): datetimes and decimals become strings, on every
+            # backend alike, and the payload is encoded once.
+            "payload_json": canonical_json(event.payload),
             "correlation_id": event.correlation_id,
             "actor": event.actor,
             "tenant": event.tenant,
@@ -87,4 +88,20 @@ def deferred(session: Session) -> Iterator[None]:
         session.connection().execute(_OUTBOX_INSERT, kept)
 
 
-_OUTBOX_INSERT = sa.insert(OutboxEvent.__table__)  # type: ignore[arg-type]
+class _EncodedJSON(sa.types.TypeDecorator[str]):
+    """The payload column's JSON type, bound as JSON text its caller already encoded: the driver gets the text
+    unchanged (PostgreSQL casts it to JSONB), so the payload is not encoded a second time."""
+
+    impl = sa.JSON
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: sa.Dialect) -> sa.types.TypeEngine[Any]:
+        return dialect.type_descriptor(postgresql.JSONB() if dialect.name == "postgresql" else sa.JSON())
+
+    def bind_processor(self, dialect: sa.Dialect) -> None:
+        return None
+
+
+_OUTBOX_INSERT = sa.insert(OutboxEvent.__table__).values(  # type: ignore[arg-type]
+    payload=sa.bindparam("payload_json", type_=_EncodedJSON())
+)
