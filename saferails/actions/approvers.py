@@ -3,11 +3,27 @@ action service and the approval codes depend on this, never the other way round)
 
 from __future__ import annotations
 
+from typing import Any, Protocol
+
 from saferails.policy import ApprovalRequirement
 from saferails.policy import Principal as PolicyPrincipal
-from saferails.store.tables import Action, Principal
+from saferails.store.tables import Action
 
-__all__ = ["approval_requirement", "policy_principal"]
+__all__ = ["StoredPrincipal", "approval_requirement", "policy_principal"]
+
+
+class StoredPrincipal(Protocol):
+    """What the policy and the audit read of a stored principal: the ORM row, or the columns alone
+    (``ActionRepository.principals``)."""
+
+    @property
+    def groups(self) -> list[Any]: ...
+
+    @property
+    def kyc_verified(self) -> bool: ...
+
+    @property
+    def roles(self) -> list[Any]: ...
 
 
 def approval_requirement(row: Action) -> ApprovalRequirement | None:
@@ -22,7 +38,7 @@ def approval_requirement(row: Action) -> ApprovalRequirement | None:
         return None
 
 
-def policy_principal(principal_id: str, row: Principal | None) -> PolicyPrincipal:
+def policy_principal(principal_id: str, row: StoredPrincipal | None) -> PolicyPrincipal:
     """The policy's view of a stored principal; an unknown id is a principal with no groups, not KYC-verified."""
     return PolicyPrincipal(
         id=principal_id,

@@ -96,23 +96,43 @@ class ActionRepository:
     def principal(self, principal_id: str) -> Principal | None:
         return self.session.get(Principal, principal_id)
 
-    def principals(self, principal_ids: set[str]) -> dict[str, Principal]:
-        """The stored principals among ``principal_ids``, in ONE query (unknown ids are absent)."""
+    def principals(self, principal_ids: set[str]) -> dict[str, PrincipalFacts]:
+        """What proposing reads of the stored principals among ``principal_ids``, in ONE Core query (no ORM row
+        is built; unknown ids are absent)."""
         if not principal_ids:
             return {}
-        rows = self.session.execute(_PRINCIPALS, {"ids": sorted(principal_ids)}).scalars()
-        return {row.id: row for row in rows}
+        rows = self.session.execute(_PRINCIPALS, {"ids": sorted(principal_ids)})
+        return {row.id: PrincipalFacts(row.id, row.groups or [], bool(row.kyc_verified), row.roles or [])
+                for row in rows}
+
+
+@dataclass(frozen=True)
+class PrincipalFacts:
+    """The columns of a stored principal that proposing reads (see ``approvers.StoredPrincipal``)."""
+
+    id: str
+    groups: list[Any]
+    kyc_verified: bool
+    roles: list[Any]
+
+
+# Core statements over the tables' columns (not the mapped attributes): the session runs them without the ORM's
+# compile and load steps, and without autoflush (callers count rows already written).
+_ACTIONS = Action.__table__.c
+_PRINCIPAL_COLUMNS = Principal.__table__.c
 
 
 def _rate_window(column: sa.ColumnElement[Any]) -> sa.Select[Any]:
-    return sa.select(column).where(
-        Action.proposer == sa.bindparam("proposer"),
-        Action.action_type == sa.bindparam("action_type"),
-        Action.created_at >= sa.bindparam("since", type_=Action.created_at.type),
-        Action.state != BLOCKED,
+    return sa.select(column).select_from(Action.__table__).where(
+        _ACTIONS.proposer == sa.bindparam("proposer"),
+        _ACTIONS.action_type == sa.bindparam("action_type"),
+        _ACTIONS.created_at >= sa.bindparam("since", type_=_ACTIONS.created_at.type),
+        _ACTIONS.state != BLOCKED,
     )
 
 
 _RATE_COUNT = _rate_window(sa.func.count())
-_RATE_OLDEST = _rate_window(sa.func.min(Action.created_at))
-_PRINCIPALS = sa.select(Principal).where(Principal.id.in_(sa.bindparam("ids", expanding=True)))
+_RATE_OLDEST = _rate_window(sa.func.min(_ACTIONS.created_at))
+_PRINCIPALS = sa.select(
+    _PRINCIPAL_COLUMNS.id, _PRINCIPAL_COLUMNS.groups, _PRINCIPAL_COLUMNS.kyc_verified, _PRINCIPAL_COLUMNS.roles
+).where(_PRINCIPAL_COLUMNS.id.in_(sa.bindparam("ids", expanding=True)))

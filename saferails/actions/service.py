@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from saferails import audit, transitions
 from saferails.actions import lifecycle as lc
-from saferails.actions.approvers import approval_requirement, policy_principal
+from saferails.actions.approvers import StoredPrincipal, approval_requirement, policy_principal
 from saferails.actions.models import ActionView, Proposal, action_hash
 from saferails.actions.repository import ActionFilter, ActionRepository
 from saferails.actions.types import action_scope, validate_params
@@ -193,7 +193,7 @@ def _new_action(
     )
 
 
-def _actor_role(row: Principal | None, groups: Iterable[str]) -> str | None:
+def _actor_role(row: StoredPrincipal | None, groups: Iterable[str]) -> str | None:
     """Seed 003's "actor role": the proposer's roles (``operator``, ``agent``), or, for a principal that has
     none (one known only to the policy), its groups, as the policy saw them when it decided."""
     names = sorted(row.roles) if row is not None and row.roles else sorted(groups)
@@ -894,7 +894,7 @@ class ActionService:
         return ActionView.from_row(row, ActionRepository(session).approvals(row.id))
 
     def _request(
-        self, repo: ActionRepository, proposal: Proposal, params: dict[str, Any], *found: Principal | None
+        self, repo: ActionRepository, proposal: Proposal, params: dict[str, Any], *found: StoredPrincipal | None
     ) -> ActionRequest:
         """The policy's view of ``proposal``; ``found`` (one value, possibly None) is the proposer's principal
         row when the caller already looked it up."""

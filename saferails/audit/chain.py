@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import weakref
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -200,8 +201,27 @@ def append_many(session: Session, entries: Sequence[AuditEntry], *, now: datetim
     if writes_unchained(session):
         _append_unchained(session, entries, occurred_at)
         return []
-    lock = _head_lock(session)
-    head = lock.head
+    # Core statements on the transaction's connection: no ORM objects, no autoflush (PostgreSQL checks at commit
+    # that the head names the newest record, so the head may move before the records are inserted).
+    claimed = _claimed_head(session, entries, occurred_at)
+    if claimed is not None:
+        lock, rows, appended = claimed
+        session.connection().execute(_AUDIT_INSERT, rows)
+    else:
+        lock = _head_lock(session)
+        rows, appended = _chained(entries, occurred_at, lock.head)
+        session.connection().execute(_AUDIT_INSERT, rows)
+        _move_head(session, lock, appended[-1].sequence, appended[-1].hash)
+    lock.last_time = occurred_at
+    return appended
+
+
+_AUDIT_INSERT = sa.insert(AuditRecord.__table__)  # type: ignore[arg-type]
+
+
+def _chained(entries: Sequence[AuditEntry], occurred_at: datetime, head: _Head,
+             ) -> tuple[list[dict[str, Any]], list[Appended]]:
+    """The rows of ``entries`` chained after ``head``, and where each lands."""
     sequence, prev = head.sequence, head.hash
     rows: list[dict[str, Any]] = []
     appended: list[Appended] = []
@@ -228,16 +248,7 @@ def append_many(session: Session, entries: Sequence[AuditEntry], *, now: datetim
         })
         appended.append(Appended(sequence, digest))
         prev = digest
-    # A Core INSERT on the transaction's connection: no ORM objects, no autoflush; the head row's UPDATE is
-    # flushed with the rest of the unit of work (PostgreSQL checks at commit that it names the newest record).
-    session.connection().execute(_AUDIT_INSERT, rows)
-    head.sequence = sequence
-    head.hash = prev
-    lock.last_time = occurred_at
-    return appended
-
-
-_AUDIT_INSERT = sa.insert(AuditRecord.__table__)  # type: ignore[arg-type]
+    return rows, appended
 
 
 def _content(sequence: int, occurred_at: datetime, entry: AuditEntry, details: str) -> dict[str, Any]:
@@ -336,27 +347,102 @@ def content_mac(signer: AuditSigner, fields: dict[str, Any]) -> str:
 
 
 _HEAD_KEY = "saferails.audit_head"
+_HEAD_TABLE: sa.Table = AuditHead.__table__  # type: ignore[assignment]
+# Core statements built once (compiled once): the head is read and written without the ORM, so a transaction
+# that appends pays two small statements and no unit-of-work flush for it.
+_HEAD_SELECT = (
+    sa.select(_HEAD_TABLE.c.sequence, _HEAD_TABLE.c.hash).where(_HEAD_TABLE.c.id == HEAD_ROW_ID).with_for_update()
+)
+_HEAD_UPDATE = (
+    sa.update(_HEAD_TABLE)
+    .where(_HEAD_TABLE.c.id == HEAD_ROW_ID)
+    .values(sequence=sa.bindparam("h_sequence"), hash=sa.bindparam("h_hash"))
+)
+_HEAD_SEED = sa.insert(_HEAD_TABLE).values(id=HEAD_ROW_ID, sequence=0, hash=GENESIS_HASH)
+# Moves the head only if it is still where this process last saw it: the UPDATE locks the row as SELECT ... FOR
+# UPDATE would (PostgreSQL re-checks the condition after waiting for a concurrent writer), so a right guess
+# locks, reads and moves the head in one statement.
+_HEAD_CLAIM = (
+    sa.update(_HEAD_TABLE)
+    .where(_HEAD_TABLE.c.id == HEAD_ROW_ID, _HEAD_TABLE.c.sequence == sa.bindparam("g_sequence"),
+           _HEAD_TABLE.c.hash == sa.bindparam("g_hash"))
+    .values(sequence=sa.bindparam("h_sequence"), hash=sa.bindparam("h_hash"))
+)
+# Per database (engine): the head as this process last read or wrote it. Only ever a guess for ``_HEAD_CLAIM``:
+# a wrong one (another process appended, a transaction rolled back) costs one UPDATE that matches nothing.
+_LAST_SEEN: weakref.WeakKeyDictionary[Any, _Head] = weakref.WeakKeyDictionary()
+
+
+@dataclass
+class _Head:
+    """The chain head as this transaction holds it (the ``audit_head`` row, locked)."""
+
+    sequence: int
+    hash: str
 
 
 @dataclass
 class _HeadLock:
-    """The head row locked by one transaction, and what the last checkpoint written in it covered."""
+    """The head row locked by one transaction, and what the last checkpoint written in it covered.
+
+    ``stale`` is set when a savepoint of the transaction rolls back: the head it wrote is undone in the database,
+    so the next use reads it again (the lock itself is kept: it belongs to the outer transaction)."""
 
     transaction: Any
-    head: AuditHead
+    head: _Head
     checkpointed_sequence: int
     checkpointed_hash: str
     last_time: datetime | None = None
+    stale: bool = False
 
 
-def _locked_head(session: Session) -> AuditHead:
+def _locked_head(session: Session) -> _Head:
     """The chain head, locked for the rest of the current transaction.
 
     Locked once per transaction (SELECT ... FOR UPDATE on PostgreSQL; SQLite's BEGIN IMMEDIATE already holds the
     writer lock) and then kept in ``session.info``: while the lock is held nobody else can move the head, so the
-    in-memory copy is authoritative. ``populate_existing`` discards a copy loaded earlier without the lock.
+    in-memory copy is authoritative (read again after a savepoint rollback). Move it with ``_move_head`` only.
     """
     return _head_lock(session).head
+
+
+def _read_head_locked(session: Session) -> _Head:
+    found = session.connection().execute(_HEAD_SELECT).one_or_none()
+    if found is None:
+        # Migration 0001 seeds the head row; this only happens on a schema created without it.
+        session.connection().execute(_HEAD_SEED)
+        head = _Head(0, GENESIS_HASH)
+    else:
+        head = _Head(int(found.sequence), str(found.hash))
+    _LAST_SEEN[session.get_bind()] = _Head(head.sequence, head.hash)
+    return head
+
+
+def _claimed_head(session: Session, entries: Sequence[AuditEntry], occurred_at: datetime,
+                  ) -> tuple[_HeadLock, list[dict[str, Any]], list[Appended]] | None:
+    """The first append of a transaction, when the head is still where this process last saw it: the head
+    moved past ``entries`` with ONE statement (``_HEAD_CLAIM``), which also locks it, and the rows chained after
+    it for the caller to insert. None when the transaction already holds the head, or the guess is missing or
+    wrong (then nothing was written)."""
+    connection = session.connection()  # autobegin now: the lock belongs to the transaction the UPDATE runs in
+    transaction = session.get_transaction()
+    cached = session.info.get(_HEAD_KEY)
+    if isinstance(cached, _HeadLock) and cached.transaction is transaction:
+        return None
+    bind = session.get_bind()
+    guess = _LAST_SEEN.get(bind)
+    if guess is None:
+        return None
+    rows, appended = _chained(entries, occurred_at, guess)
+    new = _Head(appended[-1].sequence, appended[-1].hash)
+    moved = connection.execute(_HEAD_CLAIM, {"g_sequence": guess.sequence, "g_hash": guess.hash,
+                                             "h_sequence": new.sequence, "h_hash": new.hash})
+    if moved.rowcount != 1:
+        return None
+    lock = _HeadLock(transaction, new, guess.sequence, guess.hash)
+    session.info[_HEAD_KEY] = lock
+    _LAST_SEEN[bind] = _Head(new.sequence, new.hash)
+    return lock, rows, appended
 
 
 def _head_lock(session: Session) -> _HeadLock:
@@ -365,20 +451,30 @@ def _head_lock(session: Session) -> _HeadLock:
     transaction = session.get_transaction()
     cached = session.info.get(_HEAD_KEY)
     if isinstance(cached, _HeadLock) and cached.transaction is transaction:
+        if cached.stale:
+            cached.head = _read_head_locked(session)
+            cached.stale = False
         return cached
-    found = session.execute(
-        sa.select(AuditHead)
-        .where(AuditHead.id == HEAD_ROW_ID)
-        .with_for_update()
-        .execution_options(populate_existing=True)
-    ).scalar_one_or_none()
-    if found is None:
-        # Migration 0001 seeds the head row; this only happens on a schema created without it.
-        found = AuditHead(id=HEAD_ROW_ID, sequence=0, hash=GENESIS_HASH)
-        session.add(found)
-    lock = _HeadLock(transaction, found, found.sequence, found.hash)
+    head = _read_head_locked(session)
+    lock = _HeadLock(transaction, head, head.sequence, head.hash)
     session.info[_HEAD_KEY] = lock
     return lock
+
+
+def _move_head(session: Session, lock: _HeadLock, sequence: int, digest: str) -> None:
+    """Write the head ``lock`` holds forward to ``sequence``/``digest`` at once (a later savepoint rollback undoes
+    it in the database, and ``_head_lock`` then reads it again)."""
+    session.connection().execute(_HEAD_UPDATE, {"h_sequence": sequence, "h_hash": digest})
+    lock.head.sequence, lock.head.hash = sequence, digest
+    _LAST_SEEN[session.get_bind()] = _Head(sequence, digest)
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _head_after_rollback(session: Session, previous_transaction: Any) -> None:
+    """A rolled-back savepoint undid any head move made inside it: the transaction's copy must be read again."""
+    lock = session.info.get(_HEAD_KEY)
+    if isinstance(lock, _HeadLock) and previous_transaction.nested:
+        lock.stale = True
 
 
 @event.listens_for(Session, "before_commit")
@@ -393,7 +489,10 @@ def _checkpoint_before_commit(session: Session) -> None:
     if not isinstance(lock, _HeadLock) or lock.transaction is not session.get_transaction():
         return
     signer = signer_of(session)
-    if signer is None or lock.head.sequence == lock.checkpointed_sequence:
+    if signer is None:
+        return
+    head = _head_lock(session).head  # read again if a savepoint rolled its move back
+    if head.sequence == lock.checkpointed_sequence:
         return
     checkpoint = sign_checkpoint(
         signer,

@@ -37,7 +37,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.orm import Session, sessionmaker
 
-from saferails.audit.chain import SEQUENCER_LOCK_KEY, _head_lock, content_mac, digest_of, read_head
+from saferails.audit.chain import SEQUENCER_LOCK_KEY, _head_lock, _move_head, content_mac, digest_of, read_head
 from saferails.audit.checkpoints import signer_of
 from saferails.audit.signing import AuditSigner
 from saferails.audit.verify import RECORD_COLUMNS
@@ -149,7 +149,6 @@ def _chain_batch(session: Session, bound: int, batch_size: int, at: datetime) ->
             f"audit records {rows[0].sequence}..{rows[-1].sequence} changed while being chained; run audit verify",
             sequence=rows[0].sequence,
         )
-    head.sequence = int(rows[-1].sequence)
-    head.hash = prev
+    _move_head(session, lock, int(rows[-1].sequence), prev)
     lock.last_time = at
     return len(rows), (head.sequence, head.hash)

@@ -27,6 +27,7 @@ from saferails.policy.rules import (
     Facts,
     OldestEventLookup,
     Outcome,
+    PolicyRule,
     Principal,
     RateLimitCounter,
     RuleResult,
@@ -168,6 +169,9 @@ class Decision:
         )
 
 
+_MAX_INDEXED_TYPES = 1024
+
+
 class PolicyEngine:
     """Evaluates action requests against one immutable :class:`Policy`."""
 
@@ -175,6 +179,18 @@ class PolicyEngine:
         self.policy = policy
         self.fingerprint = policy.fingerprint
         self._rules = build_rules(policy)
+        self._by_type: dict[str, tuple[PolicyRule, ...]] = {}
+
+    def _rules_for(self, action_type: str) -> tuple[PolicyRule, ...]:
+        """The rules that may match ``action_type``, in policy order, built once per type: a rule whose
+        ``action_types`` leave the type out never matches it (``PolicyRule.matches``), so its quiet answer, which
+        ``evaluate`` would drop, is not computed at all."""
+        rules = self._by_type.get(action_type)
+        if rules is None:
+            rules = tuple(r for r in self._rules if r.action_types is None or action_type in r.action_types)
+            if len(self._by_type) < _MAX_INDEXED_TYPES:  # bounded: beyond it, filtered on each call
+                self._by_type[action_type] = rules
+        return rules
 
     def classify(self, action_type: str) -> Impact:
         """The impact level of ``action_type``: the policy's table, else its default (before ``raise_when``,
@@ -202,7 +218,7 @@ class PolicyEngine:
                 counter=counter,
                 on_store_error=self.policy.on_rate_limit_store_error,
             )
-            for rule in self._rules:
+            for rule in self._rules_for(request.action_type):
                 try:
                     result = rule.apply(facts)
                 except Exception as exc:  # noqa: BLE001 - fail closed, naming the rule

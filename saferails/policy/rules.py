@@ -293,7 +293,10 @@ class Facts:
 
 
 class PolicyRule(ABC):
-    """Base class: matching by ``action_types`` and ``when``; subclasses decide what a match means."""
+    """Base class: matching by ``action_types`` and ``when``; subclasses decide what a match means.
+
+    ``apply`` must answer quietly (not fired, no code) whenever ``action_types`` leaves the request's type out:
+    the engine relies on it and does not apply such a rule at all."""
 
     kind: ClassVar[str]
 

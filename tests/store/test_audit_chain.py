@@ -25,7 +25,7 @@ from saferails.audit.chain import record_digest
 from saferails.clock import ManualClock
 from saferails.errors import AuditChainBroken, InvalidInput, SaferailsError
 from saferails.policy import default_policy
-from saferails.store.db import transaction
+from saferails.store.db import create_engine, session_factory, transaction
 from saferails.store.tables import AuditRecord
 from tests.support.approvals import coded_service
 
@@ -535,6 +535,25 @@ def test_two_threads_appending_200_times_each_produce_a_gapless_chain_that_verif
     assert per_actor == {"left": 200, "right": 200}
     report = verify(db)
     assert report.ok and report.records_checked == 400 and report.head_sequence == 400
+
+
+def test_two_processes_taking_turns_each_chain_on_the_head_the_other_left(db: Any, clock: ManualClock) -> None:
+    # Each engine stands for a process: its guess of the head goes stale whenever the other one appends.
+    other = create_engine(db.url)
+    try:
+        factories = [db.sessions, session_factory(other)]
+        for i in range(6):
+            with transaction(factories[i % 2]) as session:
+                audit.append(session, audit.AuditEntry(actor=f"p{i % 2}", event="noted", entity_type="test",
+                                                       details={"i": i}), now=clock.now())
+                audit.append(session, audit.AuditEntry(actor=f"p{i % 2}", event="again", entity_type="test"),
+                             now=clock.now())
+    finally:
+        other.dispose()
+
+    report = verify(db)
+    assert report.ok, report.problem
+    assert report.records_checked == report.head_sequence == 12
 
 
 def test_verifying_while_others_append_never_reports_an_intact_chain_as_broken(db: Any, clock: ManualClock) -> None:
