@@ -6,6 +6,7 @@ from typing import Any
 
 from prefect import flow
 from prefect.runtime import flow_run
+from pydantic import validate_call
 
 from flows.approval_gate import approval_gate
 from saferails.actions.lifecycle import APPROVED, PENDING_APPROVAL
@@ -23,7 +24,11 @@ from tasks.actions import (
 
 # No ``flow_run_name``: Prefect would name every run with an extra API call (and result-store look-up) before the
 # body starts. ``flows.api`` creates runs with their name; ``decide-and-execute`` renames any other run once.
-@flow(name="saferails-action", validate_parameters=True)
+# Parameters are validated (and coerced) by pydantic's ``validate_call``, whose validator is built once, rather
+# than by Prefect's ``validate_parameters``, which builds a pydantic model of the signature on every run (~3 ms of
+# CPU, a tenth of what the action flow adds to a bare one). A bad parameter still fails the run before any step.
+@flow(name="saferails-action", validate_parameters=False)
+@validate_call
 def action_flow(
     action_id: str | None = None, proposal: dict[str, Any] | None = None, poll_interval: float = 1.0
 ) -> dict[str, Any]:

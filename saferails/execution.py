@@ -56,7 +56,7 @@ from saferails.actions.models import ActionView, action_hash
 from saferails.actions.repository import ActionRepository
 from saferails.actions.service import ACTION_KIND, ENTITY
 from saferails.boundary import typed_errors
-from saferails.clock import Clock
+from saferails.clock import Clock, as_utc
 from saferails.errors import (
     ActionTampered,
     ConcurrentModification,
@@ -204,7 +204,10 @@ class ExecutionService:
         actor: str,
         details: dict[str, Any] | None = None,
         changes: dict[str, Any] | None = None,
+        locked: Action | None = None,
     ) -> Action:
+        """``transitions.transition`` of the action; ``locked`` is the row when this transaction already holds it
+        (``lock_row``), which saves locking it again."""
         row: Action = transitions.transition(
             session,
             ENTITY,
@@ -215,6 +218,7 @@ class ExecutionService:
             now=self.clock.now(),
             details=details,
             changes=changes,
+            locked_row=locked,
         )
         return row
 
@@ -291,10 +295,18 @@ class ExecutionService:
     # --- execution ----------------------------------------------------------------------------------------
     def execute(self, action_id: str, actor: str = EXECUTOR) -> ActionView:
         """Execute an approved action (see the module docstring for the full contract)."""
+        return self._execute(action_id, actor, when_due=False)
+
+    def _execute(self, action_id: str, actor: str, *, when_due: bool) -> ActionView:
+        """``execute``; with ``when_due``, an action that is not approved or not yet due is returned as it is,
+        judged in the same transaction that claims a due one (``run``)."""
         tampered = False
         with transaction(self.sessions) as session:
             row = transitions.lock_row(session, ACTION_KIND, action_id)
             if row.state == lc.COMPLETED:
+                return self._view(session, row)
+            if when_due and (row.state != lc.APPROVED or (
+                    row.scheduled_for is not None and as_utc(row.scheduled_for) > self.clock.now())):
                 return self._view(session, row)
             tampered = row.state == lc.APPROVED and stored_hash_mismatch(row, session) is not None
             if not tampered:
@@ -318,6 +330,7 @@ class ExecutionService:
                         "execution_started",
                         actor,
                         changes={"executed_at": self.clock.now()},
+                        locked=row,
                     )
                     row = self._move(
                         session,
@@ -327,8 +340,13 @@ class ExecutionService:
                         actor,
                         details={"stage": "validate", "error_code": exc.code, "error": exc.message},
                         changes={"error": _error_text(exc), "finished_at": self.clock.now()},
+                        locked=row,
                     )
                     return self._view(session, row)
+                key = effect_key(row)
+                # An external effect already recorded under the key is never applied again. Looked up here, in
+                # the claiming transaction, so the first attempt needs no transaction of its own.
+                recorded = self._recorded_effect(session, key) if handler.external else None
                 self._move(
                     session,
                     action_id,
@@ -337,11 +355,11 @@ class ExecutionService:
                     actor,
                     details={"pre_state": pre_state},
                     changes={"pre_state": pre_state, "executed_at": self.clock.now()},
+                    locked=row,
                 )
-                key = effect_key(row)
         if tampered:
             raise self._refuse_tampered(action_id, actor, "execute")
-        return self._run_handler(action_id, handler, row, params, pre_state, key, actor)
+        return self._run_handler(action_id, handler, row, params, pre_state, key, actor, recorded)
 
     def _run_handler(
         self,
@@ -352,16 +370,25 @@ class ExecutionService:
         pre_state: dict[str, Any],
         key: str,
         actor: str,
+        recorded: ExecutionOutcome | None,
     ) -> ActionView:
+        """Apply the effect of an action just moved to ``executing`` and record the outcome. ``recorded`` is the
+        external effect the claiming transaction found under ``key`` (None: none was); a retry looks again."""
         breaker = self.breakers.get(row.action_type)
         leftover: dict[str, Any] = {}  # rollback data of a partial effect that could not be compensated
+        found: list[ExecutionOutcome] = []  # the recorded effect the attempt returned, if it returned one
 
         def attempt(n: int) -> ActionView | ExecutionOutcome:
             try:
                 if handler.external:
-                    recorded = self._recorded_effect(key)
-                    if recorded is not None:
-                        return recorded
+                    if n > 1:
+                        with transaction(self.sessions) as session:
+                            known = self._recorded_effect(session, key)
+                    else:
+                        known = recorded
+                    if known is not None:
+                        found.append(known)
+                        return known
                     done = breaker.call(
                         lambda: handler.execute(self._ctx(row, None), row.target, params, pre_state, key),
                         counts=is_transient,
@@ -375,7 +402,7 @@ class ExecutionService:
                         counts=is_transient,
                     )
                     self._crash_point("after_effect", action_id)
-                    return self._complete(session, action_id, outcome, key, actor, n)
+                    return self._complete(session, current, outcome, key, actor, n, new_effect=True)
             except PartialEffect as partial:
                 self._compensate(action_id, handler, row, partial, leftover)
                 raise
@@ -416,25 +443,36 @@ class ExecutionService:
         if isinstance(done, ActionView):
             return done
         with transaction(self.sessions) as session:
-            return self._complete(session, action_id, done, key, actor, None)
+            current = transitions.lock_row(session, ACTION_KIND, action_id)
+            return self._complete(session, current, done, key, actor, None, new_effect=not found)
 
-    def _recorded_effect(self, key: str) -> ExecutionOutcome | None:
-        with transaction(self.sessions) as session:
-            effect = session.get(Effect, key)
-            if effect is None:
-                return None
-            return ExecutionOutcome(result=effect.result["result"], rollback_data=effect.result["rollback_data"])
+    def _recorded_effect(self, session: Session, key: str) -> ExecutionOutcome | None:
+        effect = session.get(Effect, key)
+        if effect is None:
+            return None
+        return ExecutionOutcome(result=effect.result["result"], rollback_data=effect.result["rollback_data"])
 
     def _complete(
-        self, session: Session, action_id: str, outcome: ExecutionOutcome, key: str, actor: str, attempts: int | None
+        self,
+        session: Session,
+        current: Action,
+        outcome: ExecutionOutcome,
+        key: str,
+        actor: str,
+        attempts: int | None,
+        *,
+        new_effect: bool,
     ) -> ActionView:
+        """``executing -> completed`` for ``current`` (locked in ``session``), recording ``outcome`` under
+        ``key`` when ``new_effect`` (the handler produced it; False: it was read from the ``effects`` table)."""
         now = self.clock.now()
-        current = transitions.lock_row(session, ACTION_KIND, action_id)
-        if session.get(Effect, key) is None:
+        if new_effect:
+            # No look-up first: the key is this action's alone (``uq_actions_tenant_idempotency_key``) and none
+            # was recorded under it when the action was claimed. Were one there, the INSERT fails, never overwrites.
             session.add(
                 Effect(
                     idempotency_key=key,
-                    action_id=action_id,
+                    action_id=current.id,
                     action_type=current.action_type,
                     result={"result": outcome.result, "rollback_data": outcome.rollback_data},
                     created_at=now,
@@ -443,12 +481,13 @@ class ExecutionService:
             session.flush()
         row = self._move(
             session,
-            action_id,
+            current.id,
             lc.COMPLETED,
             "executed",
             actor,
             details={"result": outcome.result, "effect_key": key, "attempts": attempts},
             changes={"result": outcome.result, "rollback_data": outcome.rollback_data, "finished_at": now},
+            locked=current,
         )
         return self._view(session, row)
 
@@ -724,12 +763,8 @@ class ExecutionService:
     # --- scheduling ---------------------------------------------------------------------------------------
     def run(self, action_id: str, actor: str = EXECUTOR) -> ActionView:
         """Execute ``action_id`` if it is approved and due (``scheduled_for`` unset or come); otherwise return
-        it unchanged. What flows and sweeps call."""
-        view = self.get(action_id)
-        due = view.scheduled_for is None or view.scheduled_for <= self.clock.now()
-        if view.state == lc.APPROVED and due:
-            return self.execute(action_id, actor)
-        return view
+        it unchanged. What flows and sweeps call. One transaction decides and claims (no separate read first)."""
+        return self._execute(action_id, actor, when_due=True)
 
     def next_due(self, limit: int = 100) -> list[str]:
         """Ids of approved actions that are due, most urgent first: priority (1 first), then the time they

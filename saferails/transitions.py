@@ -358,8 +358,13 @@ def transition_many(
             ))
             continue
         staged.append((index, change, row))
+    # Only the rows whose transition has guards need what the guards see (an unguarded one, such as
+    # ``executing -> completed``, costs no query); an edge missing from the graph is refused below either way.
+    guarded = [row for _, change, row in staged if _guarded(kind, row.state, change.target)]
     with session.no_autoflush:  # the subjects' queries must not flush half-decided rows one by one
-        subjects = kind.subjects_of(session, [row for _, _, row in staged], now)
+        seen_by_guards = dict(zip(map(id, guarded), kind.subjects_of(session, guarded, now) if guarded else [],
+                                  strict=True))
+    subjects = [seen_by_guards.get(id(row)) for _, _, row in staged]
     records: list[_Record] = []
     writes: list[tuple[Any, dict[str, Any]]] = []
     # Changes that share their ``changes`` mapping and target (a batch of timeouts) share one values dict, so
@@ -385,6 +390,11 @@ def transition_many(
     _write_states(session, kind, writes)
     _record_many(session, kind, records, now=now)
     return [r for r in results if r is not None]
+
+
+def _guarded(kind: EntityKind, source: str, target: str) -> bool:
+    edge = kind.machine.transition_for(source, target)
+    return edge is not None and bool(edge.guards)
 
 
 def _write_states(session: Session, kind: EntityKind, writes: Sequence[tuple[Any, dict[str, Any]]]) -> None:
