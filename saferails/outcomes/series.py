@@ -12,7 +12,7 @@ a control's ties to the target are left out) and ``burnout`` (the mean of the wi
 
 ``SweepSeries``: the same controls and weeks for every check of one sweep from reads done once per sweep (the
 employees, the targets of overlapping checks, and per period every person's weekly distinct partners and burnout
-readings, bucketed by the database), instead of several queries per check. The functions above stay the
+readings, one range query per week), instead of several queries per check. The functions above stay the
 reference it is tested against.
 """
 
@@ -22,10 +22,10 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
@@ -149,55 +149,103 @@ class _Panel:
     burnout_count: np.ndarray  # (people, weeks)
 
 
-def _bucket(column: Any, starts: list[datetime], window: timedelta, post: int) -> Any:
-    """SQL for ``_week``: the ``post`` windows first (they win where they overlap), then the contiguous pre
-    windows."""
+def _spans(starts: list[datetime], window: timedelta, post: int) -> list[tuple[datetime, datetime, int]]:
+    """``(start, end, week)`` ranges that together map a time to the window ``_week`` gives it: the ``post``
+    windows (they win where they overlap), the pre windows less the post windows' span, all from ``starts[0]``
+    on (where ``read_weekly`` starts reading). Disjoint, so one range query per span reads every row once and
+    needs no per-row bucketing in the database."""
     first_post = len(starts) - post
-    order = [*((first_post + j, starts[first_post + j]) for j in range(post)), *enumerate(starts[:first_post])]
-    whens = [(sa.and_(column >= start, column < start + window), week) for week, start in order]
-    return sa.case(*whens, else_=None)
+    post_start, post_stop = starts[first_post], starts[first_post] + window * post
+    spans = [(max(starts[first_post + j], starts[0]), starts[first_post + j] + window, first_post + j)
+             for j in range(post)]
+    spans = [span for span in spans if span[0] < span[1]]
+    for week, start in enumerate(starts[:first_post]):
+        stop = start + window
+        spans += [(lo, hi, week) for lo, hi in ((start, min(stop, post_start)), (max(start, post_stop), stop))
+                  if lo < hi]
+    return spans
 
 
-def _read_panel(session: Session, starts: list[datetime], window: timedelta, post_end: datetime,
-                post: int) -> _Panel:
+class _Codes(dict[str, int]):
+    """Person -> row number; a name not seen before gets the next number (someone only named by interactions
+    or readings)."""
+
+    def __missing__(self, key: str) -> int:
+        code = self[key] = len(self)
+        return code
+
+
+def _codes(index: _Codes, rows: Sequence[Any], column: int) -> np.ndarray:
+    """The row numbers of the names in ``column`` of ``rows`` (``zip(*rows)`` cost several times this)."""
+    return np.fromiter(map(index.__getitem__, map(itemgetter(column), rows)), dtype=np.int64, count=len(rows))
+
+
+def _sorted_unique(values: np.ndarray) -> np.ndarray:
+    """``np.unique(values)`` for integers by sorting: numpy 2's hash-based unique took seconds on millions of
+    widely spread keys, a sort a tenth of a second."""
+    ordered = np.sort(values)
+    return ordered[np.concatenate(([True], ordered[1:] != ordered[:-1]))] if ordered.size else ordered
+
+
+def _driver_rows(connection: sa.Connection, statement: sa.Select[Any]) -> Sequence[Any]:
+    """Every row of ``statement`` as the driver's own tuples. SQLAlchemy's Row per row cost as much as the
+    driver's fetch itself here; the columns read this way (names, scores) need no result processing."""
+    result = connection.execute(statement)
+    try:
+        rows: Sequence[Any] = result.cursor.fetchall()
+    finally:
+        result.close()
+    return rows
+
+
+def _read_panel(session: Session, starts: list[datetime], window: timedelta, post: int,
+                known: Sequence[str]) -> _Panel:
+    """The panel of ``starts`` (the pre windows, then the ``post`` windows), rows numbered from ``known``
+    (the employees) on. One plain range query per span of ``_spans`` (on the ``occurred_at`` /
+    ``observed_at`` indexes) fetched as the driver's tuples, names turned into row numbers through a dict as they
+    arrive: bucketing every row with a CASE in SQLite, a Row object per row, and factorising millions of name
+    strings each cost about as much as the read itself."""
     weeks = len(starts)
-    first, last = starts[0], post_end
-    week = _bucket(Interaction.occurred_at, starts, window, post).label("week")
-    # Every row, de-duplicated below in numpy: SQLite's DISTINCT (a temporary B-tree of strings) cost four times
-    # the plain read here.
+    index = _Codes({person: i for i, person in enumerate(known)})
     # Core, not ORM, execution: the ORM's per-row result processing cost more than the database here.
     connection = session.connection()
-    pairs = connection.execute(sa.select(Interaction.person_a, Interaction.person_b, week).where(
-        Interaction.occurred_at >= first, Interaction.occurred_at < last)).all()
-    observed_week = _bucket(Wellbeing.observed_at, starts, window, post).label("week")
-    obs = connection.execute(sa.select(Wellbeing.person, observed_week, Wellbeing.burnout_score).where(
-        Wellbeing.observed_at >= first, Wellbeing.observed_at < last)
-        .order_by(Wellbeing.person, Wellbeing.observed_at)).all()
-    a_col, b_col, w_col = zip(*pairs, strict=True) if pairs else ((), (), ())
-    a = np.array(a_col, dtype=object)
-    b = np.array(b_col, dtype=object)
-    w = np.array([-1 if x is None else x for x in w_col], dtype=np.int64)
-    who = np.array([r[0] for r in obs], dtype=object)
-    codes, names = pd.factorize(np.concatenate([a, b, who]))
-    n = max(len(names), 1)
-    ca, cb, cw = codes[:len(a)], codes[len(a):2 * len(a)], codes[2 * len(a):]
-    inside = w >= 0
-    low, high, w = np.minimum(ca, cb)[inside], np.maximum(ca, cb)[inside], w[inside]
-    keys = np.unique((low.astype(np.int64) * n + high) * weeks + w)
+    a_parts, b_parts, w_parts = [], [], []
+    who_parts, ow_parts, score_parts = [], [], []
+    for lo, hi, week in _spans(starts, window, post):
+        # Every row, de-duplicated below in numpy: SQLite's DISTINCT (a temporary B-tree of strings) cost more
+        # than reading the duplicates.
+        pairs = _driver_rows(connection, sa.select(Interaction.person_a, Interaction.person_b).where(
+            Interaction.occurred_at >= lo, Interaction.occurred_at < hi))
+        if pairs:
+            a_parts.append(_codes(index, pairs, 0))
+            b_parts.append(_codes(index, pairs, 1))
+            w_parts.append(np.full(len(pairs), week, dtype=np.int64))
+        # A person's readings added up in time order, whatever order the backend would return them in.
+        obs = _driver_rows(connection, sa.select(Wellbeing.person, Wellbeing.burnout_score).where(
+            Wellbeing.observed_at >= lo, Wellbeing.observed_at < hi)
+            .order_by(Wellbeing.person, Wellbeing.observed_at))
+        if obs:
+            who_parts.append(_codes(index, obs, 0))
+            ow_parts.append(np.full(len(obs), week, dtype=np.int64))
+            score_parts.append(np.fromiter(map(float, map(itemgetter(1), obs)), dtype=float, count=len(obs)))
+    n = max(len(index), 1)
+    ca, cb, w = (np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
+                 for parts in (a_parts, b_parts, w_parts))
+    low, high = np.minimum(ca, cb), np.maximum(ca, cb)
+    keys = _sorted_unique((low * n + high) * weeks + w)
     w_k, pair = keys % weeks, keys // weeks
     low, high = pair // n, pair % n
     partners = np.bincount(low * weeks + w_k, minlength=n * weeks)
     # A pair of one person with itself (the loaders refuse it) counts once, as a partner set would.
     partners += np.bincount(high[high != low] * weeks + w_k[high != low], minlength=n * weeks)
-    ow = np.array([-1 if r[1] is None else r[1] for r in obs], dtype=np.int64)
-    scores = np.array([float(r[2]) for r in obs], dtype=float)
-    found = ow >= 0
+    cw, ow = (np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64) for parts in (who_parts, ow_parts))
+    scores = np.concatenate(score_parts) if score_parts else np.zeros(0)
     sums = np.zeros(n * weeks)
     counts = np.zeros(n * weeks)
-    np.add.at(sums, cw[found] * weeks + ow[found], scores[found])
-    np.add.at(counts, cw[found] * weeks + ow[found], 1.0)
-    return _Panel({str(p): i for i, p in enumerate(names)}, partners.reshape(n, weeks).astype(float), keys,
-                  sums.reshape(n, weeks), counts.reshape(n, weeks))
+    np.add.at(sums, cw * weeks + ow, scores)
+    np.add.at(counts, cw * weeks + ow, 1.0)
+    return _Panel(dict(index), partners.reshape(n, weeks).astype(float), keys, sums.reshape(n, weeks),
+                  counts.reshape(n, weeks))
 
 
 class SweepSeries:
@@ -261,10 +309,11 @@ class SweepSeries:
         """``read_weekly`` with the same arguments, from the period's panel (read once per sweep)."""
         key = (as_utc(pre_end), pre, window, as_utc(post_end), post)
         if key not in self._panels:
+            employees = list(self.people(session).info)
             started = time.perf_counter()
             starts = [key[0] - window * (pre - i) for i in range(pre)] + [key[3] - window * (post - i)
                                                                           for i in range(post)]
-            self._panels[key] = _read_panel(session, starts, window, key[3], post)
+            self._panels[key] = _read_panel(session, starts, window, post, employees)
             self.panel_reads += 1
             self.read_seconds += time.perf_counter() - started
         panel = self._panels[key]
