@@ -67,6 +67,7 @@ DEPLOYMENT = "saferails-action/action"
 # A run in one of these states may still reach the gate; any other (Crashed, missing...) never will.
 ALIVE = {"SCHEDULED", "PENDING", "RUNNING"}
 GIVE_UP = 150.0
+APPROVERS = 16  # decisions in flight at once
 POLICY = """\
 version: "cluster-test"
 on_rate_limit_store_error: deny
@@ -381,12 +382,37 @@ def approve_loop(api: Any, store: Any, runs: dict[str, str], kinds: dict[str, st
     """Decide every gated action through ``flows.api``: as an approver would, once its run is paused at the gate
     (the answer resumes the run); or, when its run died before pausing (killed worker) and ``GIVE_UP`` seconds
     have passed, directly (the recover sweep then re-runs an approved action whose run is gone)."""
+    first_seen: dict[str, float] = {}
+    # Several approvers at once, as a team of people would: a decision through a paused run returns once the run
+    # has recorded it (``flows.api._settled``), seconds on a loaded machine, so one approver deciding in turn
+    # was the whole test's bottleneck (3 decisions a minute while 50 paused runs held the workers' slots).
+    pool = ThreadPoolExecutor(APPROVERS, thread_name_prefix="approver")
+    try:
+        _approve_passes(api, store, runs, kinds, decided, stop, report, first_seen, pool)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _approve_passes(api: Any, store: Any, runs: dict[str, str], kinds: dict[str, str], decided: set[str],
+                    stop: threading.Event, report: Report, first_seen: dict[str, float],
+                    pool: ThreadPoolExecutor) -> None:
     from saferails.actions.lifecycle import PENDING_APPROVAL
     from tasks.sweeps import prefect_run_probe
 
-    first_seen: dict[str, float] = {}
+    def decide_one(action_id: str, state: str | None) -> None:
+        decide = api.approve if kinds[action_id] == "approve" else api.reject
+        try:
+            decide(action_id, APPROVER, reason="scale test")
+        except Exception as exc:  # noqa: BLE001 - a refused or racing decision is retried next pass
+            report.note(f"decision on {action_id} not taken yet: {type(exc).__name__}: {exc}")
+            return
+        if state != "PAUSED":
+            report.note(f"decided {action_id} directly: its run is {state}")
+        decided.add(action_id)
+
     while not stop.is_set():
         todo = [a for a, k in list(kinds.items()) if k in ("approve", "reject") and a not in decided]
+        batch: list[Any] = []
         try:
             paused = paused_runs()  # one request a pass, not one per action: a loaded server answers slowly
             # One query a pass too: with a backlog of hundreds of gated actions, one read each per second was
@@ -418,15 +444,8 @@ def approve_loop(api: Any, store: Any, runs: dict[str, str], kinds: dict[str, st
                     continue
                 if state in ALIVE or state == "PAUSED":
                     continue  # alive; a run paused since the pass began is decided next pass
-            decide = api.approve if kinds[action_id] == "approve" else api.reject
-            try:
-                decide(action_id, APPROVER, reason="scale test")
-            except Exception as exc:  # noqa: BLE001 - a refused or racing decision is retried next pass
-                report.note(f"decision on {action_id} not taken yet: {type(exc).__name__}: {exc}")
-                continue
-            if state != "PAUSED":
-                report.note(f"decided {action_id} directly: its run is {state}")
-            decided.add(action_id)
+            batch.append(pool.submit(decide_one, action_id, state))
+        wait(batch)
         stop.wait(1)
 
 
