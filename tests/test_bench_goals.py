@@ -50,3 +50,17 @@ def test_outcome_quality_goals_are_judged_from_the_held_out_goal_lines() -> None
     assert "seed rule 3.10%" in verdicts[prefix + "false rollbacks <= 1%"].figure
     assert verdicts[prefix + "detection of harm >= threshold >= 95%"].verdict == NOT_MET
     assert verdicts[prefix + "inconclusive <= 5%"].verdict == UNMEASURED
+
+
+def test_the_expire_goal_shows_the_cpu_beside_the_wall_time() -> None:
+    """On SQLite the database work is in the sweeping process: its CPU seconds beside the wall time tell the reader
+    how much of a miss is the disk."""
+    results = [
+        Result("sweeps", "expire sweep, table 100,000", "sqlite", 1.8, "s", 10_000,
+               details={"table_rows": 100_000, "cpu_seconds": 1.1}),
+        Result("sweeps", "expire sweep, table 1,000,000", "sqlite", 2.3, "s", 10_000,
+               details={"table_rows": 1_000_000, "cpu_seconds": 1.2}),
+    ]
+    verdict = next(v for v in judge(results) if v.goal.startswith("expire sweep") and "sqlite" in v.goal)
+    assert verdict.verdict == NOT_MET
+    assert "this process's CPU 1.20 s, 1.09x at 1/10 the rows" in verdict.figure
