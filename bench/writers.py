@@ -6,7 +6,9 @@ LOW actions each, one per transaction, starting together at a barrier. Reported:
 together, the ratio to one writer, and the share of in-transaction time spent waiting for a lock: a sampler
 polls ``pg_stat_activity`` every few milliseconds for the writers' backends (``application_name``) and counts
 samples in a transaction (``active`` or ``idle in transaction``) and, of those, samples waiting on a heavyweight
-lock (``wait_event_type = 'Lock'``: the chain head's row lock is the only one writers of distinct actions share).
+lock (``wait_event_type = 'Lock'``: the chain head's row lock is the only one writers of distinct actions share),
+and where the rest went: ``client`` (idle in transaction: the writer's own Python between statements), ``cpu``
+(running, no wait event) or the wait event type (``IO`` for WAL flushes, ``LWLock``, ``Client``...).
 
 The writers append their audit records unchained (``audit_sequencer``, ``saferails.audit.sequencer``): a
 sequencer thread in this process chains them every ``SEQUENCE_INTERVAL`` seconds meanwhile (as the sweeps would,
@@ -24,7 +26,7 @@ import shutil
 import tempfile
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
@@ -46,10 +48,18 @@ SEQUENCE_INTERVAL = 0.2
 class Sampled:
     in_transaction: int
     lock_waits: int
+    # In-transaction samples by what the backend was doing: "client" (idle in transaction: the writer's Python
+    # between statements), "cpu" (active, no wait event), or the wait event type (Lock, LWLock, IO, ...).
+    doing: dict[str, int] = field(default_factory=dict)
 
     @property
     def waiting(self) -> float:
         return self.lock_waits / self.in_transaction if self.in_transaction else 0.0
+
+    def shares(self) -> str:
+        """``client 55%, cpu 30%, IO 10%, ...``: where the writers' in-transaction time went."""
+        total = max(self.in_transaction, 1)
+        return ", ".join(f"{what} {n / total:.0%}" for what, n in sorted(self.doing.items(), key=lambda x: -x[1]))
 
 
 def _writer(url: str, key_file: str, index: int, count: int, barrier: Any, done: Any) -> None:
@@ -80,6 +90,7 @@ def _writer(url: str, key_file: str, index: int, count: int, barrier: Any, done:
 
 def _sample(conninfo: str, database: str, stop: threading.Event, out: list[Sampled]) -> None:
     in_txn = waits = 0
+    doing: dict[str, int] = {}
     with psycopg.connect(conninfo, autocommit=True) as conn:
         while not stop.is_set():
             for state, wait_type in conn.execute(
@@ -89,8 +100,10 @@ def _sample(conninfo: str, database: str, stop: threading.Event, out: list[Sampl
                 if state in ("active", "idle in transaction"):
                     in_txn += 1
                     waits += wait_type == "Lock"
+                    what = "client" if state == "idle in transaction" else wait_type or "cpu"
+                    doing[what] = doing.get(what, 0) + 1
             time.sleep(0.002)
-    out.append(Sampled(in_txn, waits))
+    out.append(Sampled(in_txn, waits, doing))
 
 
 def _sequence(sessions: Any, stop: threading.Event, passes: list[int]) -> None:
@@ -177,9 +190,10 @@ def _measure(database: BenchDatabase, per_writer: int, counts: tuple[int, ...]) 
             AREA, f"PostgreSQL, {n} writer process{'es' if n > 1 else ''}, 1 proposal per txn", "postgresql",
             per_second, "proposals/s", n * per_writer,
             note=f"{warning}{per_second / base:.2f}x one writer; {sampled[0].waiting:.1%} of in-transaction "
-                 f"samples waiting on a lock ({sampled[0].in_transaction:,} samples)",
+                 f"samples waiting on a lock ({sampled[0].in_transaction:,} samples: {sampled[0].shares()})",
             details={"writers": n, "ratio_to_one_writer": per_second / base, "lock_wait_share": sampled[0].waiting,
                      "samples_in_transaction": sampled[0].in_transaction, "seconds": seconds,
+                     "in_transaction_by_activity": sampled[0].doing,
                      "sequencer_passes": len(passes), "chain_intact": not chain},
         ))
     engine.dispose()
