@@ -606,7 +606,8 @@ def run(cluster: Cluster) -> None:
             try:
                 cluster.start()
                 print(f"Prefect UI: {config.ui_url}", flush=True)
-                print(f"Workers: {', '.join(cluster.workers)} (pool {POOL}); logs in {cluster.logs}", flush=True)
+                print(f"Workers: {', '.join(cluster.action_workers)} (pool {POOL}), {HOUSEKEEPING_WORKER} "
+                      f"(pool {HOUSEKEEPING_POOL}); logs in {cluster.logs}", flush=True)
                 if cluster.api is not None:
                     print(f"HTTP API: http://{config.host}:{config.api_port}/api/v1 (saferails api serve)",
                           flush=True)
