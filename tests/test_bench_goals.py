@@ -64,3 +64,17 @@ def test_the_expire_goal_shows_the_cpu_beside_the_wall_time() -> None:
     verdict = next(v for v in judge(results) if v.goal.startswith("expire sweep") and "sqlite" in v.goal)
     assert verdict.verdict == NOT_MET
     assert "this process's CPU 1.20 s, 1.09x at 1/10 the rows" in verdict.figure
+
+
+def test_the_writers_goal_shows_where_the_scaling_stops() -> None:
+    """8 writers decide the verdict; the 2- and 4-writer ratios beside it tell whether the cores or the head
+    stopped the scaling."""
+    results = [
+        Result("foundation", f"PostgreSQL, {n} writer processes", "postgresql", rate, "proposals/s", 600 * n,
+               details={"writers": n, "ratio_to_one_writer": rate / 400.0, "lock_wait_share": 0.005})
+        for n, rate in ((1, 400.0), (2, 780.0), (4, 600.0), (8, 500.0))
+    ]
+    verdict = next(v for v in judge(results) if v.goal.startswith("PostgreSQL, 8 writer"))
+    assert verdict.verdict == NOT_MET
+    assert verdict.figure == ("1.25x one writer, 0% of in-transaction samples waiting on a lock; 1.95x with 2; "
+                              "1.50x with 4")
