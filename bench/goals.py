@@ -60,7 +60,28 @@ def _writers(results: Sequence[Result]) -> Verdict:
     # The smaller counts show where the scaling stops: at the cores (2 here) or behind the head.
     fewer = "".join(f"; {float(x.details['ratio_to_one_writer']):.2f}x with {x.details['writers']}" for x in others)
     return Verdict(goal, MET if ratio >= 1.8 and waiting < 0.10 else NOT_MET,
-                   f"{ratio:.2f}x one writer, {waiting:.0%} of in-transaction samples waiting on a lock{fewer}")
+                   f"{ratio:.2f}x one writer, {waiting:.0%} of in-transaction samples waiting on a lock{fewer}"
+                   f"{_cpu_growth(r, others)}")
+
+
+def _cpu_growth(eight: Result, others: Sequence[Result]) -> str:
+    """Where the cores went: how busy the machine was with 8 writers, and the CPU per proposal (writer and its
+    backend) with 8 writers against the fewest that already filled the cores (older runs: nothing)."""
+    busy = eight.details.get("machine_busy")
+    if busy is None or eight.details.get("writer_cpu_ms_per_proposal") is None:
+        return ""
+
+    def cpu(r: Result) -> float:
+        return float(r.details["writer_cpu_ms_per_proposal"]) + float(r.details.get("backend_cpu_ms_per_proposal") or 0)
+
+    full = [x for x in others if float(x.details.get("machine_busy") or 0) >= 0.8
+            and x.details.get("writer_cpu_ms_per_proposal") is not None]
+    text = f"; cores {float(busy):.0%} busy with 8"
+    if full:
+        first = min(full, key=lambda x: int(x.details["writers"]))
+        text += (f", CPU per proposal {cpu(first):.1f} ms with {first.details['writers']} (cores full) -> "
+                 f"{cpu(eight):.1f} ms with 8")
+    return text
 
 
 def _sweep(results: Sequence[Result], backend: str) -> Verdict:

@@ -8,7 +8,10 @@ polls ``pg_stat_activity`` every 10 ms for the writers' backends (``application_
 samples in a transaction (``active`` or ``idle in transaction``) and, of those, samples waiting on a heavyweight
 lock (``wait_event_type = 'Lock'``: the chain head's row lock is the only one writers of distinct actions share),
 and where the rest went: ``client`` (idle in transaction: the writer's own Python between statements), ``cpu``
-(running, no wait event) or the wait event type (``IO`` for WAL flushes, ``LWLock``, ``Client``...).
+(running, no wait event) or the wait event type (``IO`` for WAL flushes, ``LWLock``, ``Client``...). Beside it:
+how busy the machine's cores were (``/proc/stat``) and the CPU time each proposal cost its writer process and
+that writer's PostgreSQL backend (``/proc/<pid>/stat``, when the server runs on this machine): when the cores are
+full, this is what limits the writers, not the chain head.
 
 The writers append their audit records unchained (``audit_sequencer``, ``saferails.audit.sequencer``): a
 sequencer thread in this process chains them every ``SEQUENCE_INTERVAL`` seconds meanwhile (as the sweeps would,
@@ -22,6 +25,7 @@ anything is left unchained).
 from __future__ import annotations
 
 import multiprocessing
+import os
 import shutil
 import tempfile
 import threading
@@ -81,10 +85,29 @@ def _writer(url: str, key_file: str, index: int, count: int, barrier: Any, done:
                         proposer=f"writer-{index}-{i // 150}", reason="benchmark")
 
     service.propose(proposal(-1))  # warm-up: connection, statement caches, the policy document
+    with engine.connect() as conn:  # the pooled connection the proposals use
+        backend = int(conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one())
     barrier.wait()
+    own, server = time.process_time(), _backend_cpu(backend)
     states = {service.propose(proposal(i)).state for i in range(count)}
-    done.put(states)
+    own, after = time.process_time() - own, _backend_cpu(backend)
+    done.put((states, own, None if server is None or after is None else after - server))
     engine.dispose()
+
+
+def _backend_cpu(pid: int) -> float | None:
+    """CPU seconds (user + system) of the PostgreSQL backend ``pid``, or None when it is not on this machine."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _busy_ticks() -> tuple[int, int]:
+    """(all, busy) CPU ticks of this machine so far, from /proc/stat."""
+    values = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    return sum(values), sum(values) - values[3] - values[4]  # idle and iowait are not busy
 
 
 def _sample(conninfo: str, database: str, stop: threading.Event, out: list[Sampled]) -> None:
@@ -174,9 +197,14 @@ def _measure(database: BenchDatabase, per_writer: int, counts: tuple[int, ...]) 
         sequencer = threading.Thread(target=_sequence, args=(sessions, stop, passes))
         sampler.start()
         sequencer.start()
-        start = time.perf_counter()
-        states = set().union(*(done.get(timeout=600) for _ in procs))
-        seconds = time.perf_counter() - start
+        start, ticks = time.perf_counter(), _busy_ticks()
+        reports = [done.get(timeout=600) for _ in procs]
+        seconds, ticks_after = time.perf_counter() - start, _busy_ticks()
+        states = set().union(*(report[0] for report in reports))
+        busy = (ticks_after[1] - ticks[1]) / max(ticks_after[0] - ticks[0], 1)
+        writer_ms = sum(report[1] for report in reports) / (n * per_writer) * 1e3
+        server = [report[2] for report in reports]
+        server_ms = None if None in server else sum(cast(list[float], server)) / (n * per_writer) * 1e3
         stop.set()
         sampler.join()
         sequencer.join()
@@ -190,11 +218,14 @@ def _measure(database: BenchDatabase, per_writer: int, counts: tuple[int, ...]) 
             AREA, f"PostgreSQL, {n} writer process{'es' if n > 1 else ''}, 1 proposal per txn", "postgresql",
             per_second, "proposals/s", n * per_writer,
             note=f"{warning}{per_second / base:.2f}x one writer; {sampled[0].waiting:.1%} of in-transaction "
-                 f"samples waiting on a lock ({sampled[0].in_transaction:,} samples: {sampled[0].shares()})",
+                 f"samples waiting on a lock ({sampled[0].in_transaction:,} samples: {sampled[0].shares()}); "
+                 f"machine {busy:.0%} busy; CPU per proposal: writer {writer_ms:.2f} ms"
+                 + ("" if server_ms is None else f", its PostgreSQL backend {server_ms:.2f} ms"),
             details={"writers": n, "ratio_to_one_writer": per_second / base, "lock_wait_share": sampled[0].waiting,
                      "samples_in_transaction": sampled[0].in_transaction, "seconds": seconds,
                      "in_transaction_by_activity": sampled[0].doing,
-                     "sequencer_passes": len(passes), "chain_intact": not chain},
+                     "sequencer_passes": len(passes), "chain_intact": not chain, "machine_busy": busy,
+                     "writer_cpu_ms_per_proposal": writer_ms, "backend_cpu_ms_per_proposal": server_ms},
         ))
     engine.dispose()
     shutil.rmtree(Path(key_file).parent, ignore_errors=True)

@@ -44,6 +44,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -52,9 +53,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from saferails import transitions
 from saferails.actions import lifecycle as lc
-from saferails.actions.models import ActionView, action_hash
+from saferails.actions.models import ActionView, Proposal, action_hash
 from saferails.actions.repository import ActionRepository
-from saferails.actions.service import ACTION_KIND, ENTITY
+from saferails.actions.service import ACTION_KIND, ENTITY, ActionService
 from saferails.boundary import typed_errors
 from saferails.clock import Clock, as_utc
 from saferails.errors import (
@@ -151,6 +152,19 @@ def _error_code(exc: BaseException) -> str:
 
 def effect_key(row: Action) -> str:
     return f"{row.tenant}:{row.idempotency_key}"
+
+
+@dataclass(frozen=True)
+class _Claim:
+    """A new action claimed in its proposing transaction (``ExecutionService.propose_and_run``): what the
+    handler run after the commit needs. ``handler`` is None when validation refused it (it failed there)."""
+
+    handler: ActionHandler | None
+    row: Any
+    params: dict[str, Any]
+    pre_state: dict[str, Any]
+    key: str
+    recorded: ExecutionOutcome | None
 
 
 class ExecutionService:
@@ -360,6 +374,72 @@ class ExecutionService:
         if tampered:
             raise self._refuse_tampered(action_id, actor, "execute")
         return self._run_handler(action_id, handler, row, params, pre_state, key, actor, recorded)
+
+    def propose_and_run(self, actions: ActionService, proposal: Proposal, *, flow_run_id: str | None = None,
+                        actor: str = EXECUTOR,
+                        on_proposed: Callable[[ActionView], None] | None = None) -> ActionView:
+        """``actions.propose`` (``flow_run_id`` attached, audited as ``actor``), then ``run`` of the action, with
+        the claim of a new action the policy allowed and that is due in the PROPOSING transaction: the action
+        is recorded proposed, approved and ``executing`` (its pre-state captured) in one commit, and the handler
+        runs after it, as after ``run``'s claim. What the action flow's fast path calls.
+
+        Anything that would make ``run`` refuse or wait (not due, an open circuit breaker, a handler that cannot
+        capture) leaves the new action approved and committed; ``run`` is then called as before and decides (and
+        raises) exactly as it would have. An action that needs approval, was refused or was re-proposed under its
+        idempotency key is returned as the store holds it (a re-proposed approved one goes through ``run``).
+        ``on_proposed`` is called with the action as committed, before its handler runs (the action flow starts
+        renaming its run there, so that API call overlaps the execution)."""
+        claims: list[_Claim] = []
+        view = actions.propose(proposal, flow_run_id=flow_run_id, actor=actor,
+                               claim=lambda session, row: self._claim_new(
+                                   session, row, actor, claims, fresh_key=proposal.idempotency_key is None))
+        if on_proposed is not None:
+            on_proposed(view)
+        if not claims:
+            return self.run(view.id, actor) if view.state == lc.APPROVED else view
+        claim = claims[0]
+        if claim.handler is None:  # refused at validation: already failed in the proposing transaction
+            return view
+        return self._run_handler(view.id, claim.handler, claim.row, claim.params, claim.pre_state, claim.key, actor,
+                                 claim.recorded)
+
+    def _claim_new(self, session: Session, row: Any, actor: str, claims: list[_Claim], *, fresh_key: bool) -> None:
+        """``_execute``'s claim for a new, approved action ``row`` (a ``transitions.Draft``, not yet written) in
+        the proposing ``session``; appends what ``propose_and_run`` needs to ``claims``, or nothing when the action
+        must stay approved for ``run`` to judge (a database error propagates: the proposal rolls back with it).
+        No integrity check: the action hash was computed from these very params in this transaction; with
+        ``fresh_key`` (the idempotency key was generated for this action just now) no recorded effect is looked
+        up, as none can be under it."""
+        if row.scheduled_for is not None and as_utc(row.scheduled_for) > self.clock.now():
+            return
+        try:
+            handler = get_handler(row.action_type)
+            self.breakers.get(row.action_type).check()
+            ctx = self._ctx(row, None if handler.external else session)
+            params = dict(row.params)
+            try:
+                try:
+                    handler.validate(ctx, row.target, params)
+                    pre_state = handler.capture(ctx, row.target, params)
+                except (ValueError, TypeError, LookupError, OverflowError, RecursionError) as raw:
+                    raise InvalidInput(f"{type(raw).__name__}: {raw}"[:500]) from raw
+            except InvalidInput as exc:
+                self._move(session, row.id, lc.EXECUTING, "execution_started", actor,
+                           changes={"executed_at": self.clock.now()}, locked=row)
+                self._move(session, row.id, lc.FAILED, "execution_failed", actor,
+                           details={"stage": "validate", "error_code": exc.code, "error": exc.message},
+                           changes={"error": _error_text(exc), "finished_at": self.clock.now()}, locked=row)
+                claims.append(_Claim(None, row, params, {}, "", None))
+                return
+        except sa.exc.DBAPIError:
+            raise
+        except Exception:  # noqa: BLE001 - ``run``, after the commit, meets it again and raises it as it always did
+            return
+        key = effect_key(row)
+        recorded = self._recorded_effect(session, key) if handler.external and not fresh_key else None
+        self._move(session, row.id, lc.EXECUTING, "execution_started", actor, details={"pre_state": pre_state},
+                   changes={"pre_state": pre_state, "executed_at": self.clock.now()}, locked=row)
+        claims.append(_Claim(handler, row, params, pre_state, key, recorded))
 
     def _run_handler(
         self,
@@ -782,7 +862,8 @@ class ExecutionService:
 
 
 # Every public method refuses bad input with a typed error, even when it only surfaces in the driver.
-for _name in ("get", "preview", "execute", "rollback", "resume_rollback", "recover_interrupted", "run", "next_due"):
+for _name in ("get", "preview", "execute", "rollback", "resume_rollback", "recover_interrupted", "run", "next_due",
+              "propose_and_run"):
     setattr(ExecutionService, _name, typed_errors(getattr(ExecutionService, _name)))
 
 __all__ = [

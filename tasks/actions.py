@@ -48,21 +48,30 @@ def decide_and_execute(action_id: str | None, proposal: dict[str, Any] | None, f
     before this run). Anything else comes back as the store holds it: pending approval for the gate, final, or
     approved for later (the scheduled-execution sweep runs it)."""
     rt = current_runtime()
-    if action_id is not None:
-        view = rt.actions.get(action_id)
-        rt.actions.attach_flow_run(view.id, flow_run_id, actor=FLOW_ACTOR)
-    elif proposal is None:
-        raise ValueError("the action flow needs an action_id or a proposal")
-    else:
-        view = rt.actions.propose(Proposal.model_validate(proposal), flow_run_id=flow_run_id, actor=FLOW_ACTOR)
-    renaming = _rename_flow_run(view, flow_run_id) if flow_run_name != name_of(view) else None
+    renaming: list[threading.Thread] = []
+
+    def rename(view: ActionView) -> None:
+        if flow_run_name != name_of(view):
+            renaming.append(_rename_flow_run(view, flow_run_id))
+
     try:
-        if view.state == APPROVED:
-            # ``run`` judges "due" in the transaction that claims the action: no second read, no copy of the rule.
-            view = _execute(view.id, FLOW_ACTOR)
+        if action_id is not None:
+            view = rt.actions.get(action_id)
+            rt.actions.attach_flow_run(view.id, flow_run_id, actor=FLOW_ACTOR)
+            rename(view)
+            if view.state == APPROVED:
+                # ``run`` judges "due" in the transaction that claims the action: no second read, no copy of it.
+                view = _execute(view.id, FLOW_ACTOR)
+        elif proposal is None:
+            raise ValueError("the action flow needs an action_id or a proposal")
+        else:
+            # A new action the policy allows is proposed, attached and claimed in ONE transaction, then executed.
+            view = rt.execution.propose_and_run(rt.actions, Proposal.model_validate(proposal),
+                                                flow_run_id=flow_run_id, actor=FLOW_ACTOR, on_proposed=rename)
+            _log_scheduled(view)
     finally:
-        if renaming is not None:
-            renaming.join()
+        for thread in renaming:
+            thread.join()
     return view
 
 
@@ -198,9 +207,13 @@ def execute_action(action_id: str, actor: str = FLOW_ACTOR) -> ActionView:
 
 def _execute(action_id: str, actor: str) -> ActionView:
     result: ActionView = current_runtime().execution.run(action_id, actor)
-    if result.state == APPROVED:
-        get_run_logger().info("action %s is scheduled for %s: left to the sweep", action_id, result.scheduled_for)
+    _log_scheduled(result)
     return result
+
+
+def _log_scheduled(view: ActionView) -> None:
+    if view.state == APPROVED:
+        get_run_logger().info("action %s is scheduled for %s: left to the sweep", view.id, view.scheduled_for)
 
 
 @task(name="rollback-action")

@@ -78,3 +78,20 @@ def test_the_writers_goal_shows_where_the_scaling_stops() -> None:
     assert verdict.verdict == NOT_MET
     assert verdict.figure == ("1.25x one writer, 0% of in-transaction samples waiting on a lock; 1.95x with 2; "
                               "1.50x with 4")
+
+
+def test_the_writers_goal_says_how_busy_the_cores_were_and_what_a_proposal_cost_once_they_were_full() -> None:
+    """With the CPU figures of a run, the verdict shows the cores full and the CPU per proposal growing from the
+    first writer count that filled them to 8: the reason the scaling stopped."""
+    cpu = {1: (0.5, 3.0, 1.0), 2: (0.9, 3.7, 1.1), 4: (0.96, 4.4, 1.2), 8: (0.98, 5.1, 1.6)}
+    results = [
+        Result("foundation", f"PostgreSQL, {n} writer processes", "postgresql", rate, "proposals/s", 600 * n,
+               details={"writers": n, "ratio_to_one_writer": rate / 300.0, "lock_wait_share": 0.003,
+                        "machine_busy": cpu[n][0], "writer_cpu_ms_per_proposal": cpu[n][1],
+                        "backend_cpu_ms_per_proposal": cpu[n][2]})
+        for n, rate in ((1, 300.0), (2, 540.0), (4, 480.0), (8, 390.0))
+    ]
+    verdict = next(v for v in judge(results) if v.goal.startswith("PostgreSQL, 8 writer"))
+    assert verdict.verdict == NOT_MET
+    assert verdict.figure.endswith("; cores 98% busy with 8, CPU per proposal 4.8 ms with 2 (cores full) -> "
+                                   "6.7 ms with 8")

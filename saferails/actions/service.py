@@ -68,6 +68,8 @@ CodeVerifier = Callable[[Session, Action, str, str | None, datetime], None]
 # Called inside the proposing transaction when an action starts waiting for approval (issues one-time codes);
 # returns the messages to send once that transaction has committed.
 ApprovalRequestHook = Callable[[Session, Action], "builtins.list[Notification]"]
+# Called in the proposing transaction with a new, approved action not yet written (see ``ActionService.propose``).
+Claim = Callable[[Session, transitions.Draft], None]
 
 
 def _facts(session: Session, row: Action, now: datetime) -> lc.ActionFacts:
@@ -76,8 +78,9 @@ def _facts(session: Session, row: Action, now: datetime) -> lc.ActionFacts:
 
 def _facts_many(session: Session, rows: Sequence[Action], now: datetime) -> builtins.list[lc.ActionFacts]:
     """What the action machine's guards see, for many rows with ONE approvals query."""
-    # A proposed action cannot have approvals yet: skip the query on the hot proposal path.
-    asked = [r.id for r in rows if r.state != lc.PROPOSED]
+    # A proposed action, or one not yet written (a ``Draft`` of this transaction), cannot have approvals yet:
+    # skip the query on the hot proposal path.
+    asked = [r.id for r in rows if r.state != lc.PROPOSED and not isinstance(r, transitions.Draft)]
     approvals = ActionRepository(session).approvals_for(asked) if asked else {}
     return [_facts_of(row, approvals.get(row.id, []), now) for row in rows]
 
@@ -165,7 +168,7 @@ _DECIDED = {
 
 def _new_action(
     proposal: Proposal, params: dict[str, Any], digest: str, decision: Decision, now: datetime,
-    actor_role: str | None,
+    actor_role: str | None, *, flow_run_id: str | None = None,
 ) -> transitions.Draft:
     """The new row for ``proposal`` as decided, with the audit record's actor role (seed 003): a draft that
     ``transitions.insert_drafts`` writes once it has reached its decided state."""
@@ -190,6 +193,7 @@ def _new_action(
         timeout_action=approval.timeout_action if approval else None,
         scope=action_scope(proposal.action_type, params),
         actor_role=actor_role,
+        flow_run_id=flow_run_id,
     )
 
 
@@ -356,7 +360,8 @@ class ActionService:
 
     # --- proposing ----------------------------------------------------------------------------------------
     def propose(
-        self, proposal: Proposal, *, flow_run_id: str | None = None, actor: str = "system:orchestrator"
+        self, proposal: Proposal, *, flow_run_id: str | None = None, actor: str = "system:orchestrator",
+        claim: Claim | None = None,
     ) -> ActionView:
         """Record ``proposal``, apply the policy and move it to ``pending_approval``, ``approved`` or ``blocked``.
 
@@ -367,16 +372,23 @@ class ActionService:
 
         ``flow_run_id`` attaches the orchestrator run carrying the action in the same transaction, exactly as
         ``attach_flow_run`` (audited as ``actor``) would right after: one commit instead of two.
+
+        ``claim`` (``ExecutionService.propose_and_run``) is called inside the proposing transaction with a NEW
+        action the policy approved, before its row is written: it may move it on (to ``executing``) with
+        ``transitions.transition`` so the proposal and the claim commit together. It is not called for an action
+        re-proposed under its idempotency key, nor for one that needs approval or was refused.
         """
         params = validate_params(proposal.action_type, proposal.params)
         digest = action_hash(proposal.action_type, proposal.target, params)
         now = self.clock.now()
         self._record_policy(now)
         outbox: builtins.list[Notification] = []
+        attach = None if flow_run_id is None else (flow_run_id, actor)
         try:
             with transaction(self.sessions) as session:
-                view = self._propose(session, proposal, params, digest, now, outbox)
-                view = self._attached(session, view, flow_run_id, actor, now)
+                view = self._propose(session, proposal, params, digest, now, outbox, attach=attach, claim=claim)
+                if view.flow_run_id != flow_run_id:  # re-proposed under its idempotency key: attach to it now
+                    view = self._attached(session, view, flow_run_id, actor, now)
             self._deliver(outbox)
             return view
         except IntegrityError:
@@ -420,8 +432,11 @@ class ActionService:
         outbox: builtins.list[Notification],
         *,
         decision: Decision | None = None,
+        attach: tuple[str, str] | None = None,
+        claim: Claim | None = None,
     ) -> ActionView:
-        return self._propose_batch(session, [(proposal, params, digest)], now, outbox, decision=decision)[0]
+        return self._propose_batch(session, [(proposal, params, digest)], now, outbox, decision=decision,
+                                   attach=attach, claim=claim)[0]
 
     def _propose_batch(
         self,
@@ -431,11 +446,16 @@ class ActionService:
         outbox: builtins.list[Notification],
         *,
         decision: Decision | None = None,
+        attach: tuple[str, str] | None = None,
+        claim: Claim | None = None,
     ) -> builtins.list[ActionView]:
         """Decide and record ``prepared`` proposals in the caller's transaction. ``decision`` (one proposal only)
-        replaces the policy's. Proposals are decided in order, without autoflush, on ``Draft`` rows; the rows
-        and their ``action_proposed`` + decision records are then written together (``settle``: one INSERT per
-        table for the batch, or per stretch of it before an agent's budget is read)."""
+        replaces the policy's; ``attach`` (one proposal only: flow run id, actor) attaches the orchestrator run
+        to a NEW action as ``_attach`` would, its ``flow_run_attached`` record written with the batch's (a
+        re-proposed action is returned as it is: the caller attaches it); ``claim`` is ``propose``'s.
+        Proposals are decided in order, without autoflush, on ``Draft`` rows; the rows and their
+        ``action_proposed`` + decision records are then written together (``settle``: one INSERT per table for
+        the batch, or per stretch of it before an agent's budget is read)."""
         repo = ActionRepository(session)
         views: builtins.list[ActionView | None] = []
         pending: builtins.list[tuple[transitions.Draft, Decision, transitions.New]] = []
@@ -464,6 +484,14 @@ class ActionService:
             for result in applied:
                 if result.error is not None:  # a fresh row that the machine refuses is a bug, not an input problem
                     raise result.error
+            if attach is not None:
+                for row, _, _ in pending:
+                    transitions.record_event(session, ENTITY, row, actor=attach[1], event="flow_run_attached",
+                                             now=now, details={"flow_run_id": attach[0], "previous": None})
+            if claim is not None:
+                for row, _, _ in pending:
+                    if row.state == lc.APPROVED:
+                        claim(session, row)
             transitions.insert_drafts(session, ENTITY, [row for row, _, _ in pending])
             pending.clear()
 
@@ -481,7 +509,8 @@ class ActionService:
                 request = self._request(repo, proposal, params, principal)
                 chosen = decision or self.engine.evaluate(request, now=now, counter=counter)
                 row = _new_action(proposal, params, digest, chosen, now,
-                                  _actor_role(principal, request.proposer.groups))
+                                  _actor_role(principal, request.proposer.groups),
+                                  flow_run_id=None if attach is None else attach[0])
                 if proposal.idempotency_key is not None:
                     by_key[key] = row
                 transitions.add_new(session, ENTITY, row, now=now)

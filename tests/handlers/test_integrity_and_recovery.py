@@ -21,7 +21,7 @@ from aiosmtpd.controller import Controller
 from saferails.actions.models import action_hash
 from saferails.actions.service import ActionService, Proposal
 from saferails.clock import ManualClock
-from saferails.errors import ActionTampered, InvalidInput
+from saferails.errors import ActionTampered, CircuitOpen, InvalidInput
 from saferails.execution import INTERRUPTED
 from saferails.handlers import BUILTIN_HANDLERS, HandlerSettings, ReconcilingHandler
 from saferails.policy import load_policy_text
@@ -427,3 +427,93 @@ def test_params_swapped_with_raw_sql_after_a_human_approval_are_never_executed(
     assert files(file_root) == before
     assert w.actions.get(action.id).state == "failed"
     assert {"approved", "action_tampered", "alert_emitted"} <= set(events(w, action.id))
+
+
+# --- proposed and claimed in one transaction (ExecutionService.propose_and_run: the action flow's fast path) ----
+
+def run_new(w: World, action_type: str, target: str, params: dict[str, Any], **extra: Any) -> Any:
+    proposal = Proposal(action_type=action_type, target=target, params=params, proposer="agent-7", **extra)
+    return w.executor.propose_and_run(w.actions, proposal, flow_run_id="run-1", actor="system:flow")
+
+
+def commits(w: World) -> list[int]:
+    """A list that grows by one on every COMMIT on ``w``'s database."""
+    seen: list[int] = []
+    sa.event.listen(w.db.engine, "commit", lambda _conn: seen.append(1))
+    return seen
+
+
+def test_a_new_allowed_action_is_proposed_attached_and_claimed_in_one_commit_then_executed(
+    w: World, file_root: Path
+) -> None:
+    run_new(w, "create_document", "docs", {"path": "inbox/warm-up.md", "content": "-\n"})  # records the policy
+    committed = commits(w)
+    done = run_new(w, "create_document", "docs", {"path": "inbox/fast.md", "content": "fast\n"})
+    # proposal + claim, then the outcome (``propose`` then ``run`` commit three times)
+    assert len(committed) == 2
+    assert done.state == "completed" and done.flow_run_id == "run-1" and done.pre_state is not None
+    assert (file_root / "inbox" / "fast.md").read_text(encoding="utf-8") == "fast\n"
+    assert events(w, done.id) == ["action_proposed", "auto_approved", "flow_run_attached", "execution_started",
+                                  "executed"]
+    # A re-run of the flow with the same idempotency key applies nothing again.
+    again = run_new(w, "create_document", "docs", {"path": "inbox/fast.md", "content": "fast\n"},
+                    idempotency_key=w.actions.get(done.id).idempotency_key)
+    assert again.id == done.id and again.state == "completed"
+    assert events(w, done.id).count("executed") == 1
+
+
+@pytest.mark.parametrize(("action_type", "target", "params", "after_sweep"), [
+    ("move_file", "inbox", {"source": "inbox/report.txt", "destination": "archive/report.txt"}, "completed"),
+    ("role_change", "ann", {"new_role": "lead"}, "failed"),
+], ids=["external-effect", "store-local-effect"])
+def test_a_fast_path_execution_killed_after_its_effect_is_recovered_like_any_other(
+    w: World, crash: Crash, file_root: Path, action_type: str, target: str, params: dict[str, Any], after_sweep: str
+) -> None:
+    org_before = w.snapshot()
+    crash.at = "after_effect"
+    with pytest.raises(Killed):
+        run_new(w, action_type, target, params)
+    [action_id] = [a.id for a in w.actions.list()]
+    # The claim was committed with the proposal before the handler ran: the sweep finds it executing.
+    assert w.actions.get(action_id).state == "executing"
+    w.clock.advance(LEASE_PASSED)
+    sweep(w).run()
+    assert w.actions.get(action_id).state == after_sweep
+    if action_type == "move_file":  # applied once, recognised as applied
+        assert _moved(file_root)
+        assert audit_details(w, action_id, "execution_recovered")[0]["resolution"] == "effect_found"
+    else:  # the store-local effect died with its transaction
+        assert w.snapshot() == org_before and w.actions.get(action_id).error == INTERRUPTED
+
+
+def test_a_fast_path_action_refused_by_its_handler_fails_in_the_proposing_transaction(
+    w: World, file_root: Path
+) -> None:
+    run_new(w, "create_document", "docs", {"path": "inbox/warm-up.md", "content": "-\n"})  # records the policy
+    before = files(file_root)
+    committed = commits(w)
+    failed = run_new(w, "move_file", "inbox", {"source": "inbox/absent.txt", "destination": "archive/absent.txt"})
+    assert len(committed) == 1 and files(file_root) == before
+    assert failed.state == "failed" and failed.error is not None
+    assert events(w, failed.id) == ["action_proposed", "auto_approved", "flow_run_attached", "execution_started",
+                                    "execution_failed"]
+    assert audit_details(w, failed.id, "execution_failed")[0]["stage"] == "validate"
+
+
+def test_an_open_circuit_or_a_later_schedule_leaves_the_new_action_approved_and_committed(
+    db: Any, clock: ManualClock, settings: HandlerSettings, file_root: Path
+) -> None:
+    breakers = BreakerRegistry(clock, failure_threshold=1, reset_timeout=timedelta(minutes=5))
+    w = make_world(db, clock, settings, breaker_registry=breakers)
+    breakers.get("create_document").record_failure()
+    with pytest.raises(CircuitOpen):
+        run_new(w, "create_document", "docs", {"path": "inbox/later.md", "content": "x\n"})
+    [refused] = w.actions.list()
+    assert refused.state == "approved" and refused.flow_run_id == "run-1"
+    assert not (file_root / "inbox" / "later.md").exists()
+
+    clock.advance(timedelta(minutes=6))
+    scheduled = run_new(w, "create_document", "docs", {"path": "inbox/tomorrow.md", "content": "y\n"},
+                        scheduled_for=clock.now() + timedelta(days=1))
+    assert scheduled.state == "approved" and not (file_root / "inbox" / "tomorrow.md").exists()
+    assert w.executor.run(refused.id).state == "completed"  # the breaker has cooled down
