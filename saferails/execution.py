@@ -311,12 +311,31 @@ class ExecutionService:
         """Execute an approved action (see the module docstring for the full contract)."""
         return self._execute(action_id, actor, when_due=False)
 
-    def _execute(self, action_id: str, actor: str, *, when_due: bool) -> ActionView:
+    def attach_and_run(self, actions: ActionService, action_id: str, flow_run_id: str, actor: str = EXECUTOR,
+                       on_attached: Callable[[ActionView], None] | None = None) -> ActionView:
+        """``actions.attach_flow_run`` (audited as ``actor``) then ``run``, the attachment made in ``run``'s
+        claiming transaction: one transaction locks the action, attaches the run and, when the action is approved
+        and due, claims it; the handler runs after its commit. Otherwise the action comes back as the store holds
+        it, attached. What the action flow calls for an action proposed before its run (``flows.api``).
+        ``on_attached`` is called in that transaction with the action as locked (approvals not loaded), before
+        any handler runs (the action flow starts renaming its run there)."""
+        def attach(session: Session, row: Action) -> None:
+            actions.attach_locked(session, row, flow_run_id, actor)
+            if on_attached is not None:
+                on_attached(ActionView.from_row(row, []))
+
+        return self._execute(action_id, actor, when_due=True, locked=attach)
+
+    def _execute(self, action_id: str, actor: str, *, when_due: bool,
+                 locked: Callable[[Session, Action], None] | None = None) -> ActionView:
         """``execute``; with ``when_due``, an action that is not approved or not yet due is returned as it is,
-        judged in the same transaction that claims a due one (``run``)."""
+        judged in the same transaction that claims a due one (``run``). ``locked`` is called with the row as
+        soon as the claiming transaction holds it."""
         tampered = False
         with transaction(self.sessions) as session:
             row = transitions.lock_row(session, ACTION_KIND, action_id)
+            if locked is not None:
+                locked(session, row)
             if row.state == lc.COMPLETED:
                 return self._view(session, row)
             if when_due and (row.state != lc.APPROVED or (
@@ -863,7 +882,7 @@ class ExecutionService:
 
 # Every public method refuses bad input with a typed error, even when it only surfaces in the driver.
 for _name in ("get", "preview", "execute", "rollback", "resume_rollback", "recover_interrupted", "run", "next_due",
-              "propose_and_run"):
+              "propose_and_run", "attach_and_run"):
     setattr(ExecutionService, _name, typed_errors(getattr(ExecutionService, _name)))
 
 __all__ = [

@@ -56,12 +56,10 @@ def decide_and_execute(action_id: str | None, proposal: dict[str, Any] | None, f
 
     try:
         if action_id is not None:
-            view = rt.actions.get(action_id)
-            rt.actions.attach_flow_run(view.id, flow_run_id, actor=FLOW_ACTOR)
-            rename(view)
-            if view.state == APPROVED:
-                # ``run`` judges "due" in the transaction that claims the action: no second read, no copy of it.
-                view = _execute(view.id, FLOW_ACTOR)
+            # Attached in the transaction that claims the action when it is approved and due ("due" is judged
+            # there: no second read, no copy of the rule); anything else comes back as stored, attached.
+            view = rt.execution.attach_and_run(rt.actions, action_id, flow_run_id, FLOW_ACTOR, on_attached=rename)
+            _log_scheduled(view)
         elif proposal is None:
             raise ValueError("the action flow needs an action_id or a proposal")
         else:

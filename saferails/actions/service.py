@@ -600,8 +600,14 @@ class ActionService:
         self._attach(session, view.id, flow_run_id, actor, now)
         return replace(view, flow_run_id=flow_run_id)
 
-    def _attach(self, session: Session, action_id: str, flow_run_id: str, actor: str, now: datetime) -> None:
-        row = transitions.lock_row(session, ACTION_KIND, action_id)
+    def attach_locked(self, session: Session, row: Action, flow_run_id: str, actor: str) -> None:
+        """``attach_flow_run`` inside the caller's transaction, for ``row`` that it already holds locked
+        (``transitions.lock_row``): what ``ExecutionService.attach_and_run`` does in its claiming transaction."""
+        self._attach(session, row.id, flow_run_id, actor, self.clock.now(), locked=row)
+
+    def _attach(self, session: Session, action_id: str, flow_run_id: str, actor: str, now: datetime, *,
+                locked: Action | None = None) -> None:
+        row = transitions.lock_row(session, ACTION_KIND, action_id) if locked is None else locked
         if row.flow_run_id == flow_run_id:
             return
         previous = row.flow_run_id

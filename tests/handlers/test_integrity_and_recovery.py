@@ -21,7 +21,7 @@ from aiosmtpd.controller import Controller
 from saferails.actions.models import action_hash
 from saferails.actions.service import ActionService, Proposal
 from saferails.clock import ManualClock
-from saferails.errors import ActionTampered, CircuitOpen, InvalidInput
+from saferails.errors import ActionTampered, CircuitOpen, InvalidInput, NotFound
 from saferails.execution import INTERRUPTED
 from saferails.handlers import BUILTIN_HANDLERS, HandlerSettings, ReconcilingHandler
 from saferails.policy import load_policy_text
@@ -517,3 +517,25 @@ def test_an_open_circuit_or_a_later_schedule_leaves_the_new_action_approved_and_
                         scheduled_for=clock.now() + timedelta(days=1))
     assert scheduled.state == "approved" and not (file_root / "inbox" / "tomorrow.md").exists()
     assert w.executor.run(refused.id).state == "completed"  # the breaker has cooled down
+
+
+def test_an_action_proposed_before_its_run_is_attached_and_claimed_in_one_commit(
+    w: World, file_root: Path
+) -> None:
+    """``attach_and_run``: what the action flow does for an action ``flows.api`` proposed before creating the run."""
+    action = w.propose("create_document", "docs", {"path": "inbox/later.md", "content": "later\n"})
+    named: list[str] = []
+    committed = commits(w)
+    done = w.executor.attach_and_run(w.actions, action.id, "run-7", "system:flow",
+                                     on_attached=lambda view: named.append(view.id))
+    assert len(committed) == 2  # attachment + claim, then the outcome
+    assert done.state == "completed" and done.flow_run_id == "run-7" and named == [action.id]
+    assert (file_root / "inbox" / "later.md").read_text(encoding="utf-8") == "later\n"
+    assert events(w, action.id) == ["action_proposed", "auto_approved", "flow_run_attached", "execution_started",
+                                    "executed"]
+    # A second run attached to the finished action records the new run and applies nothing again.
+    again = w.executor.attach_and_run(w.actions, action.id, "run-8", "system:flow")
+    assert (again.state, again.flow_run_id) == ("completed", "run-8")
+    assert events(w, action.id)[-1] == "flow_run_attached" and events(w, action.id).count("executed") == 1
+    with pytest.raises(NotFound):
+        w.executor.attach_and_run(w.actions, "no-such-action", "run-9", "system:flow")
