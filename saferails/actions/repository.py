@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.orm import Session
 
 from saferails.actions.lifecycle import BLOCKED
+from saferails.agents.tables import Agent
 from saferails.clock import as_utc
 from saferails.store.tables import Action, Approval, Principal
 
@@ -99,11 +100,21 @@ class ActionRepository:
     def principals(self, principal_ids: set[str]) -> dict[str, PrincipalFacts]:
         """What proposing reads of the stored principals among ``principal_ids``, in ONE Core query (no ORM row
         is built; unknown ids are absent)."""
-        if not principal_ids:
-            return {}
-        rows = self.session.execute(_PRINCIPALS, {"ids": sorted(principal_ids)})
-        return {row.id: PrincipalFacts(row.id, row.groups or [], bool(row.kyc_verified), row.roles or [])
-                for row in rows}
+        return self.proposers(principal_ids)[0]
+
+    def proposers(self, ids: set[str]) -> tuple[dict[str, PrincipalFacts], set[str]]:
+        """What proposing reads about the proposers ``ids``, in ONE Core query on the transaction's connection
+        (no ORM row, no autoflush): ``principals`` of them, and which of them are registered agents."""
+        if not ids:
+            return {}, set()
+        principals: dict[str, PrincipalFacts] = {}
+        agents: set[str] = set()
+        for row in self.session.connection().execute(_PROPOSERS, {"ids": sorted(ids)}):
+            if row.agent:
+                agents.add(row.id)
+            else:
+                principals[row.id] = PrincipalFacts(row.id, row.groups or [], bool(row.kyc_verified), row.roles or [])
+        return principals, agents
 
 
 @dataclass(frozen=True)
@@ -133,6 +144,12 @@ def _rate_window(column: sa.ColumnElement[Any]) -> sa.Select[Any]:
 
 _RATE_COUNT = _rate_window(sa.func.count())
 _RATE_OLDEST = _rate_window(sa.func.min(_ACTIONS.created_at))
-_PRINCIPALS = sa.select(
-    _PRINCIPAL_COLUMNS.id, _PRINCIPAL_COLUMNS.groups, _PRINCIPAL_COLUMNS.kyc_verified, _PRINCIPAL_COLUMNS.roles
-).where(_PRINCIPAL_COLUMNS.id.in_(sa.bindparam("ids", expanding=True)))
+_AGENT_COLUMNS = Agent.__table__.c
+# The stored principals among the ids, then the registered agents among them (``agent`` tells the two apart).
+_PROPOSERS = sa.union_all(
+    sa.select(sa.literal(False).label("agent"), _PRINCIPAL_COLUMNS.id, _PRINCIPAL_COLUMNS.groups,
+              _PRINCIPAL_COLUMNS.kyc_verified, _PRINCIPAL_COLUMNS.roles)
+    .where(_PRINCIPAL_COLUMNS.id.in_(sa.bindparam("ids", expanding=True))),
+    sa.select(sa.literal(True).label("agent"), _AGENT_COLUMNS.id, sa.null(), sa.null(), sa.null())
+    .where(_AGENT_COLUMNS.id.in_(sa.bindparam("ids", expanding=True))),
+)

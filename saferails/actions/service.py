@@ -228,16 +228,16 @@ class _BatchCounter(_Counter):
 
     Agent facts (budgets sum the store's spending) need the batch's rows in the store: for a registered agent,
     ``settle`` first writes the proposals decided so far in their decided states; whether a proposer is an
-    agent at all is looked up once per batch."""
+    agent at all comes with the batch's principals (``agents``: one query for both)."""
 
-    def __init__(self, repo: ActionRepository, settle: Callable[[], None]) -> None:
+    def __init__(self, repo: ActionRepository, settle: Callable[[], None], agents: dict[str, bool]) -> None:
         super().__init__(repo)
         self._settle = settle
         self._base: dict[tuple[str, str, datetime], int] = {}
         self._oldest: dict[tuple[str, str, datetime], datetime | None] = {}
         self._added: builtins.list[tuple[str, str, datetime]] = []
         self._flushed = 0  # how many of ``_added`` are already in the store (settled for agent facts)
-        self._agents: dict[str, bool] = {}
+        self._agents = dict(agents)  # proposer -> registered agent? (read with the principals)
 
     def accepted(self, row: transitions.Draft) -> None:
         self._added.append((row.proposer, row.action_type, as_utc(row.created_at)))
@@ -464,7 +464,7 @@ class ActionService:
         by_key: dict[tuple[str, str], Action | transitions.Draft] = {}
         by_key |= repo.by_idempotency_keys({(p.tenant, p.idempotency_key) for p, _, _ in prepared
                                            if p.idempotency_key is not None})
-        principals = repo.principals({p.proposer for p, _, _ in prepared})
+        principals, agents = repo.proposers({p.proposer for p, _, _ in prepared})
 
         def settle() -> None:
             """Write the proposals decided so far: created, moved to their decided states, inserted."""
@@ -495,7 +495,7 @@ class ActionService:
             transitions.insert_drafts(session, ENTITY, [row for row, _, _ in pending])
             pending.clear()
 
-        counter = _BatchCounter(repo, settle)
+        counter = _BatchCounter(repo, settle, {p.proposer: p.proposer in agents for p, _, _ in prepared})
         with session.no_autoflush, transitions.batched(session):
             for proposal, params, digest in prepared:
                 key = (proposal.tenant, proposal.idempotency_key or "")
