@@ -431,6 +431,7 @@ class ExecutionService:
         up, as none can be under it."""
         if row.scheduled_for is not None and as_utc(row.scheduled_for) > self.clock.now():
             return
+        refused: InvalidInput | None = None
         try:
             handler = get_handler(row.action_type)
             self.breakers.get(row.action_type).check()
@@ -443,16 +444,18 @@ class ExecutionService:
                 except (ValueError, TypeError, LookupError, OverflowError, RecursionError) as raw:
                     raise InvalidInput(f"{type(raw).__name__}: {raw}"[:500]) from raw
             except InvalidInput as exc:
-                self._move(session, row.id, lc.EXECUTING, "execution_started", actor,
-                           changes={"executed_at": self.clock.now()}, locked=row)
-                self._move(session, row.id, lc.FAILED, "execution_failed", actor,
-                           details={"stage": "validate", "error_code": exc.code, "error": exc.message},
-                           changes={"error": _error_text(exc), "finished_at": self.clock.now()}, locked=row)
-                claims.append(_Claim(None, row, params, {}, "", None))
-                return
-        except sa.exc.DBAPIError:
+                refused = exc
+        except sa.exc.SQLAlchemyError:  # the session may be unusable: the proposal must not commit without it
             raise
         except Exception:  # noqa: BLE001 - ``run``, after the commit, meets it again and raises it as it always did
+            return
+        if refused is not None:  # refused for good, as ``_execute`` does, in this same transaction
+            self._move(session, row.id, lc.EXECUTING, "execution_started", actor,
+                       changes={"executed_at": self.clock.now()}, locked=row)
+            self._move(session, row.id, lc.FAILED, "execution_failed", actor,
+                       details={"stage": "validate", "error_code": refused.code, "error": refused.message},
+                       changes={"error": _error_text(refused), "finished_at": self.clock.now()}, locked=row)
+            claims.append(_Claim(None, row, params, {}, "", None))
             return
         key = effect_key(row)
         recorded = self._recorded_effect(session, key) if handler.external and not fresh_key else None

@@ -376,3 +376,19 @@ def test_handler_settings_refuse_unsafe_or_broken_values(tmp_path: Path) -> None
         load_handler_settings({"SAFERAILS_SMTP_PORT": "seventy"})
     loaded = load_handler_settings({"SAFERAILS_FILE_ROOT": str(tmp_path), "SAFERAILS_SMTP_SENDER": "a@b.c"})
     assert loaded.file_root == tmp_path.resolve() and loaded.smtp_sender == "a@b.c"
+
+
+def test_a_new_action_whose_capture_breaks_stays_approved_and_fails_as_run_would(env: Env, tmp_path: Path) -> None:
+    """``propose_and_run``: a handler that cannot capture (the target is a directory: OSError, not a refusal of
+    the request) leaves the new action committed as approved, and the caller gets what ``run`` raises."""
+    proposal = Proposal(action_type="append_lines", target="t", params={"path": str(tmp_path), "lines": ["a"]},
+                        proposer="agent-7")
+    with pytest.raises(Exception) as via_fast_path:
+        env.executor.propose_and_run(env.actions, proposal, flow_run_id="run-1", actor="system:flow")
+    [action] = env.actions.list()
+    assert (action.state, action.flow_run_id) == ("approved", "run-1")
+    assert env.events(action.id) == ["action_proposed", "auto_approved", "flow_run_attached"]
+    with pytest.raises(Exception) as via_run:
+        env.executor.run(action.id)
+    assert type(via_run.value) is type(via_fast_path.value)
+    assert env.executor.get(action.id).state == "approved"
