@@ -155,9 +155,18 @@ def effect_key(row: Action) -> str:
 
 
 @dataclass(frozen=True)
+class _Prepared:
+    """What claiming an action needs from its handler before anything is written."""
+
+    handler: ActionHandler
+    params: dict[str, Any]
+    pre_state: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class _Claim:
-    """A new action claimed in its proposing transaction (``ExecutionService.propose_and_run``): what the
-    handler run after the commit needs. ``handler`` is None when validation refused it (it failed there)."""
+    """An action claimed (``ExecutionService._claimed``): what the handler run after the commit needs.
+    ``handler`` is None when validation refused it (``row`` then failed in the claiming transaction)."""
 
     handler: ActionHandler | None
     row: Any
@@ -338,61 +347,61 @@ class ExecutionService:
                 locked(session, row)
             if row.state == lc.COMPLETED:
                 return self._view(session, row)
-            if when_due and (row.state != lc.APPROVED or (
-                    row.scheduled_for is not None and as_utc(row.scheduled_for) > self.clock.now())):
+            if when_due and (row.state != lc.APPROVED or not self._due(row)):
                 return self._view(session, row)
             tampered = row.state == lc.APPROVED and stored_hash_mismatch(row, session) is not None
             if not tampered:
-                handler = get_handler(row.action_type)
-                self.breakers.get(row.action_type).check()
-                ctx = self._ctx(row, None if handler.external else session)
-                params = dict(row.params)
-                try:
-                    try:
-                        handler.validate(ctx, row.target, params)
-                        pre_state = handler.capture(ctx, row.target, params)
-                    except (ValueError, TypeError, LookupError, OverflowError, RecursionError) as raw:
-                        # A handler tripping over the stored params is the request's fault: refuse it for good
-                        # instead of leaving the action approved for every sweep to trip over again.
-                        raise InvalidInput(f"{type(raw).__name__}: {raw}"[:500]) from raw
-                except InvalidInput as exc:
-                    self._move(
-                        session,
-                        action_id,
-                        lc.EXECUTING,
-                        "execution_started",
-                        actor,
-                        changes={"executed_at": self.clock.now()},
-                        locked=row,
-                    )
-                    row = self._move(
-                        session,
-                        action_id,
-                        lc.FAILED,
-                        "execution_failed",
-                        actor,
-                        details={"stage": "validate", "error_code": exc.code, "error": exc.message},
-                        changes={"error": _error_text(exc), "finished_at": self.clock.now()},
-                        locked=row,
-                    )
-                    return self._view(session, row)
-                key = effect_key(row)
-                # An external effect already recorded under the key is never applied again. Looked up here, in
-                # the claiming transaction, so the first attempt needs no transaction of its own.
-                recorded = self._recorded_effect(session, key) if handler.external else None
-                self._move(
-                    session,
-                    action_id,
-                    lc.EXECUTING,
-                    "execution_started",
-                    actor,
-                    details={"pre_state": pre_state},
-                    changes={"pre_state": pre_state, "executed_at": self.clock.now()},
-                    locked=row,
-                )
+                claim = self._claimed(session, row, actor, self._prepared(session, row), look_up_effect=True)
+                if claim.handler is None:
+                    return self._view(session, claim.row)
+                handler = claim.handler
         if tampered:
             raise self._refuse_tampered(action_id, actor, "execute")
-        return self._run_handler(action_id, handler, row, params, pre_state, key, actor, recorded)
+        return self._run_handler(action_id, handler, row, claim.params, claim.pre_state, claim.key, actor,
+                                 claim.recorded)
+
+    def _due(self, row: Any) -> bool:
+        """Whether ``row`` may run now: unscheduled, or its ``scheduled_for`` has come."""
+        return row.scheduled_for is None or as_utc(row.scheduled_for) <= self.clock.now()
+
+    def _prepared(self, session: Session, row: Any) -> _Prepared | InvalidInput:
+        """What claiming ``row`` needs (its handler, params and captured pre-state), or the refusal of a handler
+        that trips over the params. Raises what else the breaker or the handler raises; writes nothing."""
+        handler = get_handler(row.action_type)
+        self.breakers.get(row.action_type).check()
+        ctx = self._ctx(row, None if handler.external else session)
+        params = dict(row.params)
+        try:
+            try:
+                handler.validate(ctx, row.target, params)
+                return _Prepared(handler, params, handler.capture(ctx, row.target, params))
+            except (ValueError, TypeError, LookupError, OverflowError, RecursionError) as raw:
+                # A handler tripping over the stored params is the request's fault: refuse it for good
+                # instead of leaving the action approved for every sweep to trip over again.
+                raise InvalidInput(f"{type(raw).__name__}: {raw}"[:500]) from raw
+        except InvalidInput as exc:
+            return exc
+
+    def _claimed(self, session: Session, row: Any, actor: str, prepared: _Prepared | InvalidInput, *,
+                 look_up_effect: bool) -> _Claim:
+        """Claim ``row`` (locked, or a ``Draft`` of this transaction) in ``session``: ``executing`` with its
+        pre-state, or, refused at validation, ``executing`` then ``failed`` (the claim's ``handler`` is None).
+        With ``look_up_effect``, an external effect already recorded under the action's key is found here, in
+        the claiming transaction, so it is never applied again and the first attempt needs no transaction."""
+        now = self.clock.now()
+        if isinstance(prepared, InvalidInput):
+            self._move(session, row.id, lc.EXECUTING, "execution_started", actor, changes={"executed_at": now},
+                       locked=row)
+            failed = self._move(session, row.id, lc.FAILED, "execution_failed", actor,
+                                details={"stage": "validate", "error_code": prepared.code, "error": prepared.message},
+                                changes={"error": _error_text(prepared), "finished_at": now}, locked=row)
+            return _Claim(None, failed, {}, {}, "", None)
+        key = effect_key(row)
+        external = prepared.handler.external
+        recorded = self._recorded_effect(session, key) if external and look_up_effect else None
+        self._move(session, row.id, lc.EXECUTING, "execution_started", actor, details={"pre_state": prepared.pre_state},
+                   changes={"pre_state": prepared.pre_state, "executed_at": now}, locked=row)
+        return _Claim(prepared.handler, row, prepared.params, prepared.pre_state, key, recorded)
 
     def propose_and_run(self, actions: ActionService, proposal: Proposal, *, flow_run_id: str | None = None,
                         actor: str = EXECUTOR,
@@ -423,45 +432,21 @@ class ExecutionService:
                                  claim.recorded)
 
     def _claim_new(self, session: Session, row: Any, actor: str, claims: list[_Claim], *, fresh_key: bool) -> None:
-        """``_execute``'s claim for a new, approved action ``row`` (a ``transitions.Draft``, not yet written) in
+        """``_claimed`` for a new, approved action ``row`` (a ``transitions.Draft``, not yet written) in
         the proposing ``session``; appends what ``propose_and_run`` needs to ``claims``, or nothing when the action
         must stay approved for ``run`` to judge (a database error propagates: the proposal rolls back with it).
         No integrity check: the action hash was computed from these very params in this transaction; with
         ``fresh_key`` (the idempotency key was generated for this action just now) no recorded effect is looked
         up, as none can be under it."""
-        if row.scheduled_for is not None and as_utc(row.scheduled_for) > self.clock.now():
+        if not self._due(row):
             return
-        refused: InvalidInput | None = None
         try:
-            handler = get_handler(row.action_type)
-            self.breakers.get(row.action_type).check()
-            ctx = self._ctx(row, None if handler.external else session)
-            params = dict(row.params)
-            try:
-                try:
-                    handler.validate(ctx, row.target, params)
-                    pre_state = handler.capture(ctx, row.target, params)
-                except (ValueError, TypeError, LookupError, OverflowError, RecursionError) as raw:
-                    raise InvalidInput(f"{type(raw).__name__}: {raw}"[:500]) from raw
-            except InvalidInput as exc:
-                refused = exc
+            prepared = self._prepared(session, row)
         except sa.exc.SQLAlchemyError:  # the session may be unusable: the proposal must not commit without it
             raise
         except Exception:  # noqa: BLE001 - ``run``, after the commit, meets it again and raises it as it always did
             return
-        if refused is not None:  # refused for good, as ``_execute`` does, in this same transaction
-            self._move(session, row.id, lc.EXECUTING, "execution_started", actor,
-                       changes={"executed_at": self.clock.now()}, locked=row)
-            self._move(session, row.id, lc.FAILED, "execution_failed", actor,
-                       details={"stage": "validate", "error_code": refused.code, "error": refused.message},
-                       changes={"error": _error_text(refused), "finished_at": self.clock.now()}, locked=row)
-            claims.append(_Claim(None, row, params, {}, "", None))
-            return
-        key = effect_key(row)
-        recorded = self._recorded_effect(session, key) if handler.external and not fresh_key else None
-        self._move(session, row.id, lc.EXECUTING, "execution_started", actor, details={"pre_state": pre_state},
-                   changes={"pre_state": pre_state, "executed_at": self.clock.now()}, locked=row)
-        claims.append(_Claim(handler, row, params, pre_state, key, recorded))
+        claims.append(self._claimed(session, row, actor, prepared, look_up_effect=not fresh_key))
 
     def _run_handler(
         self,

@@ -59,14 +59,13 @@ def decide_and_execute(action_id: str | None, proposal: dict[str, Any] | None, f
             # Attached in the transaction that claims the action when it is approved and due ("due" is judged
             # there: no second read, no copy of the rule); anything else comes back as stored, attached.
             view = rt.execution.attach_and_run(rt.actions, action_id, flow_run_id, FLOW_ACTOR, on_attached=rename)
-            _log_scheduled(view)
         elif proposal is None:
             raise ValueError("the action flow needs an action_id or a proposal")
         else:
             # A new action the policy allows is proposed, attached and claimed in ONE transaction, then executed.
             view = rt.execution.propose_and_run(rt.actions, Proposal.model_validate(proposal),
                                                 flow_run_id=flow_run_id, actor=FLOW_ACTOR, on_proposed=rename)
-            _log_scheduled(view)
+        _log_scheduled(view)
     finally:
         for thread in renaming:
             thread.join()

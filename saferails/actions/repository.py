@@ -97,14 +97,10 @@ class ActionRepository:
     def principal(self, principal_id: str) -> Principal | None:
         return self.session.get(Principal, principal_id)
 
-    def principals(self, principal_ids: set[str]) -> dict[str, PrincipalFacts]:
-        """What proposing reads of the stored principals among ``principal_ids``, in ONE Core query (no ORM row
-        is built; unknown ids are absent)."""
-        return self.proposers(principal_ids)[0]
-
     def proposers(self, ids: set[str]) -> tuple[dict[str, PrincipalFacts], set[str]]:
         """What proposing reads about the proposers ``ids``, in ONE Core query on the transaction's connection
-        (no ORM row, no autoflush): ``principals`` of them, and which of them are registered agents."""
+        (no ORM row, no autoflush): the stored principals among them (unknown ids are absent), and which of them
+        are registered agents."""
         if not ids:
             return {}, set()
         principals: dict[str, PrincipalFacts] = {}
